@@ -1,0 +1,19 @@
+//! `von`: one binary for the agent, the key manager and the operator's tools.
+
+use clap::{Parser, Subcommand};
+
+/// Virtual dedicated networks over two independent underlays.
+#[derive(Debug, Parser)]
+#[command(name = "von", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {}
+}
