@@ -1,4 +1,8 @@
 //! `von`: one binary for the agent, the key manager and the operator's tools.
+//!
+//! Each subcommand lives in `cli/<name>.rs`; this file only dispatches.
+
+mod cli;
 
 use clap::{Parser, Subcommand};
 
