@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what von's demo and tests need on a Debian machine. Idempotent:
+# installs only what is missing. Needs root for apt.
+set -euo pipefail
+
+need_apt=()
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v ping >/dev/null || need_apt+=(iputils-ping)
+command -v iperf3 >/dev/null || need_apt+=(iperf3)
+command -v nft >/dev/null || need_apt+=(nftables)
+command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing ${need_apt[*]}; run as root (sudo $0) to install them" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  cat >&2 <<'MSG'
+setup: cargo not found. von needs Rust 1.85 or newer; Debian's packaged rustc is
+older. Install it with rustup (https://rustup.rs):
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh
+then open a new shell and run this again.
+MSG
+  exit 1
+fi
