@@ -6,3 +6,13 @@
 //! known-answer tests share one implementation, and why this crate forbids
 //! `unsafe`.
 #![forbid(unsafe_code)]
+
+pub mod aead;
+pub mod frame;
+pub mod sequence;
+pub mod window;
+
+pub use aead::{AeadError, Cipher, FrameKey, GroupKey};
+pub use frame::{Epoch, Flags, Frame, FrameError, FrameType, Header, MemberId, OnId};
+pub use sequence::{Rekey, SendCounter, SequenceError};
+pub use window::{Rejected, ReplayWindow};

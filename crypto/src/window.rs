@@ -1,0 +1,131 @@
+//! The per-sender replay and duplicate window (RFC 6479).
+//!
+//! One window serves two purposes: anti-replay, and PRP-style duplicate
+//! discard of the copy that arrives on the second underlay. It is split in two
+//! steps so that work and trust are in the right order:
+//!
+//! 1. [`ReplayWindow::check`] (read-only) before the AEAD: the second copy of
+//!    every doubled packet is dropped here and costs no decryption;
+//! 2. [`ReplayWindow::mark`] only after the tag verified: a forged frame can
+//!    never move the window.
+//!
+//! The bitmap is a ring of 64-bit words; advancing clears whole words, so each
+//! packet costs O(1) (at most [`RING_WORDS`] word writes on a huge jump). The
+//! window covers [`WINDOW_SIZE`] positions behind the highest sequence seen,
+//! twice the ~8k of WireGuard, to absorb skew between two underlays.
+//!
+//! Keep one window per (sender, epoch): the counter restarts at every new key.
+
+/// Bits per ring word.
+const WORD_BITS: u64 = 64;
+/// log2 of [`WORD_BITS`].
+const WORD_SHIFT: u32 = 6;
+/// Words in the ring; a power of two so that indexing is a mask.
+pub const RING_WORDS: usize = 256;
+/// Positions behind the highest sequence that are still told apart. One word
+/// of the ring is the one being filled, hence `RING_WORDS - 1`.
+pub const WINDOW_SIZE: u64 = (RING_WORDS as u64 - 1) * WORD_BITS;
+
+const _: () = assert!(RING_WORDS.is_power_of_two());
+const _: () = assert!(WINDOW_SIZE >= 8192);
+
+/// Why the window refuses a sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Rejected {
+    /// Already received: the second copy of a doubled packet, or a replay.
+    #[error("sequence already received (duplicate copy or replay)")]
+    Duplicate,
+    /// Further behind the newest sequence than the window remembers.
+    #[error("sequence is more than {WINDOW_SIZE} behind the newest one received")]
+    TooOld,
+}
+
+/// Which sequence numbers of one sender were received under one key.
+#[derive(Clone)]
+pub struct ReplayWindow {
+    /// Highest sequence marked so far (0 before any).
+    last: u64,
+    ring: [u64; RING_WORDS],
+}
+
+impl ReplayWindow {
+    /// An empty window: every sequence number is acceptable once.
+    pub fn new() -> Self {
+        ReplayWindow {
+            last: 0,
+            ring: [0; RING_WORDS],
+        }
+    }
+
+    /// Whether `seq` would be accepted, without changing anything. Call before
+    /// opening the frame.
+    pub fn check(&self, seq: u64) -> Result<(), Rejected> {
+        if seq > self.last {
+            return Ok(());
+        }
+        if self.last - seq > WINDOW_SIZE {
+            return Err(Rejected::TooOld);
+        }
+        if self.ring[word_index(seq)] & bit(seq) != 0 {
+            return Err(Rejected::Duplicate);
+        }
+        Ok(())
+    }
+
+    /// Records `seq` as received. Call only after the tag verified. Refuses
+    /// (and records nothing) if another copy was marked since [`Self::check`].
+    pub fn mark(&mut self, seq: u64) -> Result<(), Rejected> {
+        if seq > self.last {
+            let current = self.last >> WORD_SHIFT;
+            let target = seq >> WORD_SHIFT;
+            // Words between the old and the new newest one now describe new
+            // positions: clear them, at most the whole ring.
+            let advance = (target - current).min(RING_WORDS as u64);
+            for i in 1..=advance {
+                self.ring[ring_slot(current + i)] = 0;
+            }
+            self.last = seq;
+        } else if self.last - seq > WINDOW_SIZE {
+            return Err(Rejected::TooOld);
+        }
+        let word = &mut self.ring[word_index(seq)];
+        let bit = bit(seq);
+        if *word & bit != 0 {
+            return Err(Rejected::Duplicate);
+        }
+        *word |= bit;
+        Ok(())
+    }
+
+    /// Highest sequence number marked so far (0 before any).
+    pub fn latest(&self) -> u64 {
+        self.last
+    }
+}
+
+impl Default for ReplayWindow {
+    fn default() -> Self {
+        ReplayWindow::new()
+    }
+}
+
+impl core::fmt::Debug for ReplayWindow {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReplayWindow")
+            .field("latest", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ring_slot(word: u64) -> usize {
+    // Masked to below RING_WORDS, so it fits a usize.
+    (word & (RING_WORDS as u64 - 1)) as usize
+}
+
+fn word_index(seq: u64) -> usize {
+    ring_slot(seq >> WORD_SHIFT)
+}
+
+fn bit(seq: u64) -> u64 {
+    1 << (seq & (WORD_BITS - 1))
+}
