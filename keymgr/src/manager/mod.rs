@@ -1,0 +1,450 @@
+//! The key manager as a sans-IO state machine.
+//!
+//! The QUIC server (or a test) feeds it events — a member joined, acknowledged
+//! an epoch, renewed, left, was revoked, time passed — and sends the
+//! [`Output`]s it returns. It never reads a clock or a socket: `now` is passed
+//! in, and [`KeyManager::poll_timeout`] says when to call [`KeyManager::tick`]
+//! next. That is what lets a unit test expire leases and rekey 1000 members
+//! without sleeping.
+//!
+//! Rekey flow (every membership change, key age, a sender near its limit):
+//! 1. reserve epoch N+1 in the store — durable before any key for it exists;
+//! 2. draw a fresh group key, wrap it for each member, send `Prepare`;
+//! 3. members install N+1 for receiving only and `Ack`;
+//! 4. when all have acknowledged, or at the ack deadline without the silent
+//!    ones, send `Commit` with the final view: members send under N+1 and keep
+//!    accepting N for the grace window;
+//! 5. a member dropped in step 4 saw N+1's key, so another rekey follows.
+//!
+//! Changes arriving while a rekey is in flight are folded into the next one.
+
+mod rekey;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::ids::{Cipher, Epoch, GroupKey, MemberId, OnId};
+use crate::proto::ServerMsg;
+use crate::store::{Store, StoreError, StoredMember};
+use crate::view::{Member, View};
+use crate::wrap::KeyWrapper;
+
+/// The key manager's policy for one VON.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The VON's ON id.
+    pub on_id: OnId,
+    /// The AEAD every member seals with.
+    pub cipher: Cipher,
+    /// A member that has not renewed for this long has left.
+    pub lease: Duration,
+    /// How often members are told to renew (well below `lease`).
+    pub renew_every: Duration,
+    /// How long a prepare waits for acknowledgements before dropping the
+    /// silent members.
+    pub ack_timeout: Duration,
+    /// Rekey when the current key is this old.
+    pub key_max_age: Duration,
+    /// How long receivers keep accepting the previous epoch after a commit.
+    pub grace: Duration,
+}
+
+/// Who a joining member is, as its verified certificate says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Member name.
+    pub name: String,
+    /// Its VON address.
+    pub address: Ipv4Addr,
+    /// Its static X25519 key, for key wrapping.
+    pub noise_public: [u8; 32],
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send `msg` to the member's connection.
+    Send {
+        /// Recipient.
+        to: MemberId,
+        /// The message.
+        msg: ServerMsg,
+    },
+    /// Close the member's connection, if it has one.
+    Disconnect {
+        /// Whom.
+        member: MemberId,
+        /// Why, for the log and the peer.
+        reason: Departure,
+    },
+}
+
+/// Why a member left the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// It said `Leave`.
+    Left,
+    /// It stopped renewing its lease.
+    LeaseExpired,
+    /// Its name was revoked.
+    Revoked,
+    /// It did not acknowledge a prepare in time.
+    Silent,
+    /// Its key could not be wrapped (bad Noise key in its certificate).
+    WrapFailed,
+    /// It renewed or acknowledged without being a member (lease long gone).
+    NotMember,
+}
+
+impl std::fmt::Display for Departure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Left => "left",
+            Self::LeaseExpired => "lease expired",
+            Self::Revoked => "revoked",
+            Self::Silent => "did not acknowledge the prepare in time",
+            Self::WrapFailed => "its group key could not be wrapped",
+            Self::NotMember => "not a member (lease expired); rejoin",
+        })
+    }
+}
+
+/// A join was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The member's name is revoked.
+    #[error("member {name:?} is revoked; issue a new certificate under another name to readmit it")]
+    Revoked {
+        /// The revoked name.
+        name: String,
+    },
+    /// The store failed while assigning the member id.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An admitted member and its lease.
+#[derive(Debug, Clone)]
+struct Entry {
+    member: Member,
+    noise_public: [u8; 32],
+    lease_until: Instant,
+}
+
+/// The view members send under, and its key.
+struct Committed {
+    view: View,
+    /// None after a restart: keys are never stored, members keep theirs.
+    key: Option<GroupKey>,
+    /// When this key was committed (or the key manager restarted).
+    since: Instant,
+}
+
+/// A prepared epoch awaiting acknowledgements.
+struct Pending {
+    view: View,
+    key: GroupKey,
+    acked: BTreeSet<MemberId>,
+    deadline: Instant,
+}
+
+/// The key manager of one VON.
+pub struct KeyManager<S: Store, W: KeyWrapper> {
+    settings: Settings,
+    store: S,
+    wrapper: W,
+    members: BTreeMap<MemberId, Entry>,
+    revoked: BTreeSet<String>,
+    /// The highest epoch reserved in the store.
+    epoch: Epoch,
+    committed: Committed,
+    pending: Option<Pending>,
+    /// Membership or key age calls for a rekey once none is in flight.
+    dirty: bool,
+}
+
+impl<S: Store, W: KeyWrapper> std::fmt::Debug for KeyManager<S, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("on_id", &self.settings.on_id)
+            .field("members", &self.members.len())
+            .field("epoch", &self.epoch)
+            .field("committed", &self.committed.view.epoch)
+            .field("pending", &self.pending.as_ref().map(|p| p.view.epoch))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
+    /// Start from what `store` holds. Stored members get a fresh lease from
+    /// `now` to reconnect; the epoch counter continues above the stored one.
+    pub fn new(settings: Settings, store: S, wrapper: W, now: Instant) -> Result<Self, StoreError> {
+        let persisted = store.load()?;
+        let lease_until = now + settings.lease;
+        let members: BTreeMap<MemberId, Entry> = persisted
+            .members
+            .into_iter()
+            .filter(|m| !persisted.revoked.contains(&m.name))
+            .map(|m| {
+                let entry = Entry {
+                    member: Member {
+                        id: m.id,
+                        name: m.name,
+                        address: m.address,
+                        a: m.a,
+                        b: m.b,
+                    },
+                    noise_public: m.noise_public,
+                    lease_until,
+                };
+                (m.id, entry)
+            })
+            .collect();
+        let view = View {
+            on_id: settings.on_id,
+            epoch: persisted.epoch,
+            members: members.values().map(|e| e.member.clone()).collect(),
+        };
+        if !members.is_empty() {
+            info!(
+                epoch = persisted.epoch.0,
+                members = members.len(),
+                "reloaded state; members have one lease to reconnect"
+            );
+        }
+        Ok(Self {
+            settings,
+            store,
+            wrapper,
+            members,
+            revoked: persisted.revoked,
+            epoch: persisted.epoch,
+            committed: Committed {
+                view,
+                key: None,
+                since: now,
+            },
+            pending: None,
+            dirty: false,
+        })
+    }
+
+    /// A member with a verified certificate connected and sent `Join`.
+    /// Returns its id and what to send; the first output is its `Joined`.
+    pub fn member_joined(
+        &mut self,
+        now: Instant,
+        who: Identity,
+        a: SocketAddr,
+        b: SocketAddr,
+        have_epoch: Option<Epoch>,
+    ) -> Result<(MemberId, Vec<Output>), JoinError> {
+        if self.revoked.contains(&who.name) {
+            warn!(member = %who.name, "join refused: revoked");
+            return Err(JoinError::Revoked { name: who.name });
+        }
+        let id = self.store.member_id(&who.name)?;
+        let member = Member {
+            id,
+            name: who.name,
+            address: who.address,
+            a,
+            b,
+        };
+        let mut out = vec![Output::Send {
+            to: id,
+            msg: ServerMsg::Joined {
+                member_id: id.0,
+                renew_ms: millis(self.settings.renew_every),
+                lease_ms: millis(self.settings.lease),
+            },
+        }];
+        let lease_until = now + self.settings.lease;
+        match self.members.get_mut(&id) {
+            Some(e) if e.member == member && e.noise_public == who.noise_public => {
+                // A reconnect: same member, same endpoints. No view change;
+                // bring it up to date if it missed messages.
+                e.lease_until = lease_until;
+                self.catch_up(id, have_epoch, &mut out);
+            }
+            _ => {
+                info!(member = %member.name, id = id.0, "joined");
+                let entry = Entry {
+                    member,
+                    noise_public: who.noise_public,
+                    lease_until,
+                };
+                self.members.insert(id, entry);
+                self.dirty = true;
+            }
+        }
+        self.drive(now, &mut out)?;
+        Ok((id, out))
+    }
+
+    /// `member` acknowledged `epoch`.
+    pub fn ack(
+        &mut self,
+        now: Instant,
+        member: MemberId,
+        epoch: Epoch,
+    ) -> Result<Vec<Output>, StoreError> {
+        let mut out = Vec::new();
+        if let Some(p) = &mut self.pending {
+            if p.view.epoch == epoch && p.view.contains(member) {
+                p.acked.insert(member);
+            }
+        }
+        self.drive(now, &mut out)?;
+        Ok(out)
+    }
+
+    /// `member` renewed its lease.
+    pub fn renew(&mut self, now: Instant, member: MemberId) -> Result<Vec<Output>, StoreError> {
+        let mut out = Vec::new();
+        match self.members.get_mut(&member) {
+            Some(e) => e.lease_until = now + self.settings.lease,
+            None => out.push(Output::Disconnect {
+                member,
+                reason: Departure::NotMember,
+            }),
+        }
+        self.drive(now, &mut out)?;
+        Ok(out)
+    }
+
+    /// `member` left cleanly.
+    pub fn leave(&mut self, now: Instant, member: MemberId) -> Result<Vec<Output>, StoreError> {
+        let mut out = Vec::new();
+        self.remove(member, Departure::Left, &mut out);
+        self.drive(now, &mut out)?;
+        Ok(out)
+    }
+
+    /// Revoke `name`: stored at once, out of the view at the next rekey
+    /// (which this starts if the member is present).
+    pub fn revoke(&mut self, now: Instant, name: &str) -> Result<Vec<Output>, StoreError> {
+        let mut out = Vec::new();
+        self.store.revoke(name)?;
+        self.revoked.insert(name.to_owned());
+        let found = self
+            .members
+            .values()
+            .find(|e| e.member.name == name)
+            .map(|e| e.member.id);
+        if let Some(id) = found {
+            self.remove(id, Departure::Revoked, &mut out);
+        }
+        self.drive(now, &mut out)?;
+        Ok(out)
+    }
+
+    /// `member` reports its send counter under `epoch` nears the limit.
+    pub fn sequence_near_limit(
+        &mut self,
+        now: Instant,
+        member: MemberId,
+        epoch: Epoch,
+    ) -> Result<Vec<Output>, StoreError> {
+        let mut out = Vec::new();
+        if self.members.contains_key(&member) && epoch == self.committed.view.epoch {
+            info!(
+                member = member.0,
+                epoch = epoch.0,
+                "sender near its sequence limit; rekeying"
+            );
+            self.dirty = true;
+        }
+        self.drive(now, &mut out)?;
+        Ok(out)
+    }
+
+    /// Rekey now, membership unchanged (operator's `von keymgr rekey`).
+    pub fn force_rekey(&mut self, now: Instant) -> Result<Vec<Output>, StoreError> {
+        let mut out = Vec::new();
+        self.dirty = true;
+        self.drive(now, &mut out)?;
+        Ok(out)
+    }
+
+    /// Time passed: expire leases, give up on silent members, age the key.
+    pub fn tick(&mut self, now: Instant) -> Result<Vec<Output>, StoreError> {
+        let mut out = Vec::new();
+        let expired: Vec<MemberId> = self
+            .members
+            .values()
+            .filter(|e| e.lease_until <= now)
+            .map(|e| e.member.id)
+            .collect();
+        for id in expired {
+            self.remove(id, Departure::LeaseExpired, &mut out);
+        }
+        if !self.members.is_empty() && self.committed.since + self.settings.key_max_age <= now {
+            self.dirty = true;
+        }
+        self.drive(now, &mut out)?;
+        Ok(out)
+    }
+
+    /// When [`tick`](Self::tick) must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let leases = self.members.values().map(|e| e.lease_until).min();
+        let ack = self.pending.as_ref().map(|p| p.deadline);
+        let age =
+            (!self.members.is_empty()).then(|| self.committed.since + self.settings.key_max_age);
+        [leases, ack, age].into_iter().flatten().min()
+    }
+
+    /// The view members currently send under.
+    pub fn view(&self) -> &View {
+        &self.committed.view
+    }
+
+    /// The epoch being prepared, if a rekey is in flight.
+    pub fn pending_epoch(&self) -> Option<Epoch> {
+        self.pending.as_ref().map(|p| p.view.epoch)
+    }
+
+    /// Admitted members (leased), whether or not yet in the committed view.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// True if `name` is revoked.
+    pub fn is_revoked(&self, name: &str) -> bool {
+        self.revoked.contains(name)
+    }
+
+    /// Drop `id` from the membership; the next rekey leaves it out.
+    fn remove(&mut self, id: MemberId, reason: Departure, out: &mut Vec<Output>) {
+        if let Some(e) = self.members.remove(&id) {
+            info!(member = %e.member.name, id = id.0, %reason, "left the view");
+            self.dirty = true;
+            out.push(Output::Disconnect { member: id, reason });
+        }
+    }
+
+    fn stored_members(&self, view: &View) -> Vec<StoredMember> {
+        view.members
+            .iter()
+            .filter_map(|m| self.members.get(&m.id))
+            .map(|e| StoredMember {
+                id: e.member.id,
+                name: e.member.name.clone(),
+                address: e.member.address,
+                a: e.member.a,
+                b: e.member.b,
+                noise_public: e.noise_public,
+            })
+            .collect()
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,479 @@
+//! The rekeying core on a clock that only moves when the test says so.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::ids::Cipher;
+use crate::proto::ServerMsg;
+use crate::store::MemStore;
+use crate::wrap::WrapFailed;
+
+/// An in-memory twin of the Noise wrapper: the "wrapped" key names its
+/// recipient and epoch, so a test can check each member got its own copy of
+/// the right key. The real wrapper is exercised in `tests/wrap_noise.rs`.
+struct Tagged;
+
+impl KeyWrapper for Tagged {
+    fn wrap(&self, to: &[u8; 32], epoch: Epoch, key: &GroupKey) -> Result<Vec<u8>, WrapFailed> {
+        if to == &[0xff; 32] {
+            return Err(WrapFailed {
+                epoch: epoch.0,
+                detail: "low-order point".into(),
+            });
+        }
+        let mut v = to.to_vec();
+        v.extend_from_slice(&epoch.0.to_be_bytes());
+        v.extend_from_slice(key.secret_bytes());
+        Ok(v)
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        on_id: OnId(7),
+        cipher: Cipher::Aes256Gcm,
+        lease: Duration::from_secs(30),
+        renew_every: Duration::from_secs(10),
+        ack_timeout: Duration::from_secs(5),
+        key_max_age: Duration::from_secs(3600),
+        grace: Duration::from_secs(2),
+    }
+}
+
+fn who(n: u32) -> Identity {
+    Identity {
+        name: format!("h{n}"),
+        address: Ipv4Addr::from(0x6440_0000 + n),
+        noise_public: {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&n.to_be_bytes());
+            k
+        },
+    }
+}
+
+fn a(n: u32) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::from(0xc000_0200 + n), 4789))
+}
+
+fn b(n: u32) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::from(0xc633_6400 + n), 4789))
+}
+
+type Km = KeyManager<MemStore, Tagged>;
+
+fn km(now: Instant) -> Km {
+    KeyManager::new(settings(), MemStore::new(), Tagged, now).unwrap()
+}
+
+fn join(km: &mut Km, now: Instant, n: u32) -> (MemberId, Vec<Output>) {
+    km.member_joined(now, who(n), a(n), b(n), None).unwrap()
+}
+
+/// The prepares in `out`: (recipient, epoch, wrapped key, member ids).
+fn prepares(out: &[Output]) -> Vec<(MemberId, u32, Vec<u8>, Vec<u32>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                msg:
+                    ServerMsg::Prepare {
+                        view, wrapped_key, ..
+                    },
+            } => Some((
+                *to,
+                view.epoch,
+                hex::decode(wrapped_key).unwrap(),
+                view.members.iter().map(|m| m.id).collect(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The commits in `out`: (recipient, epoch, member ids).
+fn commits(out: &[Output]) -> Vec<(MemberId, u32, Vec<u32>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                msg: ServerMsg::Commit { view, .. },
+            } => Some((*to, view.epoch, view.members.iter().map(|m| m.id).collect())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn disconnects(out: &[Output]) -> Vec<(MemberId, Departure)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Disconnect { member, reason } => Some((*member, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Acknowledge the pending epoch from every member it names; return all outputs.
+fn ack_all(km: &mut Km, now: Instant) -> Vec<Output> {
+    let epoch = km.pending_epoch().expect("a rekey is pending");
+    let ids: Vec<MemberId> = km
+        .pending
+        .as_ref()
+        .unwrap()
+        .view
+        .members
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    let mut out = Vec::new();
+    for id in ids {
+        out.extend(km.ack(now, id, epoch).unwrap());
+    }
+    out
+}
+
+/// Three members joined and committed at epoch 3.
+fn three(now: Instant) -> Km {
+    let mut km = km(now);
+    for n in 1..=3 {
+        join(&mut km, now, n);
+        ack_all(&mut km, now);
+    }
+    assert_eq!(km.view().epoch, Epoch(3));
+    assert_eq!(km.view().members.len(), 3);
+    km
+}
+
+#[test]
+fn join_prepares_then_commits_only_after_every_ack() {
+    let t0 = Instant::now();
+    let mut km = three(t0);
+    let (id4, out) = join(&mut km, t0, 4);
+    assert_eq!(id4, MemberId(4));
+    assert!(matches!(
+        &out[0],
+        Output::Send {
+            msg: ServerMsg::Joined { member_id: 4, .. },
+            ..
+        }
+    ));
+    let p = prepares(&out);
+    assert_eq!(p.len(), 4, "one prepare per member of the new view");
+    let key = &p[0].2[36..];
+    for (to, epoch, wrapped, members) in &p {
+        assert_eq!(*epoch, 4);
+        assert_eq!(members, &[1, 2, 3, 4]);
+        assert_eq!(
+            &wrapped[..4],
+            &to.0.to_be_bytes(),
+            "wrapped for its recipient"
+        );
+        assert_eq!(&wrapped[36..], key, "one group key for everyone");
+    }
+    // Three of four acknowledged: nobody switches yet.
+    for n in 1..=3 {
+        let out = km.ack(t0, MemberId(n), Epoch(4)).unwrap();
+        assert!(commits(&out).is_empty());
+    }
+    assert_eq!(km.view().epoch, Epoch(3));
+    // A stale or foreign ack changes nothing.
+    assert!(km.ack(t0, MemberId(4), Epoch(3)).unwrap().is_empty());
+    let out = km.ack(t0, MemberId(4), Epoch(4)).unwrap();
+    let c = commits(&out);
+    assert_eq!(c.len(), 4);
+    assert!(c.iter().all(|(_, e, m)| *e == 4 && m == &[1, 2, 3, 4]));
+    assert_eq!(km.view().epoch, Epoch(4));
+}
+
+#[test]
+fn lease_expiry_rekeys_without_the_silent_member() {
+    let t0 = Instant::now();
+    let mut km = three(t0);
+    // h1 and h2 renew every 10 s; h3 never does.
+    let mut out = Vec::new();
+    for s in [10, 20, 29] {
+        let now = t0 + Duration::from_secs(s);
+        km.renew(now, MemberId(1)).unwrap();
+        km.renew(now, MemberId(2)).unwrap();
+        out.extend(km.tick(now).unwrap());
+    }
+    assert!(
+        disconnects(&out).is_empty(),
+        "no lease ends before 30 s: {out:?}"
+    );
+    assert_eq!(
+        km.poll_timeout(),
+        Some(t0 + Duration::from_secs(30)),
+        "h3's lease is next"
+    );
+    let out = km.tick(t0 + Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        disconnects(&out),
+        vec![(MemberId(3), Departure::LeaseExpired)]
+    );
+    let p = prepares(&out);
+    assert_eq!(p.iter().map(|p| p.0.0).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(p.iter().all(|p| p.1 == 4 && p.3 == [1, 2]));
+    let out = ack_all(&mut km, t0 + Duration::from_secs(30));
+    assert_eq!(commits(&out).len(), 2);
+    assert_eq!(km.view().epoch, Epoch(4));
+    assert!(!km.view().contains(MemberId(3)));
+    // Its late renewal is answered with a disconnect, not a lease.
+    let out = km.renew(t0 + Duration::from_secs(31), MemberId(3)).unwrap();
+    assert_eq!(disconnects(&out), vec![(MemberId(3), Departure::NotMember)]);
+}
+
+#[test]
+fn silent_member_is_dropped_at_the_ack_deadline_and_its_key_replaced() {
+    let t0 = Instant::now();
+    let mut km = three(t0);
+    let out = km.force_rekey(t0).unwrap();
+    assert_eq!(prepares(&out).len(), 3);
+    km.ack(t0, MemberId(1), Epoch(4)).unwrap();
+    km.ack(t0, MemberId(2), Epoch(4)).unwrap();
+    assert_eq!(km.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+    assert!(commits(&km.tick(t0 + Duration::from_millis(4999)).unwrap()).is_empty());
+    let out = km.tick(t0 + Duration::from_secs(5)).unwrap();
+    assert_eq!(disconnects(&out), vec![(MemberId(3), Departure::Silent)]);
+    let c = commits(&out);
+    assert_eq!(c.iter().map(|c| c.0.0).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(c.iter().all(|c| c.1 == 4 && c.2 == [1, 2]));
+    // h3 may have unwrapped epoch 4's key: epoch 5 follows at once.
+    let p = prepares(&out);
+    assert_eq!(p.len(), 2);
+    assert!(p.iter().all(|p| p.1 == 5 && p.3 == [1, 2]));
+}
+
+#[test]
+fn changes_during_a_rekey_fold_into_the_next_one() {
+    let t0 = Instant::now();
+    let mut km = three(t0);
+    let out = join(&mut km, t0, 4).1;
+    assert_eq!(prepares(&out)[0].1, 4);
+    // h5 joins and h1 leaves while epoch 4 is in flight: no new prepare yet.
+    let out5 = join(&mut km, t0, 5).1;
+    assert!(prepares(&out5).is_empty());
+    let out1 = km.leave(t0, MemberId(1)).unwrap();
+    assert_eq!(disconnects(&out1), vec![(MemberId(1), Departure::Left)]);
+    // The rest acknowledge epoch 4; h1 is gone and no longer awaited.
+    let mut out = Vec::new();
+    for n in 2..=4 {
+        out.extend(km.ack(t0, MemberId(n), Epoch(4)).unwrap());
+    }
+    let c = commits(&out);
+    assert!(c.iter().all(|c| c.1 == 4 && c.2 == [2, 3, 4]), "{c:?}");
+    let p = prepares(&out);
+    assert!(p.iter().all(|p| p.1 == 5 && p.3 == [2, 3, 4, 5]), "{p:?}");
+    assert_eq!(p.len(), 4);
+}
+
+#[test]
+fn revoked_member_is_removed_and_refused_on_rejoin() {
+    let t0 = Instant::now();
+    let mut km = three(t0);
+    let out = km.revoke(t0, "h2").unwrap();
+    assert_eq!(disconnects(&out), vec![(MemberId(2), Departure::Revoked)]);
+    assert!(
+        prepares(&out)
+            .iter()
+            .all(|p| p.3 == [1, 3] && p.0 != MemberId(2))
+    );
+    ack_all(&mut km, t0);
+    assert!(!km.view().contains(MemberId(2)));
+    let err = km
+        .member_joined(t0, who(2), a(2), b(2), Some(Epoch(3)))
+        .unwrap_err();
+    assert!(
+        matches!(err, JoinError::Revoked { ref name } if name == "h2"),
+        "{err}"
+    );
+    assert!(
+        km.pending_epoch().is_none(),
+        "a refused join starts no rekey"
+    );
+}
+
+#[test]
+fn key_age_and_sequence_limit_rekey() {
+    let t0 = Instant::now();
+    let mut km = three(t0);
+    let hour = t0 + Duration::from_secs(3600);
+    // Keep leases alive so only the key's age matters.
+    for n in 1..=3 {
+        km.renew(hour - Duration::from_secs(1), MemberId(n))
+            .unwrap();
+    }
+    assert!(prepares(&km.tick(hour - Duration::from_secs(1)).unwrap()).is_empty());
+    let out = km.tick(hour).unwrap();
+    assert!(prepares(&out).iter().all(|p| p.1 == 4));
+    ack_all(&mut km, hour);
+    // A report about an old epoch is ignored; about the current one rekeys.
+    assert!(
+        km.sequence_near_limit(hour, MemberId(1), Epoch(3))
+            .unwrap()
+            .is_empty()
+    );
+    let out = km.sequence_near_limit(hour, MemberId(1), Epoch(4)).unwrap();
+    assert_eq!(prepares(&out).len(), 3);
+    assert!(prepares(&out).iter().all(|p| p.1 == 5));
+}
+
+#[test]
+fn reconnect_with_same_endpoints_is_not_a_change_but_catches_up() {
+    let t0 = Instant::now();
+    let mut km = three(t0);
+    // h2 reconnects holding epoch 3: only its Joined.
+    let out = km
+        .member_joined(t0, who(2), a(2), b(2), Some(Epoch(3)))
+        .unwrap()
+        .1;
+    assert_eq!(out.len(), 1);
+    // h2 reconnects with nothing on disk: it gets epoch 3 again, no rekey.
+    let out = km.member_joined(t0, who(2), a(2), b(2), None).unwrap().1;
+    assert_eq!(prepares(&out).len(), 1);
+    assert_eq!(commits(&out).len(), 1);
+    assert!(km.pending_epoch().is_none());
+    // h2 moved to new endpoints: a change, everyone rekeys.
+    let out = km
+        .member_joined(t0, who(2), a(9), b(9), Some(Epoch(3)))
+        .unwrap()
+        .1;
+    assert_eq!(prepares(&out).len(), 3);
+}
+
+#[test]
+fn unwrappable_member_is_left_out_of_the_view() {
+    let t0 = Instant::now();
+    let mut km = three(t0);
+    let mut bad = who(4);
+    bad.noise_public = [0xff; 32];
+    let out = km.member_joined(t0, bad, a(4), b(4), None).unwrap().1;
+    assert_eq!(
+        disconnects(&out),
+        vec![(MemberId(4), Departure::WrapFailed)]
+    );
+    assert!(prepares(&out).iter().all(|p| p.3 == [1, 2, 3]));
+}
+
+/// A store whose epoch counter fails: no key may leave without a durable epoch.
+struct FailingEpoch(MemStore);
+
+impl Store for FailingEpoch {
+    fn load(&self) -> Result<crate::store::Persisted, StoreError> {
+        self.0.load()
+    }
+    fn advance_epoch(&mut self, _: Epoch) -> Result<Epoch, StoreError> {
+        Err(StoreError::Io {
+            path: "test".into(),
+            detail: "disk full".into(),
+        })
+    }
+    fn member_id(&mut self, name: &str) -> Result<MemberId, StoreError> {
+        self.0.member_id(name)
+    }
+    fn save_members(&mut self, m: &[StoredMember]) -> Result<(), StoreError> {
+        self.0.save_members(m)
+    }
+    fn revoke(&mut self, name: &str) -> Result<bool, StoreError> {
+        self.0.revoke(name)
+    }
+    fn revoked(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        self.0.revoked()
+    }
+}
+
+#[test]
+fn no_key_leaves_when_the_epoch_cannot_be_stored() {
+    let t0 = Instant::now();
+    let mut km = KeyManager::new(settings(), FailingEpoch(MemStore::new()), Tagged, t0).unwrap();
+    let err = km.member_joined(t0, who(1), a(1), b(1), None).unwrap_err();
+    assert!(
+        matches!(err, JoinError::Store(StoreError::Io { .. })),
+        "{err}"
+    );
+    assert!(km.pending_epoch().is_none());
+}
+
+#[test]
+fn restart_continues_epochs_and_keeps_members() {
+    let dir = std::env::temp_dir().join(format!("von-km-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.redb");
+    let t0 = Instant::now();
+    {
+        let store = crate::store::RedbStore::open(&path).unwrap();
+        let mut km = KeyManager::new(settings(), store, Tagged, t0).unwrap();
+        for n in 1..=3 {
+            join_any(&mut km, t0, n);
+            ack_all_any(&mut km, t0);
+        }
+        // Killed mid-rekey: epoch 4 was reserved and prepared, never committed.
+        km.force_rekey(t0).unwrap();
+        assert_eq!(km.pending_epoch(), Some(Epoch(4)));
+    }
+    let store = crate::store::RedbStore::open(&path).unwrap();
+    let t1 = t0 + Duration::from_secs(100);
+    let mut km = KeyManager::new(settings(), store, Tagged, t1).unwrap();
+    assert_eq!(km.view().members.len(), 3);
+    // Members reconnect holding epoch 3: no rekey, no key (none is known).
+    for n in 1..=3 {
+        let out = join_any(&mut km, t1, n);
+        assert_eq!(out.len(), 1, "{out:?}");
+    }
+    // The next change rekeys everyone, above every epoch handed out.
+    let out = join_any(&mut km, t1, 4);
+    let p = prepares(&out);
+    assert_eq!(p.len(), 4);
+    assert!(p.iter().all(|p| p.1 == 5 && p.3 == [1, 2, 3, 4]));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn join_any<S: Store>(km: &mut KeyManager<S, Tagged>, now: Instant, n: u32) -> Vec<Output> {
+    km.member_joined(now, who(n), a(n), b(n), Some(Epoch(3)))
+        .unwrap()
+        .1
+}
+
+fn ack_all_any<S: Store>(km: &mut KeyManager<S, Tagged>, now: Instant) {
+    let p = km.pending.as_ref().unwrap();
+    let (epoch, ids): (Epoch, Vec<MemberId>) =
+        (p.view.epoch, p.view.members.iter().map(|m| m.id).collect());
+    for id in ids {
+        km.ack(now, id, epoch).unwrap();
+    }
+}
+
+#[test]
+fn thousand_members_rekeyed() {
+    let t0 = Instant::now();
+    let mut km = km(t0);
+    // The first join starts epoch 1; the other 999 fold into epoch 2.
+    for n in 1..=1000 {
+        join(&mut km, t0, n);
+    }
+    ack_all(&mut km, t0);
+    let out = ack_all(&mut km, t0);
+    assert_eq!(km.view().epoch, Epoch(2));
+    assert_eq!(commits(&out).len(), 1000);
+    // One forced rekey of all 1000: a prepare each, each wrapped for its own
+    // recipient, one key, and the commit only after the last ack.
+    let out = km.force_rekey(t0).unwrap();
+    let p = prepares(&out);
+    assert_eq!(p.len(), 1000);
+    let key = p[0].2[36..].to_vec();
+    let mut seen = std::collections::BTreeSet::new();
+    for (to, epoch, wrapped, members) in &p {
+        assert_eq!(*epoch, 3);
+        assert_eq!(members.len(), 1000);
+        assert_eq!(&wrapped[..4], &to.0.to_be_bytes());
+        assert_eq!(wrapped[36..], key[..]);
+        seen.insert(to.0);
+    }
+    assert_eq!(seen.len(), 1000);
+    for n in 1..1000 {
+        assert!(km.ack(t0, MemberId(n), Epoch(3)).unwrap().is_empty());
+    }
+    let out = km.ack(t0, MemberId(1000), Epoch(3)).unwrap();
+    assert_eq!(commits(&out).len(), 1000);
+    assert_eq!(km.view().epoch, Epoch(3));
+}
