@@ -8,9 +8,11 @@
 #![forbid(unsafe_code)]
 
 pub mod aead;
+pub mod cert;
 pub mod frame;
 pub mod sequence;
 pub mod window;
+pub mod wrap;
 
 pub use aead::{AeadError, Cipher, FrameKey, GroupKey};
 pub use frame::{Epoch, Flags, Frame, FrameError, FrameType, Header, MemberId, OnId};

@@ -1,0 +1,292 @@
+//! The von certificate extension: whom a certificate speaks for inside a VON.
+//!
+//! It rides next to a normal TLS key pair, so the same certificate serves QUIC
+//! mutual TLS; it is never marked critical, because rustls and webpki refuse
+//! certificates with unknown critical extensions.
+//!
+//! ```text
+//! VonExtension ::= SEQUENCE {
+//!   version      INTEGER (1),                 -- a reader refuses versions it does not know
+//!   role         ENUMERATED { ca(0), member(1), keymgr(2) },
+//!   von          UTF8String,                  -- the VON name
+//!   onId         INTEGER (0..4294967295),
+//!   -- the five fields below are present unless role = ca
+//!   name         UTF8String,                  -- member (or key manager) name
+//!   memberId     INTEGER (1..4294967295),     -- the frame's sender id
+//!   address      OCTET STRING (SIZE (4)),     -- the member's IPv4 VON address
+//!   prefixLength INTEGER (0..32),             -- the VON prefix
+//!   noiseKey     OCTET STRING (SIZE (32))     -- X25519 public key for key wrapping
+//! }
+//! ```
+
+use std::net::Ipv4Addr;
+
+use crate::frame::{MemberId, OnId};
+use crate::wrap::NoisePublic;
+
+use super::{CertError, MemberName, VonAddr, VonName};
+
+/// The extension's OID, under the ITU-T X.667 UUID arc 2.25 (no registration).
+///
+/// The arc after 2.25 is the UUID `00000000-0000-0000-f0cb-81ea29d2660d`
+/// read as an integer: 64 random bits. A random version-4 UUID would not fit,
+/// because rcgen takes OID arcs as `u64`; every version-4 UUID is at least
+/// 2^76, so no RFC 4122 UUID can collide with this one.
+pub const VON_EXTENSION_OID: [u64; 3] = [2, 25, 17_350_904_498_644_855_053];
+/// [`VON_EXTENSION_OID`] in dotted text, as `openssl x509 -text` prints it.
+pub const VON_EXTENSION_OID_TEXT: &str = "2.25.17350904498644855053";
+/// The extension version this code writes and reads.
+pub const EXTENSION_VERSION: u8 = 1;
+
+/// What a certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The VON's certificate authority.
+    Ca,
+    /// A member host.
+    Member,
+    /// The key manager: its X25519 key authenticates wrapped group keys.
+    Keymgr,
+}
+
+/// A member's or the key manager's identity in the VON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Its name, unique in the VON.
+    pub name: MemberName,
+    /// The sender id its frames carry; picked at random by the CA when issuing.
+    pub member_id: MemberId,
+    /// Its VON address and the VON prefix.
+    pub addr: VonAddr,
+    /// Its X25519 public key; group keys are wrapped to it (or, for the key
+    /// manager, authenticated by it).
+    pub noise_public: NoisePublic,
+}
+
+/// The decoded extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VonExtension {
+    /// The VON's name.
+    pub von: VonName,
+    /// The VON's ON id, first four bytes of every frame.
+    pub on_id: OnId,
+    /// The role, and for members and the key manager their identity.
+    pub holder: Holder,
+}
+
+/// Who holds the certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// The VON's CA; it carries no member fields.
+    Ca,
+    /// A member host.
+    Member(Identity),
+    /// The key manager.
+    Keymgr(Identity),
+}
+
+impl Role {
+    /// The text form, as `von cert issue --role` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ca => "ca",
+            Role::Member => "member",
+            Role::Keymgr => "keymgr",
+        }
+    }
+
+    fn code(self) -> i64 {
+        match self {
+            Role::Ca => 0,
+            Role::Member => 1,
+            Role::Keymgr => 2,
+        }
+    }
+}
+
+impl Holder {
+    /// The role alone.
+    pub fn role(&self) -> Role {
+        match self {
+            Holder::Ca => Role::Ca,
+            Holder::Member(_) => Role::Member,
+            Holder::Keymgr(_) => Role::Keymgr,
+        }
+    }
+
+    /// The identity of a member or key manager; `None` for the CA.
+    pub fn identity(&self) -> Option<&Identity> {
+        match self {
+            Holder::Ca => None,
+            Holder::Member(id) | Holder::Keymgr(id) => Some(id),
+        }
+    }
+}
+
+impl VonExtension {
+    /// DER encoding of the extension value.
+    pub fn to_der(&self) -> Vec<u8> {
+        yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next().write_u8(EXTENSION_VERSION);
+                w.next().write_enum(self.holder.role().code());
+                w.next().write_utf8_string(self.von.as_str());
+                w.next().write_u32(self.on_id.0);
+                if let Some(id) = self.holder.identity() {
+                    w.next().write_utf8_string(id.name.as_str());
+                    w.next().write_u32(id.member_id.0);
+                    w.next().write_bytes(&id.addr.addr().octets());
+                    w.next().write_u8(id.addr.prefix_len());
+                    w.next().write_bytes(id.noise_public.as_bytes());
+                }
+            })
+        })
+    }
+
+    /// Decodes and checks the extension value: every field is re-validated,
+    /// so a certificate from a careless issuer cannot smuggle in a bad name.
+    pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
+        let raw = yasna::parse_der(der, |r| {
+            r.read_sequence(|r| {
+                let version = r.next().read_u8()?;
+                if version != EXTENSION_VERSION {
+                    // Skip the fields of a version this code cannot read.
+                    while r.read_optional(|r| r.read_der())?.is_some() {}
+                    return Ok(Raw::Version(version));
+                }
+                let role = r.next().read_enum()?;
+                let von = r.next().read_utf8string()?;
+                let on_id = r.next().read_u32()?;
+                let member = if role == Role::Ca.code() {
+                    None
+                } else {
+                    Some((
+                        r.next().read_utf8string()?,
+                        r.next().read_u32()?,
+                        r.next().read_bytes()?,
+                        r.next().read_u8()?,
+                        r.next().read_bytes()?,
+                    ))
+                };
+                Ok(Raw::V1 {
+                    role,
+                    von,
+                    on_id,
+                    member,
+                })
+            })
+        })
+        .map_err(|e| CertError::ExtensionMalformed {
+            reason: e.to_string(),
+        })?;
+        let (role, von, on_id, member) = match raw {
+            Raw::Version(found) => {
+                return Err(CertError::ExtensionVersion {
+                    found,
+                    supported: EXTENSION_VERSION,
+                });
+            }
+            Raw::V1 {
+                role,
+                von,
+                on_id,
+                member,
+            } => (role, von, on_id, member),
+        };
+        let malformed = |reason: String| CertError::ExtensionMalformed { reason };
+        let von: VonName = von.parse()?;
+        let holder = match (role, member) {
+            (0, None) => Holder::Ca,
+            (1 | 2, Some((name, member_id, addr, prefix_len, key))) => {
+                let addr: [u8; 4] = addr.as_slice().try_into().map_err(|_| {
+                    malformed(format!("address is {} bytes, expected 4", addr.len()))
+                })?;
+                let key: [u8; 32] = key.as_slice().try_into().map_err(|_| {
+                    malformed(format!("noise key is {} bytes, expected 32", key.len()))
+                })?;
+                if member_id == 0 {
+                    return Err(malformed("member id 0 is reserved".to_owned()));
+                }
+                let id = Identity {
+                    name: name.parse()?,
+                    member_id: MemberId(member_id),
+                    addr: VonAddr::new(Ipv4Addr::from(addr), prefix_len)?,
+                    noise_public: NoisePublic::from_bytes(key),
+                };
+                if role == 1 {
+                    Holder::Member(id)
+                } else {
+                    Holder::Keymgr(id)
+                }
+            }
+            (other, _) => return Err(malformed(format!("unknown role {other}"))),
+        };
+        Ok(Self {
+            von,
+            on_id: OnId(on_id),
+            holder,
+        })
+    }
+}
+
+/// The parsed fields before validation.
+enum Raw {
+    Version(u8),
+    V1 {
+        role: i64,
+        von: String,
+        on_id: u32,
+        member: Option<(String, u32, Vec<u8>, u8, Vec<u8>)>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member() -> VonExtension {
+        VonExtension {
+            von: "grid".parse().unwrap(),
+            on_id: OnId(7),
+            holder: Holder::Member(Identity {
+                name: "h1".parse().unwrap(),
+                member_id: MemberId(0xdead_beef),
+                addr: "100.64.0.1/24".parse().unwrap(),
+                noise_public: NoisePublic::from_bytes([9; 32]),
+            }),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let ca = VonExtension {
+            holder: Holder::Ca,
+            ..member()
+        };
+        for ext in [member(), ca] {
+            assert_eq!(VonExtension::from_der(&ext.to_der()).unwrap(), ext);
+        }
+    }
+
+    #[test]
+    fn refuses_other_versions_and_garbage() {
+        let mut der = member().to_der();
+        // SEQUENCE header (2 bytes), then INTEGER 02 01 <version>.
+        assert_eq!(&der[2..5], &[0x02, 0x01, EXTENSION_VERSION]);
+        der[4] = 2;
+        assert_eq!(
+            VonExtension::from_der(&der),
+            Err(CertError::ExtensionVersion {
+                found: 2,
+                supported: 1
+            })
+        );
+        let der = member().to_der();
+        for cut in 0..der.len() {
+            assert!(
+                VonExtension::from_der(&der[..cut]).is_err(),
+                "prefix {cut} accepted"
+            );
+        }
+    }
+}
