@@ -160,13 +160,13 @@ impl VonExtension {
                 let member = if role == Role::Ca.code() {
                     None
                 } else {
-                    Some((
-                        r.next().read_utf8string()?,
-                        r.next().read_u32()?,
-                        r.next().read_bytes()?,
-                        r.next().read_u8()?,
-                        r.next().read_bytes()?,
-                    ))
+                    Some(RawIdentity {
+                        name: r.next().read_utf8string()?,
+                        member_id: r.next().read_u32()?,
+                        addr: r.next().read_bytes()?,
+                        prefix_len: r.next().read_u8()?,
+                        key: r.next().read_bytes()?,
+                    })
                 };
                 Ok(Raw::V1 {
                     role,
@@ -197,7 +197,14 @@ impl VonExtension {
         let von: VonName = von.parse()?;
         let holder = match (role, member) {
             (0, None) => Holder::Ca,
-            (1 | 2, Some((name, member_id, addr, prefix_len, key))) => {
+            (1 | 2, Some(raw)) => {
+                let RawIdentity {
+                    name,
+                    member_id,
+                    addr,
+                    prefix_len,
+                    key,
+                } = raw;
                 let addr: [u8; 4] = addr.as_slice().try_into().map_err(|_| {
                     malformed(format!("address is {} bytes, expected 4", addr.len()))
                 })?;
@@ -236,8 +243,16 @@ enum Raw {
         role: i64,
         von: String,
         on_id: u32,
-        member: Option<(String, u32, Vec<u8>, u8, Vec<u8>)>,
+        member: Option<RawIdentity>,
     },
+}
+
+struct RawIdentity {
+    name: String,
+    member_id: u32,
+    addr: Vec<u8>,
+    prefix_len: u8,
+    key: Vec<u8>,
 }
 
 #[cfg(test)]
