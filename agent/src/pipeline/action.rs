@@ -1,0 +1,168 @@
+//! What the pipeline core asks its driver to do with one packet.
+//!
+//! The core never touches a socket or the TUN: it returns an [`Action`] that
+//! borrows the caller's buffer (the bytes to send or deliver) and the current
+//! snapshot (where to send them). "Sent twice" is therefore visible to a unit
+//! test as one `Send` naming both underlays' endpoints.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use serde::Serialize;
+
+/// One of the two independent underlay networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Underlay {
+    /// Underlay A (PRP's LAN A).
+    A,
+    /// Underlay B (PRP's LAN B).
+    B,
+}
+
+impl Underlay {
+    /// Both underlays, in the order frames are sent.
+    pub const ALL: [Underlay; 2] = [Underlay::A, Underlay::B];
+
+    /// Index for per-underlay arrays (`A` = 0, `B` = 1).
+    pub const fn index(self) -> usize {
+        match self {
+            Underlay::A => 0,
+            Underlay::B => 1,
+        }
+    }
+
+    /// Lower-case name, as in the config (`[underlay.a]`) and in status output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Underlay::A => "a",
+            Underlay::B => "b",
+        }
+    }
+
+    /// The bit this underlay owns in a per-sequence "seen on" mask.
+    pub(crate) const fn bit(self) -> u8 {
+        1 << self.index()
+    }
+}
+
+impl std::fmt::Display for Underlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a member receives frames: one endpoint per underlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The member's address on underlay A.
+    pub a: SocketAddr,
+    /// The member's address on underlay B.
+    pub b: SocketAddr,
+}
+
+impl Endpoints {
+    /// The endpoint on `underlay`.
+    pub const fn on(&self, underlay: Underlay) -> SocketAddr {
+        match underlay {
+            Underlay::A => self.a,
+            Underlay::B => self.b,
+        }
+    }
+}
+
+/// The outcome of handling one packet.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// Send `frame` to every endpoint pair in `to`, once on A and once on B.
+    /// One pair for unicast, every other member for broadcast/multicast.
+    Send {
+        /// The sealed frame, a prefix of the caller's output buffer.
+        frame: &'a [u8],
+        /// Destinations; send to `to[i].a` on A and `to[i].b` on B.
+        to: &'a [Endpoints],
+    },
+    /// Write the bytes at `packet` of the caller's datagram buffer to the TUN.
+    Deliver {
+        /// Where the inner IP packet lies in the buffer given to `handle_inbound`.
+        packet: Range<usize>,
+    },
+    /// Drop the packet; the matching counter has already been incremented.
+    Drop(DropReason),
+}
+
+/// Why a packet was dropped. Each reason maps to exactly one counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Outbound: not an IPv4 packet or its header is truncated.
+    NotIpv4,
+    /// Outbound: the inner source is not this member's VON address.
+    SourceNotSelf,
+    /// Outbound: the destination is neither a member nor broadcast/multicast.
+    DestinationNotMember,
+    /// Outbound: a broadcast/multicast with no other member to reach.
+    NoOtherMember,
+    /// Outbound: over the contracted rate (never borrowed).
+    RateExceeded,
+    /// Outbound: the packet does not fit the output buffer or the MTU.
+    TooBig,
+    /// Outbound: the send counter is exhausted under the current key.
+    SequenceExhausted,
+    /// Inbound: the frame header does not parse (length, version, type).
+    Malformed,
+    /// Inbound: the frame names an ON id this pipeline does not serve.
+    UnknownOnId,
+    /// Inbound: the sender id is not in the current view.
+    UnknownSender,
+    /// Inbound: the epoch is not one this member accepts now.
+    UnknownEpoch,
+    /// Inbound: a frame type other than data (handled elsewhere, not an error).
+    NotData,
+    /// Inbound: already accepted from the other underlay (PRP duplicate discard).
+    Duplicate,
+    /// Inbound: already seen on this same underlay (replayed).
+    Replay,
+    /// Inbound: older than the replay window.
+    TooOld,
+    /// Inbound: the AEAD tag did not verify.
+    AuthFailed,
+    /// Inbound: the inner source is not the authenticated sender's address.
+    InnerSourceRejected,
+    /// Inbound: frame from ourselves (e.g. looped back by a bridge).
+    FromSelf,
+}
+
+impl DropReason {
+    /// A short stable name, used in rate-limited log lines.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::NotIpv4 => "not_ipv4",
+            DropReason::SourceNotSelf => "source_not_self",
+            DropReason::DestinationNotMember => "destination_not_member",
+            DropReason::NoOtherMember => "no_other_member",
+            DropReason::RateExceeded => "rate_exceeded",
+            DropReason::TooBig => "too_big",
+            DropReason::SequenceExhausted => "sequence_exhausted",
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownOnId => "unknown_on_id",
+            DropReason::UnknownSender => "unknown_sender",
+            DropReason::UnknownEpoch => "unknown_epoch",
+            DropReason::NotData => "not_data",
+            DropReason::Duplicate => "duplicate",
+            DropReason::Replay => "replay",
+            DropReason::TooOld => "too_old",
+            DropReason::AuthFailed => "auth_failed",
+            DropReason::InnerSourceRejected => "inner_source_rejected",
+            DropReason::FromSelf => "from_self",
+        }
+    }
+
+    /// Whether this drop is worth a (rate-limited) warning: bad input from the
+    /// network or a misbehaving local application, not normal operation.
+    pub const fn is_suspicious(self) -> bool {
+        !matches!(
+            self,
+            DropReason::Duplicate | DropReason::NotData | DropReason::RateExceeded
+        )
+    }
+}

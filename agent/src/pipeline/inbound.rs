@@ -1,0 +1,152 @@
+//! Inbound half of a VON's pipeline: look-up, window, open, inner check.
+//! The numbered flow is in the module doc of `pipeline`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::cache::Cache;
+use von_crypto::{Epoch, Frame, FrameType, Header, MemberId, Rejected, ReplayWindow};
+
+use super::SharedSnapshot;
+use super::action::{Action, DropReason, Underlay};
+use super::counters::{VonCounters, bump};
+use super::inner::ipv4_addrs;
+use super::seen::{Seen, SeenOn};
+use super::snapshot::Snapshot;
+
+/// Receive state of one sender under one key.
+#[derive(Default)]
+struct Receiver {
+    window: ReplayWindow,
+    seen: SeenOn,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("latest", &self.window.latest())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Underlays → TUN for one VON. Owned by one task; `&mut self` per frame.
+#[derive(Debug)]
+pub struct Inbound {
+    snapshot: Cache<SharedSnapshot, Arc<Snapshot>>,
+    /// The snapshot the receivers were last pruned against.
+    pruned_for: Option<Arc<Snapshot>>,
+    counters: Arc<VonCounters>,
+    receivers: HashMap<(MemberId, Epoch), Receiver>,
+}
+
+impl Inbound {
+    pub(super) fn new(snapshot: SharedSnapshot, counters: Arc<VonCounters>) -> Self {
+        Inbound {
+            snapshot: Cache::new(snapshot),
+            pruned_for: None,
+            counters,
+            receivers: HashMap::new(),
+        }
+    }
+
+    /// (sender, epoch) pairs with receive state; for status and tests.
+    pub fn receivers(&self) -> impl Iterator<Item = (MemberId, Epoch)> + '_ {
+        self.receivers.keys().copied()
+    }
+
+    /// Handles the frame that fills `datagram`, received on `underlay`.
+    ///
+    /// On [`Action::Deliver`] the inner packet has been decrypted in place and
+    /// lies at the returned range of `datagram`.
+    pub fn handle(&mut self, _now: Instant, underlay: Underlay, datagram: &mut [u8]) -> Action<'static> {
+        let counters = &*self.counters;
+        bump(&counters.on(underlay).rx_frames);
+        let drop = |reason: DropReason| {
+            counters.dropped(reason);
+            Action::Drop(reason)
+        };
+        let snap = self.snapshot.load();
+        if self
+            .pruned_for
+            .as_ref()
+            .is_none_or(|p| !Arc::ptr_eq(p, snap))
+        {
+            // The view or keys changed: forget senders that left and epochs
+            // no longer accepted. Once per snapshot, not per packet.
+            self.receivers.retain(|(sender, epoch), _| {
+                snap.member(*sender).is_some() && snap.key(*epoch).is_some()
+            });
+            self.pruned_for = Some(snap.clone());
+        }
+
+        // 2. Parse.
+        let header = match Frame::new_checked(&*datagram).and_then(|f| Header::parse(&f)) {
+            Ok(h) => h,
+            Err(_) => return drop(DropReason::Malformed),
+        };
+        if header.on_id != snap.on_id() {
+            return drop(DropReason::UnknownOnId);
+        }
+        if von_crypto::sequence::check_receivable(header.seq).is_err() {
+            return drop(DropReason::Malformed);
+        }
+
+        // 3. Look-up, no AEAD work for unknowns.
+        if header.sender == snap.me().id {
+            return drop(DropReason::FromSelf);
+        }
+        let Some(sender) = snap.member(header.sender) else {
+            return drop(DropReason::UnknownSender);
+        };
+        let Some(key) = snap.key(header.epoch) else {
+            return drop(DropReason::UnknownEpoch);
+        };
+
+        // 4. Window pre-check.
+        let id = (header.sender, header.epoch);
+        if let Some(rx) = self.receivers.get_mut(&id) {
+            if let Err(rejected) = rx.window.check(header.seq) {
+                return drop(classify(rx, rejected, header.seq, underlay));
+            }
+        }
+
+        // 5. Open.
+        bump(&counters.aead_opens);
+        let inner = match key.open_in_place(datagram) {
+            Ok(range) => range,
+            Err(_) => return drop(DropReason::AuthFailed),
+        };
+
+        // 6. Mark (creating the window on the first authenticated frame).
+        let rx = self.receivers.entry(id).or_default();
+        if let Err(rejected) = rx.window.mark(header.seq) {
+            return drop(classify(rx, rejected, header.seq, underlay));
+        }
+        rx.seen.accepted(header.seq, underlay);
+        if header.frame_type != FrameType::Data {
+            return drop(DropReason::NotData);
+        }
+
+        // 7. Inner check.
+        let source_ok = ipv4_addrs(&datagram[inner.clone()]).is_some_and(|a| a.src == sender.address);
+        if !source_ok {
+            return drop(DropReason::InnerSourceRejected);
+        }
+
+        // 8. Delivery (by the driver).
+        bump(&counters.delivered);
+        Action::Deliver { packet: inner }
+    }
+}
+
+/// Turns a window refusal into the counter it belongs to.
+fn classify(rx: &mut Receiver, rejected: Rejected, seq: u64, underlay: Underlay) -> DropReason {
+    match rejected {
+        Rejected::TooOld => DropReason::TooOld,
+        Rejected::Duplicate => match rx.seen.again(seq, underlay) {
+            Seen::OtherUnderlay => DropReason::Duplicate,
+            Seen::SameUnderlay => DropReason::Replay,
+        },
+    }
+}

@@ -1,0 +1,121 @@
+//! The per-VON packet pipeline: sans-IO, one packet in, one [`Action`] out.
+//!
+//! Outbound flow (TUN → underlays), [`Outbound::handle`]:
+//!
+//! 1. The driver reads one IP packet from the VON's TUN into its buffer at
+//!    [`PACKET_OFFSET`], leaving room for the frame header before it and the
+//!    tag after it, so sealing happens in place with no copy.
+//! 2. Policy: the packet must be IPv4, its source this member's VON address,
+//!    its destination a member, or the VON's broadcast / a multicast group.
+//!    Otherwise: drop, `policy_drops`.
+//! 3. Shaping: the VON's token bucket at its contracted rate takes the packet's
+//!    bytes, or the packet is dropped (`rate_drops`); nothing is borrowed.
+//! 4. Sequencing: the send counter of the snapshot's send epoch hands out the
+//!    next sequence (incarnation ‖ counter; never reused under one key).
+//! 5. Framing and sealing: header (ON id first) written, payload sealed in
+//!    place under the send epoch's key, header as associated data.
+//! 6. Transmission: [`Action::Send`] names the frame and the endpoint pairs —
+//!    one member for unicast, every other member for broadcast/multicast. The
+//!    driver sends each on underlay A *and* on underlay B.
+//!
+//! Inbound flow (either underlay → TUN), [`Inbound::handle`]:
+//!
+//! 1. The driver reads one datagram from underlay A or B and hands it to the
+//!    VON its ON id (bytes 0..4) names ([`crate::demux`]).
+//! 2. Parse: the header must be complete and valid (`malformed`).
+//! 3. Look-up, with no AEAD work: the sender must be in the view
+//!    (`unknown_sender`), the epoch one this member accepts (`unknown_epoch`).
+//! 4. Window pre-check on the (sender, epoch) window: a sequence already
+//!    accepted is a `duplicate` if it is the first copy from this underlay, a
+//!    `replay` if this underlay delivered it before; beyond the window it is
+//!    `too_old`. The second copy of every doubled frame stops here.
+//! 5. Open: AEAD under the epoch's key (`aead_opens`; failure: `auth_failures`).
+//! 6. Window mark: only now does the frame move the window (created on the
+//!    first authenticated frame of a (sender, epoch)); the underlay it came
+//!    from is recorded for step 4 of later copies.
+//! 7. Inner check: the inner source must be the sender's VON address
+//!    (`inner_source_rejected`).
+//! 8. Delivery: [`Action::Deliver`] names where the inner packet lies in the
+//!    datagram buffer; the driver writes it to the TUN (`delivered`).
+//!
+//! No step allocates, locks or makes a syscall: buffers come from the caller,
+//! the snapshot is read through an `arc_swap` cache, counters are relaxed
+//! atomics. The only allocation is a new (sender, epoch) window, once per
+//! sender and key. Time is an argument, never read here.
+#![forbid(unsafe_code)]
+
+mod action;
+mod counters;
+mod inbound;
+mod inner;
+mod outbound;
+mod seen;
+mod shaper;
+mod snapshot;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+pub use action::{Action, DropReason, Endpoints, Underlay};
+pub use counters::{
+    SocketCounters, SocketCountersSnapshot, UnderlayCounters, UnderlayCountersSnapshot,
+    VonCounters, VonCountersSnapshot,
+};
+pub use inbound::Inbound;
+pub use inner::{Ipv4Addrs, ipv4_addrs};
+pub use outbound::Outbound;
+pub use shaper::TokenBucket;
+pub use snapshot::{Ipv4Prefix, Member, Snapshot, SnapshotError, Targets};
+
+/// Where the driver puts an outbound packet in its buffer: the frame header
+/// is written in front of it.
+pub const PACKET_OFFSET: usize = von_crypto::frame::HEADER_LEN;
+/// Bytes a frame adds around an inner packet (header and tag).
+pub const OVERHEAD: usize = von_crypto::frame::OVERHEAD;
+
+/// The shared, swappable view and keys of one VON.
+pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+
+/// Settings of one VON's pipeline that do not change while it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineConfig {
+    /// Contracted rate in bits per second.
+    pub rate_bps: u64,
+    /// Token bucket depth in bytes.
+    pub burst_bytes: u64,
+    /// Incarnation persisted for this start (see `state.rs`).
+    pub incarnation: u32,
+}
+
+/// Both directions of one VON. The driver splits it so that the TUN reader
+/// and the underlay reader each own their half without a lock.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// TUN → underlays.
+    pub outbound: Outbound,
+    /// Underlays → TUN.
+    pub inbound: Inbound,
+}
+
+impl Pipeline {
+    /// A pipeline reading `snapshot`, counting into `counters`.
+    pub fn new(config: PipelineConfig, snapshot: SharedSnapshot, counters: Arc<VonCounters>) -> Self {
+        Pipeline {
+            outbound: Outbound::new(config, snapshot.clone(), counters.clone()),
+            inbound: Inbound::new(snapshot, counters),
+        }
+    }
+
+    /// Seals the packet at `buf[PACKET_OFFSET..PACKET_OFFSET + len]`; see
+    /// [`Outbound::handle`].
+    pub fn handle_outbound<'a>(&'a mut self, now: Instant, buf: &'a mut [u8], len: usize) -> Action<'a> {
+        self.outbound.handle(now, buf, len)
+    }
+
+    /// Opens the frame that fills `datagram`; see [`Inbound::handle`].
+    pub fn handle_inbound(&mut self, now: Instant, underlay: Underlay, datagram: &mut [u8]) -> Action<'static> {
+        self.inbound.handle(now, underlay, datagram)
+    }
+}

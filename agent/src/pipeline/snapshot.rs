@@ -1,0 +1,266 @@
+//! The view and keys of one VON as one immutable value, swapped atomically.
+//!
+//! The packet path reads a [`Snapshot`] through `arc_swap` and never waits on
+//! the control plane: static mode builds one at start, the key manager's client
+//! builds a new one at every view or epoch change and stores it. The snapshot
+//! already carries what an epoch switch without loss needs: the epoch to send
+//! under, and every epoch accepted on receive (N and N+1 during the grace
+//! window). A member absent from the view is refused by sender id at once,
+//! whatever key it holds. Mutable per-sender state (windows, send counters)
+//! lives outside, in the pipeline, keyed by (sender, epoch).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use von_crypto::{Epoch, FrameKey, GroupKey, MemberId, OnId};
+
+use super::action::Endpoints;
+
+/// An IPv4 subnet: the VON's address range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Prefix {
+    network: Ipv4Addr,
+    len: u8,
+}
+
+impl Ipv4Prefix {
+    /// The prefix `addr/len`, host bits cleared; `None` if `len > 32`.
+    pub fn new(addr: Ipv4Addr, len: u8) -> Option<Self> {
+        let mask = Self::mask_of(len)?;
+        Some(Ipv4Prefix {
+            network: Ipv4Addr::from(u32::from(addr) & mask),
+            len,
+        })
+    }
+
+    /// The network address.
+    pub fn network(self) -> Ipv4Addr {
+        self.network
+    }
+
+    /// The prefix length.
+    pub fn len(self) -> u8 {
+        self.len
+    }
+
+    /// Whether `addr` lies inside.
+    pub fn contains(self, addr: Ipv4Addr) -> bool {
+        let mask = Self::mask_of(self.len).unwrap_or(0);
+        u32::from(addr) & mask == u32::from(self.network)
+    }
+
+    /// The directed broadcast address (all host bits set).
+    pub fn broadcast(self) -> Ipv4Addr {
+        let mask = Self::mask_of(self.len).unwrap_or(0);
+        Ipv4Addr::from(u32::from(self.network) | !mask)
+    }
+
+    fn mask_of(len: u8) -> Option<u32> {
+        match len {
+            0 => Some(0),
+            1..=32 => Some(u32::MAX << (32 - u32::from(len))),
+            _ => None,
+        }
+    }
+}
+
+/// One member as the view names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Member id, as in the frame header.
+    pub id: MemberId,
+    /// Human name (certificate subject).
+    pub name: String,
+    /// The member's VON address.
+    pub address: Ipv4Addr,
+    /// Where the member receives frames on A and B.
+    pub endpoints: Endpoints,
+}
+
+/// Why a snapshot cannot be built from the given parts.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SnapshotError {
+    /// This host's member is not in the view.
+    #[error("member id {0} (this host) is not in the view; check `member` in the [[von]] static table")]
+    SelfNotInView(u32),
+    /// Two members share an id.
+    #[error("member id {0} appears twice in the view")]
+    DuplicateId(u32),
+    /// Two members share a VON address.
+    #[error("VON address {0} is given to two members")]
+    DuplicateAddress(Ipv4Addr),
+    /// A member's address lies outside the VON's prefix, or is its network or broadcast address.
+    #[error("member {name} has address {address}, not a host address of the VON prefix {network}/{len}")]
+    AddressOutsidePrefix {
+        name: String,
+        address: Ipv4Addr,
+        network: Ipv4Addr,
+        len: u8,
+    },
+    /// The epoch to send under has no key among the accepted ones.
+    #[error("send epoch {0} has no key among the accepted epochs")]
+    NoSendKey(u32),
+    /// Two keys for one epoch.
+    #[error("epoch {0} has two keys")]
+    DuplicateEpoch(u32),
+}
+
+/// The view and keys of one VON at one moment. Immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    on_id: OnId,
+    me: usize,
+    prefix: Ipv4Prefix,
+    members: Vec<Member>,
+    /// `members[i].endpoints`, so a unicast target is a one-element slice.
+    endpoints: Vec<Endpoints>,
+    /// Every member's endpoints but ours: the targets of broadcast/multicast.
+    others: Vec<Endpoints>,
+    by_id: HashMap<MemberId, usize>,
+    by_address: HashMap<Ipv4Addr, usize>,
+    send_epoch: Epoch,
+    keys: Vec<(Epoch, FrameKey)>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot. `keys` are the epochs accepted on receive;
+    /// `send_epoch` must be one of them.
+    pub fn new(
+        on_id: OnId,
+        me: MemberId,
+        prefix: Ipv4Prefix,
+        members: Vec<Member>,
+        send_epoch: Epoch,
+        keys: &[(Epoch, GroupKey)],
+    ) -> Result<Self, SnapshotError> {
+        let mut by_id = HashMap::with_capacity(members.len());
+        let mut by_address = HashMap::with_capacity(members.len());
+        for (i, m) in members.iter().enumerate() {
+            let host = prefix.contains(m.address)
+                && (prefix.len() >= 31
+                    || (m.address != prefix.network() && m.address != prefix.broadcast()));
+            if !host {
+                return Err(SnapshotError::AddressOutsidePrefix {
+                    name: m.name.clone(),
+                    address: m.address,
+                    network: prefix.network(),
+                    len: prefix.len(),
+                });
+            }
+            if by_id.insert(m.id, i).is_some() {
+                return Err(SnapshotError::DuplicateId(m.id.0));
+            }
+            if by_address.insert(m.address, i).is_some() {
+                return Err(SnapshotError::DuplicateAddress(m.address));
+            }
+        }
+        let me = *by_id.get(&me).ok_or(SnapshotError::SelfNotInView(me.0))?;
+        let mut expanded: Vec<(Epoch, FrameKey)> = Vec::with_capacity(keys.len());
+        for (epoch, key) in keys {
+            if expanded.iter().any(|(e, _)| e == epoch) {
+                return Err(SnapshotError::DuplicateEpoch(epoch.0));
+            }
+            expanded.push((*epoch, FrameKey::new(key)));
+        }
+        if !expanded.iter().any(|(e, _)| *e == send_epoch) {
+            return Err(SnapshotError::NoSendKey(send_epoch.0));
+        }
+        let endpoints = members.iter().map(|m| m.endpoints).collect();
+        let others = members
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != me)
+            .map(|(_, m)| m.endpoints)
+            .collect();
+        Ok(Snapshot {
+            on_id,
+            me,
+            prefix,
+            members,
+            endpoints,
+            others,
+            by_id,
+            by_address,
+            send_epoch,
+            keys: expanded,
+        })
+    }
+
+    /// The VON's ON id.
+    pub fn on_id(&self) -> OnId {
+        self.on_id
+    }
+
+    /// This host's member.
+    pub fn me(&self) -> &Member {
+        &self.members[self.me]
+    }
+
+    /// The VON's prefix.
+    pub fn prefix(&self) -> Ipv4Prefix {
+        self.prefix
+    }
+
+    /// Every member, ours included.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The member with id `id`.
+    pub fn member(&self, id: MemberId) -> Option<&Member> {
+        self.by_id.get(&id).map(|&i| &self.members[i])
+    }
+
+    /// The epoch frames are sent under.
+    pub fn send_epoch(&self) -> Epoch {
+        self.send_epoch
+    }
+
+    /// The epochs accepted on receive.
+    pub fn accepted_epochs(&self) -> impl Iterator<Item = Epoch> + '_ {
+        self.keys.iter().map(|(e, _)| *e)
+    }
+
+    /// The key of an accepted epoch.
+    pub fn key(&self, epoch: Epoch) -> Option<&FrameKey> {
+        self.keys.iter().find(|(e, _)| *e == epoch).map(|(_, k)| k)
+    }
+
+    /// The key to send under.
+    pub fn send_key(&self) -> &FrameKey {
+        // `new` refused a send epoch without a key.
+        self.key(self.send_epoch)
+            .unwrap_or_else(|| unreachable!("send epoch checked in Snapshot::new"))
+    }
+
+    /// Where to send a packet for inner destination `dst`: one member's
+    /// endpoints, every other member's for broadcast/multicast, or `None`.
+    pub fn targets(&self, dst: Ipv4Addr) -> Targets<'_> {
+        if let Some(&i) = self.by_address.get(&dst) {
+            return if i == self.me {
+                Targets::Me
+            } else {
+                Targets::Some(&self.endpoints[i..=i])
+            };
+        }
+        let group = dst.is_multicast() || dst.is_broadcast() || dst == self.prefix.broadcast();
+        if !group {
+            Targets::NotMember
+        } else if self.others.is_empty() {
+            Targets::Me
+        } else {
+            Targets::Some(&self.others)
+        }
+    }
+}
+
+/// Result of [`Snapshot::targets`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Targets<'a> {
+    /// Send to these endpoint pairs.
+    Some(&'a [Endpoints]),
+    /// Only this member would receive it.
+    Me,
+    /// Not a member and not broadcast/multicast.
+    NotMember,
+}

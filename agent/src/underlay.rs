@@ -1,0 +1,267 @@
+//! The UDP edge: one socket per underlay, shared by every VON on the host.
+//!
+//! Frames are demultiplexed by their ON id, not by port, so two sockets serve
+//! any number of VONs. Each VON may ask for its own DSCP (the "ON bit" a router
+//! can honour); one socket can carry only one `IP_TOS`, so every send passes
+//! the VON's traffic class per packet as an `IP_TOS` / `IPV6_TCLASS` control
+//! message (Linux ≥ 3.13 honours it on UDP). The control message is encoded
+//! once per VON ([`TrafficClass`]), not per packet.
+//!
+//! Outer packets never fragment: `IP_PMTUDISC_DO` makes the kernel refuse a
+//! datagram larger than the path MTU instead of splitting it, and the VON
+//! interface's MTU leaves room for the outer headers so that the application
+//! sees "message too long" from its own interface rather than a silent loss.
+#![allow(unsafe_code)] // two setsockopt calls; each block says why it is sound
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, MsgHdr, Protocol, SockAddr, SockRef, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+use crate::pipeline::Underlay;
+
+/// Kernel receive and send buffer asked for each socket: a burst of ~2,500
+/// full-size frames on a 2-core host without drops while the driver is busy.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Why an underlay socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum UnderlayError {
+    /// Another process (or another von) holds the address.
+    #[error(
+        "underlay {underlay}: address {addr} is already in use; stop the process bound to it \
+         (`ss -ulpn 'sport = :{port}'`) or set another port in [underlay.{underlay}] bind",
+        port = addr.port()
+    )]
+    AddrInUse { underlay: Underlay, addr: SocketAddr },
+    /// The IP address is not configured on any interface of this host/namespace.
+    #[error(
+        "underlay {underlay}: address {addr} is not assigned to any interface here; \
+         add it (`ip addr add ...`) or fix [underlay.{underlay}] bind"
+    )]
+    AddrNotAvailable { underlay: Underlay, addr: SocketAddr },
+    /// Any other failure, with the step that failed.
+    #[error("underlay {underlay}: {step} for {addr} failed: {source}")]
+    Io {
+        underlay: Underlay,
+        addr: SocketAddr,
+        step: &'static str,
+        source: io::Error,
+    },
+}
+
+/// A VON's outer traffic class, encoded once as the control message that
+/// carries it on every send.
+#[derive(Debug, Clone)]
+pub struct TrafficClass {
+    dscp: u8,
+    v4: Vec<u8>,
+    v6: Vec<u8>,
+}
+
+impl TrafficClass {
+    /// The class for DSCP `dscp` (0..=63; the two ECN bits stay zero).
+    pub fn new(dscp: u8) -> Self {
+        let tos = libc::c_int::from(dscp & 0x3f) << 2;
+        TrafficClass {
+            dscp,
+            v4: encode_cmsg(libc::IPPROTO_IP, libc::IP_TOS, tos),
+            v6: encode_cmsg(libc::IPPROTO_IPV6, libc::IPV6_TCLASS, tos),
+        }
+    }
+
+    /// The DSCP this class carries.
+    pub fn dscp(&self) -> u8 {
+        self.dscp
+    }
+}
+
+/// One underlay's UDP socket.
+#[derive(Debug)]
+pub struct UnderlaySocket {
+    underlay: Underlay,
+    local: SocketAddr,
+    socket: UdpSocket,
+}
+
+impl UnderlaySocket {
+    /// Binds `addr` for `underlay`, with don't-fragment set. Must run inside a
+    /// tokio runtime.
+    pub fn bind(underlay: Underlay, addr: SocketAddr) -> Result<Self, UnderlayError> {
+        let io_err = |step: &'static str| {
+            move |source: io::Error| UnderlayError::Io {
+                underlay,
+                addr,
+                step,
+                source,
+            }
+        };
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+            .map_err(io_err("socket()"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(io_err("O_NONBLOCK"))?;
+        set_dont_fragment(&socket, addr).map_err(io_err("IP_MTU_DISCOVER"))?;
+        // Best effort: the kernel caps these at net.core.[rw]mem_max.
+        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+        socket.bind(&addr.into()).map_err(|source| match source.kind() {
+            io::ErrorKind::AddrInUse => UnderlayError::AddrInUse { underlay, addr },
+            io::ErrorKind::AddrNotAvailable => UnderlayError::AddrNotAvailable { underlay, addr },
+            _ => io_err("bind()")(source),
+        })?;
+        let local = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(addr);
+        let socket = UdpSocket::from_std(socket.into()).map_err(io_err("register with tokio"))?;
+        Ok(UnderlaySocket {
+            underlay,
+            local,
+            socket,
+        })
+    }
+
+    /// Which underlay this socket serves.
+    pub fn underlay(&self) -> Underlay {
+        self.underlay
+    }
+
+    /// The bound address (with the port the kernel chose if 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Receives one datagram into `buf`.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.socket.recv_from(buf).await
+    }
+
+    /// Sends `frame` to `dst` with the VON's traffic class.
+    pub async fn send_to(&self, frame: &[u8], dst: SocketAddr, class: &TrafficClass) -> io::Result<usize> {
+        let control = if self.local.is_ipv4() { &class.v4 } else { &class.v6 };
+        let dst = SockAddr::from(dst);
+        let bufs = [IoSlice::new(frame)];
+        let msg = MsgHdr::new()
+            .with_addr(&dst)
+            .with_buffers(&bufs)
+            .with_control(control);
+        self.socket
+            .async_io(Interest::WRITABLE, || SockRef::from(&self.socket).sendmsg(&msg, 0))
+            .await
+    }
+}
+
+/// Encodes one `cmsghdr` carrying an `int`, laid out as the kernel's
+/// `CMSG_SPACE(sizeof(int))`: header, data, padding to `size_t` alignment.
+fn encode_cmsg(level: libc::c_int, kind: libc::c_int, value: libc::c_int) -> Vec<u8> {
+    let align = |n: usize| n.div_ceil(size_of::<usize>()) * size_of::<usize>();
+    let header = align(size_of::<libc::cmsghdr>());
+    let data = size_of::<libc::c_int>();
+    let mut buf = vec![0u8; header + align(data)];
+    // cmsghdr on Linux: { size_t cmsg_len; int cmsg_level; int cmsg_type; }.
+    let len = header + data;
+    let mut at = 0;
+    buf[at..at + size_of::<usize>()].copy_from_slice(&len.to_ne_bytes());
+    at += size_of::<usize>();
+    buf[at..at + data].copy_from_slice(&level.to_ne_bytes());
+    at += data;
+    buf[at..at + data].copy_from_slice(&kind.to_ne_bytes());
+    buf[header..header + data].copy_from_slice(&value.to_ne_bytes());
+    buf
+}
+
+/// Sets `IP_PMTUDISC_DO` (or the IPv6 equivalent): never fragment locally,
+/// refuse what exceeds the path MTU with `EMSGSIZE`.
+fn set_dont_fragment(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
+    let (level, name, value) = if addr.is_ipv4() {
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_DO)
+    };
+    // SAFETY: the fd is a live socket owned by `socket` for the whole call; the
+    // option value points to a c_int on this stack frame and its exact size is
+    // passed, which is what both options expect.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_message_layout_matches_the_kernel_macros() {
+        let class = TrafficClass::new(46);
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic on their argument.
+        let (space, len) = unsafe {
+            (
+                libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) as usize,
+                libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as usize,
+            )
+        };
+        assert_eq!(class.v4.len(), space);
+        assert_eq!(usize::from_ne_bytes(class.v4[..size_of::<usize>()].try_into().unwrap()), len);
+        let data_at = len - size_of::<libc::c_int>();
+        let tos = libc::c_int::from_ne_bytes(class.v4[data_at..len].try_into().unwrap());
+        assert_eq!(tos, 46 << 2);
+    }
+
+    #[tokio::test]
+    async fn loopback_send_and_receive_with_a_traffic_class() {
+        let a = UnderlaySocket::bind(Underlay::A, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let b = UnderlaySocket::bind(Underlay::B, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let class = TrafficClass::new(46);
+        let sent = a.send_to(b"frame", b.local_addr(), &class).await.unwrap();
+        assert_eq!(sent, 5);
+        let mut buf = [0u8; 64];
+        let (n, from) = b.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"frame");
+        assert_eq!(from, a.local_addr());
+    }
+
+    #[tokio::test]
+    async fn address_in_use_names_the_address() {
+        let a = UnderlaySocket::bind(Underlay::A, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let err = UnderlaySocket::bind(Underlay::B, a.local_addr()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, UnderlayError::AddrInUse { .. }), "{text}");
+        assert!(text.contains(&a.local_addr().to_string()), "{text}");
+    }
+
+    #[tokio::test]
+    async fn sockets_never_fragment() {
+        let a = UnderlaySocket::bind(Underlay::A, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut value: libc::c_int = -1;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the fd is live for the call; value/len point to locals of the
+        // sizes the kernel is told.
+        let rc = unsafe {
+            libc::getsockopt(
+                a.socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&raw mut value).cast(),
+                &raw mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(value, libc::IP_PMTUDISC_DO);
+    }
+}
