@@ -1,0 +1,342 @@
+//! Real `von up` agents in the test's namespaces, configured in static mode
+//! (docs/architecture.md, "Agent configuration"): one view file per VON with
+//! a fresh random 32-byte key, one `von.toml` per host.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+
+use crate::error::{Error, Result};
+use crate::netns::QUICK;
+use crate::process;
+use crate::status::{Status, VonCounters};
+use crate::topology::{Host, Topology, UNDERLAY_PORT, Underlay};
+use crate::vonbin::von_bin;
+
+/// How long an agent may take to bring its interfaces up on a busy machine.
+pub const STARTUP: Duration = Duration::from_secs(60);
+
+/// One VON of a test: who is in it and what it is contracted for.
+#[derive(Debug, Clone)]
+pub struct VonSpec {
+    /// VON name; the interface is `von-<name>`.
+    pub name: String,
+    /// The VON's ON id.
+    pub on_id: u32,
+    /// Third octet of the VON's 100.64.X.0/24 subnet.
+    pub subnet: u8,
+    /// Contracted rate as the config writes it ("20mbit").
+    pub rate: String,
+    /// Explicit MTU, or the agent's default.
+    pub mtu: Option<u16>,
+    /// Member hosts by index (1 = h1).
+    pub members: Vec<u8>,
+}
+
+impl VonSpec {
+    /// A VON over `members` with a rate high enough never to shape a test
+    /// that is not about shaping.
+    pub fn new(name: &str, on_id: u32, subnet: u8, members: &[u8]) -> Self {
+        Self {
+            name: name.to_owned(),
+            on_id,
+            subnet,
+            rate: "10gbit".to_owned(),
+            mtu: None,
+            members: members.to_vec(),
+        }
+    }
+
+    /// Sets the contracted rate.
+    pub fn rate(mut self, rate: &str) -> Self {
+        rate.clone_into(&mut self.rate);
+        self
+    }
+
+    /// The TUN interface name on every member.
+    pub fn interface(&self) -> String {
+        format!("von-{}", self.name)
+    }
+
+    /// Host `index`'s VON address.
+    pub fn address(&self, index: u8) -> Ipv4Addr {
+        Ipv4Addr::new(100, 64, self.subnet, index)
+    }
+
+    /// The static view file, the same on every member.
+    pub fn view_toml(&self, key: &[u8; 32]) -> String {
+        let mut s = format!(
+            "on_id = {}\nepoch = 1\ncipher = \"aes-256-gcm\"\nkey = \"{}\"\nprefix = \"100.64.{}.0/24\"\n",
+            self.on_id,
+            hex::encode(key),
+            self.subnet
+        );
+        for &m in &self.members {
+            // Writing to a String cannot fail.
+            let _ = write!(
+                s,
+                "\n[[member]]\nid = {m}\nname = \"h{m}\"\naddress = \"{}\"\na = \"{}:{UNDERLAY_PORT}\"\nb = \"{}:{UNDERLAY_PORT}\"\n",
+                self.address(m),
+                Underlay::A.address(m),
+                Underlay::B.address(m),
+            );
+        }
+        s
+    }
+}
+
+/// A running `von up` in one host's namespace.
+#[derive(Debug)]
+pub struct Agent {
+    host: String,
+    ns: String,
+    child: Child,
+    log: PathBuf,
+    socket: PathBuf,
+    interfaces: Vec<(String, Ipv4Addr)>,
+}
+
+impl Topology {
+    /// Writes views and configs for `vons` and starts an agent on every host
+    /// that is a member of at least one; returns when every interface is up
+    /// and every status socket answers.
+    pub fn start(&mut self, vons: &[VonSpec]) -> Result<()> {
+        let bin = von_bin()?;
+        let mut views = Vec::new();
+        for von in vons {
+            let mut key = [0u8; 32];
+            rand::rng().fill_bytes(&mut key);
+            views.push(
+                self.dir()
+                    .write(&format!("{}.view.toml", von.name), &von.view_toml(&key))?,
+            );
+        }
+        let mut started = Vec::new();
+        for host in self.hosts() {
+            let mine: Vec<usize> = (0..vons.len())
+                .filter(|&i| vons[i].members.contains(&host.index()))
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            started.push(self.spawn_agent(&bin, host, vons, &views, &mine)?);
+        }
+        self.agents.extend(started);
+        for agent in &mut self.agents {
+            agent.wait_ready()?;
+        }
+        Ok(())
+    }
+
+    /// The agent running on host `hN`.
+    pub fn agent(&self, n: usize) -> &Agent {
+        let name = format!("h{n}");
+        self.agents
+            .iter()
+            .find(|a| a.host == name)
+            .unwrap_or_else(|| panic!("no agent was started on {name}"))
+    }
+
+    /// The agent on host `hN`, mutably (to check it still runs).
+    pub fn agent_mut(&mut self, n: usize) -> &mut Agent {
+        let name = format!("h{n}");
+        self.agents
+            .iter_mut()
+            .find(|a| a.host == name)
+            .unwrap_or_else(|| panic!("no agent was started on {name}"))
+    }
+
+    fn spawn_agent(
+        &self,
+        bin: &std::path::Path,
+        host: &Host,
+        vons: &[VonSpec],
+        views: &[PathBuf],
+        mine: &[usize],
+    ) -> Result<Agent> {
+        let h = host.name();
+        let base = self.dir().path().join(&h);
+        let socket = base.join("control.sock");
+        let mut toml = format!(
+            "state_dir = \"{}\"\ncontrol_socket = \"{}\"\nlog = \"info\"\n\n\
+             [underlay.a]\nbind = \"{}:{UNDERLAY_PORT}\"\n[underlay.b]\nbind = \"{}:{UNDERLAY_PORT}\"\n",
+            base.join("state").display(),
+            socket.display(),
+            host.underlay_addr(Underlay::A),
+            host.underlay_addr(Underlay::B),
+        );
+        let mut interfaces = Vec::new();
+        for &i in mine {
+            let von = &vons[i];
+            let _ = write!(
+                toml,
+                "\n[[von]]\nname = \"{}\"\ninterface = \"{}\"\nrate = \"{}\"\n",
+                von.name,
+                von.interface(),
+                von.rate
+            );
+            if let Some(mtu) = von.mtu {
+                let _ = writeln!(toml, "mtu = {mtu}");
+            }
+            let _ = writeln!(
+                toml,
+                "static = {{ view = \"{}\", member = \"{h}\" }}",
+                views[i].display()
+            );
+            interfaces.push((von.interface(), von.address(host.index())));
+        }
+        let config = self.dir().write(&format!("{h}/von.toml"), &toml)?;
+        let log = base.join("agent.log");
+        let out = File::create(&log).map_err(|source| Error::Io {
+            what: "create",
+            path: log.clone(),
+            source,
+        })?;
+        let err = out.try_clone().map_err(|source| Error::Io {
+            what: "duplicate handle of",
+            path: log.clone(),
+            source,
+        })?;
+        let mut cmd = host.ns().command(bin);
+        cmd.arg("up")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = cmd.spawn().map_err(|source| Error::Spawn {
+            cmd: process::show(&cmd),
+            source,
+        })?;
+        Ok(Agent {
+            host: h,
+            ns: host.ns().name().to_owned(),
+            child,
+            log,
+            socket,
+            interfaces,
+        })
+    }
+}
+
+impl Agent {
+    /// The host it runs on (`h1`).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Its process id (`ip netns exec` execs the agent in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running (it has not crashed or exited).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Reads `von status --json --socket <its socket>`.
+    pub fn status(&self) -> Result<Status> {
+        let bin = von_bin()?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .arg(bin)
+            .args(["status", "--json", "--socket"])
+            .arg(&self.socket);
+        let out = process::run_ok(&mut cmd, QUICK)?;
+        Status::parse(&out.stdout)
+    }
+
+    /// The counters of VON `von` now.
+    pub fn counters(&self, von: &str) -> Result<VonCounters> {
+        self.status()?.von(von)
+    }
+
+    /// The last lines of the agent's log, headed by where it is.
+    pub fn log_report(&self) -> String {
+        format!(
+            "--- von agent on {} ({}) ---\n{}",
+            self.host,
+            self.log.display(),
+            self.log_tail()
+        )
+    }
+
+    /// Stops the agent: SIGTERM, then SIGKILL if it has not exited in 5 s.
+    pub fn stop(mut self) {
+        if self.running() {
+            let _ = process::signal(self.pid(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // `Drop` kills what is still running.
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.error(format!("exited ({status}) before it was ready")));
+            }
+            let last = match self.check_ready() {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                return Err(self.error(format!("not ready after {STARTUP:?}: {last}")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every interface up with its address, and the status socket answering.
+    fn check_ready(&self) -> Result<(), String> {
+        for (ifname, addr) in &self.interfaces {
+            let mut cmd = Command::new("ip");
+            cmd.args(["-n", &self.ns, "-j", "addr", "show", "dev", ifname]);
+            let out = process::run(&mut cmd, QUICK).map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!("{ifname} does not exist yet"));
+            }
+            let link = crate::link::parse_link(&out.stdout).map_err(|e| e.to_string())?;
+            if !link.up {
+                return Err(format!("{ifname} is not up"));
+            }
+            if !link.addresses.contains(addr) {
+                return Err(format!("{ifname} lacks {addr} (has {:?})", link.addresses));
+            }
+        }
+        self.status().map(drop).map_err(|e| e.to_string())
+    }
+
+    fn error(&self, reason: String) -> Error {
+        Error::Agent {
+            host: self.host.clone(),
+            reason,
+            log: self.log.clone(),
+            tail: self.log_tail(),
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

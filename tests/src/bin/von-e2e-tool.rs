@@ -1,0 +1,221 @@
+//! Helper the end-to-end tests run inside a namespace (`ip netns exec NS
+//! von-e2e-tool ...`), for what no stock program does:
+//!
+//! - `stream-send` / `stream-recv`: a deterministic pseudo-random TCP stream,
+//!   verified byte by byte on arrival (see `von_tests::stream`);
+//! - `capture`: one UDP datagram as seen on the wire (AF_PACKET), printed as
+//!   hex of the whole IPv4 packet;
+//! - `send-raw`: that IPv4 packet sent again verbatim (raw socket), i.e. a
+//!   replay by someone on the underlay path.
+//!
+//! Each prints one JSON line on success and exits non-zero with a message
+//! otherwise.
+
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use von_tests::stream::{StreamGen, Verifier};
+
+/// Test helper run inside a von test namespace.
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Accept one TCP connection and verify the stream for SEED.
+    StreamRecv {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        seed: u64,
+    },
+    /// Connect and send BYTES of the stream for SEED, then wait for the
+    /// receiver to close.
+    StreamSend {
+        #[arg(long)]
+        connect: SocketAddr,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        bytes: u64,
+    },
+    /// Print the first IPv4/UDP packet from SRC to destination port DPORT
+    /// whose UDP payload is at least MIN_LEN bytes.
+    Capture {
+        #[arg(long)]
+        src: Ipv4Addr,
+        #[arg(long)]
+        dport: u16,
+        #[arg(long, default_value_t = 0)]
+        min_len: usize,
+        #[arg(long, default_value_t = 20)]
+        timeout_secs: u64,
+    },
+    /// Send a whole IPv4 packet (hex) as is, through a raw socket.
+    SendRaw {
+        #[arg(long)]
+        hex: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::StreamRecv { listen, seed } => stream_recv(listen, seed),
+        Command::StreamSend {
+            connect,
+            seed,
+            bytes,
+        } => stream_send(connect, seed, bytes),
+        Command::Capture {
+            src,
+            dport,
+            min_len,
+            timeout_secs,
+        } => capture(src, dport, min_len, Duration::from_secs(timeout_secs)),
+        Command::SendRaw { hex } => send_raw(&hex),
+    };
+    match result {
+        Ok(line) => println!("{line}"),
+        Err(e) => {
+            eprintln!("von-e2e-tool: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+fn stream_recv(listen: SocketAddr, seed: u64) -> Result<String> {
+    let listener = TcpListener::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
+    let (mut conn, peer) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    let started = Instant::now();
+    let mut verifier = Verifier::new(seed);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = conn
+            .read(&mut buf)
+            .map_err(|e| format!("read from {peer}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        verifier.update(&buf[..n]);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let v = verifier.finish();
+    Ok(serde_json::json!({
+        "received": v.received,
+        "first_mismatch": v.first_mismatch,
+        "sha256": v.sha256,
+        "seconds": seconds,
+    })
+    .to_string())
+}
+
+fn stream_send(connect: SocketAddr, seed: u64, bytes: u64) -> Result<String> {
+    // The receiver may not be listening yet: retry for a while.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut conn = loop {
+        match TcpStream::connect_timeout(&connect, Duration::from_secs(5)) {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(format!("connect {connect}: {e}")),
+        }
+    };
+    let started = Instant::now();
+    let mut generator = StreamGen::new(seed);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left.min(buf.len() as u64)).map_err(|e| e.to_string())?;
+        generator.fill(&mut buf[..n]);
+        conn.write_all(&buf[..n])
+            .map_err(|e| format!("write to {connect} after {} bytes: {e}", bytes - left))?;
+        left -= n as u64;
+    }
+    conn.shutdown(std::net::Shutdown::Write)
+        .map_err(|e| format!("shutdown: {e}"))?;
+    // Wait for the receiver to close: then every byte has been read.
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest)
+        .map_err(|e| format!("waiting for close: {e}"))?;
+    Ok(
+        serde_json::json!({ "sent": bytes, "seconds": started.elapsed().as_secs_f64() })
+            .to_string(),
+    )
+}
+
+fn capture(src: Ipv4Addr, dport: u16, min_len: usize, timeout: Duration) -> Result<String> {
+    const ETH_P_IP: u16 = 0x0800;
+    let proto = Protocol::from(i32::from(ETH_P_IP.to_be()));
+    let sock = Socket::new(Domain::PACKET, Type::DGRAM, Some(proto))
+        .map_err(|e| format!("AF_PACKET socket: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "no UDP datagram from {src} to port {dport} of at least {min_len} bytes in {timeout:?}"
+            ));
+        }
+        sock.set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        let n = match (&sock).read(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                continue;
+            }
+            Err(e) => return Err(format!("read AF_PACKET: {e}")),
+        };
+        if let Some(payload_len) = udp_match(&buf[..n], src, dport) {
+            if payload_len >= min_len {
+                return Ok(serde_json::json!({ "packet": hex::encode(&buf[..n]) }).to_string());
+            }
+        }
+    }
+}
+
+/// The UDP payload length if `pkt` is IPv4/UDP from `src` to port `dport`.
+fn udp_match(pkt: &[u8], src: Ipv4Addr, dport: u16) -> Option<usize> {
+    let ihl = usize::from(pkt.first()? & 0x0f) * 4;
+    if pkt.first()? >> 4 != 4 || ihl < 20 || *pkt.get(9)? != 17 {
+        return None;
+    }
+    let s: [u8; 4] = pkt.get(12..16)?.try_into().ok()?;
+    let udp = pkt.get(ihl..ihl + 8)?;
+    let total = usize::from(u16::from_be_bytes(pkt.get(2..4)?.try_into().ok()?));
+    let port = u16::from_be_bytes([udp[2], udp[3]]);
+    (Ipv4Addr::from(s) == src && port == dport && total <= pkt.len())
+        .then(|| total.saturating_sub(ihl + 8))
+}
+
+fn send_raw(text: &str) -> Result<String> {
+    let pkt = hex::decode(text.trim()).map_err(|e| format!("--hex: {e}"))?;
+    let dst: [u8; 4] = pkt
+        .get(16..20)
+        .and_then(|d| d.try_into().ok())
+        .ok_or("--hex: shorter than an IPv4 header")?;
+    let dst = Ipv4Addr::from(dst);
+    // IPPROTO_RAW implies IP_HDRINCL: the packet goes out as given.
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))
+        .map_err(|e| format!("raw socket: {e}"))?;
+    let sent = sock
+        .send_to(&pkt, &SockAddr::from(SocketAddrV4::new(dst, 0)))
+        .map_err(|e| format!("send to {dst}: {e}"))?;
+    Ok(serde_json::json!({ "sent": sent, "dst": dst.to_string() }).to_string())
+}

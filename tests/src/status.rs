@@ -1,0 +1,191 @@
+//! Reading `von status --json`: per-VON counters by their stable names
+//! (docs/status.md), and differences between two readings so a test counts
+//! only what it caused.
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::topology::Underlay;
+
+/// One reading of an agent's status JSON.
+#[derive(Debug, Clone)]
+pub struct Status {
+    json: Value,
+}
+
+impl Status {
+    /// Parses the output of `von status --json`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let json = serde_json::from_str(text).map_err(|e| Error::Parse {
+            what: "von status --json",
+            reason: e.to_string(),
+            text: text.to_owned(),
+        })?;
+        Ok(Self { json })
+    }
+
+    /// The whole document, for checks this module has no helper for.
+    pub fn json(&self) -> &Value {
+        &self.json
+    }
+
+    /// The counters of VON `von`.
+    pub fn von(&self, von: &str) -> Result<VonCounters> {
+        let entry = find_von(&self.json, von)
+            .ok_or_else(|| self.parse_error(format!("no VON named {von:?}")))?;
+        // Counters either sit in the VON's object or in a `counters` member.
+        let counters = match entry.get("counters") {
+            Some(c) if c.is_object() => c.clone(),
+            _ => entry.clone(),
+        };
+        if counters.get("delivered").and_then(Value::as_u64).is_none() {
+            return Err(self.parse_error(format!("VON {von:?} has no counter `delivered`")));
+        }
+        Ok(VonCounters {
+            von: von.to_owned(),
+            json: counters,
+        })
+    }
+
+    fn parse_error(&self, reason: String) -> Error {
+        Error::Parse {
+            what: "von status --json",
+            reason,
+            text: self.json.to_string(),
+        }
+    }
+}
+
+/// The counters of one VON at one moment.
+#[derive(Debug, Clone)]
+pub struct VonCounters {
+    von: String,
+    json: Value,
+}
+
+impl VonCounters {
+    /// A VON-wide counter such as `delivered` or `rate_drops`.
+    pub fn get(&self, name: &str) -> Result<u64> {
+        self.json
+            .get(name)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| self.missing(name))
+    }
+
+    /// A per-underlay counter such as `tx_frames` on A.
+    pub fn on(&self, underlay: Underlay, name: &str) -> Result<u64> {
+        self.json
+            .get(underlay.key())
+            .and_then(|u| u.get(name))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| self.missing(&format!("{}.{name}", underlay.key())))
+    }
+
+    /// `later - self` for a counter (counters only grow).
+    pub fn delta(&self, later: &VonCounters, name: &str) -> Result<u64> {
+        Ok(later.get(name)?.saturating_sub(self.get(name)?))
+    }
+
+    /// `later - self` for a per-underlay counter.
+    pub fn delta_on(&self, later: &VonCounters, underlay: Underlay, name: &str) -> Result<u64> {
+        Ok(later
+            .on(underlay, name)?
+            .saturating_sub(self.on(underlay, name)?))
+    }
+
+    fn missing(&self, name: &str) -> Error {
+        Error::Parse {
+            what: "von status --json counters",
+            reason: format!(
+                "VON {:?} has no counter `{name}` (see docs/status.md)",
+                self.von
+            ),
+            text: self.json.to_string(),
+        }
+    }
+}
+
+/// Finds the object describing VON `name`: an element with `"name": name`
+/// in any array, or a member keyed by the name in a `vons` map.
+fn find_von<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(map) => {
+            if map.get("name").and_then(Value::as_str) == Some(name) {
+                return Some(v);
+            }
+            if let Some(entry) = map.get("vons").and_then(|m| m.get(name)) {
+                return Some(entry);
+            }
+            map.values().find_map(|child| find_von(child, name))
+        }
+        Value::Array(items) => items.iter().find_map(|child| find_von(child, name)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"{
+        "vons": [
+            {"name": "grid", "interface": "von-grid",
+             "counters": {"a": {"tx_frames": 10, "tx_errors": 0, "rx_frames": 9},
+                          "b": {"tx_frames": 10, "tx_errors": 1, "rx_frames": 8},
+                          "tx_packets": 10, "delivered": 9, "duplicates": 8}},
+            {"name": "med", "counters": {"a": {"tx_frames": 0}, "delivered": 0}}
+        ]
+    }"#;
+
+    #[test]
+    fn reads_counters_by_von() {
+        let s = Status::parse(SAMPLE).expect("valid JSON");
+        let grid = s.von("grid").expect("grid is there");
+        assert_eq!(grid.get("delivered").expect("counter"), 9);
+        assert_eq!(grid.on(Underlay::B, "tx_errors").expect("counter"), 1);
+        assert_eq!(
+            s.von("med")
+                .expect("med")
+                .get("delivered")
+                .expect("counter"),
+            0
+        );
+    }
+
+    #[test]
+    fn missing_von_or_counter_is_an_error_naming_it() {
+        let s = Status::parse(SAMPLE).expect("valid JSON");
+        let err = s.von("nope").expect_err("no such VON");
+        assert!(err.to_string().contains("nope"), "{err}");
+        let err = s
+            .von("grid")
+            .expect("grid")
+            .get("replays")
+            .expect_err("absent");
+        assert!(err.to_string().contains("replays"), "{err}");
+    }
+
+    #[test]
+    fn deltas() {
+        let before = Status::parse(SAMPLE)
+            .expect("json")
+            .von("grid")
+            .expect("grid");
+        let later = Status::parse(&SAMPLE.replace("\"delivered\": 9", "\"delivered\": 19"))
+            .expect("json")
+            .von("grid")
+            .expect("grid");
+        assert_eq!(before.delta(&later, "delivered").expect("counter"), 10);
+        assert_eq!(
+            before
+                .delta_on(&later, Underlay::A, "rx_frames")
+                .expect("counter"),
+            0
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_parse_error() {
+        assert!(Status::parse("not json").is_err());
+    }
+}

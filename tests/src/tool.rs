@@ -1,0 +1,134 @@
+//! Driving the `von-e2e-tool` helper binary from a test. Cargo hands its
+//! path to integration tests only (`env!("CARGO_BIN_EXE_von-e2e-tool")`), so
+//! tests construct [`Tool`] with it.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::netns::{Netns, QUICK};
+use crate::process::{self, Background, Output};
+
+/// The helper binary.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    path: PathBuf,
+}
+
+/// What `stream-recv` reported.
+#[derive(Debug, Clone)]
+pub struct StreamResult {
+    pub received: u64,
+    pub first_mismatch: Option<u64>,
+    pub sha256: String,
+    pub seconds: f64,
+}
+
+impl Tool {
+    /// The helper at `path` (pass `env!("CARGO_BIN_EXE_von-e2e-tool")`).
+    pub fn new(path: &str) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// Streams `bytes` of the stream for `seed` from `from` to `listen` in
+    /// `to`; returns what the receiver verified.
+    pub fn stream(
+        &self,
+        to: &Netns,
+        listen: SocketAddr,
+        from: &Netns,
+        seed: u64,
+        bytes: u64,
+        timeout: Duration,
+    ) -> Result<StreamResult> {
+        let mut recv = to.command(&self.path);
+        recv.args([
+            "stream-recv",
+            "--listen",
+            &listen.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ]);
+        let recv = Background::spawn(&mut recv)?;
+        let mut send = from.command(&self.path);
+        send.args([
+            "stream-send",
+            "--connect",
+            &listen.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--bytes",
+            &bytes.to_string(),
+        ]);
+        process::run_ok(&mut send, timeout)?;
+        let out = recv.wait(Duration::from_secs(60))?;
+        let json = json_line(&out, "stream-recv")?;
+        let field = |name: &str| json[name].clone();
+        Ok(StreamResult {
+            received: field("received").as_u64().unwrap_or(0),
+            first_mismatch: field("first_mismatch").as_u64(),
+            sha256: field("sha256").as_str().unwrap_or_default().to_owned(),
+            seconds: field("seconds").as_f64().unwrap_or(0.0),
+        })
+    }
+
+    /// Starts capturing, in `ns`, the first UDP datagram from `src` to
+    /// `dport` with a payload of at least `min_len` bytes. Finish with
+    /// [`Tool::captured`].
+    pub fn start_capture(
+        &self,
+        ns: &Netns,
+        src: Ipv4Addr,
+        dport: u16,
+        min_len: usize,
+    ) -> Result<Background> {
+        let mut cmd = ns.command(&self.path);
+        cmd.args([
+            "capture",
+            "--src",
+            &src.to_string(),
+            "--dport",
+            &dport.to_string(),
+            "--min-len",
+            &min_len.to_string(),
+        ]);
+        Background::spawn(&mut cmd)
+    }
+
+    /// The captured IPv4 packet, as bytes.
+    pub fn captured(&self, capture: Background) -> Result<Vec<u8>> {
+        let out = capture.wait(Duration::from_secs(60))?;
+        let json = json_line(&out, "capture")?;
+        let text = json["packet"].as_str().unwrap_or_default();
+        hex::decode(text).map_err(|e| Error::Parse {
+            what: "capture output",
+            reason: e.to_string(),
+            text: text.to_owned(),
+        })
+    }
+
+    /// Sends an IPv4 packet verbatim from `ns`.
+    pub fn send_raw(&self, ns: &Netns, packet: &[u8]) -> Result<()> {
+        let mut cmd = ns.command(&self.path);
+        cmd.args(["send-raw", "--hex", &hex::encode(packet)]);
+        process::run_ok(&mut cmd, QUICK).map(drop)
+    }
+}
+
+fn json_line(out: &Output, what: &'static str) -> Result<Value> {
+    if !out.status.success() {
+        return Err(Error::Parse {
+            what,
+            reason: format!("exited {}: {}", out.status, out.stderr.trim()),
+            text: out.stdout.clone(),
+        });
+    }
+    serde_json::from_str(out.stdout.trim()).map_err(|e| Error::Parse {
+        what,
+        reason: e.to_string(),
+        text: out.stdout.clone(),
+    })
+}
