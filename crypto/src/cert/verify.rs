@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
-use super::{CertError, Role, VON_EXTENSION_OID_TEXT, VonExtension, VonName};
+use super::{CertError, Role, VON_EXTENSION_OID, VonExtension, VonName};
 
 /// What a certificate says, read without trusting it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,9 +161,11 @@ fn parse<'a>(der: &'a [u8], what: &'static str) -> Result<X509Certificate<'a>, C
 
 fn info(cert: &X509Certificate<'_>, der: &[u8]) -> Result<CertInfo, CertError> {
     let subject = cert.subject().to_string();
+    let oid = oid_der(&VON_EXTENSION_OID);
     let mut found = None;
     for ext in cert.extensions() {
-        if ext.oid.to_id_string() != VON_EXTENSION_OID_TEXT {
+        // Compared as DER: asn1-rs prints arcs above 63 bits in hex.
+        if ext.oid.as_bytes() != oid.as_slice() {
             continue;
         }
         if found.is_some() {
@@ -193,6 +195,23 @@ fn info(cert: &X509Certificate<'_>, der: &[u8]) -> Result<CertInfo, CertError> {
     })
 }
 
+/// The DER content octets of an OID (X.690 8.19): the first two arcs as
+/// one, then each arc in base 128, high bit marking continuation.
+fn oid_der(arcs: &[u64]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let first = u128::from(arcs[0]) * 40 + u128::from(arcs[1]);
+    for arc in std::iter::once(first).chain(arcs[2..].iter().map(|&a| u128::from(a))) {
+        let mut groups = vec![(arc & 0x7f) as u8];
+        let mut rest = arc >> 7;
+        while rest > 0 {
+            groups.push((rest & 0x7f) as u8 | 0x80);
+            rest >>= 7;
+        }
+        out.extend(groups.iter().rev());
+    }
+    out
+}
+
 fn key_algorithm(cert: &X509Certificate<'_>) -> String {
     let alg = &cert.public_key().algorithm;
     let curve = alg
@@ -206,5 +225,23 @@ fn key_algorithm(cert: &X509Certificate<'_>) -> String {
         ("1.3.101.112", _) => "Ed25519".to_owned(),
         ("1.2.840.113549.1.1.1", _) => "RSA".to_owned(),
         (other, _) => format!("OID {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oid_encoding() {
+        // 2.5.29.17 (subjectAltName) and 2.999.3 from X.690's example.
+        assert_eq!(oid_der(&[2, 5, 29, 17]), [0x55, 0x1d, 0x11]);
+        assert_eq!(oid_der(&[2, 999, 3]), [0x88, 0x37, 0x03]);
+        assert_eq!(
+            oid_der(&VON_EXTENSION_OID),
+            [
+                0x69, 0x81, 0xf0, 0xe5, 0xb2, 0xf6, 0xe6, 0xab, 0xd0, 0xd2, 0x0d
+            ]
+        );
     }
 }
