@@ -40,7 +40,8 @@ fn seal_open(c: &mut Criterion) {
         });
 
         let mut sealed = vec![0x45u8; PACKET + OVERHEAD];
-        key.seal_in_place(&header(cipher, 1), &mut sealed, PACKET).unwrap();
+        key.seal_in_place(&header(cipher, 1), &mut sealed, PACKET)
+            .unwrap();
         group.bench_function("open", |b| {
             b.iter_batched_ref(
                 || sealed.clone(),
@@ -84,4 +85,3 @@ fn window(c: &mut Criterion) {
 
 criterion_group!(benches, seal_open, window);
 criterion_main!(benches);
-

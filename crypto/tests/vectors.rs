@@ -19,7 +19,9 @@ use von_crypto::frame::{Epoch, Flags, FrameType, HEADER_LEN, Header, MemberId, O
 type Block = Vec<(String, String)>;
 
 fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(name)
 }
 
 fn regenerating() -> bool {
@@ -56,7 +58,10 @@ fn load(name: &str, title: &str, blocks: &[Block]) -> Vec<Block> {
 }
 
 fn get<'a>(b: &'a Block, k: &str) -> &'a str {
-    &b.iter().find(|(n, _)| n == k).unwrap_or_else(|| panic!("missing {k}")).1
+    &b.iter()
+        .find(|(n, _)| n == k)
+        .unwrap_or_else(|| panic!("missing {k}"))
+        .1
 }
 
 fn num<T: std::str::FromStr>(b: &Block, k: &str) -> T
@@ -106,8 +111,20 @@ fn sample_headers() -> Vec<Header> {
     };
     vec![
         h(7, FrameType::Data, 1, 1, 0),
-        h(0xdead_beef, FrameType::Keepalive, u32::MAX, u32::MAX, (1 << 40) | 5),
-        h(1, FrameType::Data, 0x0102_0304, 2, (0x00ff_ffff << 40) | 0x0f_ffff_ffff),
+        h(
+            0xdead_beef,
+            FrameType::Keepalive,
+            u32::MAX,
+            u32::MAX,
+            (1 << 40) | 5,
+        ),
+        h(
+            1,
+            FrameType::Data,
+            0x0102_0304,
+            2,
+            (0x00ff_ffff << 40) | 0x0f_ffff_ffff,
+        ),
     ]
 }
 
@@ -147,13 +164,31 @@ fn frame_header_vectors() {
         .collect();
     for (bytes, why) in [
         ("0000000710000000000000010000000100000000000000", "TooShort"),
-        ("00000007200000000000000100000001000000000000000000000000000000000000000000000000", "UnsupportedVersion"),
-        ("00000007120000000000000100000001000000000000000000000000000000000000000000000000", "UnknownFrameType"),
-        ("00000007100200000000000100000001000000000000000000000000000000000000000000000000", "UnknownCipher"),
-        ("00000007100400000000000100000001000000000000000000000000000000000000000000000000", "ReservedFlags"),
-        ("00000007100000010000000100000001000000000000000000000000000000000000000000000000", "ReservedNotZero"),
+        (
+            "00000007200000000000000100000001000000000000000000000000000000000000000000000000",
+            "UnsupportedVersion",
+        ),
+        (
+            "00000007120000000000000100000001000000000000000000000000000000000000000000000000",
+            "UnknownFrameType",
+        ),
+        (
+            "00000007100200000000000100000001000000000000000000000000000000000000000000000000",
+            "UnknownCipher",
+        ),
+        (
+            "00000007100400000000000100000001000000000000000000000000000000000000000000000000",
+            "ReservedFlags",
+        ),
+        (
+            "00000007100000010000000100000001000000000000000000000000000000000000000000000000",
+            "ReservedNotZero",
+        ),
     ] {
-        blocks.push(vec![("bytes".into(), bytes.into()), ("error".into(), why.into())]);
+        blocks.push(vec![
+            ("bytes".into(), bytes.into()),
+            ("error".into(), why.into()),
+        ]);
     }
     for b in load("frame.txt", "frame headers and malformed frames", &blocks) {
         if b.iter().any(|(k, _)| k == "error") {
@@ -212,7 +247,10 @@ fn seal_vectors_for_both_ciphers() {
         let frame = seal(cipher, &key, &h, &pt);
         assert_eq!(hex::encode(&frame), get(&b, "frame"), "{cipher} {h:?}");
         let independent = seal_independently(cipher, &key, &frame[..HEADER_LEN], &pt);
-        assert_eq!(independent, frame, "RustCrypto disagrees for {cipher} {h:?}");
+        assert_eq!(
+            independent, frame,
+            "RustCrypto disagrees for {cipher} {h:?}"
+        );
         let mut opened = frame.clone();
         let range = FrameKey::new(&GroupKey::new(cipher, key))
             .open_in_place(&mut opened)
