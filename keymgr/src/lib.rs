@@ -10,11 +10,13 @@
 
 pub mod ids;
 pub mod manager;
+pub mod member;
 pub mod proto;
 pub mod store;
 pub mod view;
 pub mod wrap;
 
 pub use manager::{Departure, Identity, JoinError, KeyManager, Output, Settings};
+pub use member::{KeySet, MemberError, MemberKeys, Reaction};
 pub use store::{MemStore, RedbStore, Store, StoreError};
 pub use view::{Member, View};

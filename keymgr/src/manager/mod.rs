@@ -57,6 +57,8 @@ pub struct Settings {
 /// Who a joining member is, as its verified certificate says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// Its sender id, chosen by the CA and carried in the certificate.
+    pub id: MemberId,
     /// Member name.
     pub name: String,
     /// Its VON address.
@@ -123,7 +125,19 @@ pub enum JoinError {
         /// The revoked name.
         name: String,
     },
-    /// The store failed while assigning the member id.
+    /// Another current member already has this member id.
+    #[error(
+        "member {name:?} presents member id {id} which {holder:?} already holds; reissue one of the two certificates"
+    )]
+    IdTaken {
+        /// The joining member.
+        name: String,
+        /// The id both certificates carry.
+        id: u32,
+        /// The member holding it.
+        holder: String,
+    },
+    /// The store failed; no key was sent.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -248,7 +262,15 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             warn!(member = %who.name, "join refused: revoked");
             return Err(JoinError::Revoked { name: who.name });
         }
-        let id = self.store.member_id(&who.name)?;
+        let id = who.id;
+        if let Some(e) = self.members.get(&id).filter(|e| e.member.name != who.name) {
+            warn!(member = %who.name, id = id.0, holder = %e.member.name, "join refused: member id taken");
+            return Err(JoinError::IdTaken {
+                name: who.name,
+                id: id.0,
+                holder: e.member.name.clone(),
+            });
+        }
         let member = Member {
             id,
             name: who.name,

@@ -42,6 +42,7 @@ fn settings() -> Settings {
 
 fn who(n: u32) -> Identity {
     Identity {
+        id: MemberId(n),
         name: format!("h{n}"),
         address: Ipv4Addr::from(0x6440_0000 + n),
         noise_public: {
@@ -342,6 +343,20 @@ fn reconnect_with_same_endpoints_is_not_a_change_but_catches_up() {
 }
 
 #[test]
+fn a_second_name_with_a_taken_id_is_refused() {
+    let t0 = Instant::now();
+    let mut km = three(t0);
+    let mut other = who(9);
+    other.id = MemberId(2);
+    let err = km.member_joined(t0, other, a(9), b(9), None).unwrap_err();
+    assert!(
+        matches!(err, JoinError::IdTaken { id: 2, ref holder, .. } if holder == "h2"),
+        "{err}"
+    );
+    assert!(km.pending_epoch().is_none());
+}
+
+#[test]
 fn unwrappable_member_is_left_out_of_the_view() {
     let t0 = Instant::now();
     let mut km = three(t0);
@@ -367,9 +382,6 @@ impl Store for FailingEpoch {
             path: "test".into(),
             detail: "disk full".into(),
         })
-    }
-    fn member_id(&mut self, name: &str) -> Result<MemberId, StoreError> {
-        self.0.member_id(name)
     }
     fn save_members(&mut self, m: &[StoredMember]) -> Result<(), StoreError> {
         self.0.save_members(m)

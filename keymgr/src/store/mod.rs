@@ -9,7 +9,7 @@
 
 mod redb;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 
 pub use self::redb::RedbStore;
@@ -41,8 +41,6 @@ pub struct Persisted {
     pub members: Vec<StoredMember>,
     /// Revoked member names.
     pub revoked: BTreeSet<String>,
-    /// Every name ever admitted, with its id.
-    pub ids: BTreeMap<String, MemberId>,
 }
 
 impl Default for Persisted {
@@ -51,7 +49,6 @@ impl Default for Persisted {
             epoch: Epoch(0),
             members: Vec::new(),
             revoked: BTreeSet::new(),
-            ids: BTreeMap::new(),
         }
     }
 }
@@ -62,8 +59,6 @@ pub trait Store: Send {
     fn load(&self) -> Result<Persisted, StoreError>;
     /// Durably reserve the epoch after max(`after`, stored) and return it.
     fn advance_epoch(&mut self, after: Epoch) -> Result<Epoch, StoreError>;
-    /// The id of `name`, assigning the next free one (durably) if it has none.
-    fn member_id(&mut self, name: &str) -> Result<MemberId, StoreError>;
     /// Replace the stored committed members.
     fn save_members(&mut self, members: &[StoredMember]) -> Result<(), StoreError>;
     /// Add `name` to the revocations; false when it already was there.
@@ -101,7 +96,7 @@ pub enum StoreError {
         /// Why.
         detail: String,
     },
-    /// The 32-bit epoch or member-id space is used up.
+    /// The 32-bit epoch space is used up.
     #[error("the {what} counter is exhausted (at {at}); create a new VON with a new ON id")]
     Exhausted {
         /// Which counter.
@@ -139,15 +134,6 @@ impl Store for MemStore {
         Ok(Epoch(next))
     }
 
-    fn member_id(&mut self, name: &str) -> Result<MemberId, StoreError> {
-        if let Some(id) = self.state.ids.get(name) {
-            return Ok(*id);
-        }
-        let next = next_member_id(&self.state.ids)?;
-        self.state.ids.insert(name.to_owned(), next);
-        Ok(next)
-    }
-
     fn save_members(&mut self, members: &[StoredMember]) -> Result<(), StoreError> {
         self.state.members = members.to_vec();
         Ok(())
@@ -160,16 +146,4 @@ impl Store for MemStore {
     fn revoked(&self) -> Result<BTreeSet<String>, StoreError> {
         Ok(self.state.revoked.clone())
     }
-}
-
-/// Ids start at 1 and are never reused, so a departed member's id can never
-/// be mistaken for a newcomer's by a receiver still holding an old view.
-fn next_member_id(ids: &BTreeMap<String, MemberId>) -> Result<MemberId, StoreError> {
-    let max = ids.values().map(|id| id.0).max().unwrap_or(0);
-    max.checked_add(1)
-        .map(MemberId)
-        .ok_or(StoreError::Exhausted {
-            what: "member id",
-            at: max,
-        })
 }

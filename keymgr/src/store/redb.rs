@@ -8,13 +8,11 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{Persisted, Store, StoreError, StoredMember, next_member_id};
+use super::{Persisted, Store, StoreError, StoredMember};
 use crate::ids::{Epoch, MemberId};
 
 /// `"epoch"` → the highest epoch handed out.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// Member name → its id, forever.
-const IDS: TableDefinition<&str, u32> = TableDefinition::new("ids");
 /// Member id → the stored member (JSON) of the last committed view.
 const MEMBERS: TableDefinition<u32, &[u8]> = TableDefinition::new("members");
 /// Revoked member name → unused.
@@ -57,7 +55,6 @@ impl RedbStore {
         // Create the tables up front so reads never meet a missing table.
         store.write(|tx| {
             tx.open_table(META)?;
-            tx.open_table(IDS)?;
             tx.open_table(MEMBERS)?;
             tx.open_table(REVOKED)?;
             Ok(())
@@ -104,11 +101,6 @@ impl Store for RedbStore {
             out.epoch =
                 Epoch(u32::try_from(v.value()).map_err(|_| self.corrupt("epoch", "above u32"))?);
         }
-        let ids = tx.open_table(IDS).map_err(|e| self.io(e))?;
-        for row in ids.iter().map_err(|e| self.io(e))? {
-            let (k, v) = row.map_err(|e| self.io(e))?;
-            out.ids.insert(k.value().to_owned(), MemberId(v.value()));
-        }
         let members = tx.open_table(MEMBERS).map_err(|e| self.io(e))?;
         for row in members.iter().map_err(|e| self.io(e))? {
             let (k, v) = row.map_err(|e| self.io(e))?;
@@ -148,24 +140,6 @@ impl Store for RedbStore {
                 what: "epoch",
                 at: u32::MAX,
             })
-    }
-
-    fn member_id(&mut self, name: &str) -> Result<MemberId, StoreError> {
-        let existing = {
-            let tx = self.db.begin_read().map_err(|e| self.io(e))?;
-            let ids = tx.open_table(IDS).map_err(|e| self.io(e))?;
-            ids.get(name).map_err(|e| self.io(e))?.map(|v| v.value())
-        };
-        if let Some(id) = existing {
-            return Ok(MemberId(id));
-        }
-        let all = self.load()?.ids;
-        let id = next_member_id(&all)?;
-        self.write(|tx| {
-            tx.open_table(IDS)?.insert(name, id.0)?;
-            Ok(())
-        })?;
-        Ok(id)
     }
 
     fn save_members(&mut self, members: &[StoredMember]) -> Result<(), StoreError> {
@@ -237,9 +211,6 @@ mod tests {
             let mut s = RedbStore::open(&path).unwrap();
             assert_eq!(s.advance_epoch(Epoch(0)).unwrap(), Epoch(1));
             assert_eq!(s.advance_epoch(Epoch(0)).unwrap(), Epoch(2));
-            assert_eq!(s.member_id("h1").unwrap(), MemberId(1));
-            assert_eq!(s.member_id("h2").unwrap(), MemberId(2));
-            assert_eq!(s.member_id("h1").unwrap(), MemberId(1));
             s.save_members(&[member(1, "h1"), member(2, "h2")]).unwrap();
             assert!(s.revoke("h3").unwrap());
             assert!(!s.revoke("h3").unwrap());
@@ -251,7 +222,6 @@ mod tests {
         assert!(p.revoked.contains("h3"));
         assert_eq!(s.advance_epoch(Epoch(0)).unwrap(), Epoch(3));
         assert_eq!(s.advance_epoch(Epoch(10)).unwrap(), Epoch(11));
-        assert_eq!(s.member_id("h4").unwrap(), MemberId(3));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

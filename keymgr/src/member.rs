@@ -1,0 +1,233 @@
+//! The member's side of the control protocol, sans-IO: which keys to send
+//! and receive under, moved only by the key manager's messages and time.
+//!
+//! Flow, for epoch N current and N+1 arriving:
+//! 1. `Prepare(N+1)`: unwrap the key (Noise; refused at or below an epoch we
+//!    hold), accept N+1 for receiving, reply `Ack(N+1)`; keep sending under N.
+//! 2. `Commit(N+1)`: send under N+1, install its (final) view, keep accepting
+//!    N until `now + grace`.
+//! 3. `tick` past the grace: erase N's key; only N+1 is accepted.
+//!
+//! The agent turns [`MemberKeys::keys`] into the pipeline's snapshot after
+//! every call that returns `changed`.
+
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info};
+use von_crypto::wrap::Recipient;
+
+use crate::ids::{Cipher, Epoch, GroupKey};
+use crate::proto::{ClientMsg, ServerMsg};
+use crate::view::View;
+
+/// The keys a member holds.
+#[derive(Debug)]
+pub struct MemberKeys {
+    recipient: Recipient,
+    current: Option<(View, GroupKey)>,
+    previous: Option<(Epoch, GroupKey, Instant)>,
+    prepared: Option<(View, GroupKey)>,
+}
+
+/// What a member does after a message.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reaction {
+    /// Send this to the key manager.
+    pub reply: Option<ClientMsg>,
+    /// The key set changed: install a new pipeline snapshot.
+    pub changed: bool,
+}
+
+/// The key set the data plane uses, borrowed from [`MemberKeys`].
+#[derive(Debug)]
+pub struct KeySet<'a> {
+    /// The committed view: who may send to us and whom we send to.
+    pub view: Option<&'a View>,
+    /// The epoch and key to seal under.
+    pub send: Option<(Epoch, &'a GroupKey)>,
+    /// Every epoch accepted on receive, newest first.
+    pub receive: Vec<(Epoch, &'a GroupKey)>,
+}
+
+/// A key manager message could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    /// The wrapped key did not open (wrong VON, recipient, sender or epoch).
+    #[error("refused the group key for epoch {epoch}: {source}")]
+    Unwrap {
+        /// The epoch of the prepare.
+        epoch: u32,
+        /// Why.
+        source: von_crypto::wrap::WrapError,
+    },
+    /// The message itself is malformed.
+    #[error("bad {what} from the key manager: {detail}")]
+    Malformed {
+        /// Which message.
+        what: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The key manager refused us.
+    #[error("the key manager refused this member: {0}")]
+    Refused(String),
+}
+
+impl MemberKeys {
+    /// A member with no keys yet; `recipient` opens keys wrapped for it.
+    pub fn new(recipient: Recipient) -> Self {
+        Self {
+            recipient,
+            current: None,
+            previous: None,
+            prepared: None,
+        }
+    }
+
+    /// A member resuming from its state directory with `view` and its key.
+    pub fn restore(recipient: Recipient, view: View, key: GroupKey) -> Self {
+        Self {
+            current: Some((view, key)),
+            ..Self::new(recipient)
+        }
+    }
+
+    /// The newest epoch held, committed or prepared (`have_epoch` in `Join`).
+    pub fn newest_epoch(&self) -> Option<Epoch> {
+        let current = self.current.as_ref().map(|(v, _)| v.epoch);
+        let prepared = self.prepared.as_ref().map(|(v, _)| v.epoch);
+        current.max(prepared)
+    }
+
+    /// The committed view and its key, to save in the state directory.
+    pub fn current(&self) -> Option<(&View, &GroupKey)> {
+        self.current.as_ref().map(|(v, k)| (v, k))
+    }
+
+    /// Apply one message from the key manager.
+    pub fn handle(&mut self, now: Instant, msg: ServerMsg) -> Result<Reaction, MemberError> {
+        match msg {
+            ServerMsg::Joined { .. } => Ok(Reaction::default()),
+            ServerMsg::Refused { reason } => Err(MemberError::Refused(reason)),
+            ServerMsg::Prepare {
+                view,
+                cipher,
+                wrapped_key,
+            } => self.prepare(view, &cipher, &wrapped_key),
+            ServerMsg::Commit { view, grace_ms } => {
+                let view = view.into_view().map_err(|e| malformed("commit", e))?;
+                Ok(self.commit(now, view, Duration::from_millis(grace_ms)))
+            }
+        }
+    }
+
+    /// Erase the previous epoch's key once its grace window has passed.
+    pub fn tick(&mut self, now: Instant) -> bool {
+        match &self.previous {
+            Some((epoch, _, until)) if *until <= now => {
+                debug!(epoch = epoch.0, "grace window over; previous key erased");
+                self.previous = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// When [`tick`](Self::tick) has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.previous.as_ref().map(|(_, _, until)| *until)
+    }
+
+    /// The keys for the data plane.
+    pub fn keys(&self) -> KeySet<'_> {
+        let mut receive = Vec::with_capacity(3);
+        if let Some((v, k)) = &self.prepared {
+            receive.push((v.epoch, k));
+        }
+        if let Some((v, k)) = &self.current {
+            receive.push((v.epoch, k));
+        }
+        if let Some((e, k, _)) = &self.previous {
+            receive.push((*e, k));
+        }
+        KeySet {
+            view: self.current.as_ref().map(|(v, _)| v),
+            send: self.current.as_ref().map(|(v, k)| (v.epoch, k)),
+            receive,
+        }
+    }
+
+    fn prepare(
+        &mut self,
+        view: crate::view::WireView,
+        cipher: &str,
+        wrapped: &str,
+    ) -> Result<Reaction, MemberError> {
+        let view = view.into_view().map_err(|e| malformed("prepare", e))?;
+        let epoch = view.epoch;
+        let ack = Some(ClientMsg::Ack { epoch: epoch.0 });
+        if self
+            .prepared
+            .as_ref()
+            .is_some_and(|(v, _)| v.epoch == epoch)
+        {
+            // A resend after a reconnect: our first ack may have been lost.
+            return Ok(Reaction {
+                reply: ack,
+                changed: false,
+            });
+        }
+        let cipher: Cipher = cipher.parse().map_err(|e| malformed("prepare", e))?;
+        let bytes = hex::decode(wrapped).map_err(|e| malformed("prepare", e))?;
+        let opened = self
+            .recipient
+            .unwrap(&bytes, self.newest_epoch())
+            .map_err(|source| MemberError::Unwrap {
+                epoch: epoch.0,
+                source,
+            })?;
+        if opened.epoch != epoch || opened.key.cipher() != cipher {
+            return Err(malformed(
+                "prepare",
+                format!(
+                    "view says epoch {} ({cipher}), wrapped key says epoch {} ({})",
+                    epoch.0,
+                    opened.epoch.0,
+                    opened.key.cipher()
+                ),
+            ));
+        }
+        debug!(epoch = epoch.0, members = view.members.len(), "prepared");
+        self.prepared = Some((view, opened.key));
+        Ok(Reaction {
+            reply: ack,
+            changed: true,
+        })
+    }
+
+    fn commit(&mut self, now: Instant, view: View, grace: Duration) -> Reaction {
+        let epoch = view.epoch;
+        let Some((_, key)) = self.prepared.take_if(|(v, _)| v.epoch == epoch) else {
+            // A duplicate, or we missed the prepare: keep what we have; the
+            // key manager resends on reconnect.
+            debug!(epoch = epoch.0, "commit without a matching prepare ignored");
+            return Reaction::default();
+        };
+        if let Some((old, old_key)) = self.current.take() {
+            self.previous = Some((old.epoch, old_key, now + grace));
+        }
+        info!(epoch = epoch.0, members = view.members.len(), "committed");
+        self.current = Some((view, key));
+        Reaction {
+            reply: None,
+            changed: true,
+        }
+    }
+}
+
+fn malformed(what: &'static str, e: impl std::fmt::Display) -> MemberError {
+    MemberError::Malformed {
+        what,
+        detail: e.to_string(),
+    }
+}
