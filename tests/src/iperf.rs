@@ -106,7 +106,20 @@ pub fn iperf3(
     args: &[&str],
     run_for: Duration,
 ) -> Result<IperfReport> {
-    let port = PORT.to_string();
+    iperf3_on_port(server, server_addr, PORT, client, args, run_for)
+}
+
+/// [`iperf3`] with another port for both the control connection and the
+/// data (e.g. the underlay port, to exercise rules that match it).
+pub fn iperf3_on_port(
+    server: &Netns,
+    server_addr: Ipv4Addr,
+    port: u16,
+    client: &Netns,
+    args: &[&str],
+    run_for: Duration,
+) -> Result<IperfReport> {
+    let port = port.to_string();
     let addr = server_addr.to_string();
     let mut srv = server.command("iperf3");
     srv.args(["-s", "-1", "-B", &addr, "-p", &port]);
