@@ -11,3 +11,5 @@ pub mod pipeline;
 pub mod state;
 pub mod tun;
 pub mod underlay;
+pub mod demux;
+pub mod status;

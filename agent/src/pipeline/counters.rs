@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::action::{DropReason, Underlay};
 
@@ -81,7 +81,7 @@ pub struct SocketCounters {
 }
 
 /// Adds one to a counter.
-pub(crate) fn bump(counter: &AtomicU64) {
+pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Relaxed);
 }
 
@@ -161,7 +161,8 @@ impl SocketCounters {
 }
 
 /// Serializable per-underlay counts of one VON (JSON names are stable).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UnderlayCountersSnapshot {
     pub tx_frames: u64,
     pub tx_errors: u64,
@@ -169,7 +170,8 @@ pub struct UnderlayCountersSnapshot {
 }
 
 /// Serializable counts of one VON (JSON names are stable; see `docs/status.md`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct VonCountersSnapshot {
     pub a: UnderlayCountersSnapshot,
     pub b: UnderlayCountersSnapshot,
@@ -194,7 +196,8 @@ pub struct VonCountersSnapshot {
 }
 
 /// Serializable host-wide counts of one underlay socket.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SocketCountersSnapshot {
     pub rx_datagrams: u64,
     pub malformed: u64,

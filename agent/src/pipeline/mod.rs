@@ -59,6 +59,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 pub use action::{Action, DropReason, Endpoints, Underlay};
+pub use counters::bump as counters_bump;
 pub use counters::{
     SocketCounters, SocketCountersSnapshot, UnderlayCounters, UnderlayCountersSnapshot,
     VonCounters, VonCountersSnapshot,

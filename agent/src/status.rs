@@ -1,0 +1,273 @@
+//! The local control socket: `von status` asks, the running agent answers.
+//!
+//! Protocol: the client connects to the Unix socket named by `control_socket`,
+//! writes one command line (`status`), and reads one JSON document followed by
+//! a newline; the agent then closes the connection. The document is a
+//! [`StatusReport`]; its field names are stable and documented in
+//! `docs/status.md`. To extend it (epoch details, leases, per-member
+//! last-heard, underlay health), add fields to these structs — new fields are
+//! additions, never renames — and fill them in [`StatusSource::report`].
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::pipeline::{
+    SharedSnapshot, SocketCounters, SocketCountersSnapshot, Underlay, VonCounters,
+    VonCountersSnapshot,
+};
+
+/// Version of the status document; bumped only on an incompatible change.
+pub const STATUS_VERSION: u32 = 1;
+
+/// How long a client may take to send its command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The whole status document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// [`STATUS_VERSION`].
+    pub version: u32,
+    /// One entry per VON, in config order.
+    pub vons: Vec<VonStatus>,
+    /// Host-wide counts of each underlay socket.
+    pub underlays: UnderlaysStatus,
+}
+
+/// One VON's identity, view summary and counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VonStatus {
+    /// The VON's name.
+    pub name: String,
+    /// Its TUN interface.
+    pub interface: String,
+    /// Its ON id.
+    pub on_id: u32,
+    /// This host's member name.
+    pub member: String,
+    /// This host's member id.
+    pub member_id: u32,
+    /// This host's VON address.
+    pub address: Ipv4Addr,
+    /// The VON prefix length.
+    pub prefix_len: u8,
+    /// Where the view and key come from (`static`).
+    pub mode: String,
+    /// The epoch frames are sent under.
+    pub epoch: u32,
+    /// The epochs accepted on receive.
+    pub accepted_epochs: Vec<u32>,
+    /// Members in the view, this host included.
+    pub members: usize,
+    /// Contracted rate, bits per second.
+    pub rate_bps: u64,
+    /// Outer DSCP.
+    pub dscp: u8,
+    /// Interface MTU.
+    pub mtu: u16,
+    /// The counters (see `docs/status.md`).
+    pub counters: VonCountersSnapshot,
+}
+
+/// Both underlay sockets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnderlaysStatus {
+    /// Underlay A.
+    pub a: UnderlayStatus,
+    /// Underlay B.
+    pub b: UnderlayStatus,
+}
+
+/// One underlay socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnderlayStatus {
+    /// The bound address.
+    pub bind: SocketAddr,
+    /// Host-wide counts (before a frame is matched to a VON).
+    pub counters: SocketCountersSnapshot,
+}
+
+/// Fixed facts of a VON, given once at start.
+#[derive(Debug, Clone)]
+pub struct VonFacts {
+    /// The VON's name.
+    pub name: String,
+    /// Its TUN interface.
+    pub interface: String,
+    /// Where view and key come from.
+    pub mode: &'static str,
+    /// Contracted rate, bits per second.
+    pub rate_bps: u64,
+    /// Outer DSCP.
+    pub dscp: u8,
+    /// Interface MTU.
+    pub mtu: u16,
+}
+
+/// What the agent exposes to the status socket: shared, read-only handles.
+#[derive(Debug)]
+pub struct StatusSource {
+    /// Per VON: facts, live snapshot and counters.
+    pub vons: Vec<(VonFacts, SharedSnapshot, Arc<VonCounters>)>,
+    /// Per underlay: bound address and socket counters, indexed by [`Underlay::index`].
+    pub underlays: [(SocketAddr, Arc<SocketCounters>); 2],
+}
+
+impl StatusSource {
+    /// The document as of now.
+    pub fn report(&self) -> StatusReport {
+        let vons = self
+            .vons
+            .iter()
+            .map(|(facts, snapshot, counters)| {
+                let snap = snapshot.load();
+                let me = snap.me();
+                VonStatus {
+                    name: facts.name.clone(),
+                    interface: facts.interface.clone(),
+                    on_id: snap.on_id().0,
+                    member: me.name.clone(),
+                    member_id: me.id.0,
+                    address: me.address,
+                    prefix_len: snap.prefix().len(),
+                    mode: facts.mode.to_owned(),
+                    epoch: snap.send_epoch().0,
+                    accepted_epochs: snap.accepted_epochs().map(|e| e.0).collect(),
+                    members: snap.members().len(),
+                    rate_bps: facts.rate_bps,
+                    dscp: facts.dscp,
+                    mtu: facts.mtu,
+                    counters: counters.snapshot(),
+                }
+            })
+            .collect();
+        let underlay = |u: Underlay| {
+            let (bind, counters) = &self.underlays[u.index()];
+            UnderlayStatus {
+                bind: *bind,
+                counters: counters.snapshot(),
+            }
+        };
+        StatusReport {
+            version: STATUS_VERSION,
+            vons,
+            underlays: UnderlaysStatus {
+                a: underlay(Underlay::A),
+                b: underlay(Underlay::B),
+            },
+        }
+    }
+}
+
+/// Why the control socket could not be served or queried.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// Another live process answers on the path.
+    #[error(
+        "control socket {0} is in use by a running agent; stop it, or set another \
+         `control_socket` in the config"
+    )]
+    InUse(PathBuf),
+    /// Binding or connecting failed.
+    #[error("{step} control socket {path}: {source}")]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The agent is not running (nothing listens on the path).
+    #[error(
+        "no agent answers on {path} ({source}); is `von up` running? pass --socket with \
+         the config's control_socket"
+    )]
+    NotRunning { path: PathBuf, source: io::Error },
+    /// The answer was not a status document.
+    #[error("the agent on {path} answered something that is not a status document: {reason}")]
+    BadAnswer { path: PathBuf, reason: String },
+}
+
+/// Binds the control socket at `path`, replacing a stale one left by a
+/// crashed agent but never one a live agent still answers on.
+pub async fn bind(path: &Path) -> Result<UnixListener, StatusError> {
+    let io_err = |step: &'static str| {
+        let path = path.to_owned();
+        move |source| StatusError::Io { step, path, source }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_err("creating the directory of"))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(StatusError::InUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(io_err("removing stale"))?;
+    }
+    UnixListener::bind(path).map_err(io_err("binding"))
+}
+
+/// Answers status requests on `listener` until the task is dropped.
+pub async fn serve(listener: UnixListener, source: Arc<StatusSource>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Accept fails only on resource exhaustion; back off briefly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let source = source.clone();
+        tokio::spawn(async move {
+            let _ = answer(stream, &source).await;
+        });
+    }
+}
+
+async fn answer(stream: UnixStream, source: &StatusSource) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(256));
+    tokio::time::timeout(COMMAND_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no command"))??;
+    let body = match line.trim() {
+        "status" => serde_json::to_string(&source.report()).map_err(io::Error::other)?,
+        other => serde_json::json!({
+            "error": format!("unknown command {other:?}; this agent knows: status")
+        })
+        .to_string(),
+    };
+    write.write_all(body.as_bytes()).await?;
+    write.write_all(b"\n").await?;
+    write.shutdown().await
+}
+
+/// Asks the agent on `path` for its status; returns the raw JSON text and
+/// the parsed document.
+pub async fn query(path: &Path) -> Result<(String, StatusReport), StatusError> {
+    let mut stream = UnixStream::connect(path)
+        .await
+        .map_err(|source| StatusError::NotRunning {
+            path: path.to_owned(),
+            source,
+        })?;
+    let io_err = |source: io::Error| StatusError::Io {
+        step: "talking to",
+        path: path.to_owned(),
+        source,
+    };
+    stream.write_all(b"status\n").await.map_err(io_err)?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .await
+        .map_err(io_err)?;
+    let report = serde_json::from_str(&text).map_err(|e| StatusError::BadAnswer {
+        path: path.to_owned(),
+        reason: format!("{e}: {}", text.chars().take(200).collect::<String>()),
+    })?;
+    Ok((text.trim_end().to_owned(), report))
+}
