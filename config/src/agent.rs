@@ -1,0 +1,427 @@
+//! The agent's configuration, `von.toml`: underlays, control socket, metrics
+//! and one `[[von]]` table per VON the host joins.
+//!
+//! The file is read into private `*File` structs that mirror the TOML, then
+//! resolved into the public types: defaults filled, "exactly one of" turned
+//! into an enum, and every cross-field rule checked with the field's path.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Origin, parse_toml, read};
+use crate::keymgr::EmbeddedFile;
+use crate::macros::serde_via_str;
+use crate::{
+    ByteSize, ConfigError, Dscp, Endpoint, InterfaceName, KeymgrConfig, MemberName, Mtu, Rate,
+    ValueError, VonName,
+};
+
+/// Default `state_dir`: sequence incarnations, last view and key.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/von";
+/// Default `control_socket`, read by `von status`.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/von/control.sock";
+/// Default `log` filter (tracing's `EnvFilter` syntax).
+pub const DEFAULT_LOG: &str = "info";
+/// The default burst holds this much traffic at the contracted rate...
+pub const DEFAULT_BURST_TIME: Duration = Duration::from_millis(10);
+/// ...and at least this many full-size packets.
+pub const DEFAULT_BURST_PACKETS: u64 = 2;
+
+/// The agent's whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// Where the agent keeps sequence incarnations and its last view and key.
+    pub state_dir: PathBuf,
+    /// The Unix socket `von status` talks to.
+    pub control_socket: PathBuf,
+    /// The Prometheus endpoint (TCP), if any.
+    pub metrics: Option<Endpoint>,
+    /// Log filter, tracing `EnvFilter` syntax (e.g. `info,von_agent=debug`).
+    pub log: String,
+    /// The two underlay sockets shared by every VON.
+    pub underlay: Underlays,
+    /// One entry per `[[von]]` table, in file order.
+    pub vons: Vec<VonConfig>,
+}
+
+/// Underlays A and B: two independent networks.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Underlays {
+    /// `[underlay.a]`.
+    pub a: Underlay,
+    /// `[underlay.b]`.
+    pub b: Underlay,
+}
+
+/// One underlay's UDP socket.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Underlay {
+    /// Local `IP:PORT` the underlay's UDP socket binds.
+    pub bind: Endpoint,
+}
+
+/// One VON the host belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VonConfig {
+    /// The VON's name.
+    pub name: VonName,
+    /// Its TUN interface (default `von-<name>`).
+    pub interface: InterfaceName,
+    /// The contracted rate; traffic above it is dropped at the edge.
+    pub rate: Rate,
+    /// Token bucket depth (default 10 ms at `rate`, at least 2 MTUs).
+    pub burst: ByteSize,
+    /// DSCP on outer packets (default 46, EF).
+    pub dscp: Dscp,
+    /// Inner MTU of the interface (default 1432).
+    pub mtu: Mtu,
+    /// Where view and key come from.
+    pub mode: VonMode,
+}
+
+/// Where a VON's view and key come from: exactly one of `static` or `keymgr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VonMode {
+    /// `static = { view = "...", member = "..." }`: a fixed view file.
+    Static(StaticMode),
+    /// `keymgr = "embedded" | "IP:PORT"`: views and keys from a key manager
+    /// (boxed: it is five times the size of the static variant).
+    Keymgr(Box<KeymgrMode>),
+}
+
+/// Static mode: the view file and which of its members this host is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticMode {
+    /// The static view file (same on every member).
+    pub view: PathBuf,
+    /// This host's member name in that view.
+    pub member: MemberName,
+}
+
+/// Key manager mode: where it is, and this member's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeymgrMode {
+    /// The key manager's address, or `Embedded`.
+    pub endpoint: KeymgrEndpoint,
+    /// This member's certificate, issued by the VON's CA.
+    pub cert: PathBuf,
+    /// The TLS private key of `cert`.
+    pub key: PathBuf,
+    /// The VON's CA certificate.
+    pub ca: PathBuf,
+    /// This member's static X25519 key (its public half is in `cert`).
+    pub noise_key: PathBuf,
+    /// The embedded key manager's settings; `Some` exactly when `endpoint`
+    /// is `Embedded`.
+    pub embedded: Option<KeymgrConfig>,
+}
+
+/// `keymgr = "embedded"` or `keymgr = "IP:PORT"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeymgrEndpoint {
+    /// The agent runs the VON's key manager itself.
+    Embedded,
+    /// A standalone key manager at this QUIC address.
+    Remote(SocketAddr),
+}
+
+impl FromStr for KeymgrEndpoint {
+    type Err = ValueError;
+    fn from_str(text: &str) -> Result<Self, ValueError> {
+        if text == "embedded" {
+            return Ok(Self::Embedded);
+        }
+        text.parse::<Endpoint>()
+            .map(|e| Self::Remote(e.addr()))
+            .map_err(|_| {
+                ValueError::new(format_args!(
+                    "{text:?} is neither \"embedded\" nor IP:PORT (example: \"192.0.2.10:4433\")"
+                ))
+            })
+    }
+}
+
+impl fmt::Display for KeymgrEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Embedded => f.write_str("embedded"),
+            Self::Remote(addr) => addr.fmt(f),
+        }
+    }
+}
+
+serde_via_str!(KeymgrEndpoint);
+
+impl AgentConfig {
+    /// Reads and checks a `von.toml`. Static view files are read separately,
+    /// by [`StaticMode::load_view`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        Self::from_toml_str(&read(path)?, &path.display().to_string())
+    }
+
+    /// Parses and checks `text`; errors name `origin` as the file.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let file: AgentFile = parse_toml(text, origin)?;
+        file.resolve(Origin(origin))
+    }
+
+    /// The VON called `name`.
+    pub fn von(&self, name: &VonName) -> Option<&VonConfig> {
+        self.vons.iter().find(|v| &v.name == name)
+    }
+}
+
+impl VonConfig {
+    /// The default burst for `rate` and `mtu`: 10 ms at the rate, at least
+    /// two full-size packets.
+    pub fn default_burst(rate: Rate, mtu: Mtu) -> ByteSize {
+        let floor = DEFAULT_BURST_PACKETS * u64::from(mtu.bytes());
+        let bytes = rate.bytes_in(DEFAULT_BURST_TIME).max(floor);
+        // Cannot fail: bytes >= floor >= 2 * Mtu::MIN > 0.
+        ByteSize::from_bytes(bytes).expect("burst floor is above zero")
+    }
+}
+
+/// `von.toml` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFile {
+    state_dir: Option<PathBuf>,
+    control_socket: Option<PathBuf>,
+    metrics: Option<Endpoint>,
+    log: Option<String>,
+    underlay: Underlays,
+    #[serde(default, rename = "von")]
+    vons: Vec<VonFile>,
+}
+
+/// One `[[von]]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VonFile {
+    name: VonName,
+    interface: Option<InterfaceName>,
+    rate: Rate,
+    burst: Option<ByteSize>,
+    dscp: Option<Dscp>,
+    mtu: Option<Mtu>,
+    #[serde(rename = "static")]
+    static_mode: Option<StaticMode>,
+    keymgr: Option<KeymgrEndpoint>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    noise_key: Option<PathBuf>,
+    embedded_keymgr: Option<EmbeddedFile>,
+}
+
+impl AgentFile {
+    fn resolve(self, origin: Origin<'_>) -> Result<AgentConfig, ConfigError> {
+        let state_dir = self.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+        let log = self.log.unwrap_or_else(|| DEFAULT_LOG.to_owned());
+        if log.trim().is_empty() {
+            return Err(origin.field("log", "\"\" is empty (write a level such as \"info\")"));
+        }
+        if self.underlay.a.bind == self.underlay.b.bind {
+            return Err(origin.field(
+                "underlay.b.bind",
+                format_args!(
+                    "\"{}\" is also underlay A's address (A and B must be two independent networks)",
+                    self.underlay.b.bind
+                ),
+            ));
+        }
+        if self.vons.is_empty() {
+            return Err(origin.field(
+                "von",
+                "no [[von]] table (add one per VON this host joins; see packaging/examples/von-static.toml)",
+            ));
+        }
+        let mut vons = Vec::with_capacity(self.vons.len());
+        for (i, von) in self.vons.into_iter().enumerate() {
+            vons.push(von.resolve(origin, &format!("von[{i}]"), &state_dir)?);
+        }
+        check_unique(origin, &vons, "name", |v| Some(v.name.to_string()))?;
+        check_unique(origin, &vons, "interface", |v| {
+            Some(v.interface.to_string())
+        })?;
+        check_unique(origin, &vons, "embedded_keymgr.on_id", |v| {
+            embedded(v).map(|k| k.on_id.to_string())
+        })?;
+        check_unique(origin, &vons, "embedded_keymgr.listen", |v| {
+            embedded(v).map(|k| k.listen.to_string())
+        })?;
+        for (i, v) in vons.iter().enumerate() {
+            if let Some(k) = embedded(v) {
+                if k.listen == self.underlay.a.bind || k.listen == self.underlay.b.bind {
+                    return Err(origin.field(
+                        format_args!("von[{i}].embedded_keymgr.listen"),
+                        format_args!(
+                            "\"{}\" is an underlay's UDP address too (give the key manager its own port, e.g. 4433)",
+                            k.listen
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(AgentConfig {
+            state_dir,
+            control_socket: self
+                .control_socket
+                .unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into()),
+            metrics: self.metrics,
+            log,
+            underlay: self.underlay,
+            vons,
+        })
+    }
+}
+
+fn embedded(v: &VonConfig) -> Option<&KeymgrConfig> {
+    match &v.mode {
+        VonMode::Keymgr(k) => k.embedded.as_ref(),
+        VonMode::Static(_) => None,
+    }
+}
+
+/// Fails at the second VON whose `key` repeats an earlier one's.
+fn check_unique(
+    origin: Origin<'_>,
+    vons: &[VonConfig],
+    field: &str,
+    key: impl Fn(&VonConfig) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let mut seen = HashMap::new();
+    for (i, v) in vons.iter().enumerate() {
+        let Some(k) = key(v) else { continue };
+        if let Some(first) = seen.insert(k.clone(), i) {
+            return Err(origin.field(
+                format_args!("von[{i}].{field}"),
+                format_args!("\"{k}\" is also von[{first}]'s {field} (each VON needs its own)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl VonFile {
+    fn resolve(
+        self,
+        origin: Origin<'_>,
+        at: &str,
+        state_dir: &Path,
+    ) -> Result<VonConfig, ConfigError> {
+        let mtu = self.mtu.unwrap_or(Mtu::DEFAULT);
+        let burst = match self.burst {
+            Some(b) if b.bytes() < u64::from(mtu.bytes()) => {
+                return Err(origin.field(
+                    format_args!("{at}.burst"),
+                    format_args!(
+                        "\"{b}\" is smaller than one {}-byte packet, which could never pass (raise it to at least \"{}b\", or omit it for the default)",
+                        mtu.bytes(),
+                        DEFAULT_BURST_PACKETS * u64::from(mtu.bytes())
+                    ),
+                ));
+            }
+            Some(b) => b,
+            None => VonConfig::default_burst(self.rate, mtu),
+        };
+        let mode = match (self.static_mode, self.keymgr) {
+            (Some(_), Some(_)) => {
+                return Err(origin.field(
+                    at,
+                    "has both static and keymgr (keep exactly one: static = { view = \"...\", member = \"...\" }, or keymgr = \"embedded\" or \"IP:PORT\")",
+                ));
+            }
+            (None, None) => {
+                return Err(origin.field(
+                    at,
+                    "has neither static nor keymgr (add one: static = { view = \"/etc/von/grid.view.toml\", member = \"h1\" }, or keymgr = \"192.0.2.10:4433\")",
+                ));
+            }
+            (Some(s), None) => {
+                let keymgr_only = [
+                    ("cert", self.cert.is_some()),
+                    ("key", self.key.is_some()),
+                    ("ca", self.ca.is_some()),
+                    ("noise_key", self.noise_key.is_some()),
+                    ("embedded_keymgr", self.embedded_keymgr.is_some()),
+                ];
+                if let Some((field, _)) = keymgr_only.iter().find(|(_, set)| *set) {
+                    return Err(origin.field(
+                        format_args!("{at}.{field}"),
+                        "is only used with keymgr (remove it: static mode takes its key from the view file)",
+                    ));
+                }
+                VonMode::Static(s)
+            }
+            (None, Some(endpoint)) => {
+                let need = |field: &str, value: Option<PathBuf>| {
+                    value.ok_or_else(|| {
+                        origin.field(
+                            format_args!("{at}.{field}"),
+                            format_args!(
+                                "missing key \"{field}\" (keymgr mode needs this member's cert, key, ca and noise_key; `von cert issue` writes them)"
+                            ),
+                        )
+                    })
+                };
+                let cert = need("cert", self.cert)?;
+                let key = need("key", self.key)?;
+                let ca = need("ca", self.ca)?;
+                let noise_key = need("noise_key", self.noise_key)?;
+                let embedded = match (endpoint, self.embedded_keymgr) {
+                    (KeymgrEndpoint::Embedded, Some(e)) => Some(e.resolve(
+                        origin,
+                        &format!("{at}.embedded_keymgr"),
+                        &self.name,
+                        &ca,
+                        state_dir,
+                    )?),
+                    (KeymgrEndpoint::Embedded, None) => {
+                        return Err(origin.field(
+                            format_args!("{at}.embedded_keymgr"),
+                            "missing table (keymgr = \"embedded\" runs a key manager in the agent: give it on_id, listen, cert, key and noise_key; see packaging/examples/von-keymgr.toml)",
+                        ));
+                    }
+                    (KeymgrEndpoint::Remote(_), Some(_)) => {
+                        return Err(origin.field(
+                            format_args!("{at}.embedded_keymgr"),
+                            "is only used with keymgr = \"embedded\" (remove it, or set keymgr = \"embedded\")",
+                        ));
+                    }
+                    (KeymgrEndpoint::Remote(_), None) => None,
+                };
+                VonMode::Keymgr(Box::new(KeymgrMode {
+                    endpoint,
+                    cert,
+                    key,
+                    ca,
+                    noise_key,
+                    embedded,
+                }))
+            }
+        };
+        Ok(VonConfig {
+            interface: self
+                .interface
+                .unwrap_or_else(|| self.name.default_interface()),
+            name: self.name,
+            rate: self.rate,
+            burst,
+            dscp: self.dscp.unwrap_or(Dscp::EF),
+            mtu,
+            mode,
+        })
+    }
+}
