@@ -15,9 +15,17 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// A VON's certificate authority (`von ca init`).
+    Ca(cli::ca::CaArgs),
+    /// Member certificates (`von cert issue`, `von cert show`).
+    Cert(cli::cert::CertArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Ca(args) => cli::ca::run(args),
+        Command::Cert(args) => cli::cert::run(args),
+    }
 }

@@ -1,1 +1,4 @@
 //! One module per `von` subcommand.
+
+pub mod ca;
+pub mod cert;

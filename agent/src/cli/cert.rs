@@ -1,0 +1,303 @@
+//! `von cert issue` and `von cert show`: a member's (or the key manager's)
+//! keys and certificate, and what a certificate says.
+//!
+//! `issue` writes `OUT/NAME.key` (TLS, 0600), `OUT/NAME.noise.key` (X25519,
+//! 0600) and `OUT/NAME.crt`, and appends the member id it picked to
+//! `CA/issued.txt` so ids stay unique in the VON. See `docs/certificates.md`.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use time::{Duration, OffsetDateTime};
+use von_crypto::MemberId;
+use von_crypto::cert::{
+    self, Ca, CertInfo, Holder, IssueRequest, MemberName, Role, VonAddr, random_member_id, rfc3339,
+};
+
+use super::ca::{CA_CERT, CA_KEY};
+
+/// The member-id ledger in the CA directory: `ID NAME ROLE SERIAL` per line.
+pub const LEDGER: &str = "issued.txt";
+
+/// Issue and inspect member certificates.
+#[derive(Debug, Args)]
+pub struct CertArgs {
+    #[command(subcommand)]
+    command: CertCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Issue a member's keys (TLS and X25519) and certificate.
+    Issue(IssueArgs),
+    /// Print what a certificate says.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+struct IssueArgs {
+    /// The CA directory written by `von ca init` (ca.crt, ca.key).
+    #[arg(long, value_name = "DIR")]
+    ca: PathBuf,
+    /// Member name, unique in the VON: a-z, 0-9 and '-', at most 63 characters.
+    #[arg(long, value_name = "NAME")]
+    name: MemberName,
+    /// The member's VON address and the VON prefix, e.g. 100.64.0.1/24.
+    #[arg(long, value_name = "CIDR")]
+    addr: VonAddr,
+    /// Validity in days, from now.
+    #[arg(long = "valid", value_name = "DAYS", default_value_t = 365,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    valid_days: u32,
+    /// `member`, or `keymgr` for the key manager's own certificate.
+    #[arg(long, value_enum, default_value_t = IssueRole::Member)]
+    role: IssueRole,
+    /// Directory to write NAME.crt, NAME.key and NAME.noise.key into.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Replace existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum IssueRole {
+    Member,
+    Keymgr,
+}
+
+#[derive(Debug, Args)]
+struct ShowArgs {
+    /// A certificate file (PEM), e.g. h1.crt or ca.crt.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+/// Runs `von cert ...`.
+pub fn run(args: CertArgs) -> anyhow::Result<()> {
+    match args.command {
+        CertCommand::Issue(issue) => run_issue(issue),
+        CertCommand::Show(show) => run_show(&show.file),
+    }
+}
+
+/// The time, whole seconds (certificates carry no fractions).
+pub fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
+fn run_issue(args: IssueArgs) -> anyhow::Result<()> {
+    let cert_pem = read(&args.ca.join(CA_CERT))?;
+    let key_pem = read(&args.ca.join(CA_KEY))?;
+    let ca = Ca::from_pem(&cert_pem, &key_pem)
+        .with_context(|| format!("loading the CA from {}", args.ca.display()))?;
+    let name = args.name.as_str();
+    let files = [
+        format!("{name}.key"),
+        format!("{name}.noise.key"),
+        format!("{name}.crt"),
+    ];
+    let out = Output::prepare(&args.out, &files.each_ref().map(String::as_str), args.force)?;
+
+    let ledger_path = args.ca.join(LEDGER);
+    let ledger = read_ledger(&ledger_path)?;
+    let member_id = ledger
+        .get(name)
+        .copied()
+        .unwrap_or_else(|| random_member_id(|id| ledger.values().any(|&taken| taken == id)));
+    let not_before = now();
+    let req = IssueRequest {
+        role: match args.role {
+            IssueRole::Member => Role::Member,
+            IssueRole::Keymgr => Role::Keymgr,
+        },
+        name: args.name.clone(),
+        member_id,
+        addr: args.addr,
+        not_before,
+        not_after: not_before + Duration::days(args.valid_days.into()),
+    };
+    let issued = ca.issue(&req).context("issuing the certificate")?;
+    out.write_secret(&files[0], issued.tls_key_pem.as_bytes())?;
+    out.write_secret(&files[1], issued.noise_secret.to_file_text().as_bytes())?;
+    out.write_public(&files[2], issued.cert_pem.as_bytes())?;
+    let info = cert::inspect(&cert::pem_to_der(&issued.cert_pem, "issued certificate")?)?;
+    if !ledger.contains_key(name) {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&ledger_path)
+            .with_context(|| format!("opening {}", ledger_path.display()))?;
+        writeln!(
+            f,
+            "{} {name} {} {}",
+            member_id.0,
+            req.role.as_str(),
+            info.serial
+        )
+        .with_context(|| format!("appending to {}", ledger_path.display()))?;
+    }
+    println!(
+        "{} {name} of VON {} (member id {}, {}): wrote {}, {} and {} (valid until {})",
+        req.role.as_str(),
+        info.extension.von,
+        member_id.0,
+        args.addr,
+        out.path(&files[2]).display(),
+        out.path(&files[0]).display(),
+        out.path(&files[1]).display(),
+        rfc3339(&info.not_after),
+    );
+    Ok(())
+}
+
+fn run_show(file: &Path) -> anyhow::Result<()> {
+    let pem = read(file)?;
+    let info = cert::inspect(&cert::pem_to_der(&pem, "certificate")?)
+        .with_context(|| format!("reading {}", file.display()))?;
+    print!("{}", describe(&info, now()));
+    Ok(())
+}
+
+/// The human-readable form `von cert show` prints.
+fn describe(info: &CertInfo, now: OffsetDateTime) -> String {
+    let ext = &info.extension;
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
+    line("role", ext.holder.role().as_str().to_owned());
+    line("von", format!("{} (ON id {})", ext.von, ext.on_id.0));
+    if let Holder::Member(id) | Holder::Keymgr(id) = &ext.holder {
+        line("name", id.name.to_string());
+        line(
+            "member id",
+            format!("{} (0x{:08x})", id.member_id.0, id.member_id.0),
+        );
+        line("address", id.addr.to_string());
+        line("noise key", id.noise_public.to_string());
+    }
+    let state = if now > info.not_after {
+        "EXPIRED".to_owned()
+    } else if now < info.not_before {
+        "not yet valid".to_owned()
+    } else {
+        format!("{} days left", (info.not_after - now).whole_days())
+    };
+    line("not before", rfc3339(&info.not_before));
+    line(
+        "not after",
+        format!("{} ({state})", rfc3339(&info.not_after)),
+    );
+    line("subject", info.subject.clone());
+    line("issuer", info.issuer.clone());
+    line("serial", info.serial.clone());
+    line("tls key", info.key_algorithm.clone());
+    out
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Member name to id, from the CA's ledger (absent ledger: none issued yet).
+fn read_ledger(path: &Path) -> anyhow::Result<BTreeMap<String, MemberId>> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut ids = BTreeMap::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let mut fields = line.split_whitespace();
+        let (Some(id), Some(name)) = (fields.next(), fields.next()) else {
+            bail!(
+                "{}:{}: expected `ID NAME ROLE SERIAL`, found {line:?}",
+                path.display(),
+                n + 1
+            );
+        };
+        let id: u32 = id.parse().with_context(|| {
+            format!(
+                "{}:{}: member id {id:?} is not a number",
+                path.display(),
+                n + 1
+            )
+        })?;
+        ids.insert(name.to_owned(), MemberId(id));
+    }
+    Ok(ids)
+}
+
+/// An output directory whose target files were checked before anything is written.
+#[derive(Debug)]
+pub struct Output {
+    dir: PathBuf,
+    force: bool,
+}
+
+impl Output {
+    /// Creates `dir` if needed and refuses, before writing anything, if any
+    /// of `files` exists and `force` is off.
+    pub fn prepare(dir: &Path, files: &[&str], force: bool) -> anyhow::Result<Self> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if !force {
+            if let Some(existing) = files.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
+                bail!("{} exists; pass --force to replace it", existing.display());
+            }
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            force,
+        })
+    }
+
+    /// Where `file` goes.
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// Writes a private key, created with mode 0600 (never widened, then narrowed).
+    pub fn write_secret(&self, file: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        self.write(file, bytes, 0o600)
+    }
+
+    /// Writes a certificate, mode 0644.
+    pub fn write_public(&self, file: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        self.write(file, bytes, 0o644)
+    }
+
+    fn write(&self, file: &str, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+        let path = self.path(file);
+        if self.force {
+            // Removed rather than truncated, so the new file gets `mode`
+            // whatever the old one had.
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("replacing {}", path.display()));
+                }
+                _ => {}
+            }
+        }
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+            .with_context(|| match self.force {
+                false => format!("creating {} (pass --force to replace it)", path.display()),
+                true => format!("creating {}", path.display()),
+            })?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
