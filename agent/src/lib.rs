@@ -13,3 +13,5 @@ pub mod tun;
 pub mod underlay;
 pub mod demux;
 pub mod status;
+pub mod static_mode;
+pub mod driver;

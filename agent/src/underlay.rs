@@ -145,13 +145,16 @@ impl UnderlaySocket {
     pub async fn send_to(&self, frame: &[u8], dst: SocketAddr, class: &TrafficClass) -> io::Result<usize> {
         let control = if self.local.is_ipv4() { &class.v4 } else { &class.v6 };
         let dst = SockAddr::from(dst);
-        let bufs = [IoSlice::new(frame)];
-        let msg = MsgHdr::new()
-            .with_addr(&dst)
-            .with_buffers(&bufs)
-            .with_control(control);
+        // MsgHdr holds raw pointers (not Send): build it inside the closure.
         self.socket
-            .async_io(Interest::WRITABLE, || SockRef::from(&self.socket).sendmsg(&msg, 0))
+            .async_io(Interest::WRITABLE, || {
+                let bufs = [IoSlice::new(frame)];
+                let msg = MsgHdr::new()
+                    .with_addr(&dst)
+                    .with_buffers(&bufs)
+                    .with_control(control);
+                SockRef::from(&self.socket).sendmsg(&msg, 0)
+            })
             .await
     }
 }

@@ -50,6 +50,11 @@ impl Inbound {
         }
     }
 
+    /// The counters this half bumps.
+    pub fn counters(&self) -> &VonCounters {
+        &self.counters
+    }
+
     /// (sender, epoch) pairs with receive state; for status and tests.
     pub fn receivers(&self) -> impl Iterator<Item = (MemberId, Epoch)> + '_ {
         self.receivers.keys().copied()

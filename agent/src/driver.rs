@@ -1,0 +1,326 @@
+//! The thin async driver: opens the OS edges, runs the packet loops, stops
+//! cleanly.
+//!
+//! Tasks, all on one tokio runtime:
+//!
+//! - one **outbound** task per VON: TUN read → [`Outbound::handle`] → send
+//!   the frame to every target on underlay A and on underlay B;
+//! - one **inbound** task for the host: receive from A or B (whichever is
+//!   ready) → [`Demux`] by ON id → that VON's [`Inbound::handle`] → TUN write.
+//!   One task owns every VON's inbound half, so the (sender, epoch) windows
+//!   that both underlays feed need no lock;
+//! - the **status** task answering on the control socket.
+//!
+//! The loops handle one packet per wake-up; batching (recvmmsg/sendmmsg,
+//! GSO/GRO, multi-queue TUN) can replace the edges without touching the core,
+//! which already takes caller-owned buffers.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::task::JoinSet;
+use tracing::{Instrument, info, info_span, warn};
+use von_config::{AgentConfig, ConfigError, VonMode};
+use von_crypto::SendCounter;
+
+use crate::demux::{Demux, Unrouted};
+use crate::pipeline::{
+    Action, DropReason, Inbound, Outbound, PACKET_OFFSET, Pipeline, PipelineConfig, SocketCounters,
+    Underlay, VonCounters, counters_bump,
+};
+use crate::state::{self, StateError};
+use crate::static_mode::{self, StaticModeError};
+use crate::status::{self, StatusError, StatusSource, VonFacts};
+use crate::tun::{Tun, TunError};
+use crate::underlay::{TrafficClass, UnderlayError, UnderlaySocket};
+
+/// Largest IP packet, and so the buffer every loop reads into.
+const MAX_PACKET: usize = 65_535;
+/// At most one log line per drop reason per task in this period.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Why the agent could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    StaticMode(#[from] StaticModeError),
+    #[error("VON {von}: {source}")]
+    State { von: String, source: StateError },
+    #[error(transparent)]
+    Underlay(#[from] UnderlayError),
+    #[error("VON {von}: {source}")]
+    Tun { von: String, source: TunError },
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    #[error(
+        "VON {von}: keymgr mode is not available in this agent yet; run it in static mode \
+         (`static = {{ view = \"...\", member = \"...\" }}`)"
+    )]
+    KeymgrUnsupported { von: String },
+    #[error("VON {von}: {source}")]
+    Sequence {
+        von: String,
+        source: von_crypto::SequenceError,
+    },
+    #[error("the {0} loop stopped unexpectedly")]
+    TaskEnded(&'static str),
+}
+
+/// Runs the agent for `config` until `shutdown` completes, then removes the
+/// interfaces and the control socket.
+pub async fn run(config: &AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    // Views first: a bad file fails before anything is touched.
+    let views = config.load_views()?;
+    let mut vons = Vec::with_capacity(config.vons.len());
+    for von in &config.vons {
+        let VonMode::Static(mode) = &von.mode else {
+            return Err(AgentError::KeymgrUnsupported {
+                von: von.name.to_string(),
+            });
+        };
+        let local = views
+            .iter()
+            .find(|v| v.von == von.name)
+            .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
+        let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
+        vons.push((von, snapshot));
+    }
+
+    // Durable incarnations before anything can be sent.
+    let mut incarnations = Vec::with_capacity(vons.len());
+    for (von, _) in &vons {
+        let name = von.name.to_string();
+        let inc = state::bump_incarnation(&config.state_dir, &name)
+            .map_err(|source| AgentError::State { von: name.clone(), source })?;
+        SendCounter::new(inc).map_err(|source| AgentError::Sequence { von: name, source })?;
+        incarnations.push(inc);
+    }
+
+    let sockets = Arc::new([
+        UnderlaySocket::bind(Underlay::A, config.underlay.a.bind.addr())?,
+        UnderlaySocket::bind(Underlay::B, config.underlay.b.bind.addr())?,
+    ]);
+    let socket_counters = [Arc::new(SocketCounters::default()), Arc::new(SocketCounters::default())];
+
+    let mut tasks = JoinSet::new();
+    let mut inbounds = Vec::with_capacity(vons.len());
+    let mut tuns = Vec::with_capacity(vons.len());
+    let mut status_vons = Vec::with_capacity(vons.len());
+    let mut on_ids = Vec::with_capacity(vons.len());
+    for ((von, snapshot), incarnation) in vons.into_iter().zip(incarnations) {
+        let name = von.name.to_string();
+        let me = snapshot.me().clone();
+        let prefix = snapshot.prefix();
+        on_ids.push(snapshot.on_id());
+        let members = snapshot.members().len();
+        let shared = Arc::new(ArcSwap::from_pointee(snapshot));
+        let counters = Arc::new(VonCounters::default());
+        let tun = Arc::new(
+            Tun::open(von.interface.as_str(), me.address, prefix.len(), von.mtu.bytes())
+                .map_err(|source| AgentError::Tun { von: name.clone(), source })?,
+        );
+        let pipeline = Pipeline::new(
+            PipelineConfig {
+                rate_bps: von.rate.bits_per_second(),
+                burst_bytes: von.burst.bytes(),
+                incarnation,
+            },
+            shared.clone(),
+            counters.clone(),
+        );
+        info!(
+            von = %name, interface = tun.name(), address = %me.address, member = %me.name,
+            members, mtu = von.mtu.bytes(), dscp = von.dscp.value(), incarnation, "VON up"
+        );
+        let span = info_span!("von", name = %name);
+        tasks.spawn(
+            outbound_loop(
+                tun.clone(),
+                pipeline.outbound,
+                sockets.clone(),
+                TrafficClass::new(von.dscp.value()),
+                counters.clone(),
+            )
+            .instrument(span),
+        );
+        inbounds.push(pipeline.inbound);
+        tuns.push(tun);
+        status_vons.push((
+            VonFacts {
+                name,
+                interface: von.interface.as_str().to_owned(),
+                mode: "static",
+                rate_bps: von.rate.bits_per_second(),
+                dscp: von.dscp.value(),
+                mtu: von.mtu.bytes(),
+            },
+            shared,
+            counters,
+        ));
+    }
+    let demux = Demux::new(on_ids).unwrap_or_else(|| unreachable!("load_views refuses shared ON ids"));
+    tasks.spawn(inbound_loop(sockets.clone(), demux, inbounds, tuns, socket_counters.clone()));
+
+    let control: PathBuf = config.control_socket.clone();
+    let listener = status::bind(&control).await?;
+    let source = Arc::new(StatusSource {
+        vons: status_vons,
+        underlays: [
+            (sockets[0].local_addr(), socket_counters[0].clone()),
+            (sockets[1].local_addr(), socket_counters[1].clone()),
+        ],
+    });
+    tasks.spawn(async move {
+        status::serve(listener, source).await;
+        "status"
+    });
+    info!(control_socket = %control.display(), "agent running");
+
+    let result = tokio::select! {
+        () = shutdown => Ok(()),
+        ended = tasks.join_next() => Err(AgentError::TaskEnded(match ended {
+            Some(Ok(name)) => name,
+            _ => "packet",
+        })),
+    };
+    // Dropping the tasks drops the TUN devices: the interfaces disappear.
+    tasks.shutdown().await;
+    let _ = std::fs::remove_file(&control);
+    info!("agent stopped");
+    result
+}
+
+/// TUN → both underlays for one VON.
+async fn outbound_loop(
+    tun: Arc<Tun>,
+    mut outbound: Outbound,
+    sockets: Arc<[UnderlaySocket; 2]>,
+    class: TrafficClass,
+    counters: Arc<VonCounters>,
+) -> &'static str {
+    let mut buf = vec![0u8; PACKET_OFFSET + MAX_PACKET + von_crypto::frame::TAG_LEN];
+    let mut log = LogLimiter::default();
+    let read_end = buf.len() - von_crypto::frame::TAG_LEN;
+    loop {
+        let len = match tun.recv(&mut buf[PACKET_OFFSET..read_end]).await {
+            Ok(len) => len,
+            Err(e) => {
+                counters_bump(&counters.tun_errors);
+                log.warn(Instant::now(), "tun_read", || format!("reading {}: {e}", tun.name()));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let now = Instant::now();
+        match outbound.handle(now, &mut buf, len) {
+            Action::Send { frame, to } => {
+                for target in to {
+                    for u in Underlay::ALL {
+                        let c = counters.on(u);
+                        match sockets[u.index()].send_to(frame, target.on(u), &class).await {
+                            Ok(_) => counters_bump(&c.tx_frames),
+                            Err(e) => {
+                                counters_bump(&c.tx_errors);
+                                log.warn(now, u.name(), || {
+                                    format!("underlay {u}: sending to {}: {e}", target.on(u))
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            Action::Drop(reason) => log.dropped(now, reason),
+            Action::Deliver { .. } => {}
+        }
+    }
+}
+
+/// Both underlays → the VONs' TUNs.
+async fn inbound_loop(
+    sockets: Arc<[UnderlaySocket; 2]>,
+    demux: Demux,
+    mut inbounds: Vec<Inbound>,
+    tuns: Vec<Arc<Tun>>,
+    socket_counters: [Arc<SocketCounters>; 2],
+) -> &'static str {
+    let mut buf_a = vec![0u8; MAX_PACKET];
+    let mut buf_b = vec![0u8; MAX_PACKET];
+    let mut log = LogLimiter::default();
+    loop {
+        let (underlay, received) = tokio::select! {
+            r = sockets[0].recv_from(&mut buf_a) => (Underlay::A, r),
+            r = sockets[1].recv_from(&mut buf_b) => (Underlay::B, r),
+        };
+        let now = Instant::now();
+        let counters = &socket_counters[underlay.index()];
+        let len = match received {
+            Ok((len, _from)) => len,
+            Err(e) => {
+                counters_bump(&counters.rx_errors);
+                log.warn(now, "recv", || format!("underlay {underlay}: receive: {e}"));
+                tokio::task::yield_now().await;
+                continue;
+            }
+        };
+        let datagram = match underlay {
+            Underlay::A => &mut buf_a[..len],
+            Underlay::B => &mut buf_b[..len],
+        };
+        let von = match demux.route(datagram, counters) {
+            Ok(von) => von,
+            Err(Unrouted::Malformed) => {
+                log.warn(now, "short", || format!("underlay {underlay}: datagram of {len} bytes"));
+                continue;
+            }
+            Err(Unrouted::UnknownOnId(id)) => {
+                log.warn(now, "on_id", || format!("underlay {underlay}: unknown ON id {}", id.0));
+                continue;
+            }
+        };
+        match inbounds[von].handle(now, underlay, datagram) {
+            Action::Deliver { packet } => {
+                if let Err(e) = tuns[von].send(&datagram[packet]).await {
+                    counters_bump(&inbounds[von].counters().tun_errors);
+                    log.warn(now, "tun_write", || format!("writing {}: {e}", tuns[von].name()));
+                }
+            }
+            Action::Drop(reason) => log.dropped(now, reason),
+            Action::Send { .. } => {}
+        }
+    }
+}
+
+/// At most one warning per kind per [`LOG_EVERY`], with the count of the
+/// ones it held back: bad input never turns into a log line per packet.
+#[derive(Debug, Default)]
+struct LogLimiter {
+    kinds: Vec<(&'static str, Instant, u64)>,
+}
+
+impl LogLimiter {
+    fn dropped(&mut self, now: Instant, reason: DropReason) {
+        if reason.is_suspicious() {
+            self.warn(now, reason.name(), || format!("dropped: {}", reason.name()));
+        }
+    }
+
+    fn warn(&mut self, now: Instant, kind: &'static str, message: impl FnOnce() -> String) {
+        match self.kinds.iter_mut().find(|(k, _, _)| *k == kind) {
+            Some((_, last, held)) if now.duration_since(*last) < LOG_EVERY => *held += 1,
+            Some((_, last, held)) => {
+                warn!(kind, suppressed = *held, "{}", message());
+                *last = now;
+                *held = 0;
+            }
+            None => {
+                warn!(kind, "{} (similar ones at most every {LOG_EVERY:?})", message());
+                self.kinds.push((kind, now, 0));
+            }
+        }
+    }
+}
