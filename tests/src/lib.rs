@@ -37,6 +37,7 @@ pub mod topology;
 pub mod vonbin;
 
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 pub use agent::{Agent, VonSpec};
 pub use error::{Error, Result};
@@ -73,6 +74,32 @@ pub fn heavy() -> MutexGuard<'static, ()> {
     HEAVY
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Polls `probe` every 50 ms until it returns `Ok(Ok(value))`, for up to
+/// `timeout`. `Ok(Err(seen))` means "not yet", `seen` saying what was seen
+/// (it goes into the error when time runs out); `Err` stops at once. For counters that settle asynchronously
+/// (the second copy of a frame arrives after the first was delivered).
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<Result<T, String>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match probe()? {
+            Ok(value) => return Ok(value),
+            Err(last) => last,
+        };
+        if Instant::now() >= deadline {
+            return Err(Error::WaitTimedOut {
+                what: what.to_owned(),
+                after: timeout,
+                last,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The effective uid, from `/proc/self/status` (no `unsafe` needed).

@@ -92,7 +92,10 @@ fn a_cut_loses_that_underlay_only_until_restored() -> Result<()> {
     // The same for everyone at once, on a LAN.
     let lan = Topology::new(3)?;
     lan.cut_all(Underlay::B)?;
-    assert!(underlay_ping(&lan, 2, 3, Underlay::B, 2).is_err(), "B is cut");
+    assert!(
+        underlay_ping(&lan, 2, 3, Underlay::B, 2).is_err(),
+        "B is cut"
+    );
     assert_eq!(underlay_ping(&lan, 2, 3, Underlay::A, 2)?.received, 2);
     lan.restore_all(Underlay::B)?;
     assert_eq!(underlay_ping(&lan, 2, 3, Underlay::B, 2)?.received, 2);

@@ -1,0 +1,146 @@
+//! Issue 4, test 7: a frame captured on the underlay and sent again is not
+//! delivered, and is counted as a replay. h2 captures one of h1's frames on
+//! A (AF_PACKET, in h2's namespace); after both copies were taken, h1's
+//! namespace sends the captured IPv4 packet again, byte for byte, on A and
+//! then on B.
+//!
+//! ```text
+//!  ┌─────────── h1 ───────────┐                ┌─────────── h2 ───────────┐
+//!  │ ping -s 1100 ─► von-grid │                │ von-grid 100.64.1.2      │
+//!  │ [von up]                 │                │ [von up]                 │
+//!  │ ua 192.0.2.1 ────────────┼─── veth A ─────┼─► ua  ◄── capture (1)    │
+//!  │ ub 198.51.100.1 ─────────┼─── veth B ─────┼── ub                     │
+//!  │ send-raw (2) ──► same packet again        │                          │
+//!  └──────────────────────────┘                └──────────────────────────┘
+//! ```
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use von_tests::{Ping, Result, Tool, Topology, UNDERLAY_PORT, Underlay, VonCounters, VonSpec};
+
+#[test]
+fn a_captured_frame_sent_again_is_counted_as_a_replay_and_not_delivered() -> Result<()> {
+    if !von_tests::e2e_enabled("e2e replay")? {
+        return Ok(());
+    }
+    let tool = Tool::new(env!("CARGO_BIN_EXE_von-e2e-tool"));
+    let mut topo = Topology::new(2)?;
+    let grid = VonSpec::new("grid", 7, 1, &[1, 2]);
+    topo.start(std::slice::from_ref(&grid))?;
+    let (h1, h2) = (topo.host(1), topo.host(2));
+
+    // (1) Capture a large frame (an echo request of 1100 bytes) on A.
+    let mut capture =
+        tool.start_capture(h2.ns(), h1.underlay_addr(Underlay::A), UNDERLAY_PORT, 1000)?;
+    let r = Ping::new(grid.address(2), 3)
+        .size(1100)
+        .interval(Duration::from_millis(200))
+        .run(h1.ns())?;
+    assert_eq!(r.received, 3, "{}", r.output);
+    assert!(wait_exit(&mut capture), "the capture saw no frame in 20 s");
+    let packet = tool.captured(capture)?;
+
+    // (2) Resend it verbatim, once on A as captured, then once on B.
+    let on_a = packet.clone();
+    let on_b = readdress(
+        &packet,
+        h1.underlay_addr(Underlay::B),
+        h2.underlay_addr(Underlay::B),
+    );
+    let agent = topo.agent(2);
+    let mut previous = agent.counters("grid")?;
+    for (underlay, bytes) in [(Underlay::A, on_a), (Underlay::B, on_b)] {
+        tool.send_raw(h1.ns(), &bytes)?;
+        let now = von_tests::wait_for(
+            "the replayed frame to be counted",
+            Duration::from_secs(10),
+            || {
+                let now = agent.counters("grid")?;
+                Ok(if previous.delta_on(&now, underlay, "rx_frames")? >= 1 {
+                    Ok(now)
+                } else {
+                    Err("no frame received yet".to_owned())
+                })
+            },
+        )?;
+        report(underlay, &previous, &now)?;
+        assert_eq!(
+            previous.delta_on(&now, underlay, "rx_frames")?,
+            1,
+            "frames received on {underlay}"
+        );
+        assert_eq!(
+            previous.delta(&now, "replays")?,
+            1,
+            "replays after the resend on {underlay}"
+        );
+        assert_eq!(
+            previous.delta(&now, "delivered")?,
+            0,
+            "delivered after the resend on {underlay}"
+        );
+        assert_eq!(
+            previous.delta(&now, "duplicates")?,
+            0,
+            "a replay is not a duplicate"
+        );
+        assert_eq!(
+            previous.delta(&now, "auth_failures")?,
+            0,
+            "the replay is authentic, only old"
+        );
+        assert_eq!(
+            previous.delta(&now, "aead_opens")?,
+            0,
+            "a replay costs no decryption"
+        );
+        previous = now;
+    }
+    Ok(())
+}
+
+fn report(underlay: Underlay, before: &VonCounters, after: &VonCounters) -> Result<()> {
+    eprintln!(
+        "replay on {underlay}: rx {} frame(s); replays +{}, delivered +{}, duplicates +{}, aead opens +{}",
+        before.delta_on(after, underlay, "rx_frames")?,
+        before.delta(after, "replays")?,
+        before.delta(after, "delivered")?,
+        before.delta(after, "duplicates")?,
+        before.delta(after, "aead_opens")?,
+    );
+    Ok(())
+}
+
+/// Waits up to 20 s for the capture to finish; true when it did.
+fn wait_exit(capture: &mut von_tests::process::Background) -> bool {
+    for _ in 0..400 {
+        if !capture.running() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The same IPv4/UDP packet between other addresses (the B underlay): new
+/// addresses, IP header checksum recomputed, UDP checksum zeroed (optional
+/// in IPv4). The UDP payload, i.e. the von frame, is untouched.
+fn readdress(packet: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let mut p = packet.to_vec();
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p[10..12].copy_from_slice(&[0, 0]);
+    let mut sum: u32 = p[..ihl]
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let sum = !u16::try_from(sum).expect("folded to 16 bits");
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    p[ihl + 6..ihl + 8].copy_from_slice(&[0, 0]);
+    p
+}
