@@ -20,6 +20,10 @@ enum Command {
     Ca(cli::ca::CaArgs),
     /// Member certificates (`von cert issue`, `von cert show`).
     Cert(cli::cert::CertArgs),
+    /// Run the agent in the foreground (`von up --config FILE`).
+    Up(cli::up::UpArgs),
+    /// What the running agent reports (`von status [--json] [--socket PATH]`).
+    Status(cli::status::StatusArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,5 +31,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Ca(args) => cli::ca::run(args),
         Command::Cert(args) => cli::cert::run(args),
+        Command::Up(args) => cli::up::run(args),
+        Command::Status(args) => cli::status::run(args),
     }
 }

@@ -64,10 +64,18 @@ impl Tun {
     /// Creates interface `name`, up, with `addr/prefix_len` and `mtu`. Must
     /// run inside a tokio runtime.
     pub fn open(name: &str, addr: Ipv4Addr, prefix_len: u8, mtu: u16) -> Result<Tun, TunError> {
+        let other = |source: io::Error| TunError::Other {
+            name: name.to_owned(),
+            addr,
+            prefix_len,
+            mtu,
+            source,
+        };
         let device = DeviceBuilder::new()
             .name(name)
             .ipv4(addr, prefix_len, None)
             .mtu(mtu)
+            .enable(false)
             .build_async()
             .map_err(|source| {
                 let name = name.to_owned();
@@ -75,17 +83,20 @@ impl Tun {
                     Some(libc::EPERM) | Some(libc::EACCES) => TunError::Permission { name, source },
                     Some(libc::ENOENT) | Some(libc::ENODEV) => TunError::NoDevice { name, source },
                     Some(libc::EBUSY) | Some(libc::EEXIST) => TunError::Busy { name, source },
-                    _ => TunError::Other {
-                        name,
-                        addr,
-                        prefix_len,
-                        mtu,
-                        source,
-                    },
+                    _ => other(source),
                 }
             })?;
-        // Best effort: without IPv6 on the host there is nothing to turn off.
+        // Best effort, before the interface is up: without IPv6 on the host
+        // there is nothing to turn off.
         let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+        // The directed broadcast must be local on every member, or the kernel
+        // would not take a VON broadcast delivered by the pipeline.
+        if prefix_len < 31 {
+            let mask = u32::MAX >> prefix_len;
+            let broadcast = Ipv4Addr::from(u32::from(addr) | mask);
+            device.set_broadcast(broadcast.into()).map_err(other)?;
+        }
+        device.enabled(true).map_err(other)?;
         Ok(Tun {
             name: name.to_owned(),
             device,

@@ -2,3 +2,5 @@
 
 pub mod ca;
 pub mod cert;
+pub mod status;
+pub mod up;
