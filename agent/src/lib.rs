@@ -15,3 +15,4 @@ pub mod demux;
 pub mod status;
 pub mod static_mode;
 pub mod driver;
+pub mod twin;

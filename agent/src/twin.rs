@@ -1,0 +1,289 @@
+//! In-memory twins of the TUN and the underlays, with a fault injector, for
+//! tests and benchmarks that need neither root nor sockets.
+//!
+//! A [`TwinNet`] holds one static VON of `n` members, each a real
+//! [`Pipeline`] over one shared key. "Sending" a packet runs the sender's
+//! outbound half and queues every resulting frame on its underlay, through
+//! that underlay's [`FaultInjector`] (drop / corrupt / duplicate / reorder a
+//! share, like smoltcp's `phy/fault_injector.rs`); [`TwinNet::step`] hands
+//! the queued frames to the receivers' inbound halves and collects what they
+//! deliver as their TUN output. Time is whatever the caller passes.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use von_crypto::{Cipher, Epoch, GroupKey, MemberId, OnId};
+
+use crate::pipeline::{
+    Action, DropReason, Endpoints, Ipv4Prefix, Member, OVERHEAD, PACKET_OFFSET, Pipeline,
+    PipelineConfig, SharedSnapshot, Snapshot, Underlay, VonCounters,
+};
+
+/// ON id of the twin VON.
+pub const ON_ID: OnId = OnId(7);
+/// Epoch of the twin VON's key.
+pub const EPOCH: Epoch = Epoch(1);
+/// The twin VON's group key.
+pub const KEY: [u8; 32] = [0x42; 32];
+
+/// The VON address of member `i` (0-based): 100.64.0.(i+1).
+pub fn address(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(100, 64, 0, (i + 1) as u8)
+}
+
+/// The endpoints of member `i`: 192.0.2.(i+1):4789 and 198.51.100.(i+1):4789.
+pub fn endpoints(i: usize) -> Endpoints {
+    let a = SocketAddr::from((Ipv4Addr::new(192, 0, 2, (i + 1) as u8), 4789));
+    let b = SocketAddr::from((Ipv4Addr::new(198, 51, 100, (i + 1) as u8), 4789));
+    Endpoints { a, b }
+}
+
+/// The view of an `n`-member twin VON, as member `me` sees it, under `keys`.
+pub fn snapshot(n: usize, me: usize, send: Epoch, keys: &[(Epoch, GroupKey)]) -> Snapshot {
+    let members = (0..n)
+        .map(|i| Member {
+            id: MemberId(i as u32 + 1),
+            name: format!("h{}", i + 1),
+            address: address(i),
+            endpoints: endpoints(i),
+        })
+        .collect();
+    let prefix = Ipv4Prefix::new(Ipv4Addr::new(100, 64, 0, 0), 24).unwrap_or_else(|| unreachable!());
+    Snapshot::new(ON_ID, MemberId(me as u32 + 1), prefix, members, send, keys)
+        .unwrap_or_else(|e| unreachable!("the twin view is consistent: {e}"))
+}
+
+/// The twin VON's key.
+pub fn group_key() -> GroupKey {
+    GroupKey::new(Cipher::Aes256Gcm, KEY)
+}
+
+/// A minimal IPv4 packet from `src` to `dst` with `payload` bytes (UDP
+/// protocol number; checksums are not the pipeline's business).
+pub fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, payload: usize, fill: u8) -> Vec<u8> {
+    let total = 20 + payload;
+    let mut p = vec![fill; total];
+    p[..20].copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p
+}
+
+/// A small deterministic PRNG (xorshift64*): reproducible faults from a seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (0 is replaced by a fixed odd constant).
+    pub fn new(seed: u64) -> Self {
+        Rng(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// True with probability `percent`/100.
+    pub fn chance(&mut self, percent: u32) -> bool {
+        percent > 0 && (self.next_u64() % 100) < u64::from(percent)
+    }
+}
+
+/// Faults applied to the frames of one underlay, each a percentage.
+#[derive(Debug, Clone)]
+pub struct FaultInjector {
+    /// Drop the frame.
+    pub drop_pct: u32,
+    /// Flip one random byte.
+    pub corrupt_pct: u32,
+    /// Deliver the frame twice on this underlay.
+    pub duplicate_pct: u32,
+    /// Hold the frame back behind the next one.
+    pub reorder_pct: u32,
+    /// The whole underlay is down: every frame is lost.
+    pub down: bool,
+    /// What was done so far.
+    pub done: FaultCounts,
+    rng: Rng,
+}
+
+/// How many frames each fault hit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Frames lost (dropped or underlay down).
+    pub dropped: u64,
+    /// Frames with a flipped bit.
+    pub corrupted: u64,
+    /// Frames delivered twice.
+    pub duplicated: u64,
+    /// Frames moved ahead of an earlier one.
+    pub reordered: u64,
+}
+
+impl FaultInjector {
+    /// No faults; `seed` drives any set later.
+    pub fn new(seed: u64) -> Self {
+        FaultInjector {
+            drop_pct: 0,
+            corrupt_pct: 0,
+            duplicate_pct: 0,
+            reorder_pct: 0,
+            down: false,
+            done: FaultCounts::default(),
+            rng: Rng::new(seed),
+        }
+    }
+}
+
+/// One frame on the wire of the twin network.
+#[derive(Debug, Clone)]
+struct InFlight {
+    underlay: Underlay,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+/// One twin host: its pipeline, counters and what it delivered to its TUN.
+#[derive(Debug)]
+pub struct TwinHost {
+    /// The host's pipeline.
+    pub pipeline: Pipeline,
+    /// Its counters.
+    pub counters: Arc<VonCounters>,
+    /// Its snapshot, to swap in a new view or keys.
+    pub snapshot: SharedSnapshot,
+    /// Inner packets written to its TUN, in order.
+    pub delivered: Vec<Vec<u8>>,
+}
+
+/// An `n`-member VON over two in-memory underlays.
+#[derive(Debug)]
+pub struct TwinNet {
+    /// The hosts; member `i` is `hosts[i]`.
+    pub hosts: Vec<TwinHost>,
+    /// Faults per underlay, indexed by [`Underlay::index`].
+    pub faults: [FaultInjector; 2],
+    wire: VecDeque<InFlight>,
+    /// Every frame that left a host, before faults: for replay tests.
+    pub captured: Vec<(Underlay, SocketAddr, Vec<u8>)>,
+    /// Keep a copy of every frame in [`TwinNet::captured`].
+    pub capture: bool,
+    buf: Vec<u8>,
+}
+
+impl TwinNet {
+    /// `n` members with `rate_bps` contracted each and a generous burst.
+    pub fn new(n: usize, rate_bps: u64, seed: u64) -> Self {
+        let hosts = (0..n)
+            .map(|i| {
+                let snap: SharedSnapshot =
+                    Arc::new(ArcSwap::from_pointee(snapshot(n, i, EPOCH, &[(EPOCH, group_key())])));
+                let counters = Arc::new(VonCounters::default());
+                let config = PipelineConfig {
+                    rate_bps,
+                    burst_bytes: (rate_bps / 8).max(3_000),
+                    incarnation: 1,
+                };
+                TwinHost {
+                    pipeline: Pipeline::new(config, snap.clone(), counters.clone()),
+                    counters,
+                    snapshot: snap,
+                    delivered: Vec::new(),
+                }
+            })
+            .collect();
+        TwinNet {
+            hosts,
+            faults: [FaultInjector::new(seed), FaultInjector::new(seed.rotate_left(17) ^ 1)],
+            wire: VecDeque::new(),
+            captured: Vec::new(),
+            capture: false,
+            buf: vec![0; PACKET_OFFSET + 65_535 + OVERHEAD],
+        }
+    }
+
+    /// Host `from` sends `packet` through its TUN at `now`; frames go on the
+    /// wire (after faults). Returns the drop reason if the pipeline refused it.
+    pub fn send(&mut self, now: Instant, from: usize, packet: &[u8]) -> Result<usize, DropReason> {
+        self.buf[PACKET_OFFSET..PACKET_OFFSET + packet.len()].copy_from_slice(packet);
+        let action = self.hosts[from].pipeline.handle_outbound(now, &mut self.buf, packet.len());
+        match action {
+            Action::Send { frame, to } => {
+                let mut frames = 0;
+                for target in to {
+                    for u in Underlay::ALL {
+                        frames += 1;
+                        let f = InFlight {
+                            underlay: u,
+                            to: target.on(u),
+                            bytes: frame.to_vec(),
+                        };
+                        if self.capture {
+                            self.captured.push((u, f.to, f.bytes.clone()));
+                        }
+                        inject(&mut self.faults[u.index()], &mut self.wire, f);
+                    }
+                }
+                Ok(frames)
+            }
+            Action::Drop(reason) => Err(reason),
+            Action::Deliver { .. } => unreachable!("outbound never delivers"),
+        }
+    }
+
+    /// Puts a raw datagram on `underlay` addressed to host `to` (no faults):
+    /// forged, replayed or foreign frames.
+    pub fn inject_raw(&mut self, underlay: Underlay, to: usize, bytes: Vec<u8>) {
+        let to = endpoints(to).on(underlay);
+        self.wire.push_back(InFlight { underlay, to, bytes });
+    }
+
+    /// Delivers every frame on the wire at `now`; returns how many arrived.
+    pub fn step(&mut self, now: Instant) -> usize {
+        let mut arrived = 0;
+        while let Some(mut f) = self.wire.pop_front() {
+            let Some(i) = (0..self.hosts.len()).find(|&i| endpoints(i).on(f.underlay) == f.to) else {
+                continue;
+            };
+            arrived += 1;
+            let host = &mut self.hosts[i];
+            if let Action::Deliver { packet } = host.pipeline.handle_inbound(now, f.underlay, &mut f.bytes) {
+                host.delivered.push(f.bytes[packet].to_vec());
+            }
+        }
+        arrived
+    }
+}
+
+fn inject(faults: &mut FaultInjector, wire: &mut VecDeque<InFlight>, mut f: InFlight) {
+    if faults.down || faults.rng.chance(faults.drop_pct) {
+        faults.done.dropped += 1;
+        return;
+    }
+    if faults.rng.chance(faults.corrupt_pct) && !f.bytes.is_empty() {
+        let at = (faults.rng.next_u64() % f.bytes.len() as u64) as usize;
+        f.bytes[at] ^= 1 << (faults.rng.next_u64() % 8);
+        faults.done.corrupted += 1;
+    }
+    let twice = faults.rng.chance(faults.duplicate_pct);
+    if faults.rng.chance(faults.reorder_pct) && !wire.is_empty() {
+        // Slip in ahead of the last queued frame: that one now arrives later.
+        let at = wire.len() - 1;
+        wire.insert(at, f.clone());
+        faults.done.reordered += 1;
+    } else {
+        wire.push_back(f.clone());
+    }
+    if twice {
+        wire.push_back(f);
+        faults.done.duplicated += 1;
+    }
+}
