@@ -67,7 +67,10 @@ mod tests {
         let c = SocketCounters::default();
         assert_eq!(d.route(&[0, 0, 0, 7, 0xff], &c), Ok(0));
         assert_eq!(d.route(&[1, 2, 3, 4], &c), Ok(1));
-        assert_eq!(d.route(&[0, 0, 0, 8], &c), Err(Unrouted::UnknownOnId(OnId(8))));
+        assert_eq!(
+            d.route(&[0, 0, 0, 8], &c),
+            Err(Unrouted::UnknownOnId(OnId(8)))
+        );
         assert_eq!(d.route(&[0, 0, 7], &c), Err(Unrouted::Malformed));
         assert_eq!(d.route(&[], &c), Err(Unrouted::Malformed));
         let s = c.snapshot();

@@ -73,7 +73,10 @@ pub enum AgentError {
 
 /// Runs the agent for `config` until `shutdown` completes, then removes the
 /// interfaces and the control socket.
-pub async fn run(config: &AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+pub async fn run(
+    config: &AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     // Views first: a bad file fails before anything is touched.
     let views = config.load_views()?;
     let mut vons = Vec::with_capacity(config.vons.len());
@@ -95,8 +98,12 @@ pub async fn run(config: &AgentConfig, shutdown: impl Future<Output = ()>) -> Re
     let mut incarnations = Vec::with_capacity(vons.len());
     for (von, _) in &vons {
         let name = von.name.to_string();
-        let inc = state::bump_incarnation(&config.state_dir, &name)
-            .map_err(|source| AgentError::State { von: name.clone(), source })?;
+        let inc = state::bump_incarnation(&config.state_dir, &name).map_err(|source| {
+            AgentError::State {
+                von: name.clone(),
+                source,
+            }
+        })?;
         SendCounter::new(inc).map_err(|source| AgentError::Sequence { von: name, source })?;
         incarnations.push(inc);
     }
@@ -105,7 +112,10 @@ pub async fn run(config: &AgentConfig, shutdown: impl Future<Output = ()>) -> Re
         UnderlaySocket::bind(Underlay::A, config.underlay.a.bind.addr())?,
         UnderlaySocket::bind(Underlay::B, config.underlay.b.bind.addr())?,
     ]);
-    let socket_counters = [Arc::new(SocketCounters::default()), Arc::new(SocketCounters::default())];
+    let socket_counters = [
+        Arc::new(SocketCounters::default()),
+        Arc::new(SocketCounters::default()),
+    ];
 
     let mut tasks = JoinSet::new();
     let mut inbounds = Vec::with_capacity(vons.len());
@@ -121,8 +131,16 @@ pub async fn run(config: &AgentConfig, shutdown: impl Future<Output = ()>) -> Re
         let shared = Arc::new(ArcSwap::from_pointee(snapshot));
         let counters = Arc::new(VonCounters::default());
         let tun = Arc::new(
-            Tun::open(von.interface.as_str(), me.address, prefix.len(), von.mtu.bytes())
-                .map_err(|source| AgentError::Tun { von: name.clone(), source })?,
+            Tun::open(
+                von.interface.as_str(),
+                me.address,
+                prefix.prefix_len(),
+                von.mtu.bytes(),
+            )
+            .map_err(|source| AgentError::Tun {
+                von: name.clone(),
+                source,
+            })?,
         );
         let pipeline = Pipeline::new(
             PipelineConfig {
@@ -163,8 +181,15 @@ pub async fn run(config: &AgentConfig, shutdown: impl Future<Output = ()>) -> Re
             counters,
         ));
     }
-    let demux = Demux::new(on_ids).unwrap_or_else(|| unreachable!("load_views refuses shared ON ids"));
-    tasks.spawn(inbound_loop(sockets.clone(), demux, inbounds, tuns, socket_counters.clone()));
+    let demux =
+        Demux::new(on_ids).unwrap_or_else(|| unreachable!("load_views refuses shared ON ids"));
+    tasks.spawn(inbound_loop(
+        sockets.clone(),
+        demux,
+        inbounds,
+        tuns,
+        socket_counters.clone(),
+    ));
 
     let control: PathBuf = config.control_socket.clone();
     let listener = status::bind(&control).await?;
@@ -211,7 +236,9 @@ async fn outbound_loop(
             Ok(len) => len,
             Err(e) => {
                 counters_bump(&counters.tun_errors);
-                log.warn(Instant::now(), "tun_read", || format!("reading {}: {e}", tun.name()));
+                log.warn(Instant::now(), "tun_read", || {
+                    format!("reading {}: {e}", tun.name())
+                });
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
@@ -222,7 +249,10 @@ async fn outbound_loop(
                 for target in to {
                     for u in Underlay::ALL {
                         let c = counters.on(u);
-                        match sockets[u.index()].send_to(frame, target.on(u), &class).await {
+                        match sockets[u.index()]
+                            .send_to(frame, target.on(u), &class)
+                            .await
+                        {
                             Ok(_) => counters_bump(&c.tx_frames),
                             Err(e) => {
                                 counters_bump(&c.tx_errors);
@@ -274,11 +304,15 @@ async fn inbound_loop(
         let von = match demux.route(datagram, counters) {
             Ok(von) => von,
             Err(Unrouted::Malformed) => {
-                log.warn(now, "short", || format!("underlay {underlay}: datagram of {len} bytes"));
+                log.warn(now, "short", || {
+                    format!("underlay {underlay}: datagram of {len} bytes")
+                });
                 continue;
             }
             Err(Unrouted::UnknownOnId(id)) => {
-                log.warn(now, "on_id", || format!("underlay {underlay}: unknown ON id {}", id.0));
+                log.warn(now, "on_id", || {
+                    format!("underlay {underlay}: unknown ON id {}", id.0)
+                });
                 continue;
             }
         };
@@ -286,7 +320,9 @@ async fn inbound_loop(
             Action::Deliver { packet } => {
                 if let Err(e) = tuns[von].send(&datagram[packet]).await {
                     counters_bump(&inbounds[von].counters().tun_errors);
-                    log.warn(now, "tun_write", || format!("writing {}: {e}", tuns[von].name()));
+                    log.warn(now, "tun_write", || {
+                        format!("writing {}: {e}", tuns[von].name())
+                    });
                 }
             }
             Action::Drop(reason) => log.dropped(now, reason),
@@ -318,7 +354,11 @@ impl LogLimiter {
                 *held = 0;
             }
             None => {
-                warn!(kind, "{} (similar ones at most every {LOG_EVERY:?})", message());
+                warn!(
+                    kind,
+                    "{} (similar ones at most every {LOG_EVERY:?})",
+                    message()
+                );
                 self.kinds.push((kind, now, 0));
             }
         }

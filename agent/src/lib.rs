@@ -7,12 +7,12 @@
 //! (`underlay`) touches the OS below what std and tokio offer.
 #![deny(unsafe_code)]
 
+pub mod demux;
+pub mod driver;
 pub mod pipeline;
 pub mod state;
-pub mod tun;
-pub mod underlay;
-pub mod demux;
-pub mod status;
 pub mod static_mode;
-pub mod driver;
+pub mod status;
+pub mod tun;
 pub mod twin;
+pub mod underlay;

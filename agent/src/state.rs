@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(bump_incarnation(&dir, "grid").unwrap(), 2);
         assert_eq!(bump_incarnation(&dir, "med").unwrap(), 1);
         assert_eq!(bump_incarnation(&dir, "grid").unwrap(), 3);
-        assert_eq!(fs::read_to_string(dir.join("grid.incarnation")).unwrap(), "3\n");
+        assert_eq!(
+            fs::read_to_string(dir.join("grid.incarnation")).unwrap(),
+            "3\n"
+        );
         assert!(!dir.join("grid.incarnation.tmp").exists());
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -16,7 +16,9 @@ use crate::pipeline::{Endpoints, Ipv4Prefix, Member, Snapshot, SnapshotError};
 #[derive(Debug, thiserror::Error)]
 pub enum StaticModeError {
     /// VON addresses are IPv4 (100.64.0.0/10 in the design).
-    #[error("VON {von}: {what} {addr} is IPv6; VON prefixes and addresses must be IPv4 (e.g. 100.64.0.0/24)")]
+    #[error(
+        "VON {von}: {what} {addr} is IPv6; VON prefixes and addresses must be IPv4 (e.g. 100.64.0.0/24)"
+    )]
     NotIpv4 {
         von: String,
         what: &'static str,

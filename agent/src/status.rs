@@ -135,7 +135,7 @@ impl StatusSource {
                     member: me.name.clone(),
                     member_id: me.id.0,
                     address: me.address,
-                    prefix_len: snap.prefix().len(),
+                    prefix_len: snap.prefix().prefix_len(),
                     mode: facts.mode.to_owned(),
                     epoch: snap.send_epoch().0,
                     accepted_epochs: snap.accepted_epochs().map(|e| e.0).collect(),
@@ -261,10 +261,7 @@ pub async fn query(path: &Path) -> Result<(String, StatusReport), StatusError> {
     };
     stream.write_all(b"status\n").await.map_err(io_err)?;
     let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .await
-        .map_err(io_err)?;
+    stream.read_to_string(&mut text).await.map_err(io_err)?;
     let report = serde_json::from_str(&text).map_err(|e| StatusError::BadAnswer {
         path: path.to_owned(),
         reason: format!("{e}: {}", text.chars().take(200).collect::<String>()),

@@ -56,7 +56,9 @@ pub struct Tun {
 
 impl std::fmt::Debug for Tun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tun").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Tun")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

@@ -51,7 +51,8 @@ pub fn snapshot(n: usize, me: usize, send: Epoch, keys: &[(Epoch, GroupKey)]) ->
             endpoints: endpoints(i),
         })
         .collect();
-    let prefix = Ipv4Prefix::new(Ipv4Addr::new(100, 64, 0, 0), 24).unwrap_or_else(|| unreachable!());
+    let prefix =
+        Ipv4Prefix::new(Ipv4Addr::new(100, 64, 0, 0), 24).unwrap_or_else(|| unreachable!());
     Snapshot::new(ON_ID, MemberId(me as u32 + 1), prefix, members, send, keys)
         .unwrap_or_else(|e| unreachable!("the twin view is consistent: {e}"))
 }
@@ -66,7 +67,9 @@ pub fn group_key() -> GroupKey {
 pub fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, payload: usize, fill: u8) -> Vec<u8> {
     let total = 20 + payload;
     let mut p = vec![fill; total];
-    p[..20].copy_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    p[..20].copy_from_slice(&[
+        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
     p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
     p[12..16].copy_from_slice(&src.octets());
     p[16..20].copy_from_slice(&dst.octets());
@@ -80,7 +83,11 @@ pub struct Rng(u64);
 impl Rng {
     /// A generator from `seed` (0 is replaced by a fixed odd constant).
     pub fn new(seed: u64) -> Self {
-        Rng(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
+        Rng(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
     }
 
     /// The next 64 random bits.
@@ -184,8 +191,12 @@ impl TwinNet {
     pub fn new(n: usize, rate_bps: u64, seed: u64) -> Self {
         let hosts = (0..n)
             .map(|i| {
-                let snap: SharedSnapshot =
-                    Arc::new(ArcSwap::from_pointee(snapshot(n, i, EPOCH, &[(EPOCH, group_key())])));
+                let snap: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot(
+                    n,
+                    i,
+                    EPOCH,
+                    &[(EPOCH, group_key())],
+                )));
                 let counters = Arc::new(VonCounters::default());
                 let config = PipelineConfig {
                     rate_bps,
@@ -202,7 +213,10 @@ impl TwinNet {
             .collect();
         TwinNet {
             hosts,
-            faults: [FaultInjector::new(seed), FaultInjector::new(seed.rotate_left(17) ^ 1)],
+            faults: [
+                FaultInjector::new(seed),
+                FaultInjector::new(seed.rotate_left(17) ^ 1),
+            ],
             wire: VecDeque::new(),
             captured: Vec::new(),
             capture: false,
@@ -214,7 +228,9 @@ impl TwinNet {
     /// wire (after faults). Returns the drop reason if the pipeline refused it.
     pub fn send(&mut self, now: Instant, from: usize, packet: &[u8]) -> Result<usize, DropReason> {
         self.buf[PACKET_OFFSET..PACKET_OFFSET + packet.len()].copy_from_slice(packet);
-        let action = self.hosts[from].pipeline.handle_outbound(now, &mut self.buf, packet.len());
+        let action = self.hosts[from]
+            .pipeline
+            .handle_outbound(now, &mut self.buf, packet.len());
         match action {
             Action::Send { frame, to } => {
                 let mut frames = 0;
@@ -243,19 +259,26 @@ impl TwinNet {
     /// forged, replayed or foreign frames.
     pub fn inject_raw(&mut self, underlay: Underlay, to: usize, bytes: Vec<u8>) {
         let to = endpoints(to).on(underlay);
-        self.wire.push_back(InFlight { underlay, to, bytes });
+        self.wire.push_back(InFlight {
+            underlay,
+            to,
+            bytes,
+        });
     }
 
     /// Delivers every frame on the wire at `now`; returns how many arrived.
     pub fn step(&mut self, now: Instant) -> usize {
         let mut arrived = 0;
         while let Some(mut f) = self.wire.pop_front() {
-            let Some(i) = (0..self.hosts.len()).find(|&i| endpoints(i).on(f.underlay) == f.to) else {
+            let Some(i) = (0..self.hosts.len()).find(|&i| endpoints(i).on(f.underlay) == f.to)
+            else {
                 continue;
             };
             arrived += 1;
             let host = &mut self.hosts[i];
-            if let Action::Deliver { packet } = host.pipeline.handle_inbound(now, f.underlay, &mut f.bytes) {
+            if let Action::Deliver { packet } =
+                host.pipeline.handle_inbound(now, f.underlay, &mut f.bytes)
+            {
                 host.delivered.push(f.bytes[packet].to_vec());
             }
         }

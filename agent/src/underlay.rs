@@ -36,13 +36,19 @@ pub enum UnderlayError {
          (`ss -ulpn 'sport = :{port}'`) or set another port in [underlay.{underlay}] bind",
         port = addr.port()
     )]
-    AddrInUse { underlay: Underlay, addr: SocketAddr },
+    AddrInUse {
+        underlay: Underlay,
+        addr: SocketAddr,
+    },
     /// The IP address is not configured on any interface of this host/namespace.
     #[error(
         "underlay {underlay}: address {addr} is not assigned to any interface here; \
          add it (`ip addr add ...`) or fix [underlay.{underlay}] bind"
     )]
-    AddrNotAvailable { underlay: Underlay, addr: SocketAddr },
+    AddrNotAvailable {
+        underlay: Underlay,
+        addr: SocketAddr,
+    },
     /// Any other failure, with the step that failed.
     #[error("underlay {underlay}: {step} for {addr} failed: {source}")]
     Io {
@@ -101,18 +107,20 @@ impl UnderlaySocket {
         };
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
             .map_err(io_err("socket()"))?;
-        socket
-            .set_nonblocking(true)
-            .map_err(io_err("O_NONBLOCK"))?;
+        socket.set_nonblocking(true).map_err(io_err("O_NONBLOCK"))?;
         set_dont_fragment(&socket, addr).map_err(io_err("IP_MTU_DISCOVER"))?;
         // Best effort: the kernel caps these at net.core.[rw]mem_max.
         let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
         let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
-        socket.bind(&addr.into()).map_err(|source| match source.kind() {
-            io::ErrorKind::AddrInUse => UnderlayError::AddrInUse { underlay, addr },
-            io::ErrorKind::AddrNotAvailable => UnderlayError::AddrNotAvailable { underlay, addr },
-            _ => io_err("bind()")(source),
-        })?;
+        socket
+            .bind(&addr.into())
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::AddrInUse => UnderlayError::AddrInUse { underlay, addr },
+                io::ErrorKind::AddrNotAvailable => {
+                    UnderlayError::AddrNotAvailable { underlay, addr }
+                }
+                _ => io_err("bind()")(source),
+            })?;
         let local = socket
             .local_addr()
             .ok()
@@ -142,8 +150,17 @@ impl UnderlaySocket {
     }
 
     /// Sends `frame` to `dst` with the VON's traffic class.
-    pub async fn send_to(&self, frame: &[u8], dst: SocketAddr, class: &TrafficClass) -> io::Result<usize> {
-        let control = if self.local.is_ipv4() { &class.v4 } else { &class.v6 };
+    pub async fn send_to(
+        &self,
+        frame: &[u8],
+        dst: SocketAddr,
+        class: &TrafficClass,
+    ) -> io::Result<usize> {
+        let control = if self.local.is_ipv4() {
+            &class.v4
+        } else {
+            &class.v6
+        };
         let dst = SockAddr::from(dst);
         // MsgHdr holds raw pointers (not Send): build it inside the closure.
         self.socket
@@ -182,9 +199,17 @@ fn encode_cmsg(level: libc::c_int, kind: libc::c_int, value: libc::c_int) -> Vec
 /// refuse what exceeds the path MTU with `EMSGSIZE`.
 fn set_dont_fragment(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
     let (level, name, value) = if addr.is_ipv4() {
-        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        )
     } else {
-        (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_DO)
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        )
     };
     // SAFETY: the fd is a live socket owned by `socket` for the whole call; the
     // option value points to a c_int on this stack frame and its exact size is
@@ -220,7 +245,10 @@ mod tests {
             )
         };
         assert_eq!(class.v4.len(), space);
-        assert_eq!(usize::from_ne_bytes(class.v4[..size_of::<usize>()].try_into().unwrap()), len);
+        assert_eq!(
+            usize::from_ne_bytes(class.v4[..size_of::<usize>()].try_into().unwrap()),
+            len
+        );
         let data_at = len - size_of::<libc::c_int>();
         let tos = libc::c_int::from_ne_bytes(class.v4[data_at..len].try_into().unwrap());
         assert_eq!(tos, 46 << 2);

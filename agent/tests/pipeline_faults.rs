@@ -35,13 +35,19 @@ fn independent_loss_on_both_underlays_loses_only_what_both_lost() {
     let lost_a = net.faults[0].done.dropped;
     let lost_b = net.faults[1].done.dropped;
     // Each packet had two copies: frames that arrived = 2N - lost.
-    assert_eq!(c.a.rx_frames + c.b.rx_frames, 2 * u64::from(PACKETS) - lost_a - lost_b);
+    assert_eq!(
+        c.a.rx_frames + c.b.rx_frames,
+        2 * u64::from(PACKETS) - lost_a - lost_b
+    );
     // Every arrival is either the first copy (delivered) or the second (duplicate).
     assert_eq!(c.delivered + c.duplicates, c.a.rx_frames + c.b.rx_frames);
     assert_eq!(c.replays, 0);
     // ~9% of packets lose both copies (0.3²); far fewer than either alone.
     let lost = u64::from(PACKETS) - c.delivered;
-    assert!(lost < lost_a.min(lost_b) / 2, "lost {lost}, A lost {lost_a}, B lost {lost_b}");
+    assert!(
+        lost < lost_a.min(lost_b) / 2,
+        "lost {lost}, A lost {lost_a}, B lost {lost_b}"
+    );
     let got: HashSet<_> = net.hosts[1].delivered.iter().collect();
     assert!(got.iter().all(|p| sent.contains(p)));
 }
@@ -58,7 +64,10 @@ fn corrupted_frames_are_refused_and_never_delivered_altered() {
     assert!(corrupted > 0);
     // A flipped bit in the header or payload fails somewhere; one in a
     // second copy may be caught earlier as a duplicate or too-old frame.
-    assert!(refused <= corrupted && refused > corrupted / 2, "{refused} of {corrupted}");
+    assert!(
+        refused <= corrupted && refused > corrupted / 2,
+        "{refused} of {corrupted}"
+    );
     let sent: HashSet<_> = sent.iter().collect();
     for p in &net.hosts[1].delivered {
         assert!(sent.contains(p), "an altered packet was delivered");
@@ -74,8 +83,15 @@ fn duplicated_frames_on_one_underlay_are_replays() {
     run(&mut net);
     let c = net.hosts[1].counters.snapshot();
     assert_eq!(c.delivered, u64::from(PACKETS));
-    assert_eq!(c.duplicates, u64::from(PACKETS), "the other underlay's copy");
-    assert_eq!(c.replays, net.faults[0].done.duplicated, "the same underlay's second copy");
+    assert_eq!(
+        c.duplicates,
+        u64::from(PACKETS),
+        "the other underlay's copy"
+    );
+    assert_eq!(
+        c.replays, net.faults[0].done.duplicated,
+        "the same underlay's second copy"
+    );
 }
 
 #[test]

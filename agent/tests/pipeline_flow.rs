@@ -20,7 +20,10 @@ fn a_clean_run_adds_up_exactly() {
         sent.push(p);
     }
     net.step(t0);
-    assert_eq!(net.hosts[1].delivered, sent, "every packet once, in order, byte for byte");
+    assert_eq!(
+        net.hosts[1].delivered, sent,
+        "every packet once, in order, byte for byte"
+    );
     let rx = net.hosts[1].counters.snapshot();
     let tx = net.hosts[0].counters.snapshot();
     assert_eq!(tx.tx_packets, 1_000);
@@ -37,7 +40,10 @@ fn send_names_both_underlays_of_the_destination() {
     let p = ipv4_packet(address(0), address(2), 100, 0);
     let mut buf = vec![0u8; 2_000];
     buf[PACKET_OFFSET..PACKET_OFFSET + p.len()].copy_from_slice(&p);
-    match host.pipeline.handle_outbound(Instant::now(), &mut buf, p.len()) {
+    match host
+        .pipeline
+        .handle_outbound(Instant::now(), &mut buf, p.len())
+    {
         Action::Send { frame, to } => {
             assert_eq!(to, &[endpoints(2)]);
             assert_eq!(frame.len(), p.len() + 40);
@@ -57,7 +63,11 @@ fn broadcast_and_multicast_reach_every_other_member() {
         Ipv4Addr::new(224, 0, 0, 251),
     ] {
         let p = ipv4_packet(address(1), dst, 32, 9);
-        assert_eq!(net.send(t0, 1, &p), Ok(6), "three others, twice each ({dst})");
+        assert_eq!(
+            net.send(t0, 1, &p),
+            Ok(6),
+            "three others, twice each ({dst})"
+        );
     }
     net.step(t0);
     for (i, h) in net.hosts.iter().enumerate() {
@@ -73,10 +83,22 @@ fn policy_refuses_foreign_sources_and_destinations() {
     let mut net = TwinNet::new(2, FAST, 1);
     let t0 = Instant::now();
     let cases = [
-        (ipv4_packet(address(1), address(1), 10, 0), DropReason::SourceNotSelf),
-        (ipv4_packet(address(0), Ipv4Addr::new(100, 64, 0, 9), 10, 0), DropReason::DestinationNotMember),
-        (ipv4_packet(address(0), Ipv4Addr::new(8, 8, 8, 8), 10, 0), DropReason::DestinationNotMember),
-        (ipv4_packet(address(0), address(0), 10, 0), DropReason::NoOtherMember),
+        (
+            ipv4_packet(address(1), address(1), 10, 0),
+            DropReason::SourceNotSelf,
+        ),
+        (
+            ipv4_packet(address(0), Ipv4Addr::new(100, 64, 0, 9), 10, 0),
+            DropReason::DestinationNotMember,
+        ),
+        (
+            ipv4_packet(address(0), Ipv4Addr::new(8, 8, 8, 8), 10, 0),
+            DropReason::DestinationNotMember,
+        ),
+        (
+            ipv4_packet(address(0), address(0), 10, 0),
+            DropReason::NoOtherMember,
+        ),
         (vec![0x60; 40], DropReason::NotIpv4),
         (vec![0x45; 10], DropReason::NotIpv4),
         (Vec::new(), DropReason::NotIpv4),
@@ -93,7 +115,10 @@ fn policy_refuses_foreign_sources_and_destinations() {
 fn a_broadcast_with_nobody_else_is_refused() {
     let mut net = TwinNet::new(1, FAST, 1);
     let p = ipv4_packet(address(0), Ipv4Addr::new(100, 64, 0, 255), 10, 0);
-    assert_eq!(net.send(Instant::now(), 0, &p), Err(DropReason::NoOtherMember));
+    assert_eq!(
+        net.send(Instant::now(), 0, &p),
+        Err(DropReason::NoOtherMember)
+    );
 }
 
 #[test]
@@ -102,7 +127,9 @@ fn a_packet_that_does_not_fit_the_buffer_is_too_big() {
     let p = ipv4_packet(address(0), address(1), 100, 0);
     let mut buf = vec![0u8; PACKET_OFFSET + p.len() + 15];
     buf[PACKET_OFFSET..PACKET_OFFSET + p.len()].copy_from_slice(&p);
-    let a = net.hosts[0].pipeline.handle_outbound(Instant::now(), &mut buf, p.len());
+    let a = net.hosts[0]
+        .pipeline
+        .handle_outbound(Instant::now(), &mut buf, p.len());
     assert_eq!(a, Action::Drop(DropReason::TooBig));
     assert_eq!(net.hosts[0].counters.snapshot().too_big, 1);
 }
@@ -124,7 +151,10 @@ fn the_contracted_rate_is_enforced_and_never_borrowed() {
     let c = net.hosts[0].counters.snapshot();
     // Burst (125 packets) + 5 s at the rate (625 packets), within one packet.
     let expected = 125 + 625;
-    assert!((expected - 1..=expected + 1).contains(&passed), "passed {passed}");
+    assert!(
+        (expected - 1..=expected + 1).contains(&passed),
+        "passed {passed}"
+    );
     assert_eq!(c.rate_drops, 2_500 - passed);
     assert_eq!(net.hosts[1].counters.snapshot().delivered, passed);
 }
@@ -140,7 +170,10 @@ fn losing_either_underlay_loses_no_packet() {
             net.send(t0, 0, &p).unwrap();
         }
         net.step(t0);
-        let (c1, c2) = (net.hosts[1].counters.snapshot(), net.hosts[2].counters.snapshot());
+        let (c1, c2) = (
+            net.hosts[1].counters.snapshot(),
+            net.hosts[2].counters.snapshot(),
+        );
         assert_eq!(c1.delivered + c2.delivered, 500, "underlay {down} down");
         assert_eq!(c1.duplicates + c2.duplicates, 0);
     }

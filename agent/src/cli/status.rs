@@ -61,8 +61,16 @@ fn von(out: &mut String, v: &VonStatus) {
     let _ = writeln!(
         out,
         "VON {} (ON id {}, {} mode) on {}: member {} (id {}) {}/{}, {} members, epoch {}",
-        v.name, v.on_id, v.mode, v.interface, v.member, v.member_id, v.address, v.prefix_len,
-        v.members, v.epoch
+        v.name,
+        v.on_id,
+        v.mode,
+        v.interface,
+        v.member,
+        v.member_id,
+        v.address,
+        v.prefix_len,
+        v.members,
+        v.epoch
     );
     let _ = writeln!(
         out,

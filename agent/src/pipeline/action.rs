@@ -40,6 +40,14 @@ impl Underlay {
         }
     }
 
+    /// The other underlay.
+    pub const fn other(self) -> Underlay {
+        match self {
+            Underlay::A => Underlay::B,
+            Underlay::B => Underlay::A,
+        }
+    }
+
     /// The bit this underlay owns in a per-sequence "seen on" mask.
     pub(crate) const fn bit(self) -> u8 {
         1 << self.index()

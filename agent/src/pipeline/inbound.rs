@@ -64,7 +64,12 @@ impl Inbound {
     ///
     /// On [`Action::Deliver`] the inner packet has been decrypted in place and
     /// lies at the returned range of `datagram`.
-    pub fn handle(&mut self, _now: Instant, underlay: Underlay, datagram: &mut [u8]) -> Action<'static> {
+    pub fn handle(
+        &mut self,
+        _now: Instant,
+        underlay: Underlay,
+        datagram: &mut [u8],
+    ) -> Action<'static> {
         let counters = &*self.counters;
         bump(&counters.on(underlay).rx_frames);
         let drop = |reason: DropReason| {
@@ -134,7 +139,8 @@ impl Inbound {
         }
 
         // 7. Inner check.
-        let source_ok = ipv4_addrs(&datagram[inner.clone()]).is_some_and(|a| a.src == sender.address);
+        let source_ok =
+            ipv4_addrs(&datagram[inner.clone()]).is_some_and(|a| a.src == sender.address);
         if !source_ok {
             return drop(DropReason::InnerSourceRejected);
         }

@@ -102,7 +102,11 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// A pipeline reading `snapshot`, counting into `counters`.
-    pub fn new(config: PipelineConfig, snapshot: SharedSnapshot, counters: Arc<VonCounters>) -> Self {
+    pub fn new(
+        config: PipelineConfig,
+        snapshot: SharedSnapshot,
+        counters: Arc<VonCounters>,
+    ) -> Self {
         Pipeline {
             outbound: Outbound::new(config, snapshot.clone(), counters.clone()),
             inbound: Inbound::new(snapshot, counters),
@@ -111,12 +115,22 @@ impl Pipeline {
 
     /// Seals the packet at `buf[PACKET_OFFSET..PACKET_OFFSET + len]`; see
     /// [`Outbound::handle`].
-    pub fn handle_outbound<'a>(&'a mut self, now: Instant, buf: &'a mut [u8], len: usize) -> Action<'a> {
+    pub fn handle_outbound<'a>(
+        &'a mut self,
+        now: Instant,
+        buf: &'a mut [u8],
+        len: usize,
+    ) -> Action<'a> {
         self.outbound.handle(now, buf, len)
     }
 
     /// Opens the frame that fills `datagram`; see [`Inbound::handle`].
-    pub fn handle_inbound(&mut self, now: Instant, underlay: Underlay, datagram: &mut [u8]) -> Action<'static> {
+    pub fn handle_inbound(
+        &mut self,
+        now: Instant,
+        underlay: Underlay,
+        datagram: &mut [u8],
+    ) -> Action<'static> {
         self.inbound.handle(now, underlay, datagram)
     }
 }

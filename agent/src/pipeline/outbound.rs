@@ -30,7 +30,11 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub(super) fn new(config: PipelineConfig, snapshot: SharedSnapshot, counters: Arc<VonCounters>) -> Self {
+    pub(super) fn new(
+        config: PipelineConfig,
+        snapshot: SharedSnapshot,
+        counters: Arc<VonCounters>,
+    ) -> Self {
         Outbound {
             snapshot: Cache::new(snapshot),
             counters,

@@ -109,7 +109,10 @@ mod tests {
         }
         let expected = 100_000 * 10 + 10_000;
         assert!(passed <= expected, "passed {passed} > {expected}");
-        assert!(passed >= expected - 1_000, "passed {passed} < {expected} - 1000");
+        assert!(
+            passed >= expected - 1_000,
+            "passed {passed} < {expected} - 1000"
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ impl Ipv4Prefix {
     }
 
     /// The prefix length.
-    pub fn len(self) -> u8 {
+    pub fn prefix_len(self) -> u8 {
         self.len
     }
 
@@ -81,7 +81,9 @@ pub struct Member {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SnapshotError {
     /// This host's member is not in the view.
-    #[error("member id {0} (this host) is not in the view; check `member` in the [[von]] static table")]
+    #[error(
+        "member id {0} (this host) is not in the view; check `member` in the [[von]] static table"
+    )]
     SelfNotInView(u32),
     /// Two members share an id.
     #[error("member id {0} appears twice in the view")]
@@ -90,7 +92,9 @@ pub enum SnapshotError {
     #[error("VON address {0} is given to two members")]
     DuplicateAddress(Ipv4Addr),
     /// A member's address lies outside the VON's prefix, or is its network or broadcast address.
-    #[error("member {name} has address {address}, not a host address of the VON prefix {network}/{len}")]
+    #[error(
+        "member {name} has address {address}, not a host address of the VON prefix {network}/{len}"
+    )]
     AddressOutsidePrefix {
         name: String,
         address: Ipv4Addr,
@@ -137,14 +141,14 @@ impl Snapshot {
         let mut by_address = HashMap::with_capacity(members.len());
         for (i, m) in members.iter().enumerate() {
             let host = prefix.contains(m.address)
-                && (prefix.len() >= 31
+                && (prefix.prefix_len() >= 31
                     || (m.address != prefix.network() && m.address != prefix.broadcast()));
             if !host {
                 return Err(SnapshotError::AddressOutsidePrefix {
                     name: m.name.clone(),
                     address: m.address,
                     network: prefix.network(),
-                    len: prefix.len(),
+                    len: prefix.prefix_len(),
                 });
             }
             if by_id.insert(m.id, i).is_some() {
