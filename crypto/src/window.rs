@@ -80,9 +80,13 @@ impl ReplayWindow {
             let target = seq >> WORD_SHIFT;
             // Words between the old and the new newest one now describe new
             // positions: clear them, at most the whole ring.
-            let advance = (target - current).min(RING_WORDS as u64);
-            for i in 1..=advance {
-                self.ring[ring_slot(current + i)] = 0;
+            let advance = target - current;
+            if advance >= RING_WORDS as u64 {
+                self.ring = [0; RING_WORDS];
+            } else {
+                for i in 1..=advance {
+                    self.ring[ring_slot(current + i)] = 0;
+                }
             }
             self.last = seq;
         } else if self.last - seq > WINDOW_SIZE {
