@@ -11,6 +11,7 @@
 //! The agent turns [`MemberKeys::keys`] into the pipeline's snapshot after
 //! every call that returns `changed`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
@@ -113,9 +114,11 @@ impl MemberKeys {
                 view,
                 cipher,
                 wrapped_key,
-            } => self.prepare(view, &cipher, &wrapped_key),
+            } => self.prepare(Arc::unwrap_or_clone(view), &cipher, &wrapped_key),
             ServerMsg::Commit { view, grace_ms } => {
-                let view = view.into_view().map_err(|e| malformed("commit", e))?;
+                let view = Arc::unwrap_or_clone(view)
+                    .into_view()
+                    .map_err(|e| malformed("commit", e))?;
                 Ok(self.commit(now, view, Duration::from_millis(grace_ms)))
             }
         }

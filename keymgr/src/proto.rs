@@ -8,6 +8,7 @@
 //! wrapped with Noise for the one member it is addressed to.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -65,8 +66,8 @@ pub enum ServerMsg {
     /// The next view and its key: install for receiving, acknowledge, but keep
     /// sending under the current epoch until `Commit`.
     Prepare {
-        /// The view at the new epoch.
-        view: WireView,
+        /// The view at the new epoch (shared by all the prepares of a rekey).
+        view: Arc<WireView>,
         /// Cipher text form, e.g. `aes-256-gcm`.
         cipher: String,
         /// The group key wrapped for this member (hex).
@@ -76,8 +77,8 @@ pub enum ServerMsg {
     /// `grace_ms`, then erase its key. `view` is the final membership: members
     /// that never acknowledged the prepare are gone from it.
     Commit {
-        /// The committed view.
-        view: WireView,
+        /// The committed view (shared by all the commits of a rekey).
+        view: Arc<WireView>,
         /// How long receivers still accept the previous epoch.
         grace_ms: u64,
     },

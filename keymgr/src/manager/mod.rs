@@ -163,7 +163,8 @@ struct Committed {
 struct Pending {
     view: View,
     key: GroupKey,
-    acked: BTreeSet<MemberId>,
+    /// Members of `view` that have not acknowledged yet.
+    awaiting: BTreeSet<MemberId>,
     deadline: Instant,
 }
 
@@ -318,8 +319,8 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
     ) -> Result<Vec<Output>, StoreError> {
         let mut out = Vec::new();
         if let Some(p) = &mut self.pending {
-            if p.view.epoch == epoch && p.view.contains(member) {
-                p.acked.insert(member);
+            if p.view.epoch == epoch {
+                p.awaiting.remove(&member);
             }
         }
         self.drive(now, &mut out)?;
@@ -444,6 +445,9 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
 
     /// Drop `id` from the membership; the next rekey leaves it out.
     fn remove(&mut self, id: MemberId, reason: Departure, out: &mut Vec<Output>) {
+        if let Some(p) = &mut self.pending {
+            p.awaiting.remove(&id);
+        }
         if let Some(e) = self.members.remove(&id) {
             info!(member = %e.member.name, id = id.0, %reason, "left the view");
             self.dirty = true;

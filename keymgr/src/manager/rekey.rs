@@ -1,7 +1,7 @@
 //! Prepare and commit: the two halves of a rekey, and bringing a reconnected
 //! member up to date.
 
-use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -19,13 +19,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
     /// prepare, then start the next rekey if one is due.
     pub(super) fn drive(&mut self, now: Instant, out: &mut Vec<Output>) -> Result<(), StoreError> {
         if let Some(p) = &self.pending {
-            let complete = p
-                .view
-                .members
-                .iter()
-                .filter(|m| self.members.contains_key(&m.id))
-                .all(|m| p.acked.contains(&m.id));
-            if complete || p.deadline <= now {
+            if p.awaiting.is_empty() || p.deadline <= now {
                 self.commit(now, out)?;
             }
         }
@@ -71,7 +65,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             self.remove(id, Departure::WrapFailed, out);
         }
         view.members.retain(|m| self.members.contains_key(&m.id));
-        let wire = view.to_wire();
+        let wire = Arc::new(view.to_wire());
         let cipher = self.settings.cipher.as_str().to_owned();
         for (to, w) in wrapped {
             out.push(Output::Send {
@@ -85,9 +79,9 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
         }
         info!(epoch = epoch.0, members = view.members.len(), "prepared");
         self.pending = Some(Pending {
+            awaiting: view.members.iter().map(|m| m.id).collect(),
             view,
             key,
-            acked: BTreeSet::new(),
             deadline: now + self.settings.ack_timeout,
         });
         // Removals above were part of building this view, not a new change.
@@ -101,14 +95,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             return Ok(());
         };
         let prepared = p.view.members.len();
-        let silent: Vec<MemberId> = p
-            .view
-            .members
-            .iter()
-            .filter(|m| self.members.contains_key(&m.id) && !p.acked.contains(&m.id))
-            .map(|m| m.id)
-            .collect();
-        for id in silent {
+        for id in std::mem::take(&mut p.awaiting) {
             self.remove(id, Departure::Silent, out);
         }
         p.view.members.retain(|m| self.members.contains_key(&m.id));
@@ -118,7 +105,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
         }
         let stored = self.stored_members(&p.view);
         self.store.save_members(&stored)?;
-        let wire = p.view.to_wire();
+        let wire = Arc::new(p.view.to_wire());
         let grace_ms = millis(self.settings.grace);
         for m in &p.view.members {
             out.push(Output::Send {
@@ -154,7 +141,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
                 out.push(Output::Send {
                     to: id,
                     msg: ServerMsg::Commit {
-                        view: c.view.to_wire(),
+                        view: Arc::new(c.view.to_wire()),
                         grace_ms: millis(self.settings.grace),
                     },
                 });
@@ -162,7 +149,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
         }
         // Without a committed key (restarted), the member keeps the one it has.
         if let Some(p) = &self.pending {
-            if p.view.contains(id) && !p.acked.contains(&id) {
+            if p.awaiting.contains(&id) {
                 if let Some(msg) = self.prepare_for(id, &p.view, &p.key) {
                     out.push(Output::Send { to: id, msg });
                 }
@@ -177,7 +164,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             .wrap(&entry.noise_public, view.epoch, key)
             .ok()?;
         Some(ServerMsg::Prepare {
-            view: view.to_wire(),
+            view: Arc::new(view.to_wire()),
             cipher: self.settings.cipher.as_str().to_owned(),
             wrapped_key: hex::encode(wrapped),
         })
