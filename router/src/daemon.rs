@@ -1,0 +1,215 @@
+//! The two long-running drivers: `von router` (serves the reservation
+//! protocol and keeps each link's tc state equal to its reservations) and
+//! `von reserve serve` (the service: registry, 2PC, lease renewal).
+//!
+//! Router loop, every [`RECONCILE`]:
+//! 1. lapse leases and stale holds (`RouterCore::expire`);
+//! 2. per link: read `tc` (qdisc, classes with counters, filters);
+//! 3. diff against the desired plan; run only the missing commands.
+//!
+//! On stop, every root qdisc it installed is deleted.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::{RouterConfig, ServiceConfig};
+use crate::error::{Error, Result};
+use crate::net::{self, TcpTransport};
+use crate::participant::RouterCore;
+use crate::proto::{AuthKey, Request, Response};
+use crate::service::{Service, ServiceRequest, ServiceResponse};
+use crate::tc::{self, ClassCounters, Installed, TcCommand};
+
+/// How often a router re-reads and repairs its tc state.
+pub const RECONCILE: Duration = Duration::from_millis(200);
+
+type Counters = BTreeMap<String, BTreeMap<u16, ClassCounters>>;
+
+/// Runs a router until `stop` is set; removes its qdiscs before returning.
+pub fn run_router(cfg: &RouterConfig, stop: Arc<AtomicBool>) -> Result<()> {
+    let key = AuthKey::load(&cfg.key)?;
+    let listener = TcpListener::bind(cfg.listen)
+        .map_err(|e| Error::io("listen on", cfg.listen.to_string(), e))?;
+    let core = Arc::new(Mutex::new(RouterCore::new(&cfg.name, cfg.budgets())));
+    let counters: Arc<Mutex<Counters>> = Arc::default();
+    reconcile(&core, &counters)?;
+    tracing::info!(router = %cfg.name, listen = %cfg.listen, links = cfg.links.len(), "router up");
+
+    let handler = {
+        let (core, counters) = (Arc::clone(&core), Arc::clone(&counters));
+        Arc::new(move |req: Request| {
+            let mut core = core.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            if req == Request::Status {
+                let counters = counters.lock().unwrap_or_else(PoisonError::into_inner);
+                return Response::Status(core.status(now, &counters));
+            }
+            tracing::info!(?req, "request");
+            let resp = core.handle(now, req);
+            if let Response::Refused { reason } = &resp {
+                tracing::info!(%reason, "refused");
+            }
+            resp
+        })
+    };
+    let server = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || net::serve_router(listener, key, stop, handler))
+    };
+    let mut result = Ok(());
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = reconcile(&core, &counters) {
+            // Keep serving: the next round retries (e.g. an interface that
+            // was briefly down).
+            tracing::warn!(error = %e, "reconcile");
+        }
+        if server.is_finished() {
+            result = Err(Error::Protocol("the control listener stopped".into()));
+            break;
+        }
+        std::thread::sleep(RECONCILE);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let core = core.lock().unwrap_or_else(PoisonError::into_inner);
+    for link in core.links() {
+        let cmd = tc::teardown(&link.dev);
+        match run_tc(&cmd) {
+            Ok(_) => tracing::info!(dev = %link.dev, "removed the router's qdisc"),
+            Err(e) => tracing::warn!(dev = %link.dev, error = %e, "teardown"),
+        }
+    }
+    if let Ok(Err(e)) = server.join() {
+        return Err(e);
+    }
+    result
+}
+
+fn reconcile(core: &Mutex<RouterCore>, counters: &Mutex<Counters>) -> Result<()> {
+    let plans = {
+        let mut core = core.lock().unwrap_or_else(PoisonError::into_inner);
+        for on_id in core.expire(Instant::now()) {
+            tracing::info!(on_id, "lease lapsed; removing the ON's classes");
+        }
+        core.plans()
+    };
+    let mut seen = Counters::new();
+    for plan in &plans {
+        let installed = read_installed(&plan.dev)?;
+        for cmd in tc::diff(plan, &installed) {
+            tracing::info!(%cmd, "apply");
+            run_tc(&cmd)?;
+        }
+        seen.insert(
+            plan.dev.clone(),
+            installed
+                .classes
+                .iter()
+                .map(|(m, c)| (*m, c.counters))
+                .collect(),
+        );
+    }
+    *counters.lock().unwrap_or_else(PoisonError::into_inner) = seen;
+    Ok(())
+}
+
+/// What `tc` shows on `dev`.
+pub fn read_installed(dev: &str) -> Result<Installed> {
+    let args = |a: &[&str]| TcCommand(a.iter().map(|s| (*s).to_owned()).collect());
+    let qdisc = run_tc(&args(&["-j", "qdisc", "show", "dev", dev]))?;
+    let classes = run_tc(&args(&["-s", "class", "show", "dev", dev]))?;
+    let filters = run_tc(&args(&["filter", "show", "dev", dev, "parent", "1:"]))?;
+    Installed::parse(&qdisc, &classes, &filters)
+}
+
+fn run_tc(cmd: &TcCommand) -> Result<String> {
+    let out = Command::new("tc")
+        .args(&cmd.0)
+        .output()
+        .map_err(|e| Error::Tc {
+            cmd: cmd.to_string(),
+            stderr: format!("could not run tc: {e} (install iproute2)"),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Tc {
+            cmd: cmd.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs the reservation service until `stop`; on a clean stop it releases
+/// every reservation (a killed service leaves them to lapse).
+pub fn run_service(cfg: &ServiceConfig, stop: Arc<AtomicBool>) -> Result<()> {
+    let mut routers = BTreeMap::new();
+    for r in &cfg.routers {
+        // `ServiceConfig::load` checked that one of the two is set.
+        let path = r
+            .key
+            .as_ref()
+            .or(cfg.key.as_ref())
+            .ok_or_else(|| Error::invalid(format!("router {}", r.name), "no key file"))?;
+        routers.insert(r.name.clone(), (r.addr, AuthKey::load(path)?));
+    }
+    let transport = Arc::new(Mutex::new(TcpTransport::new(routers)));
+    let first_tx = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(1));
+    let service = Arc::new(Mutex::new(Service::new(cfg.lease.duration(), first_tx)));
+    let _ = std::fs::remove_file(&cfg.socket);
+    let shown = cfg.socket.display().to_string();
+    let listener =
+        UnixListener::bind(&cfg.socket).map_err(|e| Error::io("bind", shown.clone(), e))?;
+    std::fs::set_permissions(&cfg.socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io("chmod 600", shown.clone(), e))?;
+    let handler = {
+        let (service, transport) = (Arc::clone(&service), Arc::clone(&transport));
+        Arc::new(move |req: ServiceRequest| {
+            let mut s = service.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut t = transport.lock().unwrap_or_else(PoisonError::into_inner);
+            tracing::info!(?req, "request");
+            let resp = s.handle(&mut *t, req);
+            if let ServiceResponse::Error { message } = &resp {
+                tracing::info!(%message, "refused");
+            }
+            resp
+        })
+    };
+    let server = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || net::serve_service(listener, stop, handler))
+    };
+    tracing::info!(socket = %shown, lease = %cfg.lease, "reservation service up");
+    let renew_every = cfg.lease.duration() / 3;
+    let mut next = Instant::now() + renew_every;
+    while !stop.load(Ordering::Relaxed) && !server.is_finished() {
+        if Instant::now() >= next {
+            let mut s = service.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut t = transport.lock().unwrap_or_else(PoisonError::into_inner);
+            for e in s.renew_all(&mut *t) {
+                tracing::warn!(error = %e, "renewal");
+            }
+            next = Instant::now() + renew_every;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    {
+        let mut s = service.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut t = transport.lock().unwrap_or_else(PoisonError::into_inner);
+        for e in s.release_all(&mut *t) {
+            tracing::warn!(error = %e, "release at shutdown");
+        }
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
+    match server.join() {
+        Ok(r) => r,
+        Err(_) => Err(Error::Protocol("the service listener panicked".into())),
+    }
+}

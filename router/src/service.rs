@@ -1,0 +1,137 @@
+//! The reservation service: the ON-id registry and the reservations it keeps
+//! alive by renewing their leases. The key manager can host it (it is a
+//! plain value driven by its caller); `von reserve serve` runs it alone.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::coordinator::{self, Transport};
+use crate::error::{Error, Result};
+use crate::model::ReservationSpec;
+
+/// The registry: one reservation per ON id, one ON id per name.
+#[derive(Debug)]
+pub struct Service {
+    lease: Duration,
+    next_tx: u64,
+    reservations: BTreeMap<u32, ReservationSpec>,
+}
+
+/// What `von reserve` asks the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ServiceRequest {
+    Add { spec: ReservationSpec },
+    List,
+    Release { on_id: u32 },
+}
+
+/// The service's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ServiceResponse {
+    Ok,
+    Error { message: String },
+    List { reservations: Vec<ReservationSpec> },
+}
+
+impl Service {
+    /// A service granting leases of `lease`; `first_tx` should differ
+    /// between runs (e.g. the start time) so a router never confuses two.
+    pub fn new(lease: Duration, first_tx: u64) -> Self {
+        Self {
+            lease,
+            next_tx: first_tx,
+            reservations: BTreeMap::new(),
+        }
+    }
+
+    /// The lease it grants.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Answers one request, calling routers through `t`.
+    pub fn handle(&mut self, t: &mut dyn Transport, req: ServiceRequest) -> ServiceResponse {
+        let result = match req {
+            ServiceRequest::Add { spec } => self.add(t, spec),
+            ServiceRequest::Release { on_id } => self.release(t, on_id),
+            ServiceRequest::List => {
+                return ServiceResponse::List {
+                    reservations: self.reservations.values().cloned().collect(),
+                };
+            }
+        };
+        match result {
+            Ok(()) => ServiceResponse::Ok,
+            Err(e) => ServiceResponse::Error {
+                message: e.to_string(),
+            },
+        }
+    }
+
+    /// Registers and reserves `spec` on every router of its path.
+    pub fn add(&mut self, t: &mut dyn Transport, spec: ReservationSpec) -> Result<()> {
+        spec.validate()?;
+        if let Some(other) = self.reservations.get(&spec.on_id) {
+            return Err(Error::invalid(
+                format!("ON id {}", spec.on_id),
+                format!(
+                    "already registered for VON {:?}; ON ids are unique, release it first",
+                    other.name
+                ),
+            ));
+        }
+        if let Some(other) = self.reservations.values().find(|r| r.name == spec.name) {
+            return Err(Error::invalid(
+                format!("VON {:?}", spec.name),
+                format!("already holds ON id {}", other.on_id),
+            ));
+        }
+        let tx = self.next_tx;
+        self.next_tx = self.next_tx.wrapping_add(1);
+        coordinator::reserve(t, tx, &spec, self.lease)?;
+        self.reservations.insert(spec.on_id, spec);
+        Ok(())
+    }
+
+    /// Releases `on_id` on its routers and forgets it.
+    pub fn release(&mut self, t: &mut dyn Transport, on_id: u32) -> Result<()> {
+        let spec = self.reservations.remove(&on_id).ok_or_else(|| {
+            Error::invalid(
+                format!("ON id {on_id}"),
+                "not reserved through this service",
+            )
+        })?;
+        match coordinator::release(t, &spec).into_iter().next() {
+            // Unreachable routers drop it when its lease lapses.
+            Some(e) => Err(Error::invalid(
+                format!("release of ON id {on_id}"),
+                format!("{e}; that router removes the class when the lease lapses"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Renews every lease; returns what failed (to log).
+    pub fn renew_all(&mut self, t: &mut dyn Transport) -> Vec<Error> {
+        let lease = self.lease;
+        self.reservations
+            .values()
+            .flat_map(|spec| coordinator::renew(t, spec, lease))
+            .collect()
+    }
+
+    /// Releases everything (clean shutdown).
+    pub fn release_all(&mut self, t: &mut dyn Transport) -> Vec<Error> {
+        let all: Vec<u32> = self.reservations.keys().copied().collect();
+        all.into_iter()
+            .filter_map(|id| self.release(t, id).err())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
