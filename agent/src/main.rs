@@ -24,6 +24,10 @@ enum Command {
     Up(cli::up::UpArgs),
     /// What the running agent reports (`von status [--json] [--socket PATH]`).
     Status(cli::status::StatusArgs),
+    /// Shape a router's links for reserved ONs (`von router --config FILE`, `von router status`).
+    Router(cli::router::RouterArgs),
+    /// Reservations on routers (`von reserve serve|add|list|release`).
+    Reserve(cli::reserve::ReserveArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +37,7 @@ fn main() -> anyhow::Result<()> {
         Command::Cert(args) => cli::cert::run(args),
         Command::Up(args) => cli::up::run(args),
         Command::Status(args) => cli::status::run(args),
+        Command::Router(args) => cli::router::run(args),
+        Command::Reserve(args) => cli::reserve::run(args),
     }
 }

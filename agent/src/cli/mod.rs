@@ -2,5 +2,7 @@
 
 pub mod ca;
 pub mod cert;
+pub mod reserve;
+pub mod router;
 pub mod status;
 pub mod up;

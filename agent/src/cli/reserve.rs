@@ -1,0 +1,143 @@
+//! `von reserve`: the reservation service (`serve`) and its client
+//! (`add`, `list`, `release`). See docs/isolation.md.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::{Args, Subcommand};
+use von_config::Rate;
+use von_router::config::ServiceConfig;
+use von_router::model::{DEFAULT_PACKET, LinkId, ReservationSpec};
+use von_router::net::service_call;
+use von_router::service::{ServiceRequest, ServiceResponse};
+
+use super::router::{init_logging, stop_on_signal};
+
+/// Reserve a share of every router on a VON's paths.
+#[derive(Debug, Args)]
+pub struct ReserveArgs {
+    #[command(subcommand)]
+    command: ReserveCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReserveCommand {
+    /// Run the reservation service in the foreground (renews leases).
+    Serve {
+        /// The service's configuration (reserve.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Reserve a VON's rate on every link of its path (all or nothing).
+    Add(AddArgs),
+    /// The reservations the service holds.
+    List {
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a VON's reservation on every router.
+    Release {
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        #[arg(long, value_name = "ID")]
+        on_id: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+struct AddArgs {
+    /// The service's socket (reserve.toml `socket`).
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    /// The VON's name.
+    #[arg(long)]
+    name: String,
+    /// The VON's ON id.
+    #[arg(long, value_name = "ID")]
+    on_id: u32,
+    /// The contracted rate of inner packets, as in von.toml (e.g. 20mbit).
+    #[arg(long)]
+    rate: Rate,
+    /// Inner packet size the wire rate is computed for.
+    #[arg(long, default_value_t = DEFAULT_PACKET)]
+    packet: u16,
+    /// The VON's DSCP.
+    #[arg(long, default_value_t = 46, value_parser = clap::value_parser!(u8).range(0..=63))]
+    dscp: u8,
+    /// The VON's underlay UDP port.
+    #[arg(long, default_value_t = 4789)]
+    port: u16,
+    /// A link a copy of the frames leaves by, ROUTER:DEV; repeat per link,
+    /// and twice for a link carrying both underlays.
+    #[arg(long = "path", value_name = "ROUTER:DEV", required = true)]
+    path: Vec<LinkId>,
+}
+
+/// Runs `von reserve`.
+pub fn run(args: ReserveArgs) -> anyhow::Result<()> {
+    match args.command {
+        ReserveCommand::Serve { config } => {
+            let cfg = ServiceConfig::load(&config)?;
+            init_logging()?;
+            let stop = Arc::new(AtomicBool::new(false));
+            stop_on_signal(Arc::clone(&stop))?;
+            von_router::daemon::run_service(&cfg, stop)?;
+            Ok(())
+        }
+        ReserveCommand::Add(a) => {
+            let spec = ReservationSpec {
+                name: a.name,
+                on_id: a.on_id,
+                rate_bps: a.rate.bits_per_second(),
+                packet: a.packet,
+                dscp: a.dscp,
+                port: a.port,
+                path: a.path,
+            };
+            let wire = spec.wire_rate();
+            expect_ok(service_call(&a.socket, &ServiceRequest::Add { spec })?)?;
+            println!("reserved: {wire} bit/s on the wire per copy on every link of the path");
+            Ok(())
+        }
+        ReserveCommand::List { socket, json } => {
+            match service_call(&socket, &ServiceRequest::List)? {
+                ServiceResponse::List { reservations } if json => {
+                    println!("{}", serde_json::to_string_pretty(&reservations)?);
+                    Ok(())
+                }
+                ServiceResponse::List { reservations } => {
+                    for r in reservations {
+                        let path: Vec<String> = r.path.iter().map(ToString::to_string).collect();
+                        println!(
+                            "ON {} ({}): {} bit/s contracted, {} bit/s per copy on the wire, dscp {}, port {}, path {}",
+                            r.on_id,
+                            r.name,
+                            r.rate_bps,
+                            r.wire_rate(),
+                            r.dscp,
+                            r.port,
+                            path.join(" ")
+                        );
+                    }
+                    Ok(())
+                }
+                other => expect_ok(other),
+            }
+        }
+        ReserveCommand::Release { socket, on_id } => {
+            expect_ok(service_call(&socket, &ServiceRequest::Release { on_id })?)
+        }
+    }
+}
+
+fn expect_ok(resp: ServiceResponse) -> anyhow::Result<()> {
+    match resp {
+        ServiceResponse::Ok => Ok(()),
+        ServiceResponse::Error { message } => anyhow::bail!("{message}"),
+        ServiceResponse::List { .. } => anyhow::bail!("the service answered a list"),
+    }
+}
