@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The side-by-side benchmark (issue 7): von against the userspace WireGuard
+# implementations, in one run, in turns, on the two-host two-underlay netns
+# topology of bench/lib/topology.sh. Run as root; bench/setup.sh installs
+# what it compares against. Prints markdown for BENCHMARKS.md.
+#
+# Flow:
+#   1. preflight: root, tools; build von (cargo build --release) unless --von
+#   2. topology: two namespaces, underlay A and B as veth pairs
+#   3. tunnels, all up side by side: raw underlay, wireguard-go, boringtun,
+#      kernel WireGuard (when the kernel has it), von (both underlays), and
+#      von with underlay B down (the same agents, B taken down for its turn)
+#   4. rounds: every tunnel takes its turn in every round (the order rotates
+#      each round), measure.sh takes every figure once per turn
+#   5. report: medians over rounds and ratios (report.awk), with machine,
+#      kernel, commit, load and the offloads each interface reports
+#
+# Both ends share this machine's cores, so every tunnel saturates the
+# machine: the ratios are the figures, not the absolute numbers.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+# shellcheck source=lib/common.sh
+. "$HERE/lib/common.sh"
+# shellcheck source=lib/topology.sh
+. "$HERE/lib/topology.sh"
+# shellcheck source=lib/tunnels.sh
+. "$HERE/lib/tunnels.sh"
+# shellcheck source=lib/measure.sh
+. "$HERE/lib/measure.sh"
+
+parse_args "$@"
+preflight
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vonbench.XXXXXX")
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+finish() {
+  run_cleanup
+  if [ "$KEEP" = 1 ]; then log "scratch directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+# 1. The von binary, and which commit it is.
+COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -z "$(git -C "$REPO" status --porcelain -- agent crypto config 2>/dev/null)" ]; then
+  DIRTY=""
+else
+  DIRTY=" (with uncommitted changes in agent/crypto/config)"
+fi
+if wanted von || wanted von-1u; then
+  if [ -z "$VON_BIN" ]; then
+    log "building von (cargo build --release -p von-agent --bin von)"
+    (cd "$REPO" && cargo build --release -q -p von-agent --bin von)
+    VON_BIN=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
+      jq -r .target_directory)/release/von
+  else
+    DIRTY=" (von binary given with --von: $VON_BIN)"
+  fi
+  [ -x "$VON_BIN" ] || die "von binary $VON_BIN is missing or not executable"
+fi
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+STARTED=$(date -u +'%Y-%m-%d %H:%M UTC')
+START_S=$(date +%s)
+
+# 2-3. Topology and tunnels.
+log "topology $NS1 <-> $NS2; tunnels up"
+topology_up
+wanted raw && tunnel_up_raw
+wanted wg-go && tunnel_up_wg_go
+wanted boringtun && tunnel_up_boringtun
+wanted kernel-wg && tunnel_up_kernel_wg
+if wanted von || wanted von-1u; then tunnel_up_von; fi
+SELECTED=()
+for t in "${TUNNELS[@]}"; do wanted "$t" && SELECTED+=("$t"); done
+[ ${#SELECTED[@]} -gt 0 ] || die "--only '$ONLY' selects no tunnel that could start"
+iperf_server_up
+
+# 4. Rounds, in turns.
+for ((round = 1; round <= ROUNDS; round++)); do
+  count=${#SELECTED[@]}
+  for ((i = 0; i < count; i++)); do
+    t=${SELECTED[$(((i + round - 1) % count))]}
+    log "round $round/$ROUNDS: $t"
+    tunnel_enter "$t"
+    measure_tunnel "$t" "$round"
+    tunnel_leave "$t"
+  done
+done
+
+# 5. Report.
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+ELAPSED=$(($(date +%s) - START_S))
+labels=""
+for t in "${SELECTED[@]}"; do labels="$labels|$t=${LABEL[$t]}"; done
+{
+  echo "### $STARTED, commit $COMMIT$DIRTY"
+  echo
+  echo "- machine: $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
+  echo "- load average (1/5/15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER"
+  echo "- $ROUNDS rounds of ${SECONDS_PER_TEST}-second tests, tunnels in turns, $((ELAPSED / 60)) min $((ELAPSED % 60)) s in all; every figure is the median over rounds"
+  echo "- inner MTU $INNER_MTU on every tunnel; UDP: ${UDP_LEN}-byte datagrams offered at ${UDP_RATE}bit/s; ping every ${PING_INTERVAL} s; RTT under load is measured during the 1-stream TCP test"
+  for t in "${!SKIPPED[@]}"; do echo "- $t: not measured: ${SKIPPED[$t]}"; done
+  echo "- offloads (ethtool -k, host 1 / host 2):"
+  for t in "${SELECTED[@]}"; do
+    # shellcheck disable=SC2206 # IFS_ is a space-separated list
+    pairs=(${IFS_[$t]})
+    line=""
+    for p in "${pairs[@]}"; do line="$line${line:+ / }${p#*:} $(offloads "${p%%:*}" "${p#*:}")"; done
+    echo "  - ${LABEL[$t]}: $line"
+  done
+  echo
+  awk -v order="${SELECTED[*]}" -v labels="${labels#|}" -f "$HERE/lib/report.awk" "$RESULTS"
+} >"$WORK/report.md"
+cat "$WORK/report.md"
+if [ -n "$OUT" ]; then cp "$WORK/report.md" "$OUT"; fi
