@@ -34,6 +34,7 @@ record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RESULTS"; }
 iperf_client() {
   local json=$1 cpu=$2
   shift 2
+  # shellcheck disable=SC2016 # expanded by the inner sh
   timeout $((SECONDS_PER_TEST + 30)) ip netns exec "$NS1" sh -c '
     json=$1; cpu=$2; shift 2
     iperf3 "$@" --json >"$json"; rc=$?
@@ -61,7 +62,7 @@ ping_stats() {
 
 measure_tunnel() {
   local name=$1 round=$2 dst=${DST[$1]} dir="$WORK/raw/$1-r$2"
-  local pings=$((SECONDS_PER_TEST * 100)) jiffy busy0 busy1 procs0 procs1 client stats
+  local pings=$((SECONDS_PER_TEST * 100)) jiffy busy0 busy1 procs0 procs1 client
   mkdir -p "$dir"
   jiffy=$(getconf CLK_TCK)
 

@@ -43,7 +43,7 @@ function cell(t, m, digits,    key, s) {
   key = t SUBSEP m
   if (!(key in runs)) return "–"
   s = fmt(median(key), digits)
-  if (count[key] < runs[key]) s = s " (" count[key] "/" runs[key] " runs)"
+  if (count[key] < runs[key]) s = s " (" count[key] + 0 "/" runs[key] " runs)"
   return s
 }
 
