@@ -1,0 +1,101 @@
+//! The pipeline core alone, one core, no sockets: packets per second out
+//! (policy, shaping, sequence, seal) and in (look-up, window, open, inner
+//! check), for 64-, 512- and 1400-byte inner packets, plus the second copy
+//! of a doubled frame (dropped before any decryption). `cargo bench -p
+//! von-agent`; figures go in `docs/dataplane.md`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use von_agent::pipeline::{Action, OVERHEAD, PACKET_OFFSET, Underlay};
+use von_agent::twin::{TwinNet, address, ipv4_packet};
+
+const SIZES: [usize; 3] = [64, 512, 1400];
+/// Frames prepared (untimed) per timed chunk of the inbound benches.
+const CHUNK: u64 = 4096;
+/// A rate no bench reaches: shaping is measured, never binding.
+const UNLIMITED: u64 = u64::MAX / 16;
+
+fn outbound(c: &mut Criterion) {
+    let mut group = c.benchmark_group("outbound");
+    group.throughput(Throughput::Elements(1));
+    for size in SIZES {
+        let mut net = TwinNet::new(2, UNLIMITED, 1);
+        let packet = ipv4_packet(address(0), address(1), size - 20, 0xab);
+        let mut buf = vec![0u8; PACKET_OFFSET + size + OVERHEAD];
+        let now = Instant::now();
+        group.bench_function(format!("{size}B"), |b| {
+            b.iter(|| {
+                buf[PACKET_OFFSET..PACKET_OFFSET + size].copy_from_slice(&packet);
+                let action = net.hosts[0].pipeline.handle_outbound(now, &mut buf, size);
+                assert!(matches!(action, Action::Send { .. }));
+                black_box(action);
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Seals `n` consecutive frames from host 0 to host 1.
+fn frames(net: &mut TwinNet, packet: &[u8], n: u64) -> Vec<Vec<u8>> {
+    let mut buf = vec![0u8; PACKET_OFFSET + packet.len() + OVERHEAD];
+    let now = Instant::now();
+    (0..n)
+        .map(|_| {
+            buf[PACKET_OFFSET..PACKET_OFFSET + packet.len()].copy_from_slice(packet);
+            match net.hosts[0]
+                .pipeline
+                .handle_outbound(now, &mut buf, packet.len())
+            {
+                Action::Send { frame, .. } => frame.to_vec(),
+                other => panic!("bench sender refused: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+fn inbound(c: &mut Criterion) {
+    let mut group = c.benchmark_group("inbound");
+    group.throughput(Throughput::Elements(1));
+    for size in SIZES {
+        let packet = ipv4_packet(address(0), address(1), size - 20, 0xab);
+        for (name, copies) in [("first", 1), ("second-copy", 2)] {
+            let mut net = TwinNet::new(2, UNLIMITED, 1);
+            group.bench_function(format!("{size}B/{name}"), |b| {
+                b.iter_custom(|iters| {
+                    let mut spent = Duration::ZERO;
+                    let mut left = iters;
+                    while left > 0 {
+                        let n = left.min(CHUNK);
+                        let mut batch = frames(&mut net, &packet, n);
+                        if copies == 2 {
+                            // Accept the A copies untimed; time the B copies.
+                            let now = Instant::now();
+                            for f in &batch {
+                                let mut f = f.clone();
+                                net.hosts[1]
+                                    .pipeline
+                                    .handle_inbound(now, Underlay::A, &mut f);
+                            }
+                        }
+                        let start = Instant::now();
+                        for f in &mut batch {
+                            let a = net.hosts[1].pipeline.handle_inbound(start, Underlay::B, f);
+                            black_box(a);
+                        }
+                        spent += start.elapsed();
+                        left -= n;
+                    }
+                    spent
+                })
+            });
+            let c = net.hosts[1].counters.snapshot();
+            assert_eq!(c.auth_failures + c.replays + c.too_old, 0, "{c:?}");
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, outbound, inbound);
+criterion_main!(benches);
