@@ -49,11 +49,11 @@ pub enum AgentError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     StaticMode(#[from] StaticModeError),
-    #[error("VON {von}: {source}")]
+    #[error("VON {von}")]
     State { von: String, source: StateError },
     #[error(transparent)]
     Underlay(#[from] UnderlayError),
-    #[error("VON {von}: {source}")]
+    #[error("VON {von}")]
     Tun { von: String, source: TunError },
     #[error(transparent)]
     Status(#[from] StatusError),
@@ -62,7 +62,7 @@ pub enum AgentError {
          (`static = {{ view = \"...\", member = \"...\" }}`)"
     )]
     KeymgrUnsupported { von: String },
-    #[error("VON {von}: {source}")]
+    #[error("VON {von}")]
     Sequence {
         von: String,
         source: von_crypto::SequenceError,

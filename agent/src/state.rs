@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub enum StateError {
     /// A filesystem step failed.
     #[error(
-        "{step} {path} failed: {source}; state_dir must be a writable local directory \
+        "{step} {path} failed; state_dir must be a writable local directory \
          (set `state_dir` in the config)"
     )]
     Io {

@@ -25,7 +25,7 @@ pub enum StaticModeError {
         addr: IpAddr,
     },
     /// The view is inconsistent.
-    #[error("VON {von}: view {path}: {source}")]
+    #[error("VON {von}: view {path}")]
     Snapshot {
         von: String,
         path: String,

@@ -22,23 +22,23 @@ pub enum TunError {
     /// Creating interfaces needs CAP_NET_ADMIN.
     #[error(
         "creating interface {name} needs CAP_NET_ADMIN: run `von up` as root, or grant it with \
-         `setcap cap_net_admin+ep $(command -v von)` ({source})"
+         `setcap cap_net_admin+ep $(command -v von)`"
     )]
     Permission { name: String, source: io::Error },
     /// `/dev/net/tun` is missing (container without the device, module not loaded).
     #[error(
         "creating interface {name}: /dev/net/tun is missing; load the module (`modprobe tun`) \
-         or pass the device into the container ({source})"
+         or pass the device into the container"
     )]
     NoDevice { name: String, source: io::Error },
     /// Another process holds an interface of that name.
     #[error(
         "interface {name} exists and is in use (another von running?); stop it or set \
-         `interface` in the [[von]] table to another name ({source})"
+         `interface` in the [[von]] table to another name"
     )]
     Busy { name: String, source: io::Error },
     /// Any other failure.
-    #[error("creating interface {name} with {addr}/{prefix_len} mtu {mtu} failed: {source}")]
+    #[error("creating interface {name} with {addr}/{prefix_len} mtu {mtu} failed")]
     Other {
         name: String,
         addr: Ipv4Addr,

@@ -50,7 +50,7 @@ pub enum UnderlayError {
         addr: SocketAddr,
     },
     /// Any other failure, with the step that failed.
-    #[error("underlay {underlay}: {step} for {addr} failed: {source}")]
+    #[error("underlay {underlay}: {step} for {addr} failed")]
     Io {
         underlay: Underlay,
         addr: SocketAddr,
