@@ -123,7 +123,7 @@ pub fn read_installed(dev: &str) -> Result<Installed> {
     let args = |a: &[&str]| TcCommand(a.iter().map(|s| (*s).to_owned()).collect());
     let qdisc = run_tc(&args(&["-j", "qdisc", "show", "dev", dev]))?;
     let classes = run_tc(&args(&["-s", "class", "show", "dev", dev]))?;
-    let filters = run_tc(&args(&["filter", "show", "dev", dev, "parent", "1:"]))?;
+    let filters = run_tc(&args(&["filter", "show", "dev", dev]))?;
     Installed::parse(&qdisc, &classes, &filters)
 }
 
