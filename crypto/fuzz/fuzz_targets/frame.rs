@@ -19,10 +19,20 @@ fuzz_target!(|data: &[u8]| {
     let parsed = Header::parse_bytes(data);
     if let Ok(frame) = Frame::new_checked(data) {
         // Accessors of a checked frame never panic, whatever the field values.
-        let _ = (frame.on_id(), frame.sender(), frame.epoch(), frame.seq(), frame.payload());
+        let _ = (
+            frame.on_id(),
+            frame.sender(),
+            frame.epoch(),
+            frame.seq(),
+            frame.payload(),
+        );
     }
     if let Ok(h) = &parsed {
-        assert_eq!(&h.to_bytes()[..], &data[..HEADER_LEN], "emit(parse(x)) != x");
+        assert_eq!(
+            &h.to_bytes()[..],
+            &data[..HEADER_LEN],
+            "emit(parse(x)) != x"
+        );
     }
     for key in keys() {
         let mut buf = data.to_vec();
@@ -41,7 +51,9 @@ fuzz_target!(|data: &[u8]| {
             buf[HEADER_LEN..HEADER_LEN + payload.len()].copy_from_slice(payload);
             match key.seal_in_place(&h, &mut buf, payload.len()) {
                 Ok(n) => {
-                    let range = key.open_in_place(&mut buf[..n]).expect("a sealed frame opens");
+                    let range = key
+                        .open_in_place(&mut buf[..n])
+                        .expect("a sealed frame opens");
                     assert_eq!(&buf[range], payload);
                 }
                 // Only a sequence past the hard limit may refuse to seal.
