@@ -32,6 +32,8 @@ pub struct VonSpec {
     pub subnet: u8,
     /// Contracted rate as the config writes it ("20mbit").
     pub rate: String,
+    /// Explicit burst as the config writes it ("64kb"), or the default.
+    pub burst: Option<String>,
     /// Explicit MTU, or the agent's default.
     pub mtu: Option<u16>,
     /// Member hosts by index (1 = h1).
@@ -47,6 +49,7 @@ impl VonSpec {
             on_id,
             subnet,
             rate: "10gbit".to_owned(),
+            burst: None,
             mtu: None,
             members: members.to_vec(),
         }
@@ -180,6 +183,9 @@ impl Topology {
                 von.interface(),
                 von.rate
             );
+            if let Some(burst) = &von.burst {
+                let _ = writeln!(toml, "burst = \"{burst}\"");
+            }
             if let Some(mtu) = von.mtu {
                 let _ = writeln!(toml, "mtu = {mtu}");
             }

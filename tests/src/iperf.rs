@@ -122,7 +122,8 @@ pub fn iperf3_on_port(
     let port = port.to_string();
     let addr = server_addr.to_string();
     let mut srv = server.command("iperf3");
-    srv.args(["-s", "-1", "-B", &addr, "-p", &port]);
+    // `--json` on the server too, or its report comes back as text.
+    srv.args(["-s", "-1", "--json", "-B", &addr, "-p", &port]);
     let srv = Background::spawn(&mut srv)?;
     let timeout = run_for * 3 + Duration::from_secs(60);
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -47,7 +47,8 @@ fn ping_while(
 }
 
 /// A single-underlay cut of 3 s loses nothing, and really was a cut: the
-/// receiver got ~300 fewer frames on that underlay than on the other.
+/// receiver got fewer frames on that underlay than on the other (~300 at
+/// 100 pings/s; a busy machine pings slower, so at least 50 are required).
 fn one_underlay_cut(cut: Underlay) -> Result<()> {
     let (topo, grid) = setup()?;
     let before = topo.agent(2).counters("grid")?;
@@ -72,7 +73,7 @@ fn one_underlay_cut(cut: Underlay) -> Result<()> {
     assert_eq!(r.lost(), 0, "{cut} cut for 3 s lost packets:\n{}", r.output);
     assert_eq!(r.duplicates, 0, "{}", r.output);
     assert!(
-        on_cut + 200 <= on_other,
+        on_cut + 50 <= on_other,
         "the cut of {cut} did not take: {on_cut} frames on {cut}, {on_other} on {other}"
     );
     Ok(())
@@ -148,9 +149,11 @@ fn both_cut_then_restored_resumes_within_a_second_without_restart() -> Result<()
         "both cut 2 s: {} sent, {} received; first reply {:?} s after restore",
         r.transmitted, r.received, first_after
     );
+    // ~200 requests at 100/s; a busy machine pings slower, hence the floor.
     assert!(
-        r.lost() >= 100,
-        "a 2 s outage of both underlays should lose ~200 requests:\n{}",
+        r.lost() >= 20,
+        "a 2 s outage of both underlays lost only {}:\n{}",
+        r.lost(),
         r.output
     );
     let gap = first_after.unwrap_or_else(|| panic!("no reply after the restore:\n{}", r.output));
