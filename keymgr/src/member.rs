@@ -24,7 +24,8 @@ use crate::view::View;
 /// The keys a member holds.
 #[derive(Debug)]
 pub struct MemberKeys {
-    recipient: Recipient,
+    /// None until the first connection names the key manager's Noise key.
+    recipient: Option<Recipient>,
     current: Option<(View, GroupKey)>,
     previous: Option<(Epoch, GroupKey, Instant)>,
     prepared: Option<(View, GroupKey)>,
@@ -74,11 +75,17 @@ pub enum MemberError {
     Refused(String),
 }
 
+impl Default for MemberKeys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl MemberKeys {
-    /// A member with no keys yet; `recipient` opens keys wrapped for it.
-    pub fn new(recipient: Recipient) -> Self {
+    /// A member with no keys yet.
+    pub fn new() -> Self {
         Self {
-            recipient,
+            recipient: None,
             current: None,
             previous: None,
             prepared: None,
@@ -86,11 +93,17 @@ impl MemberKeys {
     }
 
     /// A member resuming from its state directory with `view` and its key.
-    pub fn restore(recipient: Recipient, view: View, key: GroupKey) -> Self {
+    pub fn restore(view: View, key: GroupKey) -> Self {
         Self {
             current: Some((view, key)),
-            ..Self::new(recipient)
+            ..Self::new()
         }
+    }
+
+    /// Open future keys with `recipient`: called on every connection, with
+    /// the key manager's Noise key from the certificate it just presented.
+    pub fn set_recipient(&mut self, recipient: Recipient) {
+        self.recipient = Some(recipient);
     }
 
     /// The newest epoch held, committed or prepared (`have_epoch` in `Join`).
@@ -182,8 +195,13 @@ impl MemberKeys {
         }
         let cipher: Cipher = cipher.parse().map_err(|e| malformed("prepare", e))?;
         let bytes = hex::decode(wrapped).map_err(|e| malformed("prepare", e))?;
-        let opened = self
-            .recipient
+        let recipient = self.recipient.as_ref().ok_or_else(|| {
+            malformed(
+                "prepare",
+                "no key manager Noise key known yet; connect first",
+            )
+        })?;
+        let opened = recipient
             .unwrap(&bytes, self.newest_epoch())
             .map_err(|source| MemberError::Unwrap {
                 epoch: epoch.0,

@@ -59,7 +59,8 @@ impl World {
     fn join(&mut self, n: u32) {
         let secret = NoiseSecret::generate();
         let public = *secret.public().as_bytes();
-        let keys = MemberKeys::new(Recipient::new(secret, self.keymgr_public, von(), OnId(7)));
+        let mut keys = MemberKeys::new();
+        keys.set_recipient(Recipient::new(secret, self.keymgr_public, von(), OnId(7)));
         self.members.insert(n, (keys, public));
         let who = Identity {
             id: MemberId(n),

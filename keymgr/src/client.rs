@@ -1,0 +1,329 @@
+//! A member's control-plane session: connect to the key manager over QUIC
+//! with mutual TLS, join, renew, apply prepares and commits, reconnect with
+//! backoff — and keep forwarding on the last keys while it cannot.
+//!
+//! Flow per connection:
+//! 1. handshake; the key manager's certificate (role `keymgr`, this VON's CA)
+//!    gives the Noise key that authenticates wrapped group keys;
+//! 2. `Join { a, b, have_epoch }` on one bidirectional stream;
+//! 3. `Joined` sets the renew interval; `Prepare`/`Commit` go through
+//!    [`MemberKeys`]; every change calls the `install` callback, which puts
+//!    the new keys into the data plane (and on disk);
+//! 4. on shutdown, `Leave`; on any failure, back off (0.2 s doubling to the
+//!    cap) and start again at 1. Grace windows keep expiring meanwhile.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tracing::{debug, info, warn};
+use von_crypto::cert::Holder;
+use von_crypto::wrap::{NoiseSecret, Recipient};
+
+use crate::ids::{Epoch, OnId};
+use crate::member::MemberKeys;
+use crate::proto::{ClientMsg, ServerMsg};
+use crate::tls::{self, TlsMaterial};
+use crate::wire::{self, read_msg, write_msg};
+
+/// First reconnect delay; doubles up to [`Params::backoff_max`].
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+
+/// What a member session needs.
+#[derive(Debug)]
+pub struct Params {
+    /// The key manager's QUIC address.
+    pub keymgr: SocketAddr,
+    /// CA, own certificate and key.
+    pub tls: TlsMaterial,
+    /// Own X25519 secret (its public half is in the certificate).
+    pub noise: NoiseSecret,
+    /// The VON's ON id.
+    pub on_id: OnId,
+    /// Own underlay A endpoint, as others should send to it.
+    pub a: SocketAddr,
+    /// Own underlay B endpoint.
+    pub b: SocketAddr,
+    /// Longest wait between reconnects.
+    pub backoff_max: Duration,
+}
+
+/// The session failed to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// No local UDP socket for QUIC.
+    #[error("cannot open a UDP socket for the key manager connection: {0}")]
+    Socket(std::io::Error),
+}
+
+/// Why one connection ended.
+#[derive(Debug)]
+enum Ended {
+    Shutdown,
+    Failed(String),
+}
+
+/// A member's session; [`run`](Session::run) drives it until shutdown.
+pub struct Session {
+    params: Params,
+    client: quinn::ClientConfig,
+    endpoint: quinn::Endpoint,
+    keys: MemberKeys,
+    install: Box<dyn FnMut(&MemberKeys) + Send>,
+    near_limit: mpsc::UnboundedReceiver<Epoch>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("keymgr", &self.params.keymgr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session starting from `keys` (restored from disk, or empty).
+    /// `install` runs after every change of the key set; `near_limit`
+    /// carries the data plane's "sequence limit near under epoch E" reports.
+    pub fn new(
+        params: Params,
+        keys: MemberKeys,
+        install: Box<dyn FnMut(&MemberKeys) + Send>,
+        near_limit: mpsc::UnboundedReceiver<Epoch>,
+    ) -> Result<Self, ClientError> {
+        let rustls = tls::client_config(TlsMaterial {
+            ca: params.tls.ca.clone(),
+            cert: params.tls.cert.clone(),
+            key: params.tls.key.clone_key(),
+            von: params.tls.von.clone(),
+        })?;
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(rustls)
+            .map_err(|e| tls::TlsError::Verifier(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(quic));
+        client.transport_config(Arc::new(wire::transport()));
+        let bind: SocketAddr = if params.keymgr.is_ipv4() {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let endpoint = quinn::Endpoint::client(bind).map_err(ClientError::Socket)?;
+        Ok(Self {
+            params,
+            client,
+            endpoint,
+            keys,
+            install,
+            near_limit,
+        })
+    }
+
+    /// Run until `shutdown` resolves; leaves the VON cleanly if connected.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> MemberKeys {
+        tokio::pin!(shutdown);
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let started = Instant::now();
+            match self.connection(&mut shutdown).await {
+                Ended::Shutdown => break,
+                Ended::Failed(reason) => {
+                    warn!(keymgr = %self.params.keymgr, %reason, "key manager unreachable; forwarding on the last keys")
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                backoff = BACKOFF_MIN;
+            }
+            let until = Instant::now() + backoff;
+            backoff = (backoff * 2).min(self.params.backoff_max);
+            loop {
+                let next = self
+                    .keys
+                    .poll_timeout()
+                    .map(Instant::from_std)
+                    .map_or(until, |t| t.min(until));
+                tokio::select! {
+                    () = &mut shutdown => {
+                        self.endpoint.close(0u32.into(), b"shutdown");
+                        return self.keys;
+                    }
+                    () = sleep_until(next) => {}
+                }
+                self.tick();
+                if Instant::now() >= until {
+                    break;
+                }
+            }
+        }
+        self.endpoint.close(0u32.into(), b"shutdown");
+        self.endpoint.wait_idle().await;
+        self.keys
+    }
+
+    fn tick(&mut self) {
+        if self.keys.tick(Instant::now().into_std()) {
+            (self.install)(&self.keys);
+        }
+    }
+
+    async fn connection(
+        &mut self,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Ended {
+        let server_name = tls::keymgr_server_name(&self.params.tls.von);
+        let connecting = match self.endpoint.connect_with(
+            self.client.clone(),
+            self.params.keymgr,
+            &server_name.to_str(),
+        ) {
+            Ok(c) => c,
+            Err(e) => return Ended::Failed(e.to_string()),
+        };
+        let conn = tokio::select! {
+            () = shutdown.as_mut() => return Ended::Shutdown,
+            c = connecting => match c {
+                Ok(c) => c,
+                Err(e) => return Ended::Failed(e.to_string()),
+            },
+        };
+        let keymgr_noise = match keymgr_noise_key(&conn) {
+            Ok(k) => k,
+            Err(e) => return Ended::Failed(e),
+        };
+        self.keys.set_recipient(Recipient::new(
+            self.params.noise.clone(),
+            keymgr_noise,
+            self.params.tls.von.clone(),
+            self.params.on_id,
+        ));
+        let (mut send, mut recv) = match conn.open_bi().await {
+            Ok(s) => s,
+            Err(e) => return Ended::Failed(e.to_string()),
+        };
+        let join = ClientMsg::Join {
+            a: self.params.a,
+            b: self.params.b,
+            have_epoch: self.keys.newest_epoch().map(|e| e.0),
+        };
+        if let Err(e) = write_msg(&mut send, &join).await {
+            return Ended::Failed(e.to_string());
+        }
+        let (msgs_tx, mut msgs) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            loop {
+                match read_msg::<ServerMsg, _>(&mut recv).await {
+                    Ok(Some(m)) => {
+                        if msgs_tx.send(Ok(m)).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => {
+                        let _ = msgs_tx.send(Err("the key manager closed the stream".to_owned()));
+                        break;
+                    }
+                    Err(e) => {
+                        let _ = msgs_tx.send(Err(e.to_string()));
+                        break;
+                    }
+                }
+            }
+        });
+        let ended = self.serve(&conn, &mut send, &mut msgs, shutdown).await;
+        reader.abort();
+        if let Ended::Failed(reason) = &ended {
+            conn.close(1u32.into(), reason.as_bytes());
+        }
+        ended
+    }
+
+    async fn serve(
+        &mut self,
+        conn: &quinn::Connection,
+        send: &mut quinn::SendStream,
+        msgs: &mut mpsc::UnboundedReceiver<Result<ServerMsg, String>>,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Ended {
+        let far = || Instant::now() + Duration::from_secs(86_400);
+        let mut renew_every: Option<Duration> = None;
+        let mut next_renew = far();
+        loop {
+            let grace = self
+                .keys
+                .poll_timeout()
+                .map(Instant::from_std)
+                .unwrap_or_else(far);
+            let out = tokio::select! {
+                () = shutdown.as_mut() => {
+                    let _ = write_msg(send, &ClientMsg::Leave).await;
+                    let _ = send.finish();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+                    conn.close(0u32.into(), b"leaving");
+                    info!("left the VON");
+                    return Ended::Shutdown;
+                }
+                m = msgs.recv() => match m {
+                    Some(Ok(ServerMsg::Joined { member_id, renew_ms, lease_ms })) => {
+                        info!(member_id, renew_ms, lease_ms, "joined");
+                        let every = Duration::from_millis(renew_ms.max(100));
+                        renew_every = Some(every);
+                        next_renew = Instant::now() + every;
+                        None
+                    }
+                    Some(Ok(msg)) => match self.keys.handle(Instant::now().into_std(), msg) {
+                        Ok(r) => {
+                            if r.changed {
+                                (self.install)(&self.keys);
+                            }
+                            r.reply
+                        }
+                        Err(e @ crate::member::MemberError::Refused(_)) => return Ended::Failed(e.to_string()),
+                        Err(e) => {
+                            warn!(error = %e, "key manager message not applied");
+                            None
+                        }
+                    },
+                    Some(Err(reason)) => return Ended::Failed(reason),
+                    None => return Ended::Failed("connection reader stopped".into()),
+                },
+                () = sleep_until(next_renew) => {
+                    next_renew = renew_every.map_or_else(far, |e| Instant::now() + e);
+                    Some(ClientMsg::Renew)
+                }
+                () = sleep_until(grace) => {
+                    self.tick();
+                    None
+                }
+                Some(epoch) = self.near_limit.recv() => {
+                    debug!(epoch = epoch.0, "reporting sequence limit");
+                    Some(ClientMsg::SequenceNearLimit { epoch: epoch.0 })
+                }
+            };
+            if let Some(reply) = out {
+                if let Err(e) = write_msg(send, &reply).await {
+                    return Ended::Failed(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// The key manager's X25519 key, from the certificate the handshake verified.
+fn keymgr_noise_key(conn: &quinn::Connection) -> Result<von_crypto::wrap::NoisePublic, String> {
+    let certs = conn
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or("the key manager presented no certificate")?;
+    let leaf = certs.first().ok_or("empty key manager certificate chain")?;
+    let info = von_crypto::cert::inspect(leaf).map_err(|e| e.to_string())?;
+    match info.extension.holder {
+        Holder::Keymgr(id) => Ok(id.noise_public),
+        other => Err(format!(
+            "the server's certificate has role {}",
+            other.role().as_str()
+        )),
+    }
+}

@@ -1,0 +1,294 @@
+//! The key manager's network face: a QUIC endpoint with mutual TLS, a local
+//! control socket, and one task that owns the sans-IO [`KeyManager`].
+//!
+//! Flow:
+//! 1. a member's QUIC handshake passes [`crate::tls::MemberVerifier`];
+//! 2. its connection task reads `Join` on the first bidirectional stream and
+//!    hands it, with the identity from its certificate, to the core task;
+//! 3. the core task feeds every event to the [`KeyManager`], ticks it at
+//!    [`KeyManager::poll_timeout`], and routes each [`Output`] to the
+//!    member's connection task, which writes it or closes the connection.
+//!
+//! One task owns the state, so no lock is held across a network write and a
+//! slow member never delays the others.
+
+mod conn;
+mod control;
+mod params;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+use von_crypto::MemberId;
+use von_crypto::wrap::Wrapper;
+
+pub use control::{ControlReply, ControlRequest, control_socket_path, request};
+pub use params::{Params, STORE_FILE};
+
+use crate::manager::{Identity, JoinError, KeyManager, Output};
+use crate::proto::{ClientMsg, ServerMsg};
+use crate::store::{RedbStore, Store, StoreError};
+use crate::tls::{self, Revocations};
+use crate::{Epoch, wire};
+
+/// The key manager could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A file named in the configuration could not be used.
+    #[error("{what} {path}: {detail}")]
+    File {
+        /// What the file is for.
+        what: &'static str,
+        /// Its path.
+        path: String,
+        /// What went wrong and how to fix it.
+        detail: String,
+    },
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The store failed: the key manager stops rather than risk reusing an epoch.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The UDP socket or control socket could not be bound.
+    #[error("cannot listen on {addr}: {source}; is another key manager running there?")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What a connection task tells the core task.
+#[derive(Debug)]
+enum Event {
+    Join {
+        conn: u64,
+        who: Identity,
+        a: SocketAddr,
+        b: SocketAddr,
+        have: Option<Epoch>,
+        tx: mpsc::UnboundedSender<ConnCmd>,
+    },
+    Msg {
+        conn: u64,
+        member: MemberId,
+        msg: ClientMsg,
+    },
+    Closed {
+        conn: u64,
+        member: MemberId,
+    },
+    Control {
+        req: ControlRequest,
+        reply: oneshot::Sender<ControlReply>,
+    },
+}
+
+/// What the core task tells a connection task.
+#[derive(Debug)]
+enum ConnCmd {
+    Send(ServerMsg),
+    Close(String),
+}
+
+/// A bound key manager, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    km: KeyManager<RedbStore, Wrapper>,
+    revoked: Revocations,
+    control: tokio::net::UnixListener,
+    control_path: std::path::PathBuf,
+}
+
+impl Server {
+    /// Open the store, bind the QUIC endpoint and the control socket.
+    pub fn bind(p: Params) -> Result<Self, ServerError> {
+        std::fs::create_dir_all(&p.state_dir).map_err(|e| ServerError::File {
+            what: "state directory",
+            path: p.state_dir.display().to_string(),
+            detail: format!("{e}; create it or point state_dir elsewhere"),
+        })?;
+        let store = RedbStore::open(&p.state_dir.join(STORE_FILE))?;
+        let revoked = Revocations::new(store.revoked()?);
+        let now = tokio::time::Instant::now().into_std();
+        let wrapper = Wrapper::new(p.noise, p.tls.von.clone(), p.settings.on_id);
+        let km = KeyManager::new(p.settings, store, wrapper, now)?;
+        let tls = tls::server_config(p.tls, revoked.clone())?;
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|e| tls::TlsError::Verifier(e.to_string()))?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+        server_config.transport_config(Arc::new(wire::transport()));
+        let endpoint = quinn::Endpoint::server(server_config, p.listen).map_err(|source| {
+            ServerError::Bind {
+                addr: p.listen.to_string(),
+                source,
+            }
+        })?;
+        let control_path = control_socket_path(&p.state_dir);
+        let control = control::bind(&control_path)?;
+        Ok(Self {
+            endpoint,
+            km,
+            revoked,
+            control,
+            control_path,
+        })
+    }
+
+    /// The UDP address members connect to.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Serve until `shutdown` resolves or the store fails.
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+        let mut routes: HashMap<MemberId, (u64, mpsc::UnboundedSender<ConnCmd>)> = HashMap::new();
+        let mut next_conn = 0u64;
+        let refusals = conn::Refusals::default();
+        info!(addr = ?self.endpoint.local_addr().ok(), control = %self.control_path.display(), "key manager listening");
+        tokio::pin!(shutdown);
+        let result = loop {
+            let deadline = self.km.poll_timeout().map(tokio::time::Instant::from_std);
+            let out = tokio::select! {
+                () = &mut shutdown => break Ok(()),
+                Some(incoming) = self.endpoint.accept() => {
+                    next_conn += 1;
+                    tokio::spawn(conn::serve(incoming, next_conn, events_tx.clone(), refusals.clone()));
+                    continue;
+                }
+                Ok((stream, _)) = self.control.accept() => {
+                    tokio::spawn(control::serve(stream, events_tx.clone()));
+                    continue;
+                }
+                Some(ev) = events.recv() => self.handle(ev, &mut routes),
+                () = sleep_until(deadline) => self.km.tick(now()).map_err(Into::into),
+            };
+            match out {
+                Ok(out) => route(out, &mut routes),
+                Err(e) => break Err(e),
+            }
+        };
+        self.endpoint.close(0u32.into(), b"key manager stopping");
+        let _ = std::fs::remove_file(&self.control_path);
+        result
+    }
+
+    fn handle(
+        &mut self,
+        ev: Event,
+        routes: &mut HashMap<MemberId, (u64, mpsc::UnboundedSender<ConnCmd>)>,
+    ) -> Result<Vec<Output>, ServerError> {
+        let now = now();
+        Ok(match ev {
+            Event::Join {
+                conn,
+                who,
+                a,
+                b,
+                have,
+                tx,
+            } => {
+                let id = who.id;
+                let name = who.name.clone();
+                match self.km.member_joined(now, who, a, b, have) {
+                    Ok((_, out)) => {
+                        if let Some((_, old)) = routes.insert(id, (conn, tx)) {
+                            let _ =
+                                old.send(ConnCmd::Close("replaced by a newer connection".into()));
+                        }
+                        out
+                    }
+                    Err(JoinError::Store(e)) => return Err(e.into()),
+                    Err(e) => {
+                        warn!(member = %name, reason = %e, "join refused");
+                        let _ = tx.send(ConnCmd::Send(ServerMsg::Refused {
+                            reason: e.to_string(),
+                        }));
+                        let _ = tx.send(ConnCmd::Close(e.to_string()));
+                        Vec::new()
+                    }
+                }
+            }
+            Event::Msg { conn, member, msg } => {
+                if routes.get(&member).is_none_or(|(c, _)| *c != conn) {
+                    // A replaced connection still talking: ignore it.
+                    return Ok(Vec::new());
+                }
+                match msg {
+                    ClientMsg::Ack { epoch } => self.km.ack(now, member, Epoch(epoch))?,
+                    ClientMsg::Renew => self.km.renew(now, member)?,
+                    ClientMsg::Leave => self.km.leave(now, member)?,
+                    ClientMsg::SequenceNearLimit { epoch } => {
+                        self.km.sequence_near_limit(now, member, Epoch(epoch))?
+                    }
+                    ClientMsg::Join { .. } => {
+                        warn!(member = member.0, "second Join on one connection ignored");
+                        Vec::new()
+                    }
+                }
+            }
+            Event::Closed { conn, member } => {
+                // The lease, not the connection, decides membership.
+                if routes.get(&member).is_some_and(|(c, _)| *c == conn) {
+                    routes.remove(&member);
+                }
+                Vec::new()
+            }
+            Event::Control { req, reply } => {
+                let (answer, out) = match req {
+                    ControlRequest::Revoke { name } => {
+                        let out = self.km.revoke(now, &name)?;
+                        self.revoked.insert(&name);
+                        info!(member = %name, "revoked");
+                        (ControlReply::ok(&self.km), out)
+                    }
+                    ControlRequest::Rekey => {
+                        let out = self.km.force_rekey(now)?;
+                        (ControlReply::ok(&self.km), out)
+                    }
+                    ControlRequest::Status => (ControlReply::ok(&self.km), Vec::new()),
+                };
+                let _ = reply.send(answer);
+                out
+            }
+        })
+    }
+}
+
+fn route(out: Vec<Output>, routes: &mut HashMap<MemberId, (u64, mpsc::UnboundedSender<ConnCmd>)>) {
+    for o in out {
+        match o {
+            Output::Send { to, msg } => {
+                if let Some((_, tx)) = routes.get(&to) {
+                    let _ = tx.send(ConnCmd::Send(msg));
+                }
+            }
+            Output::Disconnect { member, reason } => {
+                if let Some((_, tx)) = routes.remove(&member) {
+                    let _ = tx.send(ConnCmd::Close(reason.to_string()));
+                }
+            }
+        }
+    }
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
