@@ -4,7 +4,7 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Virtual dedicated networks over two independent underlays.
 #[derive(Debug, Parser)]
@@ -24,6 +24,11 @@ enum Command {
     Up(cli::up::UpArgs),
     /// What the running agent reports (`von status [--json] [--socket PATH]`).
     Status(cli::status::StatusArgs),
+    /// A completion script for bash, zsh, fish, elvish or powershell (`von completions bash`).
+    Completions(cli::completions::CompletionsArgs),
+    /// Write the man pages into a directory (packaging runs it; hidden).
+    #[command(hide = true)]
+    Man(cli::completions::ManArgs),
     /// Shape a router's links for reserved ONs (`von router --config FILE`, `von router status`).
     Router(cli::router::RouterArgs),
     /// Reservations on routers (`von reserve serve|add|list|release`).
@@ -37,6 +42,8 @@ fn main() -> anyhow::Result<()> {
         Command::Cert(args) => cli::cert::run(args),
         Command::Up(args) => cli::up::run(args),
         Command::Status(args) => cli::status::run(args),
+        Command::Completions(args) => cli::completions::completions(args, Cli::command()),
+        Command::Man(args) => cli::completions::man(args, Cli::command()),
         Command::Router(args) => cli::router::run(args),
         Command::Reserve(args) => cli::reserve::run(args),
     }

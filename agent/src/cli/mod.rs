@@ -2,6 +2,7 @@
 
 pub mod ca;
 pub mod cert;
+pub mod completions;
 pub mod reserve;
 pub mod router;
 pub mod status;
