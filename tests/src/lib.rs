@@ -30,7 +30,6 @@ pub mod link;
 pub mod netns;
 pub mod ping;
 pub mod process;
-pub mod router;
 pub mod status;
 pub mod stream;
 pub mod tool;
