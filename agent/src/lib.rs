@@ -7,6 +7,7 @@
 //! (`underlay`) touches the OS below what std and tokio offer.
 #![deny(unsafe_code)]
 
+pub mod control;
 pub mod demux;
 pub mod driver;
 pub mod pipeline;

@@ -20,6 +20,9 @@ enum Command {
     Ca(cli::ca::CaArgs),
     /// Member certificates (`von cert issue`, `von cert show`).
     Cert(cli::cert::CertArgs),
+    /// The standalone key manager (`von keymgr --config FILE`) and its
+    /// operations (`von keymgr revoke|rekey|status --config FILE`).
+    Keymgr(cli::keymgr::KeymgrArgs),
     /// Run the agent in the foreground (`von up --config FILE`).
     Up(cli::up::UpArgs),
     /// What the running agent reports (`von status [--json] [--socket PATH]`).
@@ -40,6 +43,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Ca(args) => cli::ca::run(args),
         Command::Cert(args) => cli::cert::run(args),
+        Command::Keymgr(args) => cli::keymgr::run(args),
         Command::Up(args) => cli::up::run(args),
         Command::Status(args) => cli::status::run(args),
         Command::Completions(args) => cli::completions::completions(args, Cli::command()),

@@ -3,6 +3,7 @@
 pub mod ca;
 pub mod cert;
 pub mod completions;
+pub mod keymgr;
 pub mod reserve;
 pub mod router;
 pub mod status;

@@ -1,0 +1,146 @@
+//! `von keymgr --config FILE`: the standalone key manager, in the foreground;
+//! `von keymgr revoke|rekey|status --config FILE`: operations on it.
+//!
+//! The operations talk to the running key manager over its control socket
+//! (`<state_dir>/control.sock`): the redb store is locked by the process
+//! that has it open. With no key manager running, `revoke` writes the
+//! revocation straight into the store, where the next start finds it.
+
+use std::io::{ErrorKind, IsTerminal};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+use von_config::KeymgrConfig;
+use von_keymgr::server::{
+    ControlReply, ControlRequest, Params, STORE_FILE, Server, control_socket_path, request,
+};
+use von_keymgr::{RedbStore, Store};
+
+/// The key manager of one VON.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = false)]
+pub struct KeymgrArgs {
+    /// The key manager's configuration (keymgr.toml).
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    op: Option<Op>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Op {
+    /// Revoke a member: it is dropped and the group rekeyed at once (if the
+    /// key manager runs) and refused from then on.
+    Revoke {
+        /// The member's name, as in its certificate.
+        #[arg(long)]
+        name: String,
+    },
+    /// Rekey now with the same members (a new epoch and group key).
+    Rekey,
+    /// The committed epoch, the epoch being prepared, and the members.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `von keymgr`.
+pub fn run(args: KeymgrArgs) -> anyhow::Result<()> {
+    let Some(path) = args.config else {
+        bail!("--config FILE is required: the key manager's keymgr.toml");
+    };
+    let config = KeymgrConfig::load(&path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let socket = control_socket_path(&config.state_dir);
+    match args.op {
+        None => runtime.block_on(serve(config)),
+        Some(Op::Revoke { name }) => {
+            let req = ControlRequest::Revoke { name: name.clone() };
+            match runtime.block_on(request(&socket, &req)) {
+                Ok(reply) => {
+                    println!("revoked {name}; {}", describe(&reply));
+                    Ok(())
+                }
+                Err(e) if not_running(&e) => revoke_offline(&config.state_dir, &name),
+                Err(e) => Err(e).with_context(|| format!("asking the key manager at {}", socket.display())),
+            }
+        }
+        Some(Op::Rekey) => {
+            let reply = runtime
+                .block_on(request(&socket, &ControlRequest::Rekey))
+                .with_context(|| running_hint(&socket))?;
+            println!("rekeying; {}", describe(&reply));
+            Ok(())
+        }
+        Some(Op::Status { json }) => {
+            let reply = runtime
+                .block_on(request(&socket, &ControlRequest::Status))
+                .with_context(|| running_hint(&socket))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply)?);
+            } else {
+                println!("{}", describe(&reply));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: KeymgrConfig) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let params = Params::from_config(&config)?;
+    let server = Server::bind(params)?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    server
+        .run(async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+fn revoke_offline(state_dir: &Path, name: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating the key manager's state directory {}", state_dir.display()))?;
+    let mut store = RedbStore::open(&state_dir.join(STORE_FILE))?;
+    let new = store.revoke(name)?;
+    println!(
+        "{} {name} in {}; no key manager is running, the revocation applies when it starts",
+        if new { "revoked" } else { "already revoked:" },
+        state_dir.display()
+    );
+    Ok(())
+}
+
+fn not_running(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused)
+}
+
+fn running_hint(socket: &Path) -> String {
+    format!(
+        "no key manager answers on {}; start it with `von keymgr --config FILE`",
+        socket.display()
+    )
+}
+
+fn describe(r: &ControlReply) -> String {
+    let pending = r.pending.map(|p| format!(", preparing epoch {p}")).unwrap_or_default();
+    format!("epoch {}{pending}, members: {}", r.epoch, r.members.join(" "))
+}

@@ -1,0 +1,282 @@
+//! The agent's side of the control plane, for VONs in keymgr mode.
+//!
+//! Flow for one VON:
+//! 1. load and cross-check this member's certificate, TLS key and Noise key;
+//! 2. restore the last committed view and key from `state_dir` (if any), so
+//!    the VON forwards at once even with the key manager down;
+//! 3. with `keymgr = "embedded"`, start the key manager in this process;
+//! 4. run the member session (`von_keymgr::client`): every change of the
+//!    key set becomes a new [`Snapshot`] stored atomically into the VON's
+//!    [`SharedSnapshot`] — packets never wait on the control plane — and
+//!    every new committed epoch is saved to disk.
+//!
+//! [`start`] returns once a snapshot exists: at once when one was restored,
+//! otherwise after the first commit from the key manager.
+
+pub mod persist;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, error, info, info_span, warn};
+use von_config::{KeymgrEndpoint, KeymgrMode};
+use von_crypto::cert::{Holder, Role, VonName};
+use von_crypto::{Epoch, MemberId, OnId};
+use von_keymgr::client::{Params, Session};
+use von_keymgr::member::{KeySet, MemberKeys};
+use von_keymgr::server::{Params as ServerParams, Server};
+
+use crate::pipeline::{Endpoints, Ipv4Prefix, Member, SharedSnapshot, Snapshot, SnapshotError};
+
+/// Longest wait between reconnects to the key manager.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A keymgr-mode VON could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// A key or certificate file is unusable.
+    #[error(transparent)]
+    Files(#[from] von_keymgr::files::FileError),
+    /// The saved view and key could not be read.
+    #[error(transparent)]
+    Persist(#[from] persist::PersistError),
+    /// The certificate is not a member's.
+    #[error("{path}: {detail}")]
+    Certificate {
+        /// The certificate file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The embedded key manager could not start.
+    #[error("embedded key manager: {0}")]
+    Embedded(#[from] von_keymgr::server::ServerError),
+    /// The member session could not start.
+    #[error(transparent)]
+    Client(#[from] von_keymgr::client::ClientError),
+    /// The agent stopped before the key manager sent a first view.
+    #[error("stopped before the key manager at {0} sent a first view")]
+    NoView(SocketAddr),
+}
+
+/// A running keymgr-mode VON: its shared snapshot and the tasks behind it.
+#[derive(Debug)]
+pub struct KeymgrVon {
+    /// The snapshot the pipeline reads; replaced at every change.
+    pub shared: SharedSnapshot,
+    stop_session: oneshot::Sender<()>,
+    session: JoinHandle<()>,
+    embedded: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl KeymgrVon {
+    /// Leave the VON cleanly and stop the embedded key manager, if any.
+    pub async fn stop(self) {
+        let _ = self.stop_session.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.session).await;
+        if let Some((stop, task)) = self.embedded {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+    }
+}
+
+/// Where this member sends and receives: its underlay endpoints.
+#[derive(Debug, Clone, Copy)]
+pub struct Underlays {
+    /// Underlay A bind address.
+    pub a: SocketAddr,
+    /// Underlay B bind address.
+    pub b: SocketAddr,
+}
+
+/// Start VON `von` in keymgr mode. Returns when a snapshot exists.
+pub async fn start(
+    state_dir: &Path,
+    von: &str,
+    mode: &KeymgrMode,
+    underlays: Underlays,
+) -> Result<KeymgrVon, ControlError> {
+    let von_name: VonName = von.parse().map_err(|e: von_crypto::cert::CertError| ControlError::Certificate {
+        path: mode.cert.clone(),
+        detail: e.to_string(),
+    })?;
+    let loaded = von_keymgr::files::load(&von_name, Role::Member, &mode.ca, &mode.cert, &mode.key, &mode.noise_key)?;
+    let (me, prefix, on_id) = match &loaded.info.extension.holder {
+        Holder::Member(id) => (
+            id.member_id,
+            Ipv4Prefix::new(id.addr.network(), id.addr.prefix_len()).ok_or_else(|| ControlError::Certificate {
+                path: mode.cert.clone(),
+                detail: format!("VON prefix length {} is not usable", id.addr.prefix_len()),
+            })?,
+            loaded.info.extension.on_id,
+        ),
+        other => {
+            return Err(ControlError::Certificate {
+                path: mode.cert.clone(),
+                detail: format!("role {} cannot join a VON", other.role().as_str()),
+            });
+        }
+    };
+    let span = info_span!("control", von = %von, member = me.0);
+
+    let embedded = match &mode.embedded {
+        Some(cfg) if mode.endpoint == KeymgrEndpoint::Embedded => {
+            let server = Server::bind(ServerParams::from_config(cfg)?)?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(
+                async move {
+                    let r = server.run(async { let _ = stopped.await; }).await;
+                    if let Err(e) = r {
+                        error!(error = %e, "embedded key manager stopped");
+                    }
+                }
+                .instrument(span.clone()),
+            );
+            Some((cfg.listen.addr(), stop, task))
+        }
+        _ => None,
+    };
+    let keymgr = match (mode.endpoint, &embedded) {
+        (KeymgrEndpoint::Remote(addr), _) => addr,
+        (KeymgrEndpoint::Embedded, Some((listen, _, _))) => reachable(*listen),
+        (KeymgrEndpoint::Embedded, None) => {
+            return Err(ControlError::Certificate {
+                path: mode.cert.clone(),
+                detail: "keymgr = \"embedded\" needs a [von.embedded_keymgr] table".into(),
+            });
+        }
+    };
+
+    let file = persist::path(state_dir, von);
+    let keys = match persist::load(&file)? {
+        Some((view, key)) => {
+            info!(parent: &span, epoch = view.epoch.0, members = view.members.len(), "restored the last view and key");
+            MemberKeys::restore(view, key)
+        }
+        None => MemberKeys::new(),
+    };
+    let slot: Arc<OnceLock<SharedSnapshot>> = Arc::new(OnceLock::new());
+    let (first_tx, first_rx) = oneshot::channel::<()>();
+    let first_tx = Mutex::new(Some(first_tx));
+    let ctx = Installer {
+        me,
+        prefix,
+        on_id,
+        file,
+        slot: slot.clone(),
+        saved: Mutex::new(None),
+        first: first_tx,
+    };
+    ctx.install(&keys);
+    let install = Box::new(move |keys: &MemberKeys| ctx.install(keys));
+    // The data plane's "sequence limit near" reports; see docs/keymgr.md.
+    let (_near_tx, near_rx) = mpsc::unbounded_channel::<Epoch>();
+    let session = Session::new(
+        Params {
+            keymgr,
+            tls: loaded.tls,
+            noise: loaded.noise,
+            on_id,
+            a: underlays.a,
+            b: underlays.b,
+            backoff_max: BACKOFF_MAX,
+        },
+        keys,
+        install,
+        near_rx,
+    )?;
+    let (stop_session, stopped) = oneshot::channel::<()>();
+    let session = tokio::spawn(
+        async move {
+            session.run(async { let _ = stopped.await; }).await;
+        }
+        .instrument(span.clone()),
+    );
+    if slot.get().is_none() {
+        info!(parent: &span, %keymgr, "waiting for the key manager's first view");
+        if first_rx.await.is_err() {
+            return Err(ControlError::NoView(keymgr));
+        }
+    }
+    let shared = slot.get().cloned().ok_or(ControlError::NoView(keymgr))?;
+    Ok(KeymgrVon {
+        shared,
+        stop_session,
+        session,
+        embedded: embedded.map(|(_, stop, task)| (stop, task)),
+    })
+}
+
+/// Turns key sets into snapshots and saves committed epochs.
+struct Installer {
+    me: MemberId,
+    prefix: Ipv4Prefix,
+    on_id: OnId,
+    file: PathBuf,
+    slot: Arc<OnceLock<SharedSnapshot>>,
+    saved: Mutex<Option<Epoch>>,
+    first: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Installer {
+    fn install(&self, keys: &MemberKeys) {
+        let set = keys.keys();
+        let snapshot = match build(self.on_id, self.me, self.prefix, &set) {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => return warn!(error = %e, "view not installed; keeping the previous one"),
+            None => return,
+        };
+        let epoch = snapshot.send_epoch();
+        match self.slot.get() {
+            Some(shared) => shared.store(Arc::new(snapshot)),
+            None => {
+                let _ = self.slot.set(Arc::new(ArcSwap::from_pointee(snapshot)));
+                if let Some(tx) = self.first.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+        if *saved != Some(epoch) {
+            if let Some((view, key)) = keys.current() {
+                match persist::save(&self.file, view, key) {
+                    Ok(()) => *saved = Some(epoch),
+                    Err(e) => warn!(error = %e, "could not save the view and key; a restart without the key manager would not forward"),
+                }
+            }
+        }
+    }
+}
+
+/// The pipeline's snapshot for a key set; `None` before the first commit.
+fn build(on_id: OnId, me: MemberId, prefix: Ipv4Prefix, set: &KeySet<'_>) -> Option<Result<Snapshot, SnapshotError>> {
+    let view = set.view?;
+    let (send_epoch, _) = set.send?;
+    let members = view
+        .members
+        .iter()
+        .map(|m| Member {
+            id: m.id,
+            name: m.name.clone(),
+            address: m.address,
+            endpoints: Endpoints { a: m.a, b: m.b },
+        })
+        .collect();
+    let keys: Vec<_> = set.receive.iter().map(|(e, k)| (*e, (*k).clone())).collect();
+    Some(Snapshot::new(on_id, me, prefix, members, send_epoch, &keys))
+}
+
+/// A listen address members can dial: the unspecified address becomes loopback.
+fn reachable(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, listen.port())),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.port())),
+        _ => listen,
+    }
+}
