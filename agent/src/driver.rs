@@ -26,6 +26,7 @@ use tracing::{Instrument, info, info_span, warn};
 use von_config::{AgentConfig, ConfigError, VonMode};
 use von_crypto::SendCounter;
 
+use crate::control;
 use crate::demux::{Demux, Unrouted};
 use crate::pipeline::{
     Action, DropReason, Inbound, Outbound, PACKET_OFFSET, Pipeline, PipelineConfig, SocketCounters,
@@ -57,11 +58,11 @@ pub enum AgentError {
     Tun { von: String, source: TunError },
     #[error(transparent)]
     Status(#[from] StatusError),
-    #[error(
-        "VON {von}: keymgr mode is not available in this agent yet; run it in static mode \
-         (`static = {{ view = \"...\", member = \"...\" }}`)"
-    )]
-    KeymgrUnsupported { von: String },
+    #[error("VON {von}")]
+    Control {
+        von: String,
+        source: crate::control::ControlError,
+    },
     #[error("VON {von}")]
     Sequence {
         von: String,
@@ -80,18 +81,35 @@ pub async fn run(
     // Views first: a bad file fails before anything is touched.
     let views = config.load_views()?;
     let mut vons = Vec::with_capacity(config.vons.len());
+    // Keymgr-mode VONs: restored or first view from the key manager (control/).
+    let mut controls = Vec::new();
     for von in &config.vons {
-        let VonMode::Static(mode) = &von.mode else {
-            return Err(AgentError::KeymgrUnsupported {
-                von: von.name.to_string(),
-            });
+        let shared: crate::pipeline::SharedSnapshot = match &von.mode {
+            VonMode::Static(mode) => {
+                let local = views
+                    .iter()
+                    .find(|v| v.von == von.name)
+                    .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
+                let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
+                Arc::new(ArcSwap::from_pointee(snapshot))
+            }
+            VonMode::Keymgr(mode) => {
+                let underlays = control::Underlays {
+                    a: config.underlay.a.bind.addr(),
+                    b: config.underlay.b.bind.addr(),
+                };
+                let k = control::start(&config.state_dir, von.name.as_str(), mode, underlays)
+                    .await
+                    .map_err(|source| AgentError::Control {
+                        von: von.name.to_string(),
+                        source,
+                    })?;
+                let shared = k.shared.clone();
+                controls.push(k);
+                shared
+            }
         };
-        let local = views
-            .iter()
-            .find(|v| v.von == von.name)
-            .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
-        let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
-        vons.push((von, snapshot));
+        vons.push((von, shared));
     }
 
     // Durable incarnations before anything can be sent.
@@ -122,13 +140,13 @@ pub async fn run(
     let mut tuns = Vec::with_capacity(vons.len());
     let mut status_vons = Vec::with_capacity(vons.len());
     let mut on_ids = Vec::with_capacity(vons.len());
-    for ((von, snapshot), incarnation) in vons.into_iter().zip(incarnations) {
+    for ((von, shared), incarnation) in vons.into_iter().zip(incarnations) {
         let name = von.name.to_string();
+        let snapshot = shared.load_full();
         let me = snapshot.me().clone();
         let prefix = snapshot.prefix();
         on_ids.push(snapshot.on_id());
         let members = snapshot.members().len();
-        let shared = Arc::new(ArcSwap::from_pointee(snapshot));
         let counters = Arc::new(VonCounters::default());
         let tun = Arc::new(
             Tun::open(
@@ -172,7 +190,10 @@ pub async fn run(
             VonFacts {
                 name,
                 interface: von.interface.as_str().to_owned(),
-                mode: "static",
+                mode: match von.mode {
+                    VonMode::Static(_) => "static",
+                    VonMode::Keymgr(_) => "keymgr",
+                },
                 rate_bps: von.rate.bits_per_second(),
                 dscp: von.dscp.value(),
                 mtu: von.mtu.bytes(),
@@ -213,6 +234,10 @@ pub async fn run(
             _ => "packet",
         })),
     };
+    // Leave keymgr-mode VONs cleanly (members move on at once), then stop.
+    for k in controls {
+        k.stop().await;
+    }
     // Dropping the tasks drops the TUN devices: the interfaces disappear.
     tasks.shutdown().await;
     let _ = std::fs::remove_file(&control);
