@@ -22,19 +22,20 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::task::JoinSet;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, Span, info, info_span, warn};
 use von_config::{AgentConfig, ConfigError, VonMode};
 use von_crypto::SendCounter;
 
 use crate::control;
 use crate::demux::{Demux, Unrouted};
+use crate::metrics::{self, MetricsError};
 use crate::pipeline::{
-    Action, DropReason, Inbound, Outbound, PACKET_OFFSET, Pipeline, PipelineConfig, SocketCounters,
-    Underlay, VonCounters, counters_bump,
+    Action, DOWN_AFTER, DropReason, Inbound, Outbound, PACKET_OFFSET, Pipeline, PipelineConfig,
+    SocketCounters, Underlay, VonCounters, counters_bump,
 };
 use crate::state::{self, StateError};
 use crate::static_mode::{self, StaticModeError};
-use crate::status::{self, StatusError, StatusSource, VonFacts};
+use crate::status::{self, StatusError, StatusSource, VonFacts, VonSource};
 use crate::tun::{Tun, TunError};
 use crate::underlay::{TrafficClass, UnderlayError, UnderlaySocket};
 
@@ -42,6 +43,8 @@ use crate::underlay::{TrafficClass, UnderlayError, UnderlaySocket};
 const MAX_PACKET: usize = 65_535;
 /// At most one log line per drop reason per task in this period.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// How long the inbound loop sleeps when no link is up (nothing can go down).
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// Why the agent could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,8 @@ pub enum AgentError {
     Tun { von: String, source: TunError },
     #[error(transparent)]
     Status(#[from] StatusError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     #[error("VON {von}")]
     Control {
         von: String,
@@ -140,12 +145,14 @@ pub async fn run(
     let mut tuns = Vec::with_capacity(vons.len());
     let mut status_vons = Vec::with_capacity(vons.len());
     let mut on_ids = Vec::with_capacity(vons.len());
+    let mut spans = Vec::with_capacity(vons.len());
     for ((von, shared), incarnation) in vons.into_iter().zip(incarnations) {
         let name = von.name.to_string();
         let snapshot = shared.load_full();
         let me = snapshot.me().clone();
         let prefix = snapshot.prefix();
-        on_ids.push(snapshot.on_id());
+        let me_on_id = snapshot.on_id();
+        on_ids.push(me_on_id);
         let members = snapshot.members().len();
         let counters = Arc::new(VonCounters::default());
         let tun = Arc::new(
@@ -173,7 +180,9 @@ pub async fn run(
             von = %name, interface = tun.name(), address = %me.address, member = %me.name,
             members, mtu = von.mtu.bytes(), dscp = von.dscp.value(), incarnation, "VON up"
         );
-        let span = info_span!("von", name = %name);
+        let span = info_span!(
+            "von", name = %name, interface = von.interface.as_str(), on_id = me_on_id.0
+        );
         tasks.spawn(
             outbound_loop(
                 tun.clone(),
@@ -182,12 +191,14 @@ pub async fn run(
                 TrafficClass::new(von.dscp.value()),
                 counters.clone(),
             )
-            .instrument(span),
+            .instrument(span.clone()),
         );
+        let health = pipeline.inbound.health();
         inbounds.push(pipeline.inbound);
         tuns.push(tun);
-        status_vons.push((
-            VonFacts {
+        spans.push(span);
+        status_vons.push(VonSource {
+            facts: VonFacts {
                 name,
                 interface: von.interface.as_str().to_owned(),
                 mode: match von.mode {
@@ -198,9 +209,11 @@ pub async fn run(
                 dscp: von.dscp.value(),
                 mtu: von.mtu.bytes(),
             },
-            shared,
+            snapshot: shared,
             counters,
-        ));
+            health,
+            lease: Default::default(),
+        });
     }
     let demux =
         Demux::new(on_ids).unwrap_or_else(|| unreachable!("load_views refuses shared ON ids"));
@@ -209,6 +222,7 @@ pub async fn run(
         demux,
         inbounds,
         tuns,
+        spans,
         socket_counters.clone(),
     ));
 
@@ -221,6 +235,15 @@ pub async fn run(
             (sockets[1].local_addr(), socket_counters[1].clone()),
         ],
     });
+    if let Some(addr) = config.metrics {
+        let listener = metrics::bind(addr.addr()).await?;
+        info!(metrics = %addr.addr(), "serving Prometheus metrics at /metrics");
+        let source = source.clone();
+        tasks.spawn(async move {
+            metrics::serve(listener, source).await;
+            "metrics"
+        });
+    }
     tasks.spawn(async move {
         status::serve(listener, source).await;
         "status"
@@ -256,8 +279,30 @@ async fn outbound_loop(
     let mut buf = vec![0u8; PACKET_OFFSET + MAX_PACKET + von_crypto::frame::TAG_LEN];
     let mut log = LogLimiter::default();
     let read_end = buf.len() - von_crypto::frame::TAG_LEN;
+    let mut keepalive_buf = [0u8; von_crypto::frame::OVERHEAD];
     loop {
-        let len = match tun.recv(&mut buf[PACKET_OFFSET..read_end]).await {
+        // Keepalives when the core's timer is due (`None`: at once).
+        let due = outbound.poll_timeout().map(tokio::time::Instant::from_std);
+        let received = tokio::select! {
+            r = tun.recv(&mut buf[PACKET_OFFSET..read_end]) => r,
+            () = sleep_until_opt(due) => {
+                let now = Instant::now();
+                while let Some(k) = outbound.handle_timeout(now, &mut keepalive_buf) {
+                    let c = counters.on(k.underlay);
+                    match sockets[k.underlay.index()].send_to(k.frame, k.to, &class).await {
+                        Ok(_) => counters_bump(&c.tx_keepalives),
+                        Err(e) => {
+                            counters_bump(&c.tx_errors);
+                            log.warn(now, k.underlay.name(), || {
+                                format!("underlay {}: keepalive to {}: {e}", k.underlay, k.to)
+                            });
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        let len = match received {
             Ok(len) => len,
             Err(e) => {
                 counters_bump(&counters.tun_errors);
@@ -301,15 +346,35 @@ async fn inbound_loop(
     demux: Demux,
     mut inbounds: Vec<Inbound>,
     tuns: Vec<Arc<Tun>>,
+    spans: Vec<Span>,
     socket_counters: [Arc<SocketCounters>; 2],
 ) -> &'static str {
     let mut buf_a = vec![0u8; MAX_PACKET];
     let mut buf_b = vec![0u8; MAX_PACKET];
     let mut log = LogLimiter::default();
+    // Drops are summarised per VON, so one VON's noise never hides another's.
+    let mut von_logs: Vec<LogLimiter> = inbounds.iter().map(|_| LogLimiter::default()).collect();
+    // Start every VON's health clock, so peers never heard show as down.
+    let start = Instant::now();
+    inbounds.iter_mut().for_each(|i| i.handle_timeout(start));
     loop {
+        // The earliest instant a link may go down, over every VON.
+        let due = inbounds
+            .iter()
+            .filter_map(Inbound::poll_timeout)
+            .min()
+            .map(tokio::time::Instant::from_std);
         let (underlay, received) = tokio::select! {
             r = sockets[0].recv_from(&mut buf_a) => (Underlay::A, r),
             r = sockets[1].recv_from(&mut buf_b) => (Underlay::B, r),
+            () = sleep_until_opt(due.or(Some(tokio::time::Instant::now() + IDLE_TICK))) => {
+                let now = Instant::now();
+                for (inbound, span) in inbounds.iter_mut().zip(&spans) {
+                    inbound.handle_timeout(now);
+                    log_health(inbound, span);
+                }
+                continue;
+            }
         };
         let now = Instant::now();
         let counters = &socket_counters[underlay.index()];
@@ -341,7 +406,9 @@ async fn inbound_loop(
                 continue;
             }
         };
-        match inbounds[von].handle(now, underlay, datagram) {
+        let action = inbounds[von].handle(now, underlay, datagram);
+        log_health(&mut inbounds[von], &spans[von]);
+        match action {
             Action::Deliver { packet } => {
                 if let Err(e) = tuns[von].send(&datagram[packet]).await {
                     counters_bump(&inbounds[von].counters().tun_errors);
@@ -350,8 +417,34 @@ async fn inbound_loop(
                     });
                 }
             }
-            Action::Drop(reason) => log.dropped(now, reason),
+            Action::Drop(reason) => {
+                let _entered = spans[von].enter();
+                von_logs[von].dropped(now, reason);
+            }
             Action::Send { .. } => {}
+        }
+    }
+}
+
+/// Sleeps until `deadline`; `None` means it is due already.
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => tokio::task::yield_now().await,
+    }
+}
+
+/// Logs every link that went up or down, in the VON's span.
+fn log_health(inbound: &mut Inbound, span: &Span) {
+    while let Some(e) = inbound.poll_event() {
+        let _entered = span.enter();
+        if e.up {
+            info!(peer = %e.name, peer_id = e.peer.0, underlay = e.underlay.name(), "link up");
+        } else {
+            warn!(
+                peer = %e.name, peer_id = e.peer.0, underlay = e.underlay.name(),
+                silent_ms = DOWN_AFTER.as_millis() as u64, "link down: nothing authenticated"
+            );
         }
     }
 }

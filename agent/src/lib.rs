@@ -10,6 +10,9 @@
 pub mod control;
 pub mod demux;
 pub mod driver;
+pub mod health;
+pub mod logs;
+pub mod metrics;
 pub mod pipeline;
 pub mod state;
 pub mod static_mode;

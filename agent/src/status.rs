@@ -12,14 +12,19 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+pub use crate::health::{
+    HealthSummary, LeaseStatus, LinkState, LinkStatus, PeerStatus, SharedLease, UnderlayHealth,
+    UnderlayState,
+};
+use crate::health::{lease, peers};
 use crate::pipeline::{
-    SharedSnapshot, SocketCounters, SocketCountersSnapshot, Underlay, VonCounters,
+    HealthBoard, SharedSnapshot, SocketCounters, SocketCountersSnapshot, Underlay, VonCounters,
     VonCountersSnapshot,
 };
 
@@ -73,6 +78,15 @@ pub struct VonStatus {
     pub mtu: u16,
     /// The counters (see `docs/status.md`).
     pub counters: VonCountersSnapshot,
+    /// This member's lease in the view; `None` in static mode (no lease).
+    #[serde(default)]
+    pub lease: Option<LeaseStatus>,
+    /// Every other member with the health of its two links.
+    #[serde(default)]
+    pub peers: Vec<PeerStatus>,
+    /// Each underlay's health over all peers of this VON.
+    #[serde(default)]
+    pub health: HealthSummary,
 }
 
 /// Both underlay sockets.
@@ -110,11 +124,26 @@ pub struct VonFacts {
     pub mtu: u16,
 }
 
+/// Live, read-only handles on one VON.
+#[derive(Debug)]
+pub struct VonSource {
+    /// Fixed facts.
+    pub facts: VonFacts,
+    /// View and keys.
+    pub snapshot: SharedSnapshot,
+    /// Counters.
+    pub counters: Arc<VonCounters>,
+    /// Link health, from the VON's inbound half.
+    pub health: Arc<HealthBoard>,
+    /// Lease expiry (empty in static mode).
+    pub lease: SharedLease,
+}
+
 /// What the agent exposes to the status socket: shared, read-only handles.
 #[derive(Debug)]
 pub struct StatusSource {
-    /// Per VON: facts, live snapshot and counters.
-    pub vons: Vec<(VonFacts, SharedSnapshot, Arc<VonCounters>)>,
+    /// Per VON, in config order.
+    pub vons: Vec<VonSource>,
     /// Per underlay: bound address and socket counters, indexed by [`Underlay::index`].
     pub underlays: [(SocketAddr, Arc<SocketCounters>); 2],
 }
@@ -122,12 +151,14 @@ pub struct StatusSource {
 impl StatusSource {
     /// The document as of now.
     pub fn report(&self) -> StatusReport {
+        let (now, wall) = (Instant::now(), SystemTime::now());
         let vons = self
             .vons
             .iter()
-            .map(|(facts, snapshot, counters)| {
-                let snap = snapshot.load();
+            .map(|v| {
+                let (facts, snap) = (&v.facts, v.snapshot.load());
                 let me = snap.me();
+                let peers = peers(&snap, &v.health.peers(now));
                 VonStatus {
                     name: facts.name.clone(),
                     interface: facts.interface.clone(),
@@ -143,7 +174,10 @@ impl StatusSource {
                     rate_bps: facts.rate_bps,
                     dscp: facts.dscp,
                     mtu: facts.mtu,
-                    counters: counters.snapshot(),
+                    counters: v.counters.snapshot(),
+                    lease: v.lease.load().as_deref().map(|t| lease(*t, wall)),
+                    health: HealthSummary::of(&peers),
+                    peers,
                 }
             })
             .collect();

@@ -164,5 +164,15 @@ fn a_keepalive_authenticates_but_delivers_nothing() {
         .handle_inbound(Instant::now(), Underlay::A, &mut copy);
     assert_eq!(action, Action::Drop(DropReason::NotData));
     let c = net.hosts[1].counters.snapshot();
-    assert_eq!((c.control_frames, c.aead_opens, c.delivered), (1, 1, 0));
+    // Keepalive opens are counted apart, so data's `aead_opens` stays exact.
+    assert_eq!(
+        (
+            c.control_frames,
+            c.keepalive_opens,
+            c.aead_opens,
+            c.delivered
+        ),
+        (1, 1, 0, 0)
+    );
+    assert_eq!((c.a.rx_keepalives, c.a.rx_frames), (1, 0));
 }

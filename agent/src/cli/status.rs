@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use von_agent::pipeline::{UnderlayCountersSnapshot, VonCountersSnapshot};
-use von_agent::status::{StatusReport, VonStatus, query};
+use von_agent::status::{
+    LinkState, LinkStatus, StatusReport, UnderlayHealth, UnderlayState, VonStatus, query,
+};
 use von_config::DEFAULT_CONTROL_SOCKET;
 
 /// Show per-VON members, epoch and counters of the running agent.
@@ -60,7 +62,7 @@ fn von(out: &mut String, v: &VonStatus) {
     let c: &VonCountersSnapshot = &v.counters;
     let _ = writeln!(
         out,
-        "VON {} (ON id {}, {} mode) on {}: member {} (id {}) {}/{}, {} members, epoch {}",
+        "VON {} (ON id {}, {} mode) on {}: member {} (id {}) {}/{}, {} members, epoch {}, lease {}",
         v.name,
         v.on_id,
         v.mode,
@@ -70,7 +72,11 @@ fn von(out: &mut String, v: &VonStatus) {
         v.address,
         v.prefix_len,
         v.members,
-        v.epoch
+        v.epoch,
+        v.lease.map_or("none".to_owned(), |l| format!(
+            "expires in {}",
+            secs(l.expires_in_ms)
+        ))
     );
     let _ = writeln!(
         out,
@@ -80,10 +86,33 @@ fn von(out: &mut String, v: &VonStatus) {
     let line = |out: &mut String, name: &str, u: &UnderlayCountersSnapshot| {
         let _ = writeln!(
             out,
-            "  underlay {name}: sent {}  send errors {}  received {}",
-            u.tx_frames, u.tx_errors, u.rx_frames
+            "  underlay {name}: sent {}  send errors {}  received {}  keepalives sent {} received {}",
+            u.tx_frames, u.tx_errors, u.rx_frames, u.tx_keepalives, u.rx_keepalives
         );
     };
+    let _ = writeln!(
+        out,
+        "  underlay a: {}   underlay b: {}",
+        summary(&v.health.a),
+        summary(&v.health.b)
+    );
+    if !v.peers.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {:<14}{:>5}  {:<28}{:<28}",
+            "peer", "id", "underlay a", "underlay b"
+        );
+    }
+    for p in &v.peers {
+        let _ = writeln!(
+            out,
+            "  {:<14}{:>5}  {:<28}{:<28}",
+            p.name,
+            p.id,
+            link(&p.a),
+            link(&p.b)
+        );
+    }
     line(out, "a", &c.a);
     line(out, "b", &c.b);
     let _ = writeln!(
@@ -106,4 +135,36 @@ fn von(out: &mut String, v: &VonStatus) {
         c.too_big,
         c.malformed
     );
+}
+
+/// "up (1 of 1 peers up)" for one underlay of a VON.
+fn summary(h: &UnderlayHealth) -> String {
+    let state = match h.state {
+        UnderlayState::Up => "up",
+        UnderlayState::Partial => "partial",
+        UnderlayState::Down => "down",
+        UnderlayState::None => "no peers",
+    };
+    format!(
+        "{state} ({} of {} peers up)",
+        h.peers_up,
+        h.peers_up + h.peers_down
+    )
+}
+
+/// "up    heard 0.2s ago  0x" for one link.
+fn link(l: &LinkStatus) -> String {
+    let state = match l.state {
+        LinkState::Up => "up",
+        LinkState::Down => "down",
+    };
+    let heard = l.last_heard_ms.map_or("never heard".to_owned(), |ms| {
+        format!("heard {} ago", secs(ms as i64))
+    });
+    format!("{state:<5} {heard}  {}x down", l.downs)
+}
+
+/// Milliseconds as seconds with one decimal ("2.7s").
+fn secs(ms: i64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
 }

@@ -4,7 +4,6 @@
 //! and runs the driver until SIGINT or SIGTERM, which stop it cleanly: the
 //! interfaces disappear and the control socket is removed.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -28,11 +27,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log))
         .with_context(|| format!("log level {:?} in {}", config.log, args.config.display()))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // Plain lines for journald or a file, decorated ones on a terminal.
+    von_agent::logs::init(filter);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -20,8 +20,13 @@ pub struct UnderlayCounters {
     pub tx_frames: AtomicU64,
     /// Frames the kernel refused to send on this underlay.
     pub tx_errors: AtomicU64,
-    /// Frames received on this underlay carrying this VON's ON id.
+    /// Frames received on this underlay carrying this VON's ON id
+    /// (keepalives apart).
     pub rx_frames: AtomicU64,
+    /// Keepalives handed to the kernel on this underlay.
+    pub tx_keepalives: AtomicU64,
+    /// Keepalives received on this underlay, whatever became of them.
+    pub rx_keepalives: AtomicU64,
 }
 
 /// Counts of one VON. See `docs/status.md` for what each one means.
@@ -55,8 +60,10 @@ pub struct VonCounters {
     pub too_big: AtomicU64,
     /// Outbound packets dropped because the sequence space under this key is spent.
     pub sequence_exhausted: AtomicU64,
-    /// AEAD open operations attempted (each costs a decryption).
+    /// AEAD open operations attempted on data frames (each costs a decryption).
     pub aead_opens: AtomicU64,
+    /// AEAD open operations attempted on keepalives.
+    pub keepalive_opens: AtomicU64,
     /// Frames with this VON's ON id whose header does not parse.
     pub malformed: AtomicU64,
     /// Frames of a type other than data (keepalives, probes).
@@ -120,6 +127,8 @@ impl VonCounters {
                 tx_frames: c.tx_frames.load(Relaxed),
                 tx_errors: c.tx_errors.load(Relaxed),
                 rx_frames: c.rx_frames.load(Relaxed),
+                tx_keepalives: c.tx_keepalives.load(Relaxed),
+                rx_keepalives: c.rx_keepalives.load(Relaxed),
             }
         };
         let l = |c: &AtomicU64| c.load(Relaxed);
@@ -140,6 +149,7 @@ impl VonCounters {
             too_big: l(&self.too_big),
             sequence_exhausted: l(&self.sequence_exhausted),
             aead_opens: l(&self.aead_opens),
+            keepalive_opens: l(&self.keepalive_opens),
             malformed: l(&self.malformed),
             control_frames: l(&self.control_frames),
             from_self: l(&self.from_self),
@@ -167,6 +177,8 @@ pub struct UnderlayCountersSnapshot {
     pub tx_frames: u64,
     pub tx_errors: u64,
     pub rx_frames: u64,
+    pub tx_keepalives: u64,
+    pub rx_keepalives: u64,
 }
 
 /// Serializable counts of one VON (JSON names are stable; see `docs/status.md`).
@@ -189,6 +201,7 @@ pub struct VonCountersSnapshot {
     pub too_big: u64,
     pub sequence_exhausted: u64,
     pub aead_opens: u64,
+    pub keepalive_opens: u64,
     pub malformed: u64,
     pub control_frames: u64,
     pub from_self: u64,

@@ -12,6 +12,7 @@ use super::SharedSnapshot;
 use super::action::{Action, DropReason, Underlay};
 use super::counters::{VonCounters, bump};
 use super::inner::ipv4_addrs;
+use super::keepalive::{HealthBoard, HealthEvent, Liveness};
 use super::seen::{Seen, SeenOn};
 use super::snapshot::Snapshot;
 
@@ -38,6 +39,8 @@ pub struct Inbound {
     pruned_for: Option<Arc<Snapshot>>,
     counters: Arc<VonCounters>,
     receivers: HashMap<(MemberId, Epoch), Receiver>,
+    /// Who was heard on which underlay (see `keepalive.rs`).
+    liveness: Liveness,
 }
 
 impl Inbound {
@@ -47,6 +50,7 @@ impl Inbound {
             pruned_for: None,
             counters,
             receivers: HashMap::new(),
+            liveness: Liveness::default(),
         }
     }
 
@@ -60,41 +64,62 @@ impl Inbound {
         self.receivers.keys().copied()
     }
 
+    /// Per-link health of this VON, for status and metrics.
+    pub fn health(&self) -> std::sync::Arc<HealthBoard> {
+        self.liveness.board()
+    }
+
+    /// When [`Inbound::handle_timeout`] next has work; `None` while no
+    /// link is up.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.liveness.poll_timeout()
+    }
+
+    /// Marks down the links silent too long at `now`; see
+    /// [`Inbound::poll_event`] for what changed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.follow_snapshot(now);
+        self.liveness.handle_timeout(now);
+    }
+
+    /// The next link that went up or down, oldest first.
+    pub fn poll_event(&mut self) -> Option<HealthEvent> {
+        self.liveness.poll_event()
+    }
+
     /// Handles the frame that fills `datagram`, received on `underlay`.
     ///
     /// On [`Action::Deliver`] the inner packet has been decrypted in place and
     /// lies at the returned range of `datagram`.
     pub fn handle(
         &mut self,
-        _now: Instant,
+        now: Instant,
         underlay: Underlay,
         datagram: &mut [u8],
     ) -> Action<'static> {
+        self.follow_snapshot(now);
         let counters = &*self.counters;
-        bump(&counters.on(underlay).rx_frames);
         let drop = |reason: DropReason| {
             counters.dropped(reason);
             Action::Drop(reason)
         };
         let snap = self.snapshot.load();
-        if self
-            .pruned_for
-            .as_ref()
-            .is_none_or(|p| !Arc::ptr_eq(p, snap))
-        {
-            // The view or keys changed: forget senders that left and epochs
-            // no longer accepted. Once per snapshot, not per packet.
-            self.receivers.retain(|(sender, epoch), _| {
-                snap.member(*sender).is_some() && snap.key(*epoch).is_some()
-            });
-            self.pruned_for = Some(snap.clone());
-        }
 
-        // 2. Parse.
+        // 2. Parse. Keepalives are counted apart from data frames, so the
+        // data counters of a clean run add up exactly (docs/status.md).
         let header = match Frame::new_checked(&*datagram).and_then(|f| Header::parse(&f)) {
             Ok(h) => h,
-            Err(_) => return drop(DropReason::Malformed),
+            Err(_) => {
+                bump(&counters.on(underlay).rx_frames);
+                return drop(DropReason::Malformed);
+            }
         };
+        let keepalive = header.frame_type == FrameType::Keepalive;
+        bump(if keepalive {
+            &counters.on(underlay).rx_keepalives
+        } else {
+            &counters.on(underlay).rx_frames
+        });
         if header.on_id != snap.on_id() {
             return drop(DropReason::UnknownOnId);
         }
@@ -122,7 +147,11 @@ impl Inbound {
         }
 
         // 5. Open.
-        bump(&counters.aead_opens);
+        bump(if keepalive {
+            &counters.keepalive_opens
+        } else {
+            &counters.aead_opens
+        });
         let inner = match key.open_in_place(datagram) {
             Ok(range) => range,
             Err(_) => return drop(DropReason::AuthFailed),
@@ -134,7 +163,9 @@ impl Inbound {
             return drop(classify(rx, rejected, header.seq, underlay));
         }
         rx.seen.accepted(header.seq, underlay);
+        self.liveness.heard(now, header.sender, underlay);
         if header.frame_type != FrameType::Data {
+            // Keepalives end here: they proved the link, nothing to deliver.
             return drop(DropReason::NotData);
         }
 
@@ -148,6 +179,27 @@ impl Inbound {
         // 8. Delivery (by the driver).
         bump(&counters.delivered);
         Action::Deliver { packet: inner }
+    }
+}
+
+impl Inbound {
+    /// When the view or keys changed: forget senders that left and epochs no
+    /// longer accepted, and follow the view's members for health. Once per
+    /// snapshot, not per packet.
+    fn follow_snapshot(&mut self, now: Instant) {
+        let snap = self.snapshot.load();
+        if self
+            .pruned_for
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, snap))
+        {
+            return;
+        }
+        self.receivers.retain(|(sender, epoch), _| {
+            snap.member(*sender).is_some() && snap.key(*epoch).is_some()
+        });
+        self.liveness.sync(now, snap);
+        self.pruned_for = Some(snap.clone());
     }
 }
 

@@ -48,6 +48,7 @@ mod action;
 mod counters;
 mod inbound;
 mod inner;
+mod keepalive;
 mod outbound;
 mod seen;
 mod shaper;
@@ -66,6 +67,10 @@ pub use counters::{
 };
 pub use inbound::Inbound;
 pub use inner::{Ipv4Addrs, ipv4_addrs};
+pub use keepalive::{
+    DOWN_AFTER, HealthBoard, HealthEvent, KEEPALIVE_INTERVAL, Keepalive, KeepaliveRounds,
+    LinkHealth, Liveness, PeerHealth,
+};
 pub use outbound::Outbound;
 pub use shaper::TokenBucket;
 pub use snapshot::{Ipv4Prefix, Member, Snapshot, SnapshotError, Targets};

@@ -12,6 +12,7 @@ use von_crypto::{Epoch, Flags, FrameType, Header, SendCounter};
 use super::action::{Action, DropReason};
 use super::counters::{VonCounters, bump};
 use super::inner::ipv4_addrs;
+use super::keepalive::{Keepalive, KeepaliveRounds};
 use super::shaper::TokenBucket;
 use super::snapshot::{Snapshot, Targets};
 use super::{OVERHEAD, PACKET_OFFSET, PipelineConfig, SharedSnapshot};
@@ -27,6 +28,7 @@ pub struct Outbound {
     /// back and forth between accepted epochs never restarts a counter.
     send_counters: Vec<(Epoch, SendCounter)>,
     rekey_requested: bool,
+    keepalives: KeepaliveRounds,
 }
 
 impl Outbound {
@@ -42,6 +44,7 @@ impl Outbound {
             incarnation: config.incarnation,
             send_counters: Vec::with_capacity(2),
             rekey_requested: false,
+            keepalives: KeepaliveRounds::default(),
         }
     }
 
@@ -93,26 +96,15 @@ impl Outbound {
 
         // 4. Sequencing under the send epoch.
         let epoch = snap.send_epoch();
-        if !self.send_counters.iter().any(|(e, _)| *e == epoch) {
-            // Retire counters of epochs no longer accepted (not per packet:
-            // only when the send epoch changes).
-            self.send_counters
-                .retain(|(e, _)| snap.accepted_epochs().any(|a| a == *e));
-            match SendCounter::new(self.incarnation) {
-                Ok(c) => self.send_counters.push((epoch, c)),
-                Err(_) => return drop(DropReason::SequenceExhausted),
-            }
-        }
-        let Some((_, counter)) = self.send_counters.iter_mut().find(|(e, _)| *e == epoch) else {
-            return drop(DropReason::SequenceExhausted);
+        let seq = match next_seq(
+            &mut self.send_counters,
+            self.incarnation,
+            &mut self.rekey_requested,
+            snap,
+        ) {
+            Ok(seq) => seq,
+            Err(reason) => return drop(reason),
         };
-        let next = match counter.next() {
-            Ok(next) => next,
-            Err(_) => return drop(DropReason::SequenceExhausted),
-        };
-        if next.rekey == Rekey::Requested {
-            self.rekey_requested = true;
-        }
 
         // 5. Framing and sealing.
         let key = snap.send_key();
@@ -122,7 +114,7 @@ impl Outbound {
             flags: Flags::new(key.cipher()),
             sender: snap.me().id,
             epoch,
-            seq: next.seq,
+            seq,
         };
         let frame_len = match key.seal_in_place(&header, buf, len) {
             Ok(n) => n,
@@ -136,4 +128,82 @@ impl Outbound {
             to,
         }
     }
+
+    /// When [`Outbound::handle_timeout`] next has a keepalive to send;
+    /// `None` means at once.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.keepalives.poll_timeout()
+    }
+
+    /// The next keepalive due at `now`, sealed at the start of `buf` (which
+    /// needs at least [`OVERHEAD`] bytes); call until it returns `None`.
+    /// Keepalives draw sequence numbers from the same counter as data, so
+    /// they share the window and can never be replayed.
+    pub fn handle_timeout<'a>(
+        &'a mut self,
+        now: Instant,
+        buf: &'a mut [u8],
+    ) -> Option<Keepalive<'a>> {
+        let snap: &Arc<Snapshot> = self.snapshot.load();
+        let me = snap.me().id;
+        let (peer, underlay, seq) = loop {
+            let (i, underlay) = self.keepalives.next(now, snap.members().len())?;
+            let peer = &snap.members()[i];
+            if peer.id == me {
+                continue;
+            }
+            // A spent sequence space skips the keepalive; data reports it.
+            if let Ok(seq) = next_seq(
+                &mut self.send_counters,
+                self.incarnation,
+                &mut self.rekey_requested,
+                snap,
+            ) {
+                break (peer, underlay, seq);
+            }
+        };
+        let key = snap.send_key();
+        let header = Header {
+            on_id: snap.on_id(),
+            frame_type: FrameType::Keepalive,
+            flags: Flags::new(key.cipher()),
+            sender: me,
+            epoch: snap.send_epoch(),
+            seq,
+        };
+        let len = key.seal_in_place(&header, buf, 0).ok()?;
+        Some(Keepalive {
+            underlay,
+            to: peer.endpoints.on(underlay),
+            peer: peer.id,
+            frame: &buf[..len],
+        })
+    }
+}
+
+/// The next sequence number under `snap`'s send epoch, keeping one counter
+/// per epoch still accepted.
+fn next_seq(
+    send_counters: &mut Vec<(Epoch, SendCounter)>,
+    incarnation: u32,
+    rekey_requested: &mut bool,
+    snap: &Snapshot,
+) -> Result<u64, DropReason> {
+    let epoch = snap.send_epoch();
+    if !send_counters.iter().any(|(e, _)| *e == epoch) {
+        // Retire counters of epochs no longer accepted (not per packet:
+        // only when the send epoch changes).
+        send_counters.retain(|(e, _)| snap.accepted_epochs().any(|a| a == *e));
+        let counter = SendCounter::new(incarnation).map_err(|_| DropReason::SequenceExhausted)?;
+        send_counters.push((epoch, counter));
+    }
+    let (_, counter) = send_counters
+        .iter_mut()
+        .find(|(e, _)| *e == epoch)
+        .ok_or(DropReason::SequenceExhausted)?;
+    let next = counter.next().map_err(|_| DropReason::SequenceExhausted)?;
+    if next.rekey == Rekey::Requested {
+        *rekey_requested = true;
+    }
+    Ok(next.seq)
 }

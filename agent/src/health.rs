@@ -1,0 +1,178 @@
+//! The health part of the status document: each peer's two links, each
+//! underlay's summary, and this member's lease. Field names are stable
+//! (`docs/status.md`); the link states come from the pipeline's
+//! [`crate::pipeline::HealthBoard`], whose timing `pipeline/keepalive.rs`
+//! explains.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::{PeerHealth, Snapshot, Underlay};
+
+/// When this member's lease in the view runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseStatus {
+    /// Expiry, milliseconds since the Unix epoch.
+    pub expires_unix_ms: u64,
+    /// Milliseconds from now to the expiry; negative once expired.
+    pub expires_in_ms: i64,
+}
+
+/// One other member of a VON and its links.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// Member name.
+    pub name: String,
+    /// Member id.
+    pub id: u32,
+    /// Its VON address.
+    pub address: Ipv4Addr,
+    /// The link to it over underlay A.
+    pub a: LinkStatus,
+    /// The link to it over underlay B.
+    pub b: LinkStatus,
+}
+
+/// A link's state: `up` while something authenticated arrived within the
+/// last 2.5 s, `down` otherwise (also before anything was heard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkState {
+    /// Heard recently.
+    Up,
+    /// Silent for too long, or never heard.
+    Down,
+}
+
+/// One (peer, underlay) link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// The peer's endpoint on this underlay.
+    pub endpoint: SocketAddr,
+    /// `up` or `down`.
+    pub state: LinkState,
+    /// Milliseconds since the last authenticated frame on this link; `null`
+    /// if none since the agent started.
+    pub last_heard_ms: Option<u64>,
+    /// Times the link went down since the agent started.
+    pub downs: u64,
+}
+
+/// Health of one underlay over a VON's peers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnderlayHealth {
+    /// `up` (every peer heard), `partial`, `down` (no peer heard) or `none`
+    /// (no other member).
+    pub state: UnderlayState,
+    /// Peers whose link on this underlay is up.
+    pub peers_up: usize,
+    /// Peers whose link on this underlay is down.
+    pub peers_down: usize,
+}
+
+/// Summary state of one underlay in one VON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnderlayState {
+    /// Every peer is heard on it.
+    Up,
+    /// Some peers are, some are not.
+    Partial,
+    /// No peer is heard on it.
+    Down,
+    /// The VON has no other member.
+    #[default]
+    None,
+}
+
+/// Both underlays' health in one VON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthSummary {
+    /// Underlay A.
+    pub a: UnderlayHealth,
+    /// Underlay B.
+    pub b: UnderlayHealth,
+}
+
+impl HealthSummary {
+    /// The summary of `peers`.
+    pub fn of(peers: &[PeerStatus]) -> Self {
+        let one = |link: fn(&PeerStatus) -> &LinkStatus| {
+            let peers_up = peers
+                .iter()
+                .filter(|p| link(p).state == LinkState::Up)
+                .count();
+            let peers_down = peers.len() - peers_up;
+            let state = match (peers_up, peers_down) {
+                (0, 0) => UnderlayState::None,
+                (_, 0) => UnderlayState::Up,
+                (0, _) => UnderlayState::Down,
+                _ => UnderlayState::Partial,
+            };
+            UnderlayHealth {
+                state,
+                peers_up,
+                peers_down,
+            }
+        };
+        HealthSummary {
+            a: one(|p| &p.a),
+            b: one(|p| &p.b),
+        }
+    }
+}
+
+/// This member's lease expiry, written by the key manager's client at every
+/// renewal and read by status; stays empty in static mode.
+pub type SharedLease = Arc<ArcSwapOption<SystemTime>>;
+
+/// Every member of `snap` but this host, with what `health` knows of it
+/// (a member the board does not know yet is down, never heard).
+pub(crate) fn peers(snap: &Snapshot, health: &[PeerHealth]) -> Vec<PeerStatus> {
+    let me = snap.me().id;
+    snap.members()
+        .iter()
+        .filter(|m| m.id != me)
+        .map(|m| {
+            let known = health.iter().find(|h| h.id == m.id);
+            let link = |u: Underlay| {
+                let l = known.map(|h| h.links[u.index()]);
+                LinkStatus {
+                    endpoint: m.endpoints.on(u),
+                    state: if l.is_some_and(|l| l.up) {
+                        LinkState::Up
+                    } else {
+                        LinkState::Down
+                    },
+                    last_heard_ms: l
+                        .and_then(|l| l.last_heard)
+                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    downs: l.map_or(0, |l| l.downs),
+                }
+            };
+            PeerStatus {
+                name: m.name.clone(),
+                id: m.id.0,
+                address: m.address,
+                a: link(Underlay::A),
+                b: link(Underlay::B),
+            }
+        })
+        .collect()
+}
+
+/// The lease expiring at `expires`, as seen at wall-clock time `now`.
+pub(crate) fn lease(expires: SystemTime, now: SystemTime) -> LeaseStatus {
+    let ms = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    };
+    LeaseStatus {
+        expires_unix_ms: u64::try_from(ms(expires)).unwrap_or(0),
+        expires_in_ms: ms(expires).saturating_sub(ms(now)),
+    }
+}

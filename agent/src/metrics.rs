@@ -1,0 +1,336 @@
+//! The Prometheus endpoint: the status document's counters and gauges as
+//! OpenMetrics text on `http://<metrics>/metrics`.
+//!
+//! Every scrape renders the same [`StatusReport`] that `von status --json`
+//! prints, so the two never disagree on a name or a value: a counter
+//! `counters.X` of VON `v` is `von_…{von="v"}`, a per-underlay one carries
+//! `underlay="a"|"b"`, and link health carries `peer` too. The names are
+//! listed in `docs/operations.md`. The metrics are built into a fresh
+//! `prometheus-client` registry per scrape — a few hundred values, nothing
+//! on the packet path.
+//!
+//! The server speaks just enough HTTP/1.1 for a scraper: one `GET` per
+//! connection, then close. It serves read-only numbers without
+//! authentication, so it belongs on loopback; another address is accepted
+//! (an operator may scrape over a management network) but logged as a
+//! warning at start.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::health::{LinkState, LinkStatus};
+use crate::pipeline::{SocketCountersSnapshot, UnderlayCountersSnapshot, VonCountersSnapshot};
+use crate::status::{StatusReport, StatusSource};
+
+/// How long a scraper may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request head read; a scraper's is a few hundred bytes.
+const MAX_REQUEST: usize = 8 * 1024;
+/// The OpenMetrics text content type, as `prometheus-client` encodes.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Why the metrics endpoint could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// Binding the TCP address failed.
+    #[error(
+        "metrics endpoint {addr}: {source}; free the port or set another `metrics` address \
+         in the config (or remove it to serve no metrics)"
+    )]
+    Bind { addr: SocketAddr, source: io::Error },
+}
+
+type Labels = Vec<(&'static str, String)>;
+/// Reads one counter from a part of the report.
+type Read<T> = fn(&T) -> u64;
+
+/// Binds the endpoint, warning when `addr` is reachable from other hosts.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "metrics endpoint is not on loopback: anyone who can reach it reads every \
+             counter without authentication; prefer 127.0.0.1 and a local scraper"
+        );
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| MetricsError::Bind { addr, source })
+}
+
+/// Answers scrapes on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, source: Arc<StatusSource>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Accept fails only on resource exhaustion; back off briefly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let source = source.clone();
+        tokio::spawn(async move {
+            let _ = answer(stream, &source).await;
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, source: &StatusSource) -> io::Result<()> {
+    let head = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request"))??;
+    let mut words = head.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => ("200 OK", CONTENT_TYPE, render(&source.report())),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "von serves its metrics at /metrics\n".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET is served\n".to_owned(),
+        ),
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(reply.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Reads up to the blank line ending the request head.
+async fn read_head(stream: &mut TcpStream) -> io::Result<String> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > MAX_REQUEST {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request too long",
+            ));
+        }
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The VON-wide counters and their metric names (`von_<name>_total`).
+const VON_COUNTERS: &[(&str, &str, Read<VonCountersSnapshot>)] = &[
+    (
+        "packets_sent",
+        "Inner packets read from the TUN, checked and sealed",
+        |c| c.tx_packets,
+    ),
+    (
+        "packets_delivered",
+        "Inner packets written to the TUN",
+        |c| c.delivered,
+    ),
+    (
+        "duplicates_discarded",
+        "Second copies discarded (PRP duplicate discard)",
+        |c| c.duplicates,
+    ),
+    ("aead_opens", "AEAD opens of data frames", |c| c.aead_opens),
+    ("keepalive_opens", "AEAD opens of keepalives", |c| {
+        c.keepalive_opens
+    }),
+    ("keepalives_accepted", "Authenticated keepalives", |c| {
+        c.control_frames
+    }),
+];
+
+/// The drop reasons, labelled by their status counter names.
+const DROPS: &[(&str, Read<VonCountersSnapshot>)] = &[
+    ("replays", |c| c.replays),
+    ("too_old", |c| c.too_old),
+    ("auth_failures", |c| c.auth_failures),
+    ("unknown_sender", |c| c.unknown_sender),
+    ("unknown_epoch", |c| c.unknown_epoch),
+    ("inner_source_rejected", |c| c.inner_source_rejected),
+    ("policy_drops", |c| c.policy_drops),
+    ("rate_drops", |c| c.rate_drops),
+    ("too_big", |c| c.too_big),
+    ("sequence_exhausted", |c| c.sequence_exhausted),
+    ("malformed", |c| c.malformed),
+    ("from_self", |c| c.from_self),
+    ("tun_errors", |c| c.tun_errors),
+];
+
+/// The per-underlay counters of a VON.
+const UNDERLAY_COUNTERS: &[(&str, &str, Read<UnderlayCountersSnapshot>)] = &[
+    ("frames_sent", "Data frames handed to the kernel", |u| {
+        u.tx_frames
+    }),
+    (
+        "frames_received",
+        "Data frames received with this VON's ON id",
+        |u| u.rx_frames,
+    ),
+    ("send_errors", "Sends the kernel refused", |u| u.tx_errors),
+    ("keepalives_sent", "Keepalives handed to the kernel", |u| {
+        u.tx_keepalives
+    }),
+    ("keepalives_received", "Keepalives received", |u| {
+        u.rx_keepalives
+    }),
+];
+
+/// The host-wide counters of an underlay socket (`von_socket_<name>_total`).
+const SOCKET_COUNTERS: &[(&str, &str, Read<SocketCountersSnapshot>)] = &[
+    (
+        "datagrams_received",
+        "Datagrams read from the socket",
+        |s| s.rx_datagrams,
+    ),
+    ("malformed", "Datagrams too short for an ON id", |s| {
+        s.malformed
+    }),
+    ("unknown_on_id", "Datagrams for no VON on this host", |s| {
+        s.unknown_on_id
+    }),
+    ("receive_errors", "Errors from the receive call", |s| {
+        s.rx_errors
+    }),
+];
+
+/// The report as OpenMetrics text.
+pub fn render(report: &StatusReport) -> String {
+    let mut r = Registry::with_prefix("von");
+    let counter = |r: &mut Registry, name: &str, help: &str| {
+        let f = Family::<Labels, Counter>::default();
+        r.register(name, help, f.clone());
+        f
+    };
+    let gauge = |r: &mut Registry, name: &str, help: &str| {
+        let f = Family::<Labels, Gauge>::default();
+        r.register(name, help, f.clone());
+        f
+    };
+    let inc = |f: &Family<Labels, Counter>, labels: Labels, v: u64| {
+        f.get_or_create(&labels).inc_by(v);
+    };
+    let set = |f: &Family<Labels, Gauge>, labels: Labels, v: i64| {
+        f.get_or_create(&labels).set(v);
+    };
+
+    for &(name, help, get) in VON_COUNTERS {
+        let f = counter(&mut r, name, help);
+        for v in &report.vons {
+            inc(&f, vec![("von", v.name.clone())], get(&v.counters));
+        }
+    }
+    let drops = counter(&mut r, "dropped", "Packets and frames dropped, by reason");
+    for v in &report.vons {
+        for &(reason, get) in DROPS {
+            let labels = vec![("von", v.name.clone()), ("reason", reason.to_owned())];
+            inc(&drops, labels, get(&v.counters));
+        }
+    }
+    for &(name, help, get) in UNDERLAY_COUNTERS {
+        let f = counter(&mut r, name, help);
+        for v in &report.vons {
+            for (u, c) in [("a", &v.counters.a), ("b", &v.counters.b)] {
+                let labels = vec![("von", v.name.clone()), ("underlay", u.to_owned())];
+                inc(&f, labels, get(c));
+            }
+        }
+    }
+
+    let epoch = gauge(&mut r, "epoch", "Key epoch frames are sent under");
+    let members = gauge(&mut r, "members", "Members in the view, this host included");
+    let rate = gauge(&mut r, "rate_bits_per_second", "Contracted rate");
+    let lease = gauge(
+        &mut r,
+        "lease_expiry_timestamp_seconds",
+        "Lease expiry (not in static mode)",
+    );
+    let peers_up = gauge(&mut r, "underlay_peers_up", "Peers heard on the underlay");
+    let peers_down = gauge(
+        &mut r,
+        "underlay_peers_down",
+        "Peers not heard on the underlay",
+    );
+    let link_up = gauge(
+        &mut r,
+        "link_up",
+        "1 if something authenticated arrived from the peer on the underlay within 2.5 s",
+    );
+    let heard = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    r.register(
+        "link_last_heard_seconds",
+        "Seconds since the last authenticated frame from the peer on the underlay",
+        heard.clone(),
+    );
+    let downs = counter(
+        &mut r,
+        "link_downs",
+        "Times the link to the peer on the underlay went down",
+    );
+    for v in &report.vons {
+        let von = || vec![("von", v.name.clone())];
+        set(&epoch, von(), i64::from(v.epoch));
+        set(&members, von(), v.members as i64);
+        set(&rate, von(), i64::try_from(v.rate_bps).unwrap_or(i64::MAX));
+        if let Some(l) = v.lease {
+            set(&lease, von(), (l.expires_unix_ms / 1000) as i64);
+        }
+        for (u, h) in [("a", &v.health.a), ("b", &v.health.b)] {
+            let labels = || vec![("von", v.name.clone()), ("underlay", u.to_owned())];
+            set(&peers_up, labels(), h.peers_up as i64);
+            set(&peers_down, labels(), h.peers_down as i64);
+        }
+        for p in &v.peers {
+            for (u, link) in [("a", &p.a), ("b", &p.b)] {
+                let labels = || {
+                    vec![
+                        ("von", v.name.clone()),
+                        ("peer", p.name.clone()),
+                        ("underlay", u.to_owned()),
+                    ]
+                };
+                let LinkStatus {
+                    state,
+                    last_heard_ms,
+                    downs: n,
+                    ..
+                } = *link;
+                set(&link_up, labels(), i64::from(state == LinkState::Up));
+                if let Some(ms) = last_heard_ms {
+                    heard.get_or_create(&labels()).set(ms as f64 / 1000.0);
+                }
+                inc(&downs, labels(), n);
+            }
+        }
+    }
+
+    for &(name, help, get) in SOCKET_COUNTERS {
+        let f = counter(&mut r, &format!("socket_{name}"), help);
+        for (u, s) in [("a", &report.underlays.a), ("b", &report.underlays.b)] {
+            inc(&f, vec![("underlay", u.to_owned())], get(&s.counters));
+        }
+    }
+
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &r);
+    out
+}
