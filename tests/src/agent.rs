@@ -118,6 +118,7 @@ impl Topology {
                 self.dir()
                     .write(&format!("{}.view.toml", von.name), &von.view_toml(&key))?,
             );
+            self.keys.push((von.name.clone(), key));
         }
         let mut started = Vec::new();
         for host in self.hosts() {

@@ -25,9 +25,11 @@
 
 pub mod agent;
 pub mod error;
+pub mod forge;
 pub mod iperf;
 pub mod link;
 pub mod netns;
+pub mod packet;
 pub mod ping;
 pub mod process;
 pub mod status;

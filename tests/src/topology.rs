@@ -140,6 +140,8 @@ impl Host {
 #[derive(Debug)]
 pub struct Topology {
     pub(crate) agents: Vec<Agent>,
+    /// Group key of each VON started, by name (tests that forge frames).
+    pub(crate) keys: Vec<(String, [u8; 32])>,
     hosts: Vec<Host>,
     switch: Option<Netns>,
     prefix: String,
@@ -157,6 +159,7 @@ impl Topology {
         let dir = TestDir::create(&prefix)?;
         let mut topo = Self {
             agents: Vec::new(),
+            keys: Vec::new(),
             hosts: Vec::new(),
             switch: None,
             prefix,
@@ -196,6 +199,14 @@ impl Topology {
     /// The test's unique name prefix (namespaces are `<prefix>-h1`, ...).
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// The group key [`Topology::start`] wrote into VON `von`'s view.
+    pub fn group_key(&self, von: &str) -> Option<[u8; 32]> {
+        self.keys
+            .iter()
+            .find(|(name, _)| name == von)
+            .map(|(_, key)| *key)
     }
 
     /// The scratch directory of this test.

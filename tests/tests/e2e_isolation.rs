@@ -1,6 +1,10 @@
 //! Issue 4, test 5: one host in two VONs; a member of one VON alone cannot
 //! reach the other VON, and a spoofed inner source is dropped; both are
 //! counted (`policy_drops` at the sender's edge) and nothing arrives.
+//! Then h2 plays a member gone rogue: it seals frames with grid's key under
+//! its own member id (the receiver's check an honest agent never triggers):
+//! one with its own inner source is delivered, one with a foreign inner
+//! source authenticates yet is refused (`inner_source_rejected` on h1).
 //!
 //! ```text
 //!              VON grid (ON id 7)           VON med (ON id 8)
@@ -18,7 +22,7 @@
 
 use std::time::Duration;
 
-use von_tests::{Ping, Result, Topology, VonSpec};
+use von_tests::{Ping, Result, Tool, Topology, UNDERLAY_PORT, Underlay, VonSpec, forge, packet};
 
 const COUNT: u32 = 5;
 
@@ -138,5 +142,60 @@ fn one_von_cannot_reach_another_and_spoofed_sources_are_dropped() -> Result<()> 
         u64::from(COUNT),
         "h1 grid delivered only the honest pings"
     );
+
+    // The rogue member. Its sequence numbers use an incarnation far above
+    // h2's real one, so the window takes them; this comes last because it
+    // leaves h2's own later frames behind that window.
+    let tool = Tool::new(env!("CARGO_BIN_EXE_von-e2e-tool"));
+    let key = topo.group_key("grid").expect("grid was started");
+    let h1 = topo.host(1);
+    let seq0 = 200u64 << 40;
+    let cases = [
+        ("own source", grid.address(2), 1, 0),
+        (
+            "foreign source",
+            "100.64.1.99".parse().expect("literal address"),
+            0,
+            1,
+        ),
+    ];
+    for (i, (what, src, delivered, rejected)) in (0u64..).zip(cases) {
+        let frame = forge::echo_frame(&key, grid.on_id, 2, seq0 + i, src, grid.address(1))?;
+        let datagram = packet::udp(
+            h2.underlay_addr(Underlay::A),
+            UNDERLAY_PORT,
+            h1.underlay_addr(Underlay::A),
+            UNDERLAY_PORT,
+            &frame,
+        );
+        let before = topo.agent(1).counters("grid")?;
+        tool.send_raw(h2.ns(), &datagram)?;
+        let after = von_tests::wait_for(
+            "h1 to count the forged frame",
+            Duration::from_secs(10),
+            || {
+                let now = topo.agent(1).counters("grid")?;
+                Ok(if before.delta_on(&now, Underlay::A, "rx_frames")? >= 1 {
+                    Ok(now)
+                } else {
+                    Err("not received yet".to_owned())
+                })
+            },
+        )?;
+        let got = (
+            before.delta(&after, "delivered")?,
+            before.delta(&after, "inner_source_rejected")?,
+            before.delta(&after, "auth_failures")?,
+        );
+        eprintln!(
+            "rogue frame with {what} {src}: delivered +{}, inner_source_rejected +{}, auth_failures +{}",
+            got.0, got.1, got.2
+        );
+        assert_eq!(
+            got,
+            (delivered, rejected, 0),
+            "{what}: (delivered, inner_source_rejected, auth_failures)"
+        );
+    }
     Ok(())
 }

@@ -129,24 +129,7 @@ fn wait_exit(capture: &mut von_tests::process::Background) -> bool {
     false
 }
 
-/// The same IPv4/UDP packet between the given addresses: IP header checksum
-/// recomputed, UDP checksum zeroed (optional in IPv4). The UDP payload, i.e.
-/// the von frame, is untouched.
 fn readdress(packet: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-    let mut p = packet.to_vec();
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    p[12..16].copy_from_slice(&src.octets());
-    p[16..20].copy_from_slice(&dst.octets());
-    p[10..12].copy_from_slice(&[0, 0]);
-    let mut sum: u32 = p[..ihl]
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let sum = !u16::try_from(sum).expect("folded to 16 bits");
-    p[10..12].copy_from_slice(&sum.to_be_bytes());
-    p[ihl + 6..ihl + 8].copy_from_slice(&[0, 0]);
-    p
+    von_tests::packet::readdress_udp(packet, src, dst)
+        .expect("the capture holds an IPv4/UDP packet")
 }

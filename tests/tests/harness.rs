@@ -189,9 +189,10 @@ fn tool_streams_captures_and_resends() -> Result<()> {
     assert_eq!(got.sha256, von_tests::stream::expected_sha256(99, bytes));
 
     // A hand-made UDP datagram h1 -> h2:4789 on A, captured on h2.
-    let packet = udp_packet(
-        h1.underlay_addr(Underlay::A).octets(),
-        h2.underlay_addr(Underlay::A).octets(),
+    let packet = von_tests::packet::udp(
+        h1.underlay_addr(Underlay::A),
+        40000,
+        h2.underlay_addr(Underlay::A),
         4789,
         &[0xab; 600],
     );
@@ -207,45 +208,4 @@ fn tool_streams_captures_and_resends() -> Result<()> {
     }
     assert_eq!(seen.as_deref(), Some(&packet[..]), "captured what was sent");
     Ok(())
-}
-
-/// An IPv4/UDP packet with correct checksums and a non-zero id, so the
-/// kernel sends it unchanged.
-fn udp_packet(src: [u8; 4], dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    let udp_len = 8 + payload.len();
-    let total = 20 + udp_len;
-    let mut p = vec![0u8; total];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&u16::try_from(total).expect("small").to_be_bytes());
-    p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src);
-    p[16..20].copy_from_slice(&dst);
-    let sum = checksum(&p[..20]);
-    p[10..12].copy_from_slice(&sum.to_be_bytes());
-    p[20..22].copy_from_slice(&40000u16.to_be_bytes());
-    p[22..24].copy_from_slice(&dport.to_be_bytes());
-    p[24..26].copy_from_slice(&u16::try_from(udp_len).expect("small").to_be_bytes());
-    p[28..].copy_from_slice(payload);
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&src);
-    pseudo.extend_from_slice(&dst);
-    pseudo.extend_from_slice(&[0, 17]);
-    pseudo.extend_from_slice(&u16::try_from(udp_len).expect("small").to_be_bytes());
-    pseudo.extend_from_slice(&p[20..]);
-    let sum = checksum(&pseudo);
-    p[26..28].copy_from_slice(&sum.to_be_bytes());
-    p
-}
-
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
