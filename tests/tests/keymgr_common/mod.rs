@@ -1,0 +1,284 @@
+//! Shared by the `keymgr_*` end-to-end tests: a VON in keymgr mode on the
+//! harness's topology. The key manager runs as `von keymgr` on its own host
+//! (`h4`, on both LANs); members are `von up` with `keymgr = "192.0.2.4:4433"`
+//! and certificates from `von ca init` / `von cert issue`, exactly the
+//! operator's commands.
+//!
+//! ```text
+//!  ┌─── h1 ───┐ ┌─── h2 ───┐ ┌─── h3 ───┐ ┌──── h4 ────┐
+//!  │ von up   │ │ von up   │ │ von up   │ │ von keymgr │
+//!  │ ua   ub  │ │ ua   ub  │ │ ua   ub  │ │ ua     ub  │
+//!  └─┬────┬───┘ └─┬────┬───┘ └─┬────┬───┘ └─┬──────┬───┘
+//!  ┌─┴────┴───────┴────┴───────┴────┴───────┴──────┴───┐
+//!  │ sw: lana 192.0.2.0/24        lanb 198.51.100.0/24 │
+//!  └───────────────────────────────────────────────────┘
+//! ```
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use von_tests::process::{self, signal};
+use von_tests::vonbin::von_bin;
+use von_tests::{Result, Status, Topology, UNDERLAY_PORT, Underlay};
+
+pub const VON: &str = "grid";
+pub const KM_HOST: usize = 4;
+pub const KM_PORT: u16 = 4433;
+
+/// A VON in keymgr mode: the topology, the key manager and the agents.
+pub struct KmWorld {
+    pub topo: Topology,
+    bin: PathBuf,
+    dir: PathBuf,
+    keymgr: Option<Child>,
+    agents: BTreeMap<usize, Child>,
+}
+
+impl KmWorld {
+    /// Four hosts; certificates for members `h1..=members` and the key manager.
+    pub fn new(members: usize) -> Result<Self> {
+        let topo = Topology::new(KM_HOST)?;
+        let bin = von_bin()?;
+        let dir = topo.dir().path().to_owned();
+        let w = Self {
+            topo,
+            bin,
+            dir,
+            keymgr: None,
+            agents: BTreeMap::new(),
+        };
+        w.von(
+            &["ca", "init", "--von", VON, "--on-id", "7", "--out"],
+            &["ca"],
+        )?;
+        for n in 1..=members {
+            w.von(
+                &[
+                    "cert",
+                    "issue",
+                    "--ca",
+                    &w.path("ca"),
+                    "--name",
+                    &format!("h{n}"),
+                    "--addr",
+                    &format!("100.64.1.{n}/24"),
+                    "--out",
+                ],
+                &[&format!("h{n}")],
+            )?;
+        }
+        w.von(
+            &[
+                "cert",
+                "issue",
+                "--ca",
+                &w.path("ca"),
+                "--name",
+                "km",
+                "--addr",
+                "100.64.1.254/24",
+                "--role",
+                "keymgr",
+                "--out",
+            ],
+            &["km"],
+        )?;
+        let km = format!(
+            "von = \"{VON}\"\non_id = 7\nlisten = \"192.0.2.{KM_HOST}:{KM_PORT}\"\nstate_dir = \"{state}\"\n\
+             ca = \"{ca}/ca.crt\"\ncert = \"{km}/km.crt\"\nkey = \"{km}/km.key\"\nnoise_key = \"{km}/km.noise.key\"\n\
+             [timers]\nlease = \"3s\"\nrenew = \"1s\"\nprepare_timeout = \"2s\"\ngrace = \"1s\"\n",
+            state = w.path("km-state"),
+            ca = w.path("ca"),
+            km = w.path("km"),
+        );
+        w.topo.dir().write("keymgr.toml", &km)?;
+        Ok(w)
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// Runs `von ARGS PATHS...` (paths relative to the test directory).
+    fn von(&self, args: &[&str], paths: &[&str]) -> Result<String> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args);
+        for p in paths {
+            cmd.arg(self.path(p));
+        }
+        Ok(process::run_ok(&mut cmd, Duration::from_secs(30))?.stdout)
+    }
+
+    /// Runs `von keymgr OP --config keymgr.toml` in the key manager's host.
+    pub fn keymgr_ctl(&self, op: &[&str]) -> Result<String> {
+        let mut cmd = self.topo.host(KM_HOST).ns().command(&self.bin);
+        cmd.arg("keymgr")
+            .args(op)
+            .arg("--config")
+            .arg(self.path("keymgr.toml"));
+        Ok(process::run_ok(&mut cmd, Duration::from_secs(10))?.stdout)
+    }
+
+    /// The key manager's status as JSON.
+    pub fn keymgr_status(&self) -> Result<Value> {
+        let out = self.keymgr_ctl(&["status", "--json"])?;
+        Ok(serde_json::from_str(&out).expect("von keymgr status --json is JSON"))
+    }
+
+    /// Starts `von keymgr` on h4 and waits until its control socket answers.
+    pub fn start_keymgr(&mut self) -> Result<()> {
+        let log = File::create(self.dir.join("keymgr.log")).expect("log file");
+        let mut cmd = self.topo.host(KM_HOST).ns().command(&self.bin);
+        cmd.args(["keymgr", "--config"])
+            .arg(self.path("keymgr.toml"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        self.keymgr = Some(cmd.spawn().expect("spawn von keymgr"));
+        self.wait(10, "the key manager's control socket", |w| {
+            w.keymgr_status().is_ok()
+        })
+    }
+
+    /// Kills the key manager with SIGKILL.
+    pub fn kill_keymgr(&mut self) -> Result<()> {
+        let mut child = self.keymgr.take().expect("key manager running");
+        signal(child.id(), "KILL")?;
+        let _ = child.wait();
+        Ok(())
+    }
+
+    /// Starts member `hN` (`von up`) and waits until it reports a view.
+    pub fn start_agent(&mut self, n: usize) -> Result<()> {
+        let h = format!("h{n}");
+        let host = self.topo.host(n);
+        let toml = format!(
+            "state_dir = \"{state}\"\ncontrol_socket = \"{sock}\"\nlog = \"info\"\n\n\
+             [underlay.a]\nbind = \"{a}:{UNDERLAY_PORT}\"\n[underlay.b]\nbind = \"{b}:{UNDERLAY_PORT}\"\n\n\
+             [[von]]\nname = \"{VON}\"\nrate = \"200mbit\"\nkeymgr = \"192.0.2.{KM_HOST}:{KM_PORT}\"\n\
+             cert = \"{d}/{h}.crt\"\nkey = \"{d}/{h}.key\"\nca = \"{ca}/ca.crt\"\nnoise_key = \"{d}/{h}.noise.key\"\n",
+            state = self.path(&format!("{h}-state")),
+            sock = self.path(&format!("{h}.sock")),
+            a = host.underlay_addr(Underlay::A),
+            b = host.underlay_addr(Underlay::B),
+            d = self.path(&h),
+            ca = self.path("ca"),
+        );
+        let config = self.topo.dir().write(&format!("{h}.toml"), &toml)?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{h}.log")))
+            .expect("log file");
+        let mut cmd = host.ns().command(&self.bin);
+        cmd.arg("up")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        self.agents.insert(n, cmd.spawn().expect("spawn von up"));
+        self.wait(20, &format!("{h} to report a view"), |w| w.epoch(n).is_ok())
+    }
+
+    /// Stops member `hN` with `sig` (TERM: it leaves cleanly; KILL: it just dies).
+    pub fn stop_agent(&mut self, n: usize, sig: &str) -> Result<()> {
+        let mut child = self.agents.remove(&n).expect("agent running");
+        signal(child.id(), sig)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(())
+    }
+
+    /// `von status --json` of member `hN`.
+    pub fn status(&self, n: usize) -> Result<Status> {
+        let mut cmd = self.topo.host(n).ns().command(&self.bin);
+        cmd.args(["status", "--json", "--socket"])
+            .arg(self.path(&format!("h{n}.sock")));
+        Status::parse(&process::run_ok(&mut cmd, Duration::from_secs(5))?.stdout)
+    }
+
+    /// The epoch member `hN` sends under.
+    pub fn epoch(&self, n: usize) -> Result<u64> {
+        let s = self.status(n)?;
+        Ok(von_field(&s, "epoch").as_u64().expect("epoch is a number"))
+    }
+
+    /// How many members `hN`'s view has.
+    pub fn members(&self, n: usize) -> Result<u64> {
+        let s = self.status(n)?;
+        Ok(von_field(&s, "members")
+            .as_u64()
+            .expect("members is a number"))
+    }
+
+    /// Polls `f` every 50 ms for up to `secs`.
+    pub fn wait(&self, secs: u64, what: &str, mut f: impl FnMut(&Self) -> bool) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if f(self) {
+                return Ok(());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {secs} s waiting for {what}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every log's last lines, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for name in ["keymgr", "h1", "h2", "h3"] {
+            let text =
+                std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {name}.log ---\n"));
+            for l in &lines[lines.len().saturating_sub(25)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Member `hN`'s VON address.
+    pub fn address(n: usize) -> Ipv4Addr {
+        Ipv4Addr::new(100, 64, 1, n as u8)
+    }
+}
+
+impl Drop for KmWorld {
+    fn drop(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.agents) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(mut c) = self.keymgr.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `vons[0].<field>` of a status document.
+pub fn von_field(s: &Status, field: &str) -> Value {
+    s.json()["vons"][0][field].clone()
+}
