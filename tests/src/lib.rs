@@ -32,6 +32,7 @@ pub mod netns;
 pub mod packet;
 pub mod ping;
 pub mod process;
+pub mod router;
 pub mod status;
 pub mod stream;
 pub mod tool;

@@ -1,0 +1,258 @@
+//! A router between the hosts of a [`Topology`] with bridges (3+ hosts),
+//! running `von router`, and the processes and traffic the isolation tests
+//! drive through it.
+//!
+//! [`RouterNet::insert`] turns the topology's switch namespace into a router
+//! per underlay: the ports of the "far" hosts move to a bridge in a new
+//! namespace `<prefix>-far`, joined to the router by one veth per underlay
+//! (`sha`, `shb`: the shared links). The router routes between its near
+//! bridge and the shared link with proxy ARP, so every host keeps its /24
+//! and its agent config, yet every packet between near and far is routed
+//! (and shaped on the router's egress `sha`/`shb`).
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::netns::Netns;
+use crate::process::{self, Background, Output};
+use crate::topology::{Topology, Underlay};
+use crate::vonbin::von_bin;
+
+/// The router's control address (on its loopback: tests run `von reserve`
+/// inside the router's namespace).
+pub const CONTROL: &str = "127.0.0.1:7300";
+
+/// The far side of the router.
+#[derive(Debug)]
+pub struct RouterNet {
+    far: Netns,
+}
+
+impl RouterNet {
+    /// Moves hosts `far_hosts` behind the router formed by `topo`'s switch.
+    pub fn insert(topo: &Topology, far_hosts: &[u8]) -> Result<Self> {
+        let sw = topo.switch().ok_or_else(|| Error::Parse {
+            what: "topology",
+            reason: "a router needs the bridged topology (3 hosts or more)".into(),
+            text: String::new(),
+        })?;
+        let far = Netns::create(&format!("{}-far", topo.prefix()))?;
+        for key in [
+            "ip_forward=1",
+            "conf.all.proxy_arp=1",
+            "conf.all.rp_filter=0",
+        ] {
+            sw.exec_ok(["sysctl", "-qw", &format!("net.ipv4.{key}")])?;
+        }
+        for u in Underlay::BOTH {
+            let (bridge, shared) = (format!("lan{}", u.key()), format!("sh{}", u.key()));
+            far.ip(&["link", "add", &bridge, "type", "bridge"])?;
+            far.ip(&["link", "set", &bridge, "up"])?;
+            for &n in far_hosts {
+                let port = format!("h{n}{}", u.key());
+                sw.ip(&["link", "set", &port, "netns", far.name()])?;
+                far.ip(&["link", "set", &port, "master", &bridge])?;
+                far.ip(&["link", "set", &port, "up"])?;
+            }
+            let up = format!("up{}", u.key());
+            sw.ip(&[
+                "link",
+                "add",
+                &shared,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &up,
+                "netns",
+                far.name(),
+            ])?;
+            far.ip(&["link", "set", &up, "master", &bridge])?;
+            far.ip(&["link", "set", &up, "up"])?;
+            sw.ip(&["link", "set", &shared, "up"])?;
+            let router_addr = format!("{}/32", u.address(254));
+            for dev in [&bridge, &shared] {
+                sw.ip(&["addr", "add", &router_addr, "dev", dev])?;
+                sw.exec_ok([
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv4.neigh.{dev}.proxy_delay=0"),
+                ])?;
+            }
+            for host in topo.hosts() {
+                let dev = if far_hosts.contains(&host.index()) {
+                    &shared
+                } else {
+                    &bridge
+                };
+                let to = format!("{}/32", host.underlay_addr(u));
+                sw.ip(&["route", "add", &to, "dev", dev])?;
+            }
+        }
+        Ok(Self { far })
+    }
+
+    /// The namespace of the far bridges.
+    pub fn far(&self) -> &Netns {
+        &self.far
+    }
+}
+
+/// A `von` subcommand running in the background in a namespace.
+#[derive(Debug)]
+pub struct VonProcess {
+    proc: Option<Background>,
+}
+
+impl VonProcess {
+    /// Starts `von <args>` in `ns`.
+    pub fn spawn(ns: &Netns, args: &[&str]) -> Result<Self> {
+        let mut cmd = ns.command(von_bin()?);
+        cmd.args(args).env("RUST_LOG", "info");
+        Ok(Self {
+            proc: Some(Background::spawn(&mut cmd)?),
+        })
+    }
+
+    /// Sends `signal` and returns what it printed.
+    pub fn stop(mut self, signal: &str) -> Result<Output> {
+        // `spawn` always sets it; `stop` consumes self.
+        let proc = self.proc.take().expect("process present until stopped");
+        process::signal(proc.pid(), signal)?;
+        proc.wait(Duration::from_secs(10))
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(Background::running)
+    }
+}
+
+/// Runs `von <args>` in `ns` to completion (any exit status).
+pub fn von(ns: &Netns, args: &[&str]) -> Result<Output> {
+    let mut cmd = ns.command(von_bin()?);
+    cmd.args(args).env("RUST_BACKTRACE", "0");
+    process::run(&mut cmd, Duration::from_secs(60))
+}
+
+/// Greedy TCP from `client` to `server` on `port` for `seconds`, in the
+/// background (iperf3, 4 parallel streams).
+#[derive(Debug)]
+pub struct Flood {
+    _server: Background,
+    client: Background,
+}
+
+impl Flood {
+    pub fn start(
+        server: &Netns,
+        addr: Ipv4Addr,
+        port: u16,
+        client: &Netns,
+        seconds: u32,
+    ) -> Result<Self> {
+        let (addr, port) = (addr.to_string(), port.to_string());
+        let mut srv = server.command("iperf3");
+        srv.args(["-s", "-1", "-B", &addr, "-p", &port]);
+        let srv = Background::spawn(&mut srv)?;
+        std::thread::sleep(Duration::from_millis(300));
+        let mut cli = client.command("iperf3");
+        cli.args([
+            "-c",
+            &addr,
+            "-p",
+            &port,
+            "-P",
+            "4",
+            "-t",
+            &seconds.to_string(),
+            "--json",
+        ]);
+        Ok(Self {
+            _server: srv,
+            client: Background::spawn(&mut cli)?,
+        })
+    }
+
+    /// Waits for the client and returns its receiver-side bits per second.
+    pub fn finish(self, timeout: Duration) -> Result<f64> {
+        let out = self.client.wait(timeout)?;
+        let json: serde_json::Value =
+            serde_json::from_str(&out.stdout).map_err(|e| Error::Parse {
+                what: "iperf3 --json",
+                reason: e.to_string(),
+                text: out.stdout.chars().take(2000).collect(),
+            })?;
+        json["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .ok_or_else(|| Error::Parse {
+                what: "iperf3 --json",
+                reason: "no end.sum_received.bits_per_second".into(),
+                text: out.stdout.chars().take(2000).collect(),
+            })
+    }
+}
+
+/// The median and mean round-trip time, ms, of a ping's replies.
+pub fn rtt_ms(output: &str) -> Option<(f64, f64)> {
+    let mut times: Vec<f64> = output
+        .lines()
+        .filter_map(|l| {
+            l.split("time=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    if times.is_empty() {
+        return None;
+    }
+    times.sort_by(f64::total_cmp);
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    Some((times[times.len() / 2], mean))
+}
+
+/// Writes a fresh 32-byte hex key into the test's directory.
+pub fn write_key(topo: &Topology, name: &str) -> Result<PathBuf> {
+    use rand::RngCore;
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    topo.dir().write(name, &hex::encode(key))
+}
+
+/// `tc class show dev DEV` in `ns`: the text, for assertions.
+pub fn classes(ns: &Netns, dev: &str) -> Result<String> {
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        ns.name(),
+        "tc",
+        "class",
+        "show",
+        "dev",
+        dev,
+    ]);
+    Ok(process::run_ok(&mut cmd, crate::netns::QUICK)?.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtt_from_ping_lines() {
+        let out = "[1.0] 64 bytes from 100.64.1.2: icmp_seq=1 ttl=64 time=0.300 ms\n\
+                   [1.1] 64 bytes from 100.64.1.2: icmp_seq=2 ttl=64 time=0.100 ms\n\
+                   [1.2] 64 bytes from 100.64.1.2: icmp_seq=3 ttl=64 time=2.00 ms\n";
+        let (median, mean) = rtt_ms(out).expect("three replies");
+        assert!((median - 0.3).abs() < 1e-9);
+        assert!((mean - 0.8).abs() < 1e-9);
+        assert_eq!(rtt_ms("no replies"), None);
+    }
+}

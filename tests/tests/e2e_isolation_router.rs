@@ -1,0 +1,351 @@
+//! Issue 8: an ON is a share of every router on its paths, set aside for it
+//! alone. A router between the VON members and greedy cross traffic gives
+//! the VON its reserved rate under any flood, never more even when idle;
+//! admission, two-phase commit and leases leave nothing half-installed.
+//!
+//! ```text
+//!   near side                      router (r1)                         far side
+//!  ┌─ h1 (VON grid) ─┐        ┌──────────────────────┐        ┌─ h2 (VON grid) ─┐
+//!  │ 100.64.1.1      ├─┐      │ lana ── routes ─► sha├─ 100 ─►│ 100.64.1.2      │
+//!  └─────────────────┘ ├─ A ─►│ (proxy ARP)  HTB 1:  │ Mbit/s │                 │
+//!  ┌─ x1 = h3 ───────┐ │      │                      │  each  ├─ x2 = h4 ───────┐
+//!  │ iperf3 -c (TCP) ├─┘      │ lanb ── routes ─► shb├──────►│ iperf3 -s       │
+//!  └─────────────────┘   B ──►│ von router, von      │        └─────────────────┘
+//!                             │ reserve serve        │   (far: bridges lana/lanb
+//!                             └──────────────────────┘    with h2, h4 and the
+//!                                                          shared links' ends)
+//! ```
+//!
+//! Both underlays cross the router, each on its own shared link (`sha`,
+//! `shb`), so each link carries one copy of every VON frame and the VON
+//! reserves its rate once per link (`--path r1:sha --path r1:shb`). The
+//! flood runs on both links: flooding one would prove nothing, since the
+//! receiver keeps whichever copy comes first.
+
+use std::time::{Duration, Instant};
+
+use von_tests::router::{self, Flood, RouterNet, VonProcess, rtt_ms, von};
+use von_tests::{Netns, Ping, Result, Topology, Underlay, VonSpec, iperf3, wait_for};
+
+/// UDP payload so that the inner packet is the VON's MTU (1432): the size a
+/// reservation's wire rate is computed for.
+const DATAGRAM: &str = "1404";
+const RESERVED: f64 = 20e6;
+
+#[test]
+fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
+    if !von_tests::e2e_enabled("e2e isolation router")? {
+        return Ok(());
+    }
+    let _heavy = von_tests::heavy();
+    let mut topo = Topology::new(4)?;
+    let net = RouterNet::insert(&topo, &[2, 4])?;
+    let grid = VonSpec::new("grid", 7, 1, &[1, 2]);
+    topo.start(std::slice::from_ref(&grid))?;
+    let r = topo.switch().expect("bridged topology").name().to_owned();
+    let rns = topo.switch().expect("bridged topology");
+
+    let key = router::write_key(&topo, "router.key")?;
+    let router_toml = topo.dir().write(
+        "router.toml",
+        &format!(
+            "name = \"r1\"\nlisten = \"{}\"\nkey = \"{}\"\n\n[[link]]\ndev = \"sha\"\ncapacity = \"100mbit\"\n\n[[link]]\ndev = \"shb\"\ncapacity = \"100mbit\"\n",
+            router::CONTROL,
+            key.display()
+        ),
+    )?;
+    let socket = topo.dir().path().join("reserve.sock");
+    // r2 is configured but never started: the unreachable participant.
+    let service_toml = topo.dir().write(
+        "reserve.toml",
+        &format!(
+            "socket = \"{}\"\nkey = \"{}\"\nlease = \"2s\"\n\n[[router]]\nname = \"r1\"\naddr = \"{}\"\n\n[[router]]\nname = \"r2\"\naddr = \"127.0.0.1:7301\"\n",
+            socket.display(),
+            key.display(),
+            router::CONTROL
+        ),
+    )?;
+    let router_proc =
+        VonProcess::spawn(rns, &["router", "--config", &router_toml.to_string_lossy()])?;
+    let service = VonProcess::spawn(
+        rns,
+        &[
+            "reserve",
+            "serve",
+            "--config",
+            &service_toml.to_string_lossy(),
+        ],
+    )?;
+    let sock = socket.to_string_lossy().into_owned();
+    wait_for(
+        "the HTB root on sha and shb",
+        Duration::from_secs(20),
+        || {
+            let (a, b) = (router::classes(rns, "sha")?, router::classes(rns, "shb")?);
+            Ok(
+                if a.contains("1:2") && b.contains("1:2") && socket.exists() {
+                    Ok(())
+                } else {
+                    Err(a)
+                },
+            )
+        },
+    )?;
+    eprintln!("router {r}: HTB roots installed, service up");
+
+    let (h1, h2, x1, x2) = (
+        topo.host(1).ns(),
+        topo.host(2).ns(),
+        topo.host(3).ns(),
+        topo.host(4).ns(),
+    );
+    let idle = ping(h1, &grid)?;
+    eprintln!(
+        "idle: VON ping RTT median {:.3} ms, mean {:.3} ms",
+        idle.0, idle.1
+    );
+
+    // 1. No reservation: the flood fills both links and the VON suffers.
+    let (rtt1, loss1, cross1) = under_flood(h1, h2, x1, x2, &grid)?;
+    eprintln!(
+        "1 unreserved: VON ping RTT median {:.3} ms (mean {:.3}), 20 Mbit/s UDP loss {:.2} %, cross traffic {:.1} Mbit/s",
+        rtt1.0,
+        rtt1.1,
+        loss1,
+        cross1 / 1e6
+    );
+
+    // 2. Reserve 20 Mbit/s on both shared links.
+    let out = von(
+        rns,
+        &[
+            "reserve", "add", "--socket", &sock, "--name", "grid", "--on-id", "7", "--rate",
+            "20mbit", "--path", "r1:sha", "--path", "r1:shb",
+        ],
+    )?;
+    assert!(
+        out.status.success(),
+        "reserve failed: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    wait_for(
+        "the ON class on sha and shb",
+        Duration::from_secs(10),
+        || {
+            let (a, b) = (router::classes(rns, "sha")?, router::classes(rns, "shb")?);
+            Ok(if a.contains("1:10") && b.contains("1:10") {
+                Ok(())
+            } else {
+                Err(a)
+            })
+        },
+    )?;
+    let (rtt2, loss2, cross2) = under_flood(h1, h2, x1, x2, &grid)?;
+    eprintln!(
+        "2 reserved: VON ping RTT median {:.3} ms (mean {:.3}), 20 Mbit/s UDP loss {:.2} %, cross traffic {:.1} Mbit/s",
+        rtt2.0,
+        rtt2.1,
+        loss2,
+        cross2 / 1e6
+    );
+    assert!(
+        loss2 < 0.5,
+        "reserved VON lost {loss2:.2} % under the flood"
+    );
+    assert!(
+        rtt2.0 <= (idle.0 * 5.0).max(idle.0 + 2.0),
+        "reserved VON's median RTT {:.3} ms vs idle {:.3} ms",
+        rtt2.0,
+        idle.0
+    );
+    assert!(
+        rtt2.0 * 5.0 < rtt1.0,
+        "the reservation made no difference to RTT: {rtt1:?} vs {rtt2:?}"
+    );
+    // The cross traffic gets the rest: 100 Mbit/s per link less 21.2 reserved.
+    assert!(
+        cross2 > 2.0 * 60e6,
+        "cross traffic got only {:.1} Mbit/s",
+        cross2 / 1e6
+    );
+
+    // 3. Idle link: offered 60 Mbit/s, the VON gets its 20 and no more,
+    //    though its own agent's shaper is at 10 Gbit/s.
+    let r3 = iperf3(
+        h2,
+        grid.address(2),
+        h1,
+        &["-u", "-b", "60M", "-l", DATAGRAM, "-t", "4"],
+        Duration::from_secs(4),
+    )?;
+    let got = r3.received_bps();
+    eprintln!(
+        "3 idle link, 60 Mbit/s offered: VON received {:.2} Mbit/s of UDP payload",
+        got / 1e6
+    );
+    assert!(
+        got <= RESERVED * 1.05,
+        "the VON exceeded its reservation: {got:.0} bit/s"
+    );
+    assert!(
+        got >= RESERVED * 0.8,
+        "the VON got only {got:.0} bit/s of its 20 Mbit/s"
+    );
+
+    // 4. Admission: 80 Mbit/s more would overbook 100 Mbit/s links.
+    let before = (router::classes(rns, "sha")?, router::classes(rns, "shb")?);
+    let out = von(
+        rns,
+        &[
+            "reserve", "add", "--socket", &sock, "--name", "med", "--on-id", "8", "--rate",
+            "80mbit", "--path", "r1:sha", "--path", "r1:shb",
+        ],
+    )?;
+    eprintln!(
+        "4 admission: {}",
+        out.stderr.lines().next().unwrap_or_default()
+    );
+    assert!(
+        !out.status.success(),
+        "an overbooking reservation was accepted"
+    );
+    assert!(
+        out.stderr.contains("link sha would be overbooked by"),
+        "{}",
+        out.stderr
+    );
+    assert_nothing_new(rns, &before)?;
+
+    // 5. Two-phase commit: r1 prepares, r2 is unreachable: r1 aborts.
+    let out = von(
+        rns,
+        &[
+            "reserve", "add", "--socket", &sock, "--name", "far", "--on-id", "9", "--rate",
+            "1mbit", "--path", "r1:sha", "--path", "r2:eth0",
+        ],
+    )?;
+    eprintln!(
+        "5 two-phase commit: {}",
+        out.stderr.lines().next().unwrap_or_default()
+    );
+    assert!(
+        !out.status.success(),
+        "a reservation over an unreachable router was accepted"
+    );
+    assert!(out.stderr.contains("router r2"), "{}", out.stderr);
+    assert_nothing_new(rns, &before)?;
+    let status = von(
+        rns,
+        &[
+            "router",
+            "status",
+            "--addr",
+            router::CONTROL,
+            "--key",
+            &key.to_string_lossy(),
+            "--json",
+        ],
+    )?;
+    let json: serde_json::Value =
+        serde_json::from_str(&status.stdout).expect("router status is JSON");
+    assert_eq!(
+        json["holds"], 0,
+        "r1 still holds an aborted transaction: {}",
+        status.stdout
+    );
+    let reserved: Vec<u64> = json["reservations"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["on_id"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(reserved, vec![7], "{}", status.stdout);
+    assert!(
+        json["reservations"][0]["classes"][0]["counters"]["bytes"].as_u64() > Some(0),
+        "per-ON bytes: {}",
+        status.stdout
+    );
+
+    // 6. Lease: a killed service stops renewing; the class goes by itself.
+    let killed = Instant::now();
+    service.stop("KILL")?;
+    assert!(
+        router::classes(rns, "sha")?.contains("1:10"),
+        "the class went before the lease lapsed"
+    );
+    wait_for(
+        "the lapsed ON's class to go",
+        Duration::from_secs(8),
+        || {
+            let a = router::classes(rns, "sha")?;
+            Ok(if a.contains("1:10") { Err(a) } else { Ok(()) })
+        },
+    )?;
+    eprintln!(
+        "6 lease: class removed {:.1} s after the service was killed (lease 2 s)",
+        killed.elapsed().as_secs_f64()
+    );
+    assert!(!router::classes(rns, "shb")?.contains("1:10"));
+
+    // The router removes what it installed on exit.
+    let out = router_proc.stop("TERM")?;
+    let qdisc = rns.exec_ok(["tc", "qdisc", "show", "dev", "sha"])?.stdout;
+    assert!(
+        !qdisc.contains("htb"),
+        "qdisc left behind: {qdisc}\n{}",
+        out.stderr
+    );
+    drop(net);
+    Ok(())
+}
+
+/// Ping over the VON: (median, mean) RTT in ms.
+fn ping(h1: &Netns, grid: &VonSpec) -> Result<(f64, f64)> {
+    let r = Ping::new(grid.address(2), 40)
+        .interval(Duration::from_millis(50))
+        .run(h1)?;
+    assert!(r.received >= 36, "VON ping lost too much:\n{}", r.output);
+    Ok(rtt_ms(&r.output).expect("replies carry times"))
+}
+
+/// Floods both shared links from x1 to x2, measures the VON's ping and its
+/// 20 Mbit/s UDP loss meanwhile; returns them with the flood's throughput.
+fn under_flood(
+    h1: &Netns,
+    h2: &Netns,
+    x1: &Netns,
+    x2: &Netns,
+    grid: &VonSpec,
+) -> Result<((f64, f64), f64, f64)> {
+    let floods = [
+        Flood::start(x2, Underlay::A.address(4), 5301, x1, 12)?,
+        Flood::start(x2, Underlay::B.address(4), 5302, x1, 12)?,
+    ];
+    std::thread::sleep(Duration::from_secs(2));
+    let rtt = ping(h1, grid)?;
+    let udp = iperf3(
+        h2,
+        grid.address(2),
+        h1,
+        &["-u", "-b", "20M", "-l", DATAGRAM, "-t", "5"],
+        Duration::from_secs(5),
+    )?;
+    let loss =
+        udp.lost_packets.unwrap_or(0) as f64 * 100.0 / udp.packets.unwrap_or(1).max(1) as f64;
+    let mut cross = 0.0;
+    for f in floods {
+        cross += f.finish(Duration::from_secs(40))?;
+    }
+    Ok((rtt, loss, cross))
+}
+
+fn assert_nothing_new(rns: &Netns, before: &(String, String)) -> Result<()> {
+    let after = (router::classes(rns, "sha")?, router::classes(rns, "shb")?);
+    let ids = |t: &str| {
+        t.lines()
+            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&before.0), ids(&after.0), "classes on sha changed");
+    assert_eq!(ids(&before.1), ids(&after.1), "classes on shb changed");
+    Ok(())
+}
