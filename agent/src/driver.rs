@@ -277,12 +277,24 @@ async fn outbound_loop(
     counters: Arc<VonCounters>,
 ) -> &'static str {
     let mut buf = vec![0u8; PACKET_OFFSET + MAX_PACKET + von_crypto::frame::TAG_LEN];
+    // Packets leaving the shaping queue are sealed here, apart from `buf`,
+    // which the TUN read borrows while the loop waits.
+    let mut queue_buf = vec![0u8; PACKET_OFFSET + MAX_PACKET + von_crypto::frame::TAG_LEN];
     let mut log = LogLimiter::default();
     let read_end = buf.len() - von_crypto::frame::TAG_LEN;
     let mut keepalive_buf = [0u8; von_crypto::frame::OVERHEAD];
+    let out = Out {
+        sockets: &sockets,
+        class: &class,
+        counters: &counters,
+    };
     loop {
-        // Keepalives when the core's timer is due (`None`: at once).
+        // Keepalives when the core's timer is due (`None`: at once); queued
+        // packets when the bucket lets the oldest leave (`None`: never).
         let due = outbound.poll_timeout().map(tokio::time::Instant::from_std);
+        let release = outbound
+            .poll_queue(Instant::now())
+            .map(tokio::time::Instant::from_std);
         let received = tokio::select! {
             r = tun.recv(&mut buf[PACKET_OFFSET..read_end]) => r,
             () = sleep_until_opt(due) => {
@@ -301,6 +313,13 @@ async fn outbound_loop(
                 }
                 continue;
             }
+            () = sleep_until_or_never(release) => {
+                let now = Instant::now();
+                while let Some(action) = outbound.handle_queue(now, &mut queue_buf) {
+                    out.act(now, action, &mut log).await;
+                }
+                continue;
+            }
         };
         let len = match received {
             Ok(len) => len,
@@ -314,13 +333,28 @@ async fn outbound_loop(
             }
         };
         let now = Instant::now();
-        match outbound.handle(now, &mut buf, len) {
+        let action = outbound.handle(now, &mut buf, len);
+        out.act(now, action, &mut log).await;
+    }
+}
+
+/// Where one VON's outbound frames go.
+struct Out<'a> {
+    sockets: &'a [UnderlaySocket; 2],
+    class: &'a TrafficClass,
+    counters: &'a VonCounters,
+}
+
+impl Out<'_> {
+    /// Carries out an outbound action: a frame to every target, on A and on B.
+    async fn act(&self, now: Instant, action: Action<'_>, log: &mut LogLimiter) {
+        match action {
             Action::Send { frame, to } => {
                 for target in to {
                     for u in Underlay::ALL {
-                        let c = counters.on(u);
-                        match sockets[u.index()]
-                            .send_to(frame, target.on(u), &class)
+                        let c = self.counters.on(u);
+                        match self.sockets[u.index()]
+                            .send_to(frame, target.on(u), self.class)
                             .await
                         {
                             Ok(_) => counters_bump(&c.tx_frames),
@@ -335,8 +369,16 @@ async fn outbound_loop(
                 }
             }
             Action::Drop(reason) => log.dropped(now, reason),
-            Action::Deliver { .. } => {}
+            Action::Deliver { .. } | Action::Queued => {}
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever if there is none.
+async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -421,7 +463,7 @@ async fn inbound_loop(
                 let _entered = spans[von].enter();
                 von_logs[von].dropped(now, reason);
             }
-            Action::Send { .. } => {}
+            Action::Send { .. } | Action::Queued => {}
         }
     }
 }

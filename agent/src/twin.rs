@@ -225,34 +225,40 @@ impl TwinNet {
     }
 
     /// Host `from` sends `packet` through its TUN at `now`; frames go on the
-    /// wire (after faults). Returns the drop reason if the pipeline refused it.
+    /// wire (after faults). Returns how many frames left (0: the packet waits
+    /// in the shaping queue, see [`TwinNet::release`]), or why the pipeline
+    /// refused it.
     pub fn send(&mut self, now: Instant, from: usize, packet: &[u8]) -> Result<usize, DropReason> {
         self.buf[PACKET_OFFSET..PACKET_OFFSET + packet.len()].copy_from_slice(packet);
         let action = self.hosts[from]
             .pipeline
             .handle_outbound(now, &mut self.buf, packet.len());
-        match action {
-            Action::Send { frame, to } => {
-                let mut frames = 0;
-                for target in to {
-                    for u in Underlay::ALL {
-                        frames += 1;
-                        let f = InFlight {
-                            underlay: u,
-                            to: target.on(u),
-                            bytes: frame.to_vec(),
-                        };
-                        if self.capture {
-                            self.captured.push((u, f.to, f.bytes.clone()));
-                        }
-                        inject(&mut self.faults[u.index()], &mut self.wire, f);
-                    }
-                }
-                Ok(frames)
+        put_on_wire(
+            action,
+            &mut self.faults,
+            &mut self.wire,
+            &mut self.captured,
+            self.capture,
+        )
+    }
+
+    /// Lets every host's shaping queue send what the bucket allows at `now`;
+    /// returns how many frames left.
+    pub fn release(&mut self, now: Instant) -> usize {
+        let mut frames = 0;
+        for host in &mut self.hosts {
+            while let Some(action) = host.pipeline.outbound.handle_queue(now, &mut self.buf) {
+                let sent = put_on_wire(
+                    action,
+                    &mut self.faults,
+                    &mut self.wire,
+                    &mut self.captured,
+                    self.capture,
+                );
+                frames += sent.unwrap_or(0);
             }
-            Action::Drop(reason) => Err(reason),
-            Action::Deliver { .. } => unreachable!("outbound never delivers"),
         }
+        frames
     }
 
     /// Puts a raw datagram on `underlay` addressed to host `to` (no faults):
@@ -283,6 +289,39 @@ impl TwinNet {
             }
         }
         arrived
+    }
+}
+
+/// Puts the frames of an outbound action on the wire.
+fn put_on_wire(
+    action: Action<'_>,
+    faults: &mut [FaultInjector; 2],
+    wire: &mut VecDeque<InFlight>,
+    captured: &mut Vec<(Underlay, SocketAddr, Vec<u8>)>,
+    capture: bool,
+) -> Result<usize, DropReason> {
+    match action {
+        Action::Send { frame, to } => {
+            let mut frames = 0;
+            for target in to {
+                for u in Underlay::ALL {
+                    frames += 1;
+                    let f = InFlight {
+                        underlay: u,
+                        to: target.on(u),
+                        bytes: frame.to_vec(),
+                    };
+                    if capture {
+                        captured.push((u, f.to, f.bytes.clone()));
+                    }
+                    inject(&mut faults[u.index()], wire, f);
+                }
+            }
+            Ok(frames)
+        }
+        Action::Drop(reason) => Err(reason),
+        Action::Queued => Ok(0),
+        Action::Deliver { .. } => unreachable!("outbound never delivers"),
     }
 }
 

@@ -136,27 +136,80 @@ fn a_packet_that_does_not_fit_the_buffer_is_too_big() {
 
 #[test]
 fn the_contracted_rate_is_enforced_and_never_borrowed() {
-    // 1 Mbit/s = 125,000 bytes/s; the twin's burst is rate/8 bytes = 1 s worth.
+    // 1 Mbit/s = 125,000 bytes/s; the twin's burst is rate/8 bytes = 1 s
+    // worth (125 packets), and the shaping queue holds as much again.
     let mut net = TwinNet::new(2, 1_000_000, 1);
     let t0 = Instant::now();
     let p = ipv4_packet(address(0), address(1), 980, 0); // 1,000 bytes
-    let mut passed = 0u64;
     // Offer 4 Mbit/s for 5 s: a packet every 2 ms.
     for i in 0..2_500u64 {
-        if net.send(t0 + Duration::from_millis(i * 2), 0, &p).is_ok() {
-            passed += 1;
-        }
+        let now = t0 + Duration::from_millis(i * 2);
+        net.release(now);
+        let _ = net.send(now, 0, &p);
     }
-    net.step(t0);
-    let c = net.hosts[0].counters.snapshot();
-    // Burst (125 packets) + 5 s at the rate (625 packets), within one packet.
-    let expected = 125 + 625;
+    let end = t0 + Duration::from_millis(5_000);
+    net.release(end);
+    net.step(end);
+    // Burst (125) + 5 s at the rate (625), within one packet.
+    let by_the_end = net.hosts[1].counters.snapshot().delivered;
     assert!(
-        (expected - 1..=expected + 1).contains(&passed),
-        "passed {passed}"
+        (749..=751).contains(&by_the_end),
+        "delivered {by_the_end} in 5 s"
     );
-    assert_eq!(c.rate_drops, 2_500 - passed);
-    assert_eq!(net.hosts[1].counters.snapshot().delivered, passed);
+    // The queue (125 packets) drains afterwards at the rate; the rest was dropped.
+    net.release(end + Duration::from_secs(10));
+    net.step(end + Duration::from_secs(10));
+    let (tx, rx) = (
+        net.hosts[0].counters.snapshot(),
+        net.hosts[1].counters.snapshot(),
+    );
+    assert!(
+        (874..=876).contains(&rx.delivered),
+        "delivered {}",
+        rx.delivered
+    );
+    assert_eq!(tx.rate_drops, 2_500 - rx.delivered);
+    assert_eq!(tx.tx_packets, rx.delivered);
+}
+
+#[test]
+fn a_burst_above_the_bucket_waits_in_order_and_leaves_at_the_rate() {
+    // 8 Mbit/s = 1,000,000 bytes/s, burst 1 s (the twin's) = 1,000 packets;
+    // the queue holds as much again.
+    let mut net = TwinNet::new(2, 8_000_000, 1);
+    let t0 = Instant::now();
+    let mut sent = Vec::new();
+    let mut queued = 0;
+    for i in 0..1_500u32 {
+        let mut p = ipv4_packet(address(0), address(1), 980, 0);
+        p[20..24].copy_from_slice(&i.to_be_bytes());
+        if net.send(t0, 0, &p) == Ok(0) {
+            queued += 1;
+        }
+        sent.push(p);
+    }
+    assert_eq!(queued, 500);
+    assert_eq!(net.hosts[0].counters.snapshot().shaped, 500);
+    let out = &net.hosts[0].pipeline.outbound;
+    // The oldest queued packet may leave once 1,000 bytes have refilled: 1 ms.
+    assert_eq!(out.poll_queue(t0), Some(t0 + Duration::from_millis(1)));
+    assert_eq!(net.release(t0 + Duration::from_micros(999)), 0);
+    assert_eq!(net.release(t0 + Duration::from_millis(250)), 2 * 250);
+    net.release(t0 + Duration::from_secs(1));
+    net.step(t0 + Duration::from_secs(1));
+    assert_eq!(net.hosts[1].delivered, sent, "all of them, in order");
+    assert_eq!(net.hosts[0].counters.snapshot().rate_drops, 0);
+    assert_eq!(net.hosts[0].pipeline.outbound.poll_queue(t0), None);
+}
+
+#[test]
+fn a_packet_larger_than_the_burst_is_dropped_not_queued() {
+    let mut net = TwinNet::new(2, 8_000, 1); // burst: the twin's floor, 3,000 bytes
+    let p = ipv4_packet(address(0), address(1), 3_000, 0);
+    assert_eq!(
+        net.send(Instant::now(), 0, &p),
+        Err(DropReason::RateExceeded)
+    );
 }
 
 #[test]

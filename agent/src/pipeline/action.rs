@@ -97,6 +97,9 @@ pub enum Action<'a> {
     },
     /// Drop the packet; the matching counter has already been incremented.
     Drop(DropReason),
+    /// Outbound: held in the shaping queue until tokens allow; the driver
+    /// collects it later from `Outbound::handle_queue`.
+    Queued,
 }
 
 /// Why a packet was dropped. Each reason maps to exactly one counter.

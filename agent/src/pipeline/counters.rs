@@ -54,8 +54,10 @@ pub struct VonCounters {
     pub inner_source_rejected: AtomicU64,
     /// Outbound packets refused by the view (source, destination, not IPv4).
     pub policy_drops: AtomicU64,
-    /// Outbound packets over the contracted rate.
+    /// Outbound packets over the contracted rate with the shaping queue full.
     pub rate_drops: AtomicU64,
+    /// Outbound packets that waited in the shaping queue for tokens.
+    pub shaped: AtomicU64,
     /// Outbound packets larger than the frame can carry.
     pub too_big: AtomicU64,
     /// Outbound packets dropped because the sequence space under this key is spent.
@@ -146,6 +148,7 @@ impl VonCounters {
             inner_source_rejected: l(&self.inner_source_rejected),
             policy_drops: l(&self.policy_drops),
             rate_drops: l(&self.rate_drops),
+            shaped: l(&self.shaped),
             too_big: l(&self.too_big),
             sequence_exhausted: l(&self.sequence_exhausted),
             aead_opens: l(&self.aead_opens),
@@ -198,6 +201,7 @@ pub struct VonCountersSnapshot {
     pub inner_source_rejected: u64,
     pub policy_drops: u64,
     pub rate_drops: u64,
+    pub shaped: u64,
     pub too_big: u64,
     pub sequence_exhausted: u64,
     pub aead_opens: u64,

@@ -9,7 +9,10 @@
 //!    its destination a member, or the VON's broadcast / a multicast group.
 //!    Otherwise: drop, `policy_drops`.
 //! 3. Shaping: the VON's token bucket at its contracted rate takes the packet's
-//!    bytes, or the packet is dropped (`rate_drops`); nothing is borrowed.
+//!    bytes. Without tokens the packet waits in a short FIFO
+//!    ([`SHAPING_QUEUE`] at the rate, `shaped`; [`Action::Queued`]) and leaves
+//!    through [`Outbound::handle_queue`] when tokens allow, in order; with the
+//!    FIFO full it is dropped (`rate_drops`). Nothing is ever borrowed.
 //! 4. Sequencing: the send counter of the snapshot's send epoch hands out the
 //!    next sequence (incarnation ‖ counter; never reused under one key).
 //! 5. Framing and sealing: header (ON id first) written, payload sealed in
@@ -50,6 +53,7 @@ mod inbound;
 mod inner;
 mod keepalive;
 mod outbound;
+mod queue;
 mod seen;
 mod shaper;
 mod snapshot;
@@ -71,7 +75,8 @@ pub use keepalive::{
     DOWN_AFTER, HealthBoard, HealthEvent, KEEPALIVE_INTERVAL, Keepalive, KeepaliveRounds,
     LinkHealth, Liveness, PeerHealth,
 };
-pub use outbound::Outbound;
+pub use outbound::{Outbound, SHAPING_QUEUE};
+pub use queue::PacketQueue;
 pub use shaper::TokenBucket;
 pub use snapshot::{Ipv4Prefix, Member, Snapshot, SnapshotError, Targets};
 

@@ -32,6 +32,28 @@ impl TokenBucket {
         }
     }
 
+    /// Whether a packet of `bytes` can ever pass (it is not larger than the burst).
+    pub fn can_ever_pass(&self, bytes: usize) -> bool {
+        cost_of(bytes) <= self.capacity
+    }
+
+    /// The earliest time at which [`TokenBucket::take`] of `bytes` succeeds,
+    /// if nothing else is taken meanwhile (`now` if the bucket was never
+    /// used); `None` if it never can.
+    pub fn ready_at(&self, now: Instant, bytes: usize) -> Option<Instant> {
+        let cost = cost_of(bytes);
+        if cost > self.capacity || self.rate_bps == 0 {
+            return None;
+        }
+        let Some(last) = self.last else {
+            // A bucket never used is full.
+            return Some(now);
+        };
+        let deficit = cost.saturating_sub(self.tokens);
+        let nanos = deficit.div_ceil(u128::from(self.rate_bps));
+        Some(last + std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)))
+    }
+
     /// Takes `bytes` from the bucket at time `now`; `false` means drop.
     ///
     /// A packet larger than what is left is refused whole: partial credit is
@@ -48,7 +70,7 @@ impl TokenBucket {
         if self.last.is_none_or(|last| now > last) {
             self.last = Some(now);
         }
-        let cost = (bytes as u128) * 8 * NANOS_PER_SEC;
+        let cost = cost_of(bytes);
         if cost <= self.tokens {
             self.tokens -= cost;
             true
@@ -56,6 +78,11 @@ impl TokenBucket {
             false
         }
     }
+}
+
+/// Tokens (bit-nanoseconds) a packet of `bytes` costs.
+fn cost_of(bytes: usize) -> u128 {
+    (bytes as u128) * 8 * NANOS_PER_SEC
 }
 
 #[cfg(test)]
@@ -113,6 +140,19 @@ mod tests {
             passed >= expected - 1_000,
             "passed {passed} < {expected} - 1000"
         );
+    }
+
+    #[test]
+    fn ready_at_is_exactly_when_take_succeeds() {
+        let mut b = TokenBucket::new(8_000, 1_000); // 1000 bytes/s
+        let t0 = Instant::now();
+        assert!(b.take(t0, 1_000));
+        let at = b.ready_at(t0, 250).unwrap();
+        assert_eq!(at, t0 + Duration::from_millis(250));
+        assert!(!b.take(at - Duration::from_nanos(1), 250));
+        assert!(b.take(at, 250));
+        assert_eq!(b.ready_at(t0, 1_001), None, "larger than the burst");
+        assert!(!b.can_ever_pass(1_001));
     }
 
     #[test]
