@@ -209,7 +209,7 @@ pub enum StatusError {
     )]
     InUse(PathBuf),
     /// Binding or connecting failed.
-    #[error("{step} control socket {path}: {source}")]
+    #[error("{step} control socket {path}")]
     Io {
         step: &'static str,
         path: PathBuf,
@@ -217,7 +217,7 @@ pub enum StatusError {
     },
     /// The agent is not running (nothing listens on the path).
     #[error(
-        "no agent answers on {path} ({source}); is `von up` running? pass --socket with \
+        "no agent answers on {path}; is `von up` running? pass --socket with \
          the config's control_socket"
     )]
     NotRunning { path: PathBuf, source: io::Error },
