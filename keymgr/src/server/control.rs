@@ -15,6 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Event, ServerError};
+use crate::ids::MemberId;
 use crate::manager::KeyManager;
 use crate::store::Store;
 use crate::wrap::KeyWrapper;
@@ -43,14 +44,27 @@ pub struct ControlReply {
     pub pending: Option<u32>,
     /// Names in the committed view.
     pub members: Vec<String>,
+    /// Names of members connected now (a member may be in the view and
+    /// reconnecting, e.g. after a key manager restart).
+    pub connected: Vec<String>,
 }
 
 impl ControlReply {
-    pub(super) fn ok<S: Store, W: KeyWrapper>(km: &KeyManager<S, W>) -> Self {
+    pub(super) fn new<S: Store, W: KeyWrapper>(
+        km: &KeyManager<S, W>,
+        connected: &[MemberId],
+    ) -> Self {
+        let view = km.view();
         Self {
-            epoch: km.view().epoch.0,
+            epoch: view.epoch.0,
             pending: km.pending_epoch().map(|e| e.0),
-            members: km.view().members.iter().map(|m| m.name.clone()).collect(),
+            members: view.members.iter().map(|m| m.name.clone()).collect(),
+            connected: view
+                .members
+                .iter()
+                .filter(|m| connected.contains(&m.id))
+                .map(|m| m.name.clone())
+                .collect(),
         }
     }
 }

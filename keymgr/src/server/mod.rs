@@ -245,20 +245,32 @@ impl Server {
                 Vec::new()
             }
             Event::Control { req, reply } => {
-                let (answer, out) = match req {
+                let (out, what) = match req {
                     ControlRequest::Revoke { name } => {
                         let out = self.km.revoke(now, &name)?;
                         self.revoked.insert(&name);
-                        info!(member = %name, "revoked");
-                        (ControlReply::ok(&self.km), out)
+                        (out, "revoked")
                     }
-                    ControlRequest::Rekey => {
-                        let out = self.km.force_rekey(now)?;
-                        (ControlReply::ok(&self.km), out)
-                    }
-                    ControlRequest::Status => (ControlReply::ok(&self.km), Vec::new()),
+                    ControlRequest::Rekey => (self.km.force_rekey(now)?, "rekey"),
+                    ControlRequest::Status => (Vec::new(), "status"),
                 };
-                let _ = reply.send(answer);
+                if what != "status" {
+                    info!(request = what, "control request");
+                }
+                // Routes as they will be once `out` is routed.
+                let gone: Vec<MemberId> = out
+                    .iter()
+                    .filter_map(|o| match o {
+                        Output::Disconnect { member, .. } => Some(*member),
+                        Output::Send { .. } => None,
+                    })
+                    .collect();
+                let connected: Vec<MemberId> = routes
+                    .keys()
+                    .filter(|id| !gone.contains(id))
+                    .copied()
+                    .collect();
+                let _ = reply.send(ControlReply::new(&self.km, &connected));
                 out
             }
         })
