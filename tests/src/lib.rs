@@ -29,6 +29,7 @@ pub mod forge;
 pub mod iperf;
 pub mod link;
 pub mod netns;
+pub mod observe;
 pub mod packet;
 pub mod ping;
 pub mod process;
