@@ -3,7 +3,10 @@
 //!
 //! Its own crate because the end-to-end tests drive the `von` binary as an
 //! operator would (a process per host, configs on disk, `von status`), so
-//! they must not link the agent's internals. See docs/testing.md.
+//! they must not link the agent's internals. See docs/testing.md. The hosts,
+//! agents, `ping` and status parsing live in `von-lab` (shared with `von
+//! demo`) and are re-exported here under their old paths; what only the
+//! tests need stays here.
 //!
 //! A test reads like this:
 //!
@@ -23,35 +26,23 @@
 
 #![forbid(unsafe_code)]
 
-pub mod agent;
-pub mod error;
 pub mod forge;
 pub mod iperf;
-pub mod link;
-pub mod netns;
 pub mod observe;
 pub mod packet;
-pub mod ping;
-pub mod process;
 pub mod router;
-pub mod status;
 pub mod stream;
 pub mod tool;
-pub mod topology;
-pub mod vonbin;
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
-pub use agent::{Agent, VonSpec};
-pub use error::{Error, Result};
 pub use iperf::{IperfReport, iperf3};
-pub use link::{Link, link};
-pub use netns::Netns;
-pub use ping::{Ping, PingReport};
-pub use status::{Status, VonCounters};
 pub use tool::Tool;
-pub use topology::{Host, Topology, UNDERLAY_PORT, Underlay};
+pub use von_lab::{
+    Agent, Error, Host, Link, Netns, Ping, PingReport, Result, Status, Topology, UNDERLAY_PORT,
+    Underlay, VonCounters, VonSpec, wait_for,
+};
+pub use von_lab::{agent, error, link, netns, ping, process, status, topology, vonbin};
 
 /// Whether the end-to-end test `name` should run.
 ///
@@ -59,7 +50,7 @@ pub use topology::{Host, Topology, UNDERLAY_PORT, Underlay};
 /// and returns `Ok(false)`, so a developer's plain `cargo test` passes;
 /// with `VON_E2E=require` (CI) that is an error instead.
 pub fn e2e_enabled(name: &str) -> Result<bool> {
-    if effective_uid() == Some(0) {
+    if von_lab::is_root() {
         return Ok(true);
     }
     if std::env::var("VON_E2E").as_deref() == Ok("require") {
@@ -78,53 +69,4 @@ pub fn heavy() -> MutexGuard<'static, ()> {
     HEAVY
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Polls `probe` every 50 ms until it returns `Ok(Ok(value))`, for up to
-/// `timeout`. `Ok(Err(seen))` means "not yet", `seen` saying what was seen
-/// (it goes into the error when time runs out); `Err` stops at once. For counters that settle asynchronously
-/// (the second copy of a frame arrives after the first was delivered).
-pub fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl FnMut() -> Result<Result<T, String>>,
-) -> Result<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match probe()? {
-            Ok(value) => return Ok(value),
-            Err(last) => last,
-        };
-        if Instant::now() >= deadline {
-            return Err(Error::WaitTimedOut {
-                what: what.to_owned(),
-                after: timeout,
-                last,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The effective uid, from `/proc/self/status` (no `unsafe` needed).
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    parse_effective_uid(&status)
-}
-
-fn parse_effective_uid(status: &str) -> Option<u32> {
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn effective_uid_is_the_second_number() {
-        let status = "Name:\tcargo\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
-        assert_eq!(parse_effective_uid(status), Some(0));
-        assert_eq!(parse_effective_uid("Name:\tx\n"), None);
-    }
 }

@@ -1,4 +1,5 @@
-//! Finding the `von` binary the tests run as a real process.
+//! Finding the `von` binary the tests run as a real process (`von demo`
+//! names its own executable with [`use_binary`] instead).
 //!
 //! Cargo builds the binaries of *other* packages only when asked, so a plain
 //! `cargo test -p von-tests` would otherwise run a stale or missing `von`.
@@ -23,6 +24,18 @@ use crate::process;
 const BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
 
 static VON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// Makes `path` the `von` binary for this process, before anything asks
+/// for one: `von demo` runs its own executable. Refused (with the binary
+/// already chosen) once [`von_bin`] has answered.
+pub fn use_binary(path: PathBuf) -> Result<()> {
+    VON.set(Ok(path)).map_err(|_| Error::Binary {
+        reason: format!(
+            "the von binary was already chosen ({:?}) before use_binary",
+            VON.get()
+        ),
+    })
+}
 
 /// The path of the `von` binary, building it on first use if needed.
 pub fn von_bin() -> Result<PathBuf> {
@@ -82,6 +95,15 @@ fn executable_from_messages(stdout: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn use_binary_wins_and_is_set_once() {
+        // The only test in this crate that touches the process-wide choice.
+        let path = PathBuf::from("/usr/bin/von");
+        use_binary(path.clone()).expect("first choice");
+        assert_eq!(von_bin().expect("chosen"), path);
+        assert!(use_binary(PathBuf::from("/other")).is_err());
+    }
 
     #[test]
     fn picks_the_von_executable() {

@@ -137,6 +137,38 @@ impl Topology {
         Ok(())
     }
 
+    /// The head of `von.toml` every agent here gets: state directory,
+    /// control socket (where [`Agent::status`] asks) and both underlays.
+    /// Append `[[von]]` tables and pass it to [`Topology::start_agent`].
+    pub fn agent_config_head(&self, host: &Host) -> String {
+        let base = self.dir().path().join(host.name());
+        format!(
+            "state_dir = \"{}\"\ncontrol_socket = \"{}\"\nlog = \"info\"\n\n\
+             [underlay.a]\nbind = \"{}:{UNDERLAY_PORT}\"\n[underlay.b]\nbind = \"{}:{UNDERLAY_PORT}\"\n",
+            base.join("state").display(),
+            base.join("control.sock").display(),
+            host.underlay_addr(Underlay::A),
+            host.underlay_addr(Underlay::B),
+        )
+    }
+
+    /// Starts `von up` on host `hN` with `toml`, a config the caller wrote
+    /// from [`Topology::agent_config_head`], and waits until every
+    /// `(interface, VON address)` in `interfaces` is up and the status
+    /// socket answers.
+    pub fn start_agent(
+        &mut self,
+        n: usize,
+        toml: &str,
+        interfaces: Vec<(String, Ipv4Addr)>,
+    ) -> Result<()> {
+        let bin = von_bin()?;
+        let agent = launch(self, &bin, self.host(n), toml, interfaces)?;
+        self.agents.push(agent);
+        let last = self.agents.len() - 1;
+        self.agents[last].wait_ready()
+    }
+
     /// The agent running on host `hN`.
     pub fn agent(&self, n: usize) -> &Agent {
         let name = format!("h{n}");
@@ -164,16 +196,7 @@ impl Topology {
         mine: &[usize],
     ) -> Result<Agent> {
         let h = host.name();
-        let base = self.dir().path().join(&h);
-        let socket = base.join("control.sock");
-        let mut toml = format!(
-            "state_dir = \"{}\"\ncontrol_socket = \"{}\"\nlog = \"info\"\n\n\
-             [underlay.a]\nbind = \"{}:{UNDERLAY_PORT}\"\n[underlay.b]\nbind = \"{}:{UNDERLAY_PORT}\"\n",
-            base.join("state").display(),
-            socket.display(),
-            host.underlay_addr(Underlay::A),
-            host.underlay_addr(Underlay::B),
-        );
+        let mut toml = self.agent_config_head(host);
         let mut interfaces = Vec::new();
         for &i in mine {
             let von = &vons[i];
@@ -197,38 +220,53 @@ impl Topology {
             );
             interfaces.push((von.interface(), von.address(host.index())));
         }
-        let config = self.dir().write(&format!("{h}/von.toml"), &toml)?;
-        let log = base.join("agent.log");
-        let out = File::create(&log).map_err(|source| Error::Io {
-            what: "create",
-            path: log.clone(),
-            source,
-        })?;
-        let err = out.try_clone().map_err(|source| Error::Io {
-            what: "duplicate handle of",
-            path: log.clone(),
-            source,
-        })?;
-        let mut cmd = host.ns().command(bin);
-        cmd.arg("up")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let child = cmd.spawn().map_err(|source| Error::Spawn {
-            cmd: process::show(&cmd),
-            source,
-        })?;
-        Ok(Agent {
-            host: h,
-            ns: host.ns().name().to_owned(),
-            child,
-            log,
-            socket,
-            interfaces,
-        })
+        launch(self, bin, host, &toml, interfaces)
     }
+}
+
+/// Writes `toml` as host `hN`'s `von.toml` and starts `von up` on it, its
+/// output going to `hN/agent.log`.
+fn launch(
+    topo: &Topology,
+    bin: &std::path::Path,
+    host: &Host,
+    toml: &str,
+    interfaces: Vec<(String, Ipv4Addr)>,
+) -> Result<Agent> {
+    let h = host.name();
+    let base = topo.dir().path().join(&h);
+    let socket = base.join("control.sock");
+    let config = topo.dir().write(&format!("{h}/von.toml"), toml)?;
+    let log = base.join("agent.log");
+    let out = File::create(&log).map_err(|source| Error::Io {
+        what: "create",
+        path: log.clone(),
+        source,
+    })?;
+    let err = out.try_clone().map_err(|source| Error::Io {
+        what: "duplicate handle of",
+        path: log.clone(),
+        source,
+    })?;
+    let mut cmd = host.ns().command(bin);
+    cmd.arg("up")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    let child = cmd.spawn().map_err(|source| Error::Spawn {
+        cmd: process::show(&cmd),
+        source,
+    })?;
+    Ok(Agent {
+        host: h,
+        ns: host.ns().name().to_owned(),
+        child,
+        log,
+        socket,
+        interfaces,
+    })
 }
 
 impl Agent {
