@@ -3,6 +3,9 @@
 //! Each subcommand lives in `cli/<name>.rs`; this file only dispatches.
 
 mod cli;
+mod demo;
+
+use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -27,6 +30,8 @@ enum Command {
     Up(cli::up::UpArgs),
     /// What the running agent reports (`von status [--json] [--socket PATH]`).
     Status(cli::status::StatusArgs),
+    /// The whole idea on one machine: three hosts in namespaces, pings, an underlay cut (`sudo von demo`).
+    Demo(cli::demo::DemoArgs),
     /// A completion script for bash, zsh, fish, elvish or powershell (`von completions bash`).
     Completions(cli::completions::CompletionsArgs),
     /// Write the man pages into a directory (packaging runs it; hidden).
@@ -38,9 +43,10 @@ enum Command {
     Reserve(cli::reserve::ReserveArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => return cli::demo::run(args),
         Command::Ca(args) => cli::ca::run(args),
         Command::Cert(args) => cli::cert::run(args),
         Command::Keymgr(args) => cli::keymgr::run(args),
@@ -50,5 +56,6 @@ fn main() -> anyhow::Result<()> {
         Command::Man(args) => cli::completions::man(args, Cli::command()),
         Command::Router(args) => cli::router::run(args),
         Command::Reserve(args) => cli::reserve::run(args),
-    }
+    }?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 pub mod ca;
 pub mod cert;
 pub mod completions;
+pub mod demo;
 pub mod keymgr;
 pub mod reserve;
 pub mod router;
