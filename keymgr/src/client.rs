@@ -10,7 +10,8 @@
 //!    [`MemberKeys`]; every change calls the `install` callback, which puts
 //!    the new keys into the data plane (and on disk);
 //! 4. on shutdown, `Leave`; on any failure, back off (0.2 s doubling to the
-//!    cap) and start again at 1. Grace windows keep expiring meanwhile.
+//!    cap, back to 0.2 s after a successful join) and start again at 1.
+//!    Grace windows keep expiring meanwhile.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,6 +78,8 @@ pub struct Session {
     keys: MemberKeys,
     install: Box<dyn FnMut(&MemberKeys) + Send>,
     near_limit: mpsc::UnboundedReceiver<Epoch>,
+    /// The next reconnect delay; back to the minimum after every `Joined`.
+    backoff: Duration,
 }
 
 impl std::fmt::Debug for Session {
@@ -120,26 +123,22 @@ impl Session {
             keys,
             install,
             near_limit,
+            backoff: BACKOFF_MIN,
         })
     }
 
     /// Run until `shutdown` resolves; leaves the VON cleanly if connected.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> MemberKeys {
         tokio::pin!(shutdown);
-        let mut backoff = BACKOFF_MIN;
         loop {
-            let started = Instant::now();
             match self.connection(&mut shutdown).await {
                 Ended::Shutdown => break,
                 Ended::Failed(reason) => {
                     warn!(keymgr = %self.params.keymgr, %reason, "key manager unreachable; forwarding on the last keys")
                 }
             }
-            if started.elapsed() > Duration::from_secs(30) {
-                backoff = BACKOFF_MIN;
-            }
-            let until = Instant::now() + backoff;
-            backoff = (backoff * 2).min(self.params.backoff_max);
+            let until = Instant::now() + self.backoff;
+            self.backoff = (self.backoff * 2).min(self.params.backoff_max);
             loop {
                 let next = self
                     .keys
@@ -268,6 +267,7 @@ impl Session {
                 m = msgs.recv() => match m {
                     Some(Ok(ServerMsg::Joined { member_id, renew_ms, lease_ms })) => {
                         info!(member_id, renew_ms, lease_ms, "joined");
+                        self.backoff = BACKOFF_MIN;
                         let every = Duration::from_millis(renew_ms.max(100));
                         renew_every = Some(every);
                         next_renew = Instant::now() + every;

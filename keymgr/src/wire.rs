@@ -51,9 +51,9 @@ where
 /// connection, still decides membership).
 pub fn transport() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
+    t.keep_alive_interval(Some(std::time::Duration::from_secs(1)));
     t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
-        10_000,
+        6_000,
     ))));
     t
 }

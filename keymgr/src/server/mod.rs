@@ -117,6 +117,7 @@ impl Server {
         let store = RedbStore::open(&p.state_dir.join(STORE_FILE))?;
         let revoked = Revocations::new(store.revoked()?);
         let now = tokio::time::Instant::now().into_std();
+        let reset_key = stateless_reset_key(&p.noise);
         let wrapper = Wrapper::new(p.noise, p.tls.von.clone(), p.settings.on_id);
         let km = KeyManager::new(p.settings, store, wrapper, now)?;
         let tls = tls::server_config(p.tls, revoked.clone())?;
@@ -124,12 +125,23 @@ impl Server {
             .map_err(|e| tls::TlsError::Verifier(e.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
         server_config.transport_config(Arc::new(wire::transport()));
-        let endpoint = quinn::Endpoint::server(server_config, p.listen).map_err(|source| {
-            ServerError::Bind {
-                addr: p.listen.to_string(),
-                source,
-            }
+        let bind_err = |source| ServerError::Bind {
+            addr: p.listen.to_string(),
+            source,
+        };
+        let socket = std::net::UdpSocket::bind(p.listen).map_err(bind_err)?;
+        let runtime = quinn::default_runtime().ok_or_else(|| {
+            bind_err(std::io::Error::other(
+                "no async runtime; call bind inside tokio",
+            ))
         })?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::new(Arc::new(reset_key)),
+            Some(server_config),
+            socket,
+            runtime,
+        )
+        .map_err(bind_err)?;
         let control_path = control_socket_path(&p.state_dir);
         let control = control::bind(&control_path)?;
         Ok(Self {
@@ -292,6 +304,18 @@ fn route(out: Vec<Output>, routes: &mut HashMap<MemberId, (u64, mpsc::UnboundedS
             }
         }
     }
+}
+
+/// The key for QUIC stateless resets, derived from the key manager's
+/// Noise secret so it survives a restart: a member still holding a
+/// connection to the previous process gets a reset it recognises at its next
+/// packet and reconnects at once, instead of waiting out the idle timeout.
+fn stateless_reset_key(noise: &von_crypto::wrap::NoiseSecret) -> ring::hmac::Key {
+    let mut material = b"von keymgr stateless reset v1".to_vec();
+    material.extend_from_slice(noise.as_bytes());
+    let digest = ring::digest::digest(&ring::digest::SHA256, &material);
+    zeroize::Zeroize::zeroize(&mut material);
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, digest.as_ref())
 }
 
 fn now() -> std::time::Instant {
