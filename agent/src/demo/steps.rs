@@ -143,6 +143,7 @@ pub fn cut_a(
         ping_duplicates: r.duplicates,
         down_for,
         max_gap_ms: report::max_gap_ms(&arrivals),
+        mean_interval_ms: report::mean_interval_ms(&arrivals),
         rx_a: rx_before.delta_on(&rx_after, Underlay::A, "rx_frames")?,
         rx_b: rx_before.delta_on(&rx_after, Underlay::B, "rx_frames")?,
         tx_errors_a: tx_before.delta_on(&tx_after, Underlay::A, "tx_errors")?,
