@@ -34,6 +34,12 @@ use crate::store::{Store, StoreError, StoredMember};
 use crate::view::{Member, View};
 use crate::wrap::KeyWrapper;
 
+/// After a restart, reloaded members have at least this long to reconnect
+/// before their lease counts as expired: a member notices the restart only
+/// when its QUIC connection to the old process times out (6 s idle) and its
+/// reconnect backoff (up to 5 s) runs out.
+pub const RESTART_GRACE: Duration = Duration::from_secs(15);
+
 /// The key manager's policy for one VON.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -196,11 +202,12 @@ impl<S: Store, W: KeyWrapper> std::fmt::Debug for KeyManager<S, W> {
 }
 
 impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
-    /// Start from what `store` holds. Stored members get a fresh lease from
-    /// `now` to reconnect; the epoch counter continues above the stored one.
+    /// Start from what `store` holds. Stored members get a fresh lease
+    /// (at least [`RESTART_GRACE`]) from `now` to reconnect; the epoch
+    /// counter continues above the stored one.
     pub fn new(settings: Settings, store: S, wrapper: W, now: Instant) -> Result<Self, StoreError> {
         let persisted = store.load()?;
-        let lease_until = now + settings.lease;
+        let lease_until = now + settings.lease.max(RESTART_GRACE);
         let members: BTreeMap<MemberId, Entry> = persisted
             .members
             .into_iter()

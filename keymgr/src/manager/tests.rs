@@ -427,6 +427,11 @@ fn restart_continues_epochs_and_keeps_members() {
     let t1 = t0 + Duration::from_secs(100);
     let mut km = KeyManager::new(settings(), store, Tagged, t1).unwrap();
     assert_eq!(km.view().members.len(), 3);
+    // Nobody reconnected yet: the restart grace, not the 30 s lease, applies.
+    assert_eq!(
+        km.poll_timeout(),
+        Some(t1 + RESTART_GRACE.max(Duration::from_secs(30)))
+    );
     // Members reconnect holding epoch 3: no rekey, no key (none is known).
     for n in 1..=3 {
         let out = join_any(&mut km, t1, n);
