@@ -70,7 +70,8 @@ pub fn run(args: KeymgrArgs) -> anyhow::Result<()> {
                     Ok(())
                 }
                 Err(e) if not_running(&e) => revoke_offline(&config.state_dir, &name),
-                Err(e) => Err(e).with_context(|| format!("asking the key manager at {}", socket.display())),
+                Err(e) => Err(e)
+                    .with_context(|| format!("asking the key manager at {}", socket.display())),
             }
         }
         Some(Op::Rekey) => {
@@ -103,7 +104,8 @@ async fn serve(config: KeymgrConfig) -> anyhow::Result<()> {
         .init();
     let params = Params::from_config(&config)?;
     let server = Server::bind(params)?;
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     server
         .run(async move {
@@ -117,8 +119,12 @@ async fn serve(config: KeymgrConfig) -> anyhow::Result<()> {
 }
 
 fn revoke_offline(state_dir: &Path, name: &str) -> anyhow::Result<()> {
-    std::fs::create_dir_all(state_dir)
-        .with_context(|| format!("creating the key manager's state directory {}", state_dir.display()))?;
+    std::fs::create_dir_all(state_dir).with_context(|| {
+        format!(
+            "creating the key manager's state directory {}",
+            state_dir.display()
+        )
+    })?;
     let mut store = RedbStore::open(&state_dir.join(STORE_FILE))?;
     let new = store.revoke(name)?;
     println!(
@@ -141,6 +147,13 @@ fn running_hint(socket: &Path) -> String {
 }
 
 fn describe(r: &ControlReply) -> String {
-    let pending = r.pending.map(|p| format!(", preparing epoch {p}")).unwrap_or_default();
-    format!("epoch {}{pending}, members: {}", r.epoch, r.members.join(" "))
+    let pending = r
+        .pending
+        .map(|p| format!(", preparing epoch {p}"))
+        .unwrap_or_default();
+    format!(
+        "epoch {}{pending}, members: {}",
+        r.epoch,
+        r.members.join(" ")
+    )
 }

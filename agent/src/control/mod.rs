@@ -69,6 +69,9 @@ pub enum ControlError {
 pub struct KeymgrVon {
     /// The snapshot the pipeline reads; replaced at every change.
     pub shared: SharedSnapshot,
+    /// Report "the send counter under this epoch nears its limit" here
+    /// (from `Outbound::rekey_requested`); the key manager then rekeys.
+    pub near_limit: mpsc::UnboundedSender<Epoch>,
     stop_session: oneshot::Sender<()>,
     session: JoinHandle<()>,
     embedded: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
@@ -102,17 +105,28 @@ pub async fn start(
     mode: &KeymgrMode,
     underlays: Underlays,
 ) -> Result<KeymgrVon, ControlError> {
-    let von_name: VonName = von.parse().map_err(|e: von_crypto::cert::CertError| ControlError::Certificate {
-        path: mode.cert.clone(),
-        detail: e.to_string(),
-    })?;
-    let loaded = von_keymgr::files::load(&von_name, Role::Member, &mode.ca, &mode.cert, &mode.key, &mode.noise_key)?;
+    let von_name: VonName =
+        von.parse()
+            .map_err(|e: von_crypto::cert::CertError| ControlError::Certificate {
+                path: mode.cert.clone(),
+                detail: e.to_string(),
+            })?;
+    let loaded = von_keymgr::files::load(
+        &von_name,
+        Role::Member,
+        &mode.ca,
+        &mode.cert,
+        &mode.key,
+        &mode.noise_key,
+    )?;
     let (me, prefix, on_id) = match &loaded.info.extension.holder {
         Holder::Member(id) => (
             id.member_id,
-            Ipv4Prefix::new(id.addr.network(), id.addr.prefix_len()).ok_or_else(|| ControlError::Certificate {
-                path: mode.cert.clone(),
-                detail: format!("VON prefix length {} is not usable", id.addr.prefix_len()),
+            Ipv4Prefix::new(id.addr.network(), id.addr.prefix_len()).ok_or_else(|| {
+                ControlError::Certificate {
+                    path: mode.cert.clone(),
+                    detail: format!("VON prefix length {} is not usable", id.addr.prefix_len()),
+                }
             })?,
             loaded.info.extension.on_id,
         ),
@@ -131,7 +145,11 @@ pub async fn start(
             let (stop, stopped) = oneshot::channel::<()>();
             let task = tokio::spawn(
                 async move {
-                    let r = server.run(async { let _ = stopped.await; }).await;
+                    let r = server
+                        .run(async {
+                            let _ = stopped.await;
+                        })
+                        .await;
                     if let Err(e) = r {
                         error!(error = %e, "embedded key manager stopped");
                     }
@@ -175,8 +193,7 @@ pub async fn start(
     };
     ctx.install(&keys);
     let install = Box::new(move |keys: &MemberKeys| ctx.install(keys));
-    // The data plane's "sequence limit near" reports; see docs/keymgr.md.
-    let (_near_tx, near_rx) = mpsc::unbounded_channel::<Epoch>();
+    let (near_limit, near_rx) = mpsc::unbounded_channel::<Epoch>();
     let session = Session::new(
         Params {
             keymgr,
@@ -194,7 +211,11 @@ pub async fn start(
     let (stop_session, stopped) = oneshot::channel::<()>();
     let session = tokio::spawn(
         async move {
-            session.run(async { let _ = stopped.await; }).await;
+            session
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
         }
         .instrument(span.clone()),
     );
@@ -207,6 +228,7 @@ pub async fn start(
     let shared = slot.get().cloned().ok_or(ControlError::NoView(keymgr))?;
     Ok(KeymgrVon {
         shared,
+        near_limit,
         stop_session,
         session,
         embedded: embedded.map(|(_, stop, task)| (stop, task)),
@@ -229,7 +251,9 @@ impl Installer {
         let set = keys.keys();
         let snapshot = match build(self.on_id, self.me, self.prefix, &set) {
             Some(Ok(s)) => s,
-            Some(Err(e)) => return warn!(error = %e, "view not installed; keeping the previous one"),
+            Some(Err(e)) => {
+                return warn!(error = %e, "view not installed; keeping the previous one");
+            }
             None => return,
         };
         let epoch = snapshot.send_epoch();
@@ -247,7 +271,9 @@ impl Installer {
             if let Some((view, key)) = keys.current() {
                 match persist::save(&self.file, view, key) {
                     Ok(()) => *saved = Some(epoch),
-                    Err(e) => warn!(error = %e, "could not save the view and key; a restart without the key manager would not forward"),
+                    Err(e) => {
+                        warn!(error = %e, "could not save the view and key; a restart without the key manager would not forward")
+                    }
                 }
             }
         }
@@ -255,7 +281,12 @@ impl Installer {
 }
 
 /// The pipeline's snapshot for a key set; `None` before the first commit.
-fn build(on_id: OnId, me: MemberId, prefix: Ipv4Prefix, set: &KeySet<'_>) -> Option<Result<Snapshot, SnapshotError>> {
+fn build(
+    on_id: OnId,
+    me: MemberId,
+    prefix: Ipv4Prefix,
+    set: &KeySet<'_>,
+) -> Option<Result<Snapshot, SnapshotError>> {
     let view = set.view?;
     let (send_epoch, _) = set.send?;
     let members = view
@@ -268,15 +299,23 @@ fn build(on_id: OnId, me: MemberId, prefix: Ipv4Prefix, set: &KeySet<'_>) -> Opt
             endpoints: Endpoints { a: m.a, b: m.b },
         })
         .collect();
-    let keys: Vec<_> = set.receive.iter().map(|(e, k)| (*e, (*k).clone())).collect();
+    let keys: Vec<_> = set
+        .receive
+        .iter()
+        .map(|(e, k)| (*e, (*k).clone()))
+        .collect();
     Some(Snapshot::new(on_id, me, prefix, members, send_epoch, &keys))
 }
 
 /// A listen address members can dial: the unspecified address becomes loopback.
 fn reachable(listen: SocketAddr) -> SocketAddr {
     match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, listen.port())),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.port())),
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, listen.port()))
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.port()))
+        }
         _ => listen,
     }
 }

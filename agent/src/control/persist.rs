@@ -48,7 +48,9 @@ pub enum PersistError {
         source: std::io::Error,
     },
     /// The file does not hold a saved view and key.
-    #[error("{path} is not a saved view and key ({detail}); delete it and let the key manager send a new one")]
+    #[error(
+        "{path} is not a saved view and key ({detail}); delete it and let the key manager send a new one"
+    )]
     Corrupt {
         /// Which file.
         path: PathBuf,
@@ -84,7 +86,9 @@ pub fn save(file: &Path, view: &View, key: &GroupKey) -> Result<(), PersistError
     f.sync_all().map_err(|e| io("syncing", e))?;
     fs::rename(&tmp, file).map_err(|e| io("renaming over", e))?;
     if let Some(dir) = file.parent() {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("syncing the directory of", e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("syncing the directory of", e))?;
     }
     Ok(())
 }
@@ -107,7 +111,10 @@ pub fn load(file: &Path) -> Result<Option<(View, GroupKey)>, PersistError> {
         detail,
     };
     let saved: Saved = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
-    let cipher: Cipher = saved.cipher.parse().map_err(|e: von_crypto::AeadError| corrupt(e.to_string()))?;
+    let cipher: Cipher = saved
+        .cipher
+        .parse()
+        .map_err(|e: von_crypto::AeadError| corrupt(e.to_string()))?;
     let secret = Zeroizing::new(hex::decode(&saved.key).map_err(|e| corrupt(e.to_string()))?);
     drop(Zeroizing::new(saved.key));
     let key = GroupKey::from_slice(cipher, &secret).map_err(|e| corrupt(e.to_string()))?;
@@ -143,7 +150,10 @@ mod tests {
         };
         let key = GroupKey::new(Cipher::ChaCha20Poly1305, [9; 32]);
         save(&file, &view, &key).unwrap();
-        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let (v, k) = load(&file).unwrap().unwrap();
         assert_eq!(v, view);
         assert_eq!(k.secret_bytes(), key.secret_bytes());

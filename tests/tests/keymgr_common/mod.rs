@@ -151,9 +151,10 @@ impl KmWorld {
     /// Kills the key manager with SIGKILL.
     pub fn kill_keymgr(&mut self) -> Result<()> {
         let mut child = self.keymgr.take().expect("key manager running");
-        signal(child.id(), "KILL")?;
+        let sent = signal(child.id(), "KILL");
+        let _ = child.kill();
         let _ = child.wait();
-        Ok(())
+        sent
     }
 
     /// Starts member `hN` (`von up`) and waits until it reports a view.
@@ -192,7 +193,11 @@ impl KmWorld {
     /// Stops member `hN` with `sig` (TERM: it leaves cleanly; KILL: it just dies).
     pub fn stop_agent(&mut self, n: usize, sig: &str) -> Result<()> {
         let mut child = self.agents.remove(&n).expect("agent running");
-        signal(child.id(), sig)?;
+        if let Err(e) = signal(child.id(), sig) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
