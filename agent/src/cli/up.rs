@@ -3,15 +3,19 @@
 //! Reads the config, starts logging at its `log` level (`RUST_LOG` overrides),
 //! and runs the driver until SIGINT or SIGTERM, which stop it cleanly: the
 //! interfaces disappear and the control socket is removed.
+//!
+//! `von up --check` reads the same files and stops before touching the
+//! system, so an operator can validate a change before restarting the unit.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 use von_agent::driver;
-use von_config::AgentConfig;
+use von_config::{AgentConfig, VonMode};
+use von_crypto::cert::{Role, VonName};
 
 /// Run the agent in the foreground.
 #[derive(Debug, Args)]
@@ -19,11 +23,18 @@ pub struct UpArgs {
     /// The agent's configuration (von.toml).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
+    /// Only validate: the config, every view file and every certificate and
+    /// key it names; change nothing and exit 0 if all is well.
+    #[arg(long)]
+    check: bool,
 }
 
 /// Runs `von up`.
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let config = AgentConfig::load(&args.config)?;
+    if args.check {
+        return check(&config, &args.config);
+    }
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log))
         .with_context(|| format!("log level {:?} in {}", config.log, args.config.display()))?;
@@ -47,4 +58,41 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         driver::run(&config, shutdown).await?;
         Ok(())
     })
+}
+
+/// `von up --check`: everything `von up` reads before it opens an interface.
+fn check(config: &AgentConfig, path: &Path) -> anyhow::Result<()> {
+    // Static views: members, addresses, and this host's place in each.
+    config.load_views()?;
+    for von in &config.vons {
+        let VonMode::Keymgr(mode) = &von.mode else {
+            continue;
+        };
+        let name: VonName = von
+            .name
+            .as_str()
+            .parse()
+            .with_context(|| format!("VON name {:?}", von.name.as_str()))?;
+        let files = |role, ca: &Path, cert: &Path, key: &Path, noise: &Path| {
+            von_keymgr::files::load(&name, role, ca, cert, key, noise)
+                .map_err(|e| anyhow::anyhow!("[[von]] {}: {e}", von.name.as_str()))
+        };
+        files(
+            Role::Member,
+            &mode.ca,
+            &mode.cert,
+            &mode.key,
+            &mode.noise_key,
+        )?;
+        if let Some(km) = &mode.embedded {
+            files(Role::Keymgr, &km.ca, &km.cert, &km.key, &km.noise_key)?;
+        }
+    }
+    println!(
+        "{}: ok ({} VON{})",
+        path.display(),
+        config.vons.len(),
+        if config.vons.len() == 1 { "" } else { "s" }
+    );
+    Ok(())
 }
