@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup-debian.sh
-cargo build --release -p von-agent --bin von
-exec ./target/release/von demo "$@"
+
+exec cargo run --quiet --release -p von-agent --bin von -- demo "$@"
