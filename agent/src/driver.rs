@@ -11,13 +11,17 @@
 //!   that both underlays feed need no lock;
 //! - the **status** task answering on the control socket.
 //!
-//! The loops handle one packet per wake-up; batching (recvmmsg/sendmmsg,
-//! GSO/GRO, multi-queue TUN) can replace the edges without touching the core,
-//! which already takes caller-owned buffers.
+//! The loops batch at the edges and leave the core as it is (one packet in,
+//! one action out): a TUN read gives a TCP super-packet split into segments
+//! ([`ReadBatch`]), their frames leave together ([`Outgoing`]); an underlay
+//! wake-up drains several receives and every VON's delivered packets reach
+//! its TUN in one coalescing write ([`WriteBatch`]). What each step bought is
+//! in docs/performance.md.
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -36,13 +40,16 @@ use crate::pipeline::{
 use crate::state::{self, StateError};
 use crate::static_mode::{self, StaticModeError};
 use crate::status::{self, StatusError, StatusSource, VonFacts, VonSource};
-use crate::tun::{Tun, TunError};
-use crate::underlay::{TrafficClass, UnderlayError, UnderlaySocket};
+use crate::tun::{ReadBatch, Tun, TunError, WriteBatch};
+use crate::underlay::{Outgoing, TrafficClass, UnderlayError, UnderlaySocket};
 
 /// Largest IP packet, and so the buffer every loop reads into.
 const MAX_PACKET: usize = 65_535;
 /// At most one log line per drop reason per task in this period.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Receives the inbound loop makes per wake-up before it writes to the TUNs:
+/// big enough to batch, small enough that the other underlay waits little.
+const RECV_BURST: usize = 32;
 /// How long the inbound loop sleeps when no link is up (nothing can go down).
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
@@ -186,6 +193,7 @@ pub async fn run(
         tasks.spawn(
             outbound_loop(
                 tun.clone(),
+                von.mtu.bytes(),
                 pipeline.outbound,
                 sockets.clone(),
                 TrafficClass::new(von.dscp.value()),
@@ -268,20 +276,23 @@ pub async fn run(
     result
 }
 
-/// TUN → both underlays for one VON.
+/// TUN → both underlays for one VON. One TUN read gives a batch (a TCP
+/// super-packet split into segments); every packet of it goes through the
+/// core, then the sealed frames leave together, on A and then on B.
 async fn outbound_loop(
     tun: Arc<Tun>,
+    mtu: u16,
     mut outbound: Outbound,
     sockets: Arc<[UnderlaySocket; 2]>,
     class: TrafficClass,
     counters: Arc<VonCounters>,
 ) -> &'static str {
-    let mut buf = vec![0u8; PACKET_OFFSET + MAX_PACKET + von_crypto::frame::TAG_LEN];
-    // Packets leaving the shaping queue are sealed here, apart from `buf`,
+    let mut batch = ReadBatch::new(mtu, PACKET_OFFSET, von_crypto::frame::TAG_LEN);
+    let mut outgoing = Outgoing::with_capacity(2 * tun_rs::IDEAL_BATCH_SIZE);
+    // Packets leaving the shaping queue are sealed here, apart from `batch`,
     // which the TUN read borrows while the loop waits.
     let mut queue_buf = vec![0u8; PACKET_OFFSET + MAX_PACKET + von_crypto::frame::TAG_LEN];
     let mut log = LogLimiter::default();
-    let read_end = buf.len() - von_crypto::frame::TAG_LEN;
     let mut keepalive_buf = [0u8; von_crypto::frame::OVERHEAD];
     let out = Out {
         sockets: &sockets,
@@ -296,7 +307,7 @@ async fn outbound_loop(
             .poll_queue(Instant::now())
             .map(tokio::time::Instant::from_std);
         let received = tokio::select! {
-            r = tun.recv(&mut buf[PACKET_OFFSET..read_end]) => r,
+            r = tun.recv_batch(&mut batch) => r,
             () = sleep_until_opt(due) => {
                 let now = Instant::now();
                 while let Some(k) = outbound.handle_timeout(now, &mut keepalive_buf) {
@@ -321,20 +332,30 @@ async fn outbound_loop(
                 continue;
             }
         };
-        let len = match received {
-            Ok(len) => len,
-            Err(e) => {
-                counters_bump(&counters.tun_errors);
-                log.warn(Instant::now(), "tun_read", || {
-                    format!("reading {}: {e}", tun.name())
-                });
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+        if let Err(e) = received {
+            counters_bump(&counters.tun_errors);
+            log.warn(Instant::now(), "tun_read", || {
+                format!("reading {}: {e}", tun.name())
+            });
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
         let now = Instant::now();
-        let action = outbound.handle(now, &mut buf, len);
-        out.act(now, action, &mut log).await;
+        outgoing.clear();
+        for i in 0..batch.len() {
+            let (buf, len) = batch.packet_mut(i);
+            let start = buf.as_ptr();
+            match outbound.handle(now, buf, len) {
+                // The frame is a prefix of packet i's buffer: send it from there.
+                Action::Send { frame, to } if frame.as_ptr() == start => {
+                    to.iter().for_each(|t| outgoing.push(i, frame.len(), *t));
+                }
+                action => out.act(now, action, &mut log).await,
+            }
+        }
+        if !outgoing.is_empty() {
+            out.send_batch(now, &outgoing, &batch, &mut log).await;
+        }
     }
 }
 
@@ -346,6 +367,29 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
+    /// Sends a batch of sealed frames, all of them on A, then on B.
+    async fn send_batch(
+        &self,
+        now: Instant,
+        outgoing: &Outgoing,
+        batch: &ReadBatch,
+        log: &mut LogLimiter,
+    ) {
+        for u in Underlay::ALL {
+            let c = self.counters.on(u);
+            let report = self.sockets[u.index()]
+                .send_all(outgoing, |i| batch.buf(i), self.class)
+                .await;
+            c.tx_frames.fetch_add(report.sent, Ordering::Relaxed);
+            c.tx_errors.fetch_add(report.failed, Ordering::Relaxed);
+            if let Some((to, e)) = report.last_error {
+                log.warn(now, u.name(), || {
+                    format!("underlay {u}: sending to {to}: {e}")
+                });
+            }
+        }
+    }
+
     /// Carries out an outbound action: a frame to every target, on A and on B.
     async fn act(&self, now: Instant, action: Action<'_>, log: &mut LogLimiter) {
         match action {
@@ -382,7 +426,10 @@ async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Both underlays → the VONs' TUNs.
+/// Both underlays → the VONs' TUNs. A wake-up drains up to [`RECV_BURST`]
+/// receives from the socket that is ready (one receive may hold many
+/// datagrams), opens every frame, and writes each VON's delivered packets to
+/// its TUN in one batch.
 async fn inbound_loop(
     sockets: Arc<[UnderlaySocket; 2]>,
     demux: Demux,
@@ -391,8 +438,11 @@ async fn inbound_loop(
     spans: Vec<Span>,
     socket_counters: [Arc<SocketCounters>; 2],
 ) -> &'static str {
-    let mut buf_a = vec![0u8; MAX_PACKET];
-    let mut buf_b = vec![0u8; MAX_PACKET];
+    let mut buf = vec![0u8; MAX_PACKET];
+    let mut writes: Vec<WriteBatch> = tuns
+        .iter()
+        .map(|_| WriteBatch::new(tun_rs::IDEAL_BATCH_SIZE))
+        .collect();
     let mut log = LogLimiter::default();
     // Drops are summarised per VON, so one VON's noise never hides another's.
     let mut von_logs: Vec<LogLimiter> = inbounds.iter().map(|_| LogLimiter::default()).collect();
@@ -406,9 +456,9 @@ async fn inbound_loop(
             .filter_map(Inbound::poll_timeout)
             .min()
             .map(tokio::time::Instant::from_std);
-        let (underlay, received) = tokio::select! {
-            r = sockets[0].recv_from(&mut buf_a) => (Underlay::A, r),
-            r = sockets[1].recv_from(&mut buf_b) => (Underlay::B, r),
+        let (underlay, ready) = tokio::select! {
+            r = sockets[0].readable() => (Underlay::A, r),
+            r = sockets[1].readable() => (Underlay::B, r),
             () = sleep_until_opt(due.or(Some(tokio::time::Instant::now() + IDLE_TICK))) => {
                 let now = Instant::now();
                 for (inbound, span) in inbounds.iter_mut().zip(&spans) {
@@ -418,53 +468,84 @@ async fn inbound_loop(
                 continue;
             }
         };
-        let now = Instant::now();
+        let socket = &sockets[underlay.index()];
         let counters = &socket_counters[underlay.index()];
-        let len = match received {
-            Ok((len, _from)) => len,
-            Err(e) => {
-                counters_bump(&counters.rx_errors);
-                log.warn(now, "recv", || format!("underlay {underlay}: receive: {e}"));
-                tokio::task::yield_now().await;
-                continue;
-            }
-        };
-        let datagram = match underlay {
-            Underlay::A => &mut buf_a[..len],
-            Underlay::B => &mut buf_b[..len],
-        };
-        let von = match demux.route(datagram, counters) {
-            Ok(von) => von,
-            Err(Unrouted::Malformed) => {
-                log.warn(now, "short", || {
-                    format!("underlay {underlay}: datagram of {len} bytes")
-                });
-                continue;
-            }
-            Err(Unrouted::UnknownOnId(id)) => {
-                log.warn(now, "on_id", || {
-                    format!("underlay {underlay}: unknown ON id {}", id.0)
-                });
-                continue;
-            }
-        };
-        let action = inbounds[von].handle(now, underlay, datagram);
-        log_health(&mut inbounds[von], &spans[von]);
-        match action {
-            Action::Deliver { packet } => {
-                if let Err(e) = tuns[von].send(&datagram[packet]).await {
-                    counters_bump(&inbounds[von].counters().tun_errors);
-                    log.warn(now, "tun_write", || {
-                        format!("writing {}: {e}", tuns[von].name())
+        if let Err(e) = ready {
+            counters_bump(&counters.rx_errors);
+            log.warn(Instant::now(), "recv", || {
+                format!("underlay {underlay}: receive: {e}")
+            });
+            tokio::task::yield_now().await;
+            continue;
+        }
+        for _ in 0..RECV_BURST {
+            let received = match socket.try_recv(&mut buf) {
+                Ok(received) => received,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    counters_bump(&counters.rx_errors);
+                    log.warn(Instant::now(), "recv", || {
+                        format!("underlay {underlay}: receive: {e}")
                     });
+                    break;
+                }
+            };
+            let now = Instant::now();
+            for datagram in buf[..received.len].chunks_mut(received.segment.max(1)) {
+                let len = datagram.len();
+                let von = match demux.route(datagram, counters) {
+                    Ok(von) => von,
+                    Err(Unrouted::Malformed) => {
+                        log.warn(now, "short", || {
+                            format!("underlay {underlay}: datagram of {len} bytes")
+                        });
+                        continue;
+                    }
+                    Err(Unrouted::UnknownOnId(id)) => {
+                        log.warn(now, "on_id", || {
+                            format!("underlay {underlay}: unknown ON id {}", id.0)
+                        });
+                        continue;
+                    }
+                };
+                let action = inbounds[von].handle(now, underlay, datagram);
+                log_health(&mut inbounds[von], &spans[von]);
+                match action {
+                    Action::Deliver { packet } => {
+                        if writes[von].is_full() {
+                            write_tun(&tuns[von], &mut writes[von], &inbounds[von], now, &mut log)
+                                .await;
+                        }
+                        writes[von].push(&datagram[packet]);
+                    }
+                    Action::Drop(reason) => {
+                        let _entered = spans[von].enter();
+                        von_logs[von].dropped(now, reason);
+                    }
+                    Action::Send { .. } | Action::Queued => {}
                 }
             }
-            Action::Drop(reason) => {
-                let _entered = spans[von].enter();
-                von_logs[von].dropped(now, reason);
-            }
-            Action::Send { .. } | Action::Queued => {}
         }
+        let now = Instant::now();
+        for (von, batch) in writes.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                write_tun(&tuns[von], batch, &inbounds[von], now, &mut log).await;
+            }
+        }
+    }
+}
+
+/// Writes one VON's delivered packets; a failed write counts once.
+async fn write_tun(
+    tun: &Tun,
+    batch: &mut WriteBatch,
+    inbound: &Inbound,
+    now: Instant,
+    log: &mut LogLimiter,
+) {
+    if let Err(e) = tun.send_batch(batch).await {
+        counters_bump(&inbound.counters().tun_errors);
+        log.warn(now, "tun_write", || format!("writing {}: {e}", tun.name()));
     }
 }
 

@@ -21,7 +21,7 @@ use socket2::{Domain, MsgHdr, Protocol, SockAddr, SockRef, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use crate::pipeline::Underlay;
+use crate::pipeline::{Endpoints, Underlay};
 
 /// Kernel receive and send buffer asked for each socket: a burst of ~2,500
 /// full-size frames on a 2-core host without drops while the driver is busy.
@@ -149,6 +149,43 @@ impl UnderlaySocket {
         self.socket.recv_from(buf).await
     }
 
+    /// Waits until a datagram may be ready for [`UnderlaySocket::try_recv`].
+    pub async fn readable(&self) -> io::Result<()> {
+        self.socket.readable().await
+    }
+
+    /// Receives what is queued without waiting: the bytes and the size of
+    /// each datagram in them (`WouldBlock` when nothing is).
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+        let len = self.socket.try_recv(buf)?;
+        Ok(Received { len, segment: len })
+    }
+
+    /// Sends every frame of `out` on this underlay, reading frame `i` from
+    /// `frame(i)`; the counts say how many datagrams left and how many failed.
+    pub async fn send_all<'f>(
+        &self,
+        out: &Outgoing,
+        frame: impl Fn(usize) -> &'f [u8],
+        class: &TrafficClass,
+    ) -> SendReport {
+        let mut report = SendReport::default();
+        for entry in &out.entries {
+            let dst = entry.to.on(self.underlay);
+            match self
+                .send_to(&frame(entry.buf)[..entry.len], dst, class)
+                .await
+            {
+                Ok(_) => report.sent += 1,
+                Err(e) => {
+                    report.failed += 1;
+                    report.last_error = Some((dst, e));
+                }
+            }
+        }
+        report
+    }
+
     /// Sends `frame` to `dst` with the VON's traffic class.
     pub async fn send_to(
         &self,
@@ -174,6 +211,65 @@ impl UnderlaySocket {
             })
             .await
     }
+}
+
+/// What one receive gave: `len` bytes made of datagrams of `segment` bytes
+/// each (the last may be shorter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Bytes received.
+    pub len: usize,
+    /// Size of each datagram in them; equal to `len` for a single one.
+    pub segment: usize,
+}
+
+/// The frames of one outbound batch: which buffer holds each, its length,
+/// and where it goes (one entry per destination). Sent once per underlay.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    buf: usize,
+    len: usize,
+    to: Endpoints,
+}
+
+impl Outgoing {
+    /// Room for `capacity` frames before the first reallocation.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Outgoing {
+            entries: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Adds the frame `buf[..len]` of buffer `buf`, for `to`.
+    pub fn push(&mut self, buf: usize, len: usize, to: Endpoints) {
+        self.entries.push(Entry { buf, len, to });
+    }
+
+    /// Forgets every frame (keeps the room).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Whether no frame waits.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// How a [`UnderlaySocket::send_all`] went, in datagrams.
+#[derive(Debug, Default)]
+pub struct SendReport {
+    /// Datagrams handed to the kernel.
+    pub sent: u64,
+    /// Datagrams that could not be.
+    pub failed: u64,
+    /// The last failure and where it was going.
+    pub last_error: Option<(SocketAddr, io::Error)>,
 }
 
 /// Encodes one `cmsghdr` carrying an `int`, laid out as the kernel's
