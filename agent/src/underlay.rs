@@ -7,17 +7,27 @@
 //! message (Linux ≥ 3.13 honours it on UDP). The control message is encoded
 //! once per VON ([`TrafficClass`]), not per packet.
 //!
+//! Offloads, when the kernel has them: a run of equal-sized frames to one
+//! endpoint leaves in one `sendmsg` with `UDP_SEGMENT` (GSO: the kernel cuts
+//! it into datagrams, each with the VON's traffic class), and `UDP_GRO` lets
+//! one receive return many datagrams of one sender, with their size in a
+//! control message. Datagrams on the wire are the same as without them.
+//!
 //! Outer packets never fragment: `IP_PMTUDISC_DO` makes the kernel refuse a
 //! datagram larger than the path MTU instead of splitting it, and the VON
 //! interface's MTU leaves room for the outer headers so that the application
 //! sees "message too long" from its own interface rather than a silent loss.
-#![allow(unsafe_code)] // two setsockopt calls; each block says why it is sound
+#![allow(unsafe_code)] // setsockopt calls and a recvmsg buffer; each block says why it is sound
 
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use socket2::{Domain, MsgHdr, Protocol, SockAddr, SockRef, Socket, Type};
+use socket2::{
+    Domain, MaybeUninitSlice, MsgHdr, MsgHdrMut, Protocol, SockAddr, SockRef, Socket, Type,
+};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -26,6 +36,16 @@ use crate::pipeline::{Endpoints, Underlay};
 /// Kernel receive and send buffer asked for each socket: a burst of ~2,500
 /// full-size frames on a 2-core host without drops while the driver is busy.
 const SOCKET_BUFFER: usize = 4 << 20;
+/// `UDP_SEGMENT` and `UDP_GRO` (linux/udp.h), at level `SOL_UDP`.
+const UDP_SEGMENT: libc::c_int = 103;
+const UDP_GRO: libc::c_int = 104;
+/// Most datagrams the kernel cuts one GSO send into (`UDP_MAX_SEGMENTS`).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most payload one GSO send may carry: an IPv4 datagram's limit less the
+/// IPv4 and UDP headers.
+const GSO_MAX_BYTES: usize = 65_535 - 20 - 8;
+/// Room for the control messages of one receive (a `UDP_GRO` int).
+const RECV_CONTROL: usize = 64;
 
 /// Why an underlay socket could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +111,11 @@ pub struct UnderlaySocket {
     underlay: Underlay,
     local: SocketAddr,
     socket: UdpSocket,
+    /// Whether sends may use `UDP_SEGMENT`; cleared for good when the
+    /// kernel refuses it at send time (`EIO`: no checksum offload on the way).
+    gso: AtomicBool,
+    /// Whether receives may return coalesced datagrams.
+    gro: bool,
 }
 
 impl UnderlaySocket {
@@ -112,6 +137,10 @@ impl UnderlaySocket {
         // Best effort: the kernel caps these at net.core.[rw]mem_max.
         let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
         let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+        // Offloads are optional: a kernel without them sends and receives
+        // one datagram per call, as before.
+        let gso = set_int_option(&socket, libc::SOL_UDP, UDP_SEGMENT, 0).is_ok();
+        let gro = set_int_option(&socket, libc::SOL_UDP, UDP_GRO, 1).is_ok();
         socket
             .bind(&addr.into())
             .map_err(|source| match source.kind() {
@@ -131,6 +160,8 @@ impl UnderlaySocket {
             underlay,
             local,
             socket,
+            gso: AtomicBool::new(gso),
+            gro,
         })
     }
 
@@ -157,12 +188,28 @@ impl UnderlaySocket {
     /// Receives what is queued without waiting: the bytes and the size of
     /// each datagram in them (`WouldBlock` when nothing is).
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Received> {
-        let len = self.socket.try_recv(buf)?;
-        Ok(Received { len, segment: len })
+        if !self.gro {
+            let len = self.socket.try_recv(buf)?;
+            return Ok(Received { len, segment: len });
+        }
+        let mut control = [0u8; RECV_CONTROL];
+        let (len, control_len) = self.socket.try_io(Interest::READABLE, || {
+            let mut bufs = [MaybeUninitSlice::new(as_uninit(buf))];
+            let mut msg = MsgHdrMut::new()
+                .with_buffers(&mut bufs)
+                .with_control(as_uninit(&mut control));
+            let len = SockRef::from(&self.socket).recvmsg(&mut msg, 0)?;
+            Ok((len, msg.control_len()))
+        })?;
+        let control = &control[..control_len.min(RECV_CONTROL)];
+        let segment = gro_segment(control).filter(|&s| s > 0).unwrap_or(len);
+        Ok(Received { len, segment })
     }
 
     /// Sends every frame of `out` on this underlay, reading frame `i` from
     /// `frame(i)`; the counts say how many datagrams left and how many failed.
+    /// Runs of frames to one endpoint, all of one size but the last (which
+    /// may be shorter), leave in one GSO send.
     pub async fn send_all<'f>(
         &self,
         out: &Outgoing,
@@ -170,20 +217,99 @@ impl UnderlaySocket {
         class: &TrafficClass,
     ) -> SendReport {
         let mut report = SendReport::default();
-        for entry in &out.entries {
-            let dst = entry.to.on(self.underlay);
-            match self
-                .send_to(&frame(entry.buf)[..entry.len], dst, class)
-                .await
-            {
-                Ok(_) => report.sent += 1,
+        let entries = &out.entries;
+        let mut i = 0;
+        while i < entries.len() {
+            let dst = entries[i].to.on(self.underlay);
+            let segment = entries[i].len;
+            let end = if self.gso.load(Ordering::Relaxed) {
+                run_end(entries, i, self.underlay)
+            } else {
+                i + 1
+            };
+            let run = &entries[i..end];
+            let result = if run.len() == 1 {
+                self.send_to(&frame(run[0].buf)[..run[0].len], dst, class)
+                    .await
+                    .map(drop)
+            } else {
+                self.send_segments(run, &frame, segment, dst, class).await
+            };
+            match result {
+                Ok(()) => {
+                    report.sent += run.len() as u64;
+                    i = end;
+                }
+                // GSO refused: EIO means the path cannot offload checksums
+                // (never again on this socket); EINVAL a segment larger
+                // than the path allows (send one by one for the exact error).
+                Err(e)
+                    if run.len() > 1
+                        && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
+                {
+                    if e.raw_os_error() == Some(libc::EIO) {
+                        self.gso.store(false, Ordering::Relaxed);
+                    }
+                    for entry in run {
+                        match self
+                            .send_to(&frame(entry.buf)[..entry.len], dst, class)
+                            .await
+                        {
+                            Ok(_) => report.sent += 1,
+                            Err(e) => {
+                                report.failed += 1;
+                                report.last_error = Some((dst, e));
+                            }
+                        }
+                    }
+                    i = end;
+                }
                 Err(e) => {
-                    report.failed += 1;
+                    report.failed += run.len() as u64;
                     report.last_error = Some((dst, e));
+                    i = end;
                 }
             }
         }
         report
+    }
+
+    /// One GSO send: the frames of `run` back to back, cut by the kernel into
+    /// datagrams of `segment` bytes, each with the VON's traffic class.
+    async fn send_segments<'f>(
+        &self,
+        run: &[Entry],
+        frame: &impl Fn(usize) -> &'f [u8],
+        segment: usize,
+        dst: SocketAddr,
+        class: &TrafficClass,
+    ) -> io::Result<()> {
+        let tos = if self.local.is_ipv4() {
+            &class.v4
+        } else {
+            &class.v6
+        };
+        let gso = encode_cmsg_u16(libc::SOL_UDP, UDP_SEGMENT, segment as u16);
+        let mut control = [0u8; 64];
+        let control_len = tos.len() + gso.len();
+        control[..tos.len()].copy_from_slice(tos);
+        control[tos.len()..control_len].copy_from_slice(&gso);
+        let dst = SockAddr::from(dst);
+        // MsgHdr holds raw pointers (not Send): build it inside the closure.
+        self.socket
+            .async_io(Interest::WRITABLE, || {
+                let mut bufs = [IoSlice::new(&[]); GSO_MAX_SEGMENTS];
+                for (slot, entry) in bufs.iter_mut().zip(run) {
+                    *slot = IoSlice::new(&frame(entry.buf)[..entry.len]);
+                }
+                let msg = MsgHdr::new()
+                    .with_addr(&dst)
+                    .with_buffers(&bufs[..run.len()])
+                    .with_control(&control[..control_len]);
+                SockRef::from(&self.socket).sendmsg(&msg, 0)
+            })
+            .await
+            .map(drop)
     }
 
     /// Sends `frame` to `dst` with the VON's traffic class.
@@ -270,6 +396,98 @@ pub struct SendReport {
     pub failed: u64,
     /// The last failure and where it was going.
     pub last_error: Option<(SocketAddr, io::Error)>,
+}
+
+/// Where the GSO run starting at `start` ends: same endpoint on `underlay`,
+/// every frame as long as the first but the last, within the kernel's limits.
+fn run_end(entries: &[Entry], start: usize, underlay: Underlay) -> usize {
+    let dst = entries[start].to.on(underlay);
+    let segment = entries[start].len;
+    let mut total = segment;
+    let mut end = start + 1;
+    while end < entries.len() && end - start < GSO_MAX_SEGMENTS {
+        let next = &entries[end];
+        if next.to.on(underlay) != dst || next.len > segment || total + next.len > GSO_MAX_BYTES {
+            break;
+        }
+        total += next.len;
+        end += 1;
+        if next.len < segment {
+            break;
+        }
+    }
+    end
+}
+
+/// The datagram size a `UDP_GRO` control message names, if any, walking the
+/// `cmsghdr`s as the kernel lays them out.
+fn gro_segment(control: &[u8]) -> Option<usize> {
+    let align = |n: usize| n.div_ceil(size_of::<usize>()) * size_of::<usize>();
+    let header = align(size_of::<libc::cmsghdr>());
+    let int = size_of::<libc::c_int>();
+    let mut at = 0;
+    while at + header <= control.len() {
+        let word = |from: usize, n: usize| control.get(at + from..at + from + n);
+        let len = usize::from_ne_bytes(word(0, size_of::<usize>())?.try_into().ok()?);
+        let level = libc::c_int::from_ne_bytes(word(size_of::<usize>(), int)?.try_into().ok()?);
+        let kind =
+            libc::c_int::from_ne_bytes(word(size_of::<usize>() + int, int)?.try_into().ok()?);
+        if len < header {
+            return None;
+        }
+        if level == libc::SOL_UDP && kind == UDP_GRO {
+            let value = libc::c_int::from_ne_bytes(word(header, int)?.try_into().ok()?);
+            return usize::try_from(value).ok();
+        }
+        at += align(len);
+    }
+    None
+}
+
+/// Encodes one `cmsghdr` carrying a `u16` (`UDP_SEGMENT`'s size), laid out
+/// as `CMSG_SPACE(sizeof(u16))`.
+fn encode_cmsg_u16(level: libc::c_int, kind: libc::c_int, value: u16) -> [u8; 24] {
+    const HEADER: usize = 16;
+    let mut buf = [0u8; 24];
+    let len = HEADER + size_of::<u16>();
+    buf[..8].copy_from_slice(&(len as u64).to_ne_bytes());
+    buf[8..12].copy_from_slice(&level.to_ne_bytes());
+    buf[12..16].copy_from_slice(&kind.to_ne_bytes());
+    buf[HEADER..HEADER + 2].copy_from_slice(&value.to_ne_bytes());
+    buf
+}
+
+/// Views initialised bytes as possibly-uninitialised ones, the type recvmsg
+/// takes.
+fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: MaybeUninit<u8> has the layout of u8; recvmsg only ever writes
+    // initialised bytes into it, so `buf` stays initialised.
+    unsafe { &mut *(std::ptr::from_mut::<[u8]>(buf) as *mut [MaybeUninit<u8>]) }
+}
+
+/// Sets an `int` socket option.
+fn set_int_option(
+    socket: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the fd is a live socket owned by `socket` for the whole call;
+    // the value points to a c_int on this stack frame and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Encodes one `cmsghdr` carrying an `int`, laid out as the kernel's
@@ -361,6 +579,98 @@ mod tests {
         let (n, from) = b.recv_from(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"frame");
         assert_eq!(from, a.local_addr());
+    }
+
+    fn endpoints(port: u16) -> Endpoints {
+        Endpoints {
+            a: SocketAddr::from(([127, 0, 0, 1], port)),
+            b: SocketAddr::from(([127, 0, 0, 2], port)),
+        }
+    }
+
+    #[test]
+    fn runs_end_at_a_new_endpoint_a_longer_frame_or_after_a_shorter_one() {
+        let mut out = Outgoing::with_capacity(8);
+        for (buf, len, port) in [
+            (0, 100, 1),
+            (1, 100, 1),
+            (2, 60, 1),
+            (3, 100, 1),
+            (4, 100, 2),
+        ] {
+            out.push(buf, len, endpoints(port));
+        }
+        let e = &out.entries;
+        assert_eq!(
+            run_end(e, 0, Underlay::A),
+            3,
+            "the shorter frame closes the run"
+        );
+        assert_eq!(
+            run_end(e, 3, Underlay::A),
+            4,
+            "another endpoint starts a new run"
+        );
+        assert_eq!(run_end(e, 4, Underlay::B), 5);
+        let mut long = Outgoing::with_capacity(100);
+        (0..100).for_each(|i| long.push(i, 1440, endpoints(1)));
+        let end = run_end(&long.entries, 0, Underlay::A);
+        assert_eq!(
+            end,
+            GSO_MAX_BYTES / 1440,
+            "no more bytes than one datagram may carry"
+        );
+    }
+
+    #[test]
+    fn gro_size_is_found_behind_another_control_message() {
+        let tos = encode_cmsg(libc::IPPROTO_IP, libc::IP_TOS, 0xb8);
+        let gro = encode_cmsg(libc::SOL_UDP, UDP_GRO, 1440);
+        assert_eq!(gro_segment(&[tos.clone(), gro].concat()), Some(1440));
+        assert_eq!(gro_segment(&tos), None);
+        assert_eq!(gro_segment(&[0u8; 7]), None);
+        assert_eq!(
+            gro_segment(&[0u8; 32]),
+            None,
+            "a zero cmsg_len stops the walk"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_arrives_as_the_same_datagrams_with_or_without_offloads() {
+        let a = UnderlaySocket::bind(Underlay::A, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let b = UnderlaySocket::bind(Underlay::A, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let frames: Vec<Vec<u8>> = [1000usize, 1000, 1000, 400]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| vec![i as u8 + 1; n])
+            .collect();
+        let mut out = Outgoing::with_capacity(4);
+        let to = Endpoints {
+            a: b.local_addr(),
+            b: b.local_addr(),
+        };
+        (0..frames.len()).for_each(|i| out.push(i, frames[i].len(), to));
+        let report = a
+            .send_all(&out, |i| &frames[i], &TrafficClass::new(46))
+            .await;
+        assert_eq!(
+            (report.sent, report.failed),
+            (4, 0),
+            "{:?}",
+            report.last_error
+        );
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65_535];
+        while got.len() < frames.len() {
+            b.readable().await.unwrap();
+            match b.try_recv(&mut buf) {
+                Ok(r) => got.extend(buf[..r.len].chunks(r.segment).map(<[u8]>::to_vec)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => panic!("receive: {e}"),
+            }
+        }
+        assert_eq!(got, frames);
     }
 
     #[tokio::test]
