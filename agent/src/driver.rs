@@ -96,14 +96,17 @@ pub async fn run(
     // Keymgr-mode VONs: restored or first view from the key manager (control/).
     let mut controls = Vec::new();
     for von in &config.vons {
-        let shared: crate::pipeline::SharedSnapshot = match &von.mode {
+        // Keymgr mode adds the outbound loop's "sequence limit near"
+        // reporter; static mode has none.
+        let (shared, near): (crate::pipeline::SharedSnapshot, _) = match &von.mode {
             VonMode::Static(mode) => {
                 let local = views
                     .iter()
                     .find(|v| v.von == von.name)
                     .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
                 let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
-                Arc::new(ArcSwap::from_pointee(snapshot))
+                let shared = Arc::new(ArcSwap::from_pointee(snapshot));
+                (shared, None)
             }
             VonMode::Keymgr(mode) => {
                 let underlays = control::Underlays {
@@ -116,17 +119,17 @@ pub async fn run(
                         von: von.name.to_string(),
                         source,
                     })?;
-                let shared = k.shared.clone();
+                let parts = (k.shared.clone(), Some(k.reporter()));
                 controls.push(k);
-                shared
+                parts
             }
         };
-        vons.push((von, shared));
+        vons.push((von, shared, near));
     }
 
     // Durable incarnations before anything can be sent.
     let mut incarnations = Vec::with_capacity(vons.len());
-    for (von, _) in &vons {
+    for (von, ..) in &vons {
         let name = von.name.to_string();
         let inc = state::bump_incarnation(&config.state_dir, &name).map_err(|source| {
             AgentError::State {
@@ -153,7 +156,7 @@ pub async fn run(
     let mut status_vons = Vec::with_capacity(vons.len());
     let mut on_ids = Vec::with_capacity(vons.len());
     let mut spans = Vec::with_capacity(vons.len());
-    for ((von, shared), incarnation) in vons.into_iter().zip(incarnations) {
+    for ((von, shared, near), incarnation) in vons.into_iter().zip(incarnations) {
         let name = von.name.to_string();
         let snapshot = shared.load_full();
         let me = snapshot.me().clone();
@@ -198,6 +201,7 @@ pub async fn run(
                 sockets.clone(),
                 TrafficClass::new(von.dscp.value()),
                 counters.clone(),
+                near,
             )
             .instrument(span.clone()),
         );
@@ -286,6 +290,7 @@ async fn outbound_loop(
     sockets: Arc<[UnderlaySocket; 2]>,
     class: TrafficClass,
     counters: Arc<VonCounters>,
+    mut near: Option<control::NearLimit>,
 ) -> &'static str {
     let mut batch = ReadBatch::new(mtu, PACKET_OFFSET, von_crypto::frame::TAG_LEN);
     let mut outgoing = Outgoing::with_capacity(2 * tun_rs::IDEAL_BATCH_SIZE);
@@ -300,6 +305,10 @@ async fn outbound_loop(
         counters: &counters,
     };
     loop {
+        // Once per wake-up, never per packet: a worn send key → key manager.
+        if let Some(near) = near.as_mut() {
+            near.poll(outbound.rekey_requested());
+        }
         // Keepalives when the core's timer is due (`None`: at once); queued
         // packets when the bucket lets the oldest leave (`None`: never).
         let due = outbound.poll_timeout().map(tokio::time::Instant::from_std);

@@ -10,10 +10,16 @@
 //!    [`SharedSnapshot`] — packets never wait on the control plane — and
 //!    every new committed epoch is saved to disk.
 //!
+//! 5. the outbound loop forwards "send counter near its limit" through
+//!    [`NearLimit`] (once per epoch).
+//!
 //! [`start`] returns once a snapshot exists: at once when one was restored,
 //! otherwise after the first commit from the key manager.
 
+mod near;
 pub mod persist;
+
+pub use near::NearLimit;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -79,6 +85,11 @@ pub struct KeymgrVon {
 }
 
 impl KeymgrVon {
+    /// The reporter the VON's outbound loop polls (see [`NearLimit`]).
+    pub fn reporter(&self) -> NearLimit {
+        NearLimit::new(self.near_limit.clone())
+    }
+
     /// Leave the VON cleanly and stop the embedded key manager, if any.
     pub async fn stop(self) {
         let _ = self.stop_session.send(());

@@ -37,7 +37,8 @@ pub struct Outbound {
     /// One counter per epoch sent under and still accepted, so switching
     /// back and forth between accepted epochs never restarts a counter.
     send_counters: Vec<(Epoch, SendCounter)>,
-    rekey_requested: bool,
+    /// The latest send epoch whose counter passed the rekey point.
+    rekey_requested: Option<Epoch>,
     keepalives: KeepaliveRounds,
     queue: PacketQueue,
 }
@@ -54,7 +55,7 @@ impl Outbound {
             bucket: TokenBucket::new(config.rate_bps, config.burst_bytes),
             incarnation: config.incarnation,
             send_counters: Vec::with_capacity(2),
-            rekey_requested: false,
+            rekey_requested: None,
             keepalives: KeepaliveRounds::default(),
             queue: PacketQueue::new(queue_bytes(config.rate_bps, config.burst_bytes), MAX_PACKET),
         }
@@ -65,9 +66,10 @@ impl Outbound {
         self.snapshot.arc_swap()
     }
 
-    /// Whether the send counter passed the point where a new key should be
-    /// asked for (the control client reads this).
-    pub fn rekey_requested(&self) -> bool {
+    /// The latest send epoch whose counter passed the point where a new key
+    /// should be asked for; the driver forwards it to the key manager once
+    /// (`control::NearLimit`). A plain field read: cheap enough per batch.
+    pub fn rekey_requested(&self) -> Option<Epoch> {
         self.rekey_requested
     }
 
@@ -269,7 +271,7 @@ fn queue_bytes(rate_bps: u64, burst_bytes: u64) -> usize {
 fn next_seq(
     send_counters: &mut Vec<(Epoch, SendCounter)>,
     incarnation: u32,
-    rekey_requested: &mut bool,
+    rekey_requested: &mut Option<Epoch>,
     snap: &Snapshot,
 ) -> Result<u64, DropReason> {
     let epoch = snap.send_epoch();
@@ -286,7 +288,7 @@ fn next_seq(
         .ok_or(DropReason::SequenceExhausted)?;
     let next = counter.next().map_err(|_| DropReason::SequenceExhausted)?;
     if next.rekey == Rekey::Requested {
-        *rekey_requested = true;
+        *rekey_requested = Some(epoch);
     }
     Ok(next.seq)
 }

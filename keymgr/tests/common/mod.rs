@@ -133,6 +133,9 @@ pub type Installs = Arc<Mutex<Vec<u32>>>;
 /// A running member session.
 pub struct RunningMember {
     pub installs: Installs,
+    /// The session's "sequence limit near" input.
+    #[allow(dead_code)] // not read by every test binary
+    pub near: mpsc::UnboundedSender<von_crypto::Epoch>,
     pub stop: tokio::sync::oneshot::Sender<()>,
     pub task: tokio::task::JoinHandle<MemberKeys>,
 }
@@ -172,7 +175,7 @@ pub fn start_loaded(loaded: files::Loaded, n: u8, keymgr: SocketAddr) -> Running
             }
         }
     });
-    let (_near_tx, near_rx) = mpsc::unbounded_channel();
+    let (near, near_rx) = mpsc::unbounded_channel();
     let session = Session::new(params, MemberKeys::new(), install, near_rx).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(session.run(async {
@@ -180,6 +183,7 @@ pub fn start_loaded(loaded: files::Loaded, n: u8, keymgr: SocketAddr) -> Running
     }));
     RunningMember {
         installs,
+        near,
         stop,
         task,
     }
