@@ -31,7 +31,7 @@ use socket2::{
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use crate::pipeline::{Endpoints, Underlay};
+use crate::pipeline::Underlay;
 
 /// Kernel receive and send buffer asked for each socket: a burst of ~2,500
 /// full-size frames on a 2-core host without drops while the driver is busy.
@@ -39,11 +39,11 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// `UDP_SEGMENT` and `UDP_GRO` (linux/udp.h), at level `SOL_UDP`.
 const UDP_SEGMENT: libc::c_int = 103;
 const UDP_GRO: libc::c_int = 104;
-/// Most datagrams the kernel cuts one GSO send into (`UDP_MAX_SEGMENTS`).
-const GSO_MAX_SEGMENTS: usize = 64;
-/// Most payload one GSO send may carry: an IPv4 datagram's limit less the
-/// IPv4 and UDP headers.
-const GSO_MAX_BYTES: usize = 65_535 - 20 - 8;
+
+mod batch;
+
+use batch::{Entry, GSO_MAX_SEGMENTS, encode_cmsg_u16, gro_segment, run_end};
+pub use batch::{Outgoing, Received, SendReport};
 /// Room for the control messages of one receive (a `UDP_GRO` int).
 const RECV_CONTROL: usize = 64;
 
@@ -339,124 +339,6 @@ impl UnderlaySocket {
     }
 }
 
-/// What one receive gave: `len` bytes made of datagrams of `segment` bytes
-/// each (the last may be shorter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Received {
-    /// Bytes received.
-    pub len: usize,
-    /// Size of each datagram in them; equal to `len` for a single one.
-    pub segment: usize,
-}
-
-/// The frames of one outbound batch: which buffer holds each, its length,
-/// and where it goes (one entry per destination). Sent once per underlay.
-#[derive(Debug, Default)]
-pub struct Outgoing {
-    entries: Vec<Entry>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    buf: usize,
-    len: usize,
-    to: Endpoints,
-}
-
-impl Outgoing {
-    /// Room for `capacity` frames before the first reallocation.
-    pub fn with_capacity(capacity: usize) -> Self {
-        Outgoing {
-            entries: Vec::with_capacity(capacity),
-        }
-    }
-
-    /// Adds the frame `buf[..len]` of buffer `buf`, for `to`.
-    pub fn push(&mut self, buf: usize, len: usize, to: Endpoints) {
-        self.entries.push(Entry { buf, len, to });
-    }
-
-    /// Forgets every frame (keeps the room).
-    pub fn clear(&mut self) {
-        self.entries.clear();
-    }
-
-    /// Whether no frame waits.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-}
-
-/// How a [`UnderlaySocket::send_all`] went, in datagrams.
-#[derive(Debug, Default)]
-pub struct SendReport {
-    /// Datagrams handed to the kernel.
-    pub sent: u64,
-    /// Datagrams that could not be.
-    pub failed: u64,
-    /// The last failure and where it was going.
-    pub last_error: Option<(SocketAddr, io::Error)>,
-}
-
-/// Where the GSO run starting at `start` ends: same endpoint on `underlay`,
-/// every frame as long as the first but the last, within the kernel's limits.
-fn run_end(entries: &[Entry], start: usize, underlay: Underlay) -> usize {
-    let dst = entries[start].to.on(underlay);
-    let segment = entries[start].len;
-    let mut total = segment;
-    let mut end = start + 1;
-    while end < entries.len() && end - start < GSO_MAX_SEGMENTS {
-        let next = &entries[end];
-        if next.to.on(underlay) != dst || next.len > segment || total + next.len > GSO_MAX_BYTES {
-            break;
-        }
-        total += next.len;
-        end += 1;
-        if next.len < segment {
-            break;
-        }
-    }
-    end
-}
-
-/// The datagram size a `UDP_GRO` control message names, if any, walking the
-/// `cmsghdr`s as the kernel lays them out.
-fn gro_segment(control: &[u8]) -> Option<usize> {
-    let align = |n: usize| n.div_ceil(size_of::<usize>()) * size_of::<usize>();
-    let header = align(size_of::<libc::cmsghdr>());
-    let int = size_of::<libc::c_int>();
-    let mut at = 0;
-    while at + header <= control.len() {
-        let word = |from: usize, n: usize| control.get(at + from..at + from + n);
-        let len = usize::from_ne_bytes(word(0, size_of::<usize>())?.try_into().ok()?);
-        let level = libc::c_int::from_ne_bytes(word(size_of::<usize>(), int)?.try_into().ok()?);
-        let kind =
-            libc::c_int::from_ne_bytes(word(size_of::<usize>() + int, int)?.try_into().ok()?);
-        if len < header {
-            return None;
-        }
-        if level == libc::SOL_UDP && kind == UDP_GRO {
-            let value = libc::c_int::from_ne_bytes(word(header, int)?.try_into().ok()?);
-            return usize::try_from(value).ok();
-        }
-        at += align(len);
-    }
-    None
-}
-
-/// Encodes one `cmsghdr` carrying a `u16` (`UDP_SEGMENT`'s size), laid out
-/// as `CMSG_SPACE(sizeof(u16))`.
-fn encode_cmsg_u16(level: libc::c_int, kind: libc::c_int, value: u16) -> [u8; 24] {
-    const HEADER: usize = 16;
-    let mut buf = [0u8; 24];
-    let len = HEADER + size_of::<u16>();
-    buf[..8].copy_from_slice(&(len as u64).to_ne_bytes());
-    buf[8..12].copy_from_slice(&level.to_ne_bytes());
-    buf[12..16].copy_from_slice(&kind.to_ne_bytes());
-    buf[HEADER..HEADER + 2].copy_from_slice(&value.to_ne_bytes());
-    buf
-}
-
 /// Views initialised bytes as possibly-uninitialised ones, the type recvmsg
 /// takes.
 fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
@@ -547,6 +429,7 @@ fn set_dont_fragment(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::Endpoints;
 
     #[test]
     fn control_message_layout_matches_the_kernel_macros() {
@@ -579,61 +462,6 @@ mod tests {
         let (n, from) = b.recv_from(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"frame");
         assert_eq!(from, a.local_addr());
-    }
-
-    fn endpoints(port: u16) -> Endpoints {
-        Endpoints {
-            a: SocketAddr::from(([127, 0, 0, 1], port)),
-            b: SocketAddr::from(([127, 0, 0, 2], port)),
-        }
-    }
-
-    #[test]
-    fn runs_end_at_a_new_endpoint_a_longer_frame_or_after_a_shorter_one() {
-        let mut out = Outgoing::with_capacity(8);
-        for (buf, len, port) in [
-            (0, 100, 1),
-            (1, 100, 1),
-            (2, 60, 1),
-            (3, 100, 1),
-            (4, 100, 2),
-        ] {
-            out.push(buf, len, endpoints(port));
-        }
-        let e = &out.entries;
-        assert_eq!(
-            run_end(e, 0, Underlay::A),
-            3,
-            "the shorter frame closes the run"
-        );
-        assert_eq!(
-            run_end(e, 3, Underlay::A),
-            4,
-            "another endpoint starts a new run"
-        );
-        assert_eq!(run_end(e, 4, Underlay::B), 5);
-        let mut long = Outgoing::with_capacity(100);
-        (0..100).for_each(|i| long.push(i, 1440, endpoints(1)));
-        let end = run_end(&long.entries, 0, Underlay::A);
-        assert_eq!(
-            end,
-            GSO_MAX_BYTES / 1440,
-            "no more bytes than one datagram may carry"
-        );
-    }
-
-    #[test]
-    fn gro_size_is_found_behind_another_control_message() {
-        let tos = encode_cmsg(libc::IPPROTO_IP, libc::IP_TOS, 0xb8);
-        let gro = encode_cmsg(libc::SOL_UDP, UDP_GRO, 1440);
-        assert_eq!(gro_segment(&[tos.clone(), gro].concat()), Some(1440));
-        assert_eq!(gro_segment(&tos), None);
-        assert_eq!(gro_segment(&[0u8; 7]), None);
-        assert_eq!(
-            gro_segment(&[0u8; 32]),
-            None,
-            "a zero cmsg_len stops the walk"
-        );
     }
 
     #[tokio::test]
