@@ -96,9 +96,9 @@ pub async fn run(
     // Keymgr-mode VONs: restored or first view from the key manager (control/).
     let mut controls = Vec::new();
     for von in &config.vons {
-        // Keymgr mode adds the outbound loop's "sequence limit near"
-        // reporter; static mode has none.
-        let (shared, near): (crate::pipeline::SharedSnapshot, _) = match &von.mode {
+        // Keymgr mode adds the lease that status shows and the outbound
+        // loop's "sequence limit near" reporter; static mode has neither.
+        let (shared, lease, near): (crate::pipeline::SharedSnapshot, _, _) = match &von.mode {
             VonMode::Static(mode) => {
                 let local = views
                     .iter()
@@ -106,7 +106,7 @@ pub async fn run(
                     .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
                 let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
                 let shared = Arc::new(ArcSwap::from_pointee(snapshot));
-                (shared, None)
+                (shared, Default::default(), None)
             }
             VonMode::Keymgr(mode) => {
                 let underlays = control::Underlays {
@@ -119,12 +119,12 @@ pub async fn run(
                         von: von.name.to_string(),
                         source,
                     })?;
-                let parts = (k.shared.clone(), Some(k.reporter()));
+                let parts = (k.shared.clone(), k.lease.clone(), Some(k.reporter()));
                 controls.push(k);
                 parts
             }
         };
-        vons.push((von, shared, near));
+        vons.push((von, shared, lease, near));
     }
 
     // Durable incarnations before anything can be sent.
@@ -156,7 +156,7 @@ pub async fn run(
     let mut status_vons = Vec::with_capacity(vons.len());
     let mut on_ids = Vec::with_capacity(vons.len());
     let mut spans = Vec::with_capacity(vons.len());
-    for ((von, shared, near), incarnation) in vons.into_iter().zip(incarnations) {
+    for ((von, shared, lease, near), incarnation) in vons.into_iter().zip(incarnations) {
         let name = von.name.to_string();
         let snapshot = shared.load_full();
         let me = snapshot.me().clone();
@@ -224,7 +224,7 @@ pub async fn run(
             snapshot: shared,
             counters,
             health,
-            lease: Default::default(),
+            lease,
         });
     }
     let demux =

@@ -302,3 +302,62 @@ pub async fn query(path: &Path) -> Result<(String, StatusReport), StatusError> {
     })?;
     Ok((text.trim_end().to_owned(), report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::twin;
+    use arc_swap::{ArcSwap, ArcSwapOption};
+    use von_crypto::Epoch;
+
+    fn source(lease: SharedLease) -> StatusSource {
+        let key = twin::group_key();
+        let snap = twin::snapshot(2, 0, Epoch(4), &[(Epoch(4), key)]);
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 4789));
+        StatusSource {
+            vons: vec![VonSource {
+                facts: VonFacts {
+                    name: "grid".into(),
+                    interface: "von-grid".into(),
+                    mode: "keymgr",
+                    rate_bps: 1_000_000,
+                    dscp: 46,
+                    mtu: 1400,
+                },
+                snapshot: Arc::new(ArcSwap::from_pointee(snap)),
+                counters: Arc::default(),
+                health: Arc::default(),
+                lease,
+            }],
+            underlays: [(any, Arc::default()), (any, Arc::default())],
+        }
+    }
+
+    #[test]
+    fn lease_is_null_until_published_then_follows_the_client() {
+        let lease: SharedLease = Arc::new(ArcSwapOption::empty());
+        let src = source(lease.clone());
+        let json = serde_json::to_value(src.report()).unwrap();
+        assert!(json["vons"][0]["lease"].is_null(), "{json}");
+
+        // The control client stores an expiry 3 s ahead (a join or renewal).
+        let expires = SystemTime::now() + Duration::from_secs(3);
+        lease.store(Some(Arc::new(expires)));
+        let report = src.report();
+        let l = report.vons[0].lease.expect("lease shown once stored");
+        let unix_ms = expires
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert_eq!(l.expires_unix_ms, unix_ms);
+        assert!((2_000..=3_000).contains(&l.expires_in_ms), "{l:?}");
+        assert_eq!(report.vons[0].epoch, 4);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["vons"][0]["lease"]["expires_unix_ms"], unix_ms);
+
+        // An expiry in the past (key manager unreachable) counts below zero.
+        lease.store(Some(Arc::new(SystemTime::now() - Duration::from_secs(1))));
+        let l = src.report().vons[0].lease.unwrap();
+        assert!(l.expires_in_ms <= -1_000, "{l:?}");
+    }
+}

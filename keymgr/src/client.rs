@@ -15,7 +15,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::CertificateDer;
 use tokio::sync::mpsc;
@@ -78,6 +78,10 @@ pub struct Session {
     keys: MemberKeys,
     install: Box<dyn FnMut(&MemberKeys) + Send>,
     near_limit: mpsc::UnboundedReceiver<Epoch>,
+    /// Told this member's lease expiry at every `Joined` and sent `Renew`.
+    on_lease: Option<Box<dyn FnMut(SystemTime) + Send>>,
+    /// The lease length from the last `Joined`.
+    lease: Option<Duration>,
     /// The next reconnect delay; back to the minimum after every `Joined`.
     backoff: Duration,
 }
@@ -123,8 +127,27 @@ impl Session {
             keys,
             install,
             near_limit,
+            on_lease: None,
+            lease: None,
             backoff: BACKOFF_MIN,
         })
+    }
+
+    /// Calls `f` with this member's lease expiry (wall clock) after every
+    /// `Joined` and every `Renew` sent: when `Joined` arrived or `Renew`
+    /// left, plus the lease length (the key manager counts from when it
+    /// handled the message: the two differ by one trip).
+    /// Renewals carry no reply, so this is the member's best knowledge; while
+    /// the key manager is unreachable the last expiry stands and runs out.
+    pub fn on_lease(mut self, f: Box<dyn FnMut(SystemTime) + Send>) -> Self {
+        self.on_lease = Some(f);
+        self
+    }
+
+    fn lease_renewed(&mut self) {
+        if let (Some(f), Some(lease)) = (self.on_lease.as_mut(), self.lease) {
+            f(SystemTime::now() + lease);
+        }
     }
 
     /// Run until `shutdown` resolves; leaves the VON cleanly if connected.
@@ -271,6 +294,8 @@ impl Session {
                         let every = Duration::from_millis(renew_ms.max(100));
                         renew_every = Some(every);
                         next_renew = Instant::now() + every;
+                        self.lease = Some(Duration::from_millis(lease_ms));
+                        self.lease_renewed();
                         None
                     }
                     Some(Ok(msg)) => match self.keys.handle(Instant::now().into_std(), msg) {
@@ -305,6 +330,9 @@ impl Session {
             if let Some(reply) = out {
                 if let Err(e) = write_msg(send, &reply).await {
                     return Ended::Failed(e.to_string());
+                }
+                if matches!(reply, ClientMsg::Renew) {
+                    self.lease_renewed();
                 }
             }
         }

@@ -11,7 +11,8 @@
 //!    every new committed epoch is saved to disk.
 //!
 //! 5. the outbound loop forwards "send counter near its limit" through
-//!    [`NearLimit`] (once per epoch).
+//!    [`NearLimit`] (once per epoch), and the session publishes the lease
+//!    expiry into [`KeymgrVon::lease`], which `von status` shows.
 //!
 //! [`start`] returns once a snapshot exists: at once when one was restored,
 //! otherwise after the first commit from the key manager.
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -38,6 +39,7 @@ use von_keymgr::client::{Params, Session};
 use von_keymgr::member::{KeySet, MemberKeys};
 use von_keymgr::server::{Params as ServerParams, Server};
 
+use crate::health::SharedLease;
 use crate::pipeline::{Endpoints, Ipv4Prefix, Member, SharedSnapshot, Snapshot, SnapshotError};
 
 /// Longest wait between reconnects to the key manager.
@@ -79,6 +81,8 @@ pub struct KeymgrVon {
     /// Report "the send counter under this epoch nears its limit" here
     /// (from `Outbound::rekey_requested`); the key manager then rekeys.
     pub near_limit: mpsc::UnboundedSender<Epoch>,
+    /// This member's lease expiry, updated at every join and renewal.
+    pub lease: SharedLease,
     stop_session: oneshot::Sender<()>,
     session: JoinHandle<()>,
     embedded: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
@@ -206,6 +210,7 @@ pub async fn start(
     ctx.install(&keys);
     let install = Box::new(move |keys: &MemberKeys| ctx.install(keys));
     let (near_limit, near_rx) = mpsc::unbounded_channel::<Epoch>();
+    let lease: SharedLease = Arc::new(ArcSwapOption::empty());
     let session = Session::new(
         Params {
             keymgr,
@@ -219,7 +224,11 @@ pub async fn start(
         keys,
         install,
         near_rx,
-    )?;
+    )?
+    .on_lease({
+        let lease = lease.clone();
+        Box::new(move |expires| lease.store(Some(Arc::new(expires))))
+    });
     let (stop_session, stopped) = oneshot::channel::<()>();
     let session = tokio::spawn(
         async move {
@@ -241,6 +250,7 @@ pub async fn start(
     Ok(KeymgrVon {
         shared,
         near_limit,
+        lease,
         stop_session,
         session,
         embedded: embedded.map(|(_, stop, task)| (stop, task)),

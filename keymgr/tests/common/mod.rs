@@ -136,6 +136,9 @@ pub struct RunningMember {
     /// The session's "sequence limit near" input.
     #[allow(dead_code)] // not read by every test binary
     pub near: mpsc::UnboundedSender<von_crypto::Epoch>,
+    /// The lease expiry the session last published.
+    #[allow(dead_code)] // not read by every test binary
+    pub lease: Arc<Mutex<Option<std::time::SystemTime>>>,
     pub stop: tokio::sync::oneshot::Sender<()>,
     pub task: tokio::task::JoinHandle<MemberKeys>,
 }
@@ -176,7 +179,11 @@ pub fn start_loaded(loaded: files::Loaded, n: u8, keymgr: SocketAddr) -> Running
         }
     });
     let (near, near_rx) = mpsc::unbounded_channel();
-    let session = Session::new(params, MemberKeys::new(), install, near_rx).unwrap();
+    let lease: Arc<Mutex<Option<std::time::SystemTime>>> = Arc::default();
+    let published = lease.clone();
+    let session = Session::new(params, MemberKeys::new(), install, near_rx)
+        .unwrap()
+        .on_lease(Box::new(move |t| *published.lock().unwrap() = Some(t)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(session.run(async {
         let _ = stopped.await;
@@ -184,6 +191,7 @@ pub fn start_loaded(loaded: files::Loaded, n: u8, keymgr: SocketAddr) -> Running
     RunningMember {
         installs,
         near,
+        lease,
         stop,
         task,
     }
