@@ -20,6 +20,8 @@ pub struct RouterConfig {
     pub listen: SocketAddr,
     /// File with the pre-shared key (hex, 32 bytes or more).
     pub key: PathBuf,
+    /// Optional Prometheus endpoint (per-ON bytes, packets, drops, rates).
+    pub metrics: Option<SocketAddr>,
     /// Every egress interface it shapes.
     #[serde(rename = "link")]
     pub links: Vec<LinkConfig>,
@@ -48,6 +50,9 @@ pub struct ServiceConfig {
     /// Lease granted on every router; renewed every third of it.
     #[serde(default = "default_lease")]
     pub lease: Period,
+    /// The registry's redb file: reservations survive a crash or restart.
+    #[serde(default = "default_state")]
+    pub state: PathBuf,
     /// The routers reservations may use.
     #[serde(rename = "router")]
     pub routers: Vec<RouterEntry>,
@@ -61,6 +66,10 @@ pub struct RouterEntry {
     pub addr: SocketAddr,
     /// Its key file, if not the top-level `key`.
     pub key: Option<PathBuf>,
+}
+
+fn default_state() -> PathBuf {
+    PathBuf::from("/var/lib/von/reserve.redb")
 }
 
 fn default_lease() -> Period {

@@ -24,6 +24,7 @@ use crate::net::{self, TcpTransport};
 use crate::participant::RouterCore;
 use crate::proto::{AuthKey, Request, Response};
 use crate::service::{Service, ServiceRequest, ServiceResponse};
+use crate::store::RegistryStore;
 use crate::tc::{self, ClassCounters, Installed, TcCommand};
 
 /// How often a router re-reads and repairs its tc state.
@@ -161,7 +162,18 @@ pub fn run_service(cfg: &ServiceConfig, stop: Arc<AtomicBool>) -> Result<()> {
     let first_tx = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(1));
-    let service = Arc::new(Mutex::new(Service::new(cfg.lease.duration(), first_tx)));
+    let store = RegistryStore::open(&cfg.state)?;
+    let mut service = Service::with_store(cfg.lease.duration(), first_tx, store)?;
+    let reloaded = service.reservations().count();
+    if reloaded > 0 {
+        // Resume the leases before the routers let them lapse.
+        let mut t = transport.lock().unwrap_or_else(PoisonError::into_inner);
+        for e in service.renew_all(&mut *t) {
+            tracing::warn!(error = %e, "renewal of a reloaded reservation");
+        }
+    }
+    tracing::info!(state = %cfg.state.display(), reloaded, "registry loaded");
+    let service = Arc::new(Mutex::new(service));
     let _ = std::fs::remove_file(&cfg.socket);
     let shown = cfg.socket.display().to_string();
     let listener =

@@ -32,6 +32,7 @@ pub mod net;
 pub mod participant;
 pub mod proto;
 pub mod service;
+pub mod store;
 pub mod tc;
 
 pub use error::{Error, Result};

@@ -1,6 +1,11 @@
 //! The reservation service: the ON-id registry and the reservations it keeps
 //! alive by renewing their leases. The key manager can host it (it is a
 //! plain value driven by its caller); `von reserve serve` runs it alone.
+//!
+//! With a [`RegistryStore`] the registry survives a crash: a reservation is
+//! stored only once every router committed it, and removed before it is
+//! released, so a restarted service (within the lease) resumes renewing
+//! exactly what the routers hold, and ON-id uniqueness still holds.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::coordinator::{self, Transport};
 use crate::error::{Error, Result};
 use crate::model::ReservationSpec;
+use crate::store::RegistryStore;
 
 /// The registry: one reservation per ON id, one ON id per name.
 #[derive(Debug)]
@@ -17,6 +23,7 @@ pub struct Service {
     lease: Duration,
     next_tx: u64,
     reservations: BTreeMap<u32, ReservationSpec>,
+    store: Option<RegistryStore>,
 }
 
 /// What `von reserve` asks the service.
@@ -45,7 +52,24 @@ impl Service {
             lease,
             next_tx: first_tx,
             reservations: BTreeMap::new(),
+            store: None,
         }
+    }
+
+    /// A service whose registry lives in `store`: reloads what it holds, so
+    /// the caller should [`Service::renew_all`] at once to resume the leases.
+    pub fn with_store(lease: Duration, first_tx: u64, store: RegistryStore) -> Result<Self> {
+        Ok(Self {
+            lease,
+            next_tx: first_tx,
+            reservations: store.load()?,
+            store: Some(store),
+        })
+    }
+
+    /// The reservations it holds, by ON id.
+    pub fn reservations(&self) -> impl Iterator<Item = &ReservationSpec> {
+        self.reservations.values()
     }
 
     /// The lease it grants.
@@ -93,18 +117,32 @@ impl Service {
         let tx = self.next_tx;
         self.next_tx = self.next_tx.wrapping_add(1);
         coordinator::reserve(t, tx, &spec, self.lease)?;
+        if let Some(store) = &self.store {
+            if let Err(e) = store.put(&spec) {
+                // Not recorded, so a restart would forget it: undo it now
+                // rather than hold a share nobody renews after a crash.
+                let _ = coordinator::release(t, &spec);
+                return Err(e);
+            }
+        }
         self.reservations.insert(spec.on_id, spec);
         Ok(())
     }
 
     /// Releases `on_id` on its routers and forgets it.
     pub fn release(&mut self, t: &mut dyn Transport, on_id: u32) -> Result<()> {
-        let spec = self.reservations.remove(&on_id).ok_or_else(|| {
-            Error::invalid(
+        let Some(spec) = self.reservations.get(&on_id).cloned() else {
+            return Err(Error::invalid(
                 format!("ON id {on_id}"),
                 "not reserved through this service",
-            )
-        })?;
+            ));
+        };
+        // Forget it on disk first: a crash after this leaves the routers'
+        // classes to their leases, never a stored ON the routers dropped.
+        if let Some(store) = &self.store {
+            store.remove(on_id)?;
+        }
+        self.reservations.remove(&on_id);
         match coordinator::release(t, &spec).into_iter().next() {
             // Unreachable routers drop it when its lease lapses.
             Some(e) => Err(Error::invalid(

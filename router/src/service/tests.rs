@@ -8,6 +8,7 @@ use super::*;
 use crate::admission::LinkBudget;
 use crate::participant::RouterCore;
 use crate::proto::{Request, Response};
+use crate::store::RegistryStore;
 
 /// Routers in memory; `down` ones cannot be reached.
 struct Fleet {
@@ -189,4 +190,48 @@ fn release_removes_everywhere() {
     svc.release(&mut fleet, 7).expect("released");
     assert!(fleet.installed().is_empty());
     assert!(svc.release(&mut fleet, 7).is_err(), "not reserved any more");
+}
+
+#[test]
+fn a_restarted_service_reloads_its_registry_and_renews_it() {
+    let dir = std::env::temp_dir().join(format!("von-router-svc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("reserve.redb");
+    let mut fleet = Fleet::new(&[("r1", 30_000_000)]);
+    {
+        let store = RegistryStore::open(&path).expect("create");
+        let mut svc = Service::with_store(Duration::from_secs(3), 1, store).expect("empty");
+        svc.add(&mut fleet, spec("grid", 7, 20_000_000, &["r1:eth1"]))
+            .expect("fits");
+        svc.add(&mut fleet, spec("med", 8, 1_000_000, &["r1:eth1"]))
+            .expect("fits");
+        svc.release(&mut fleet, 8).expect("released");
+        // A refused one is never stored.
+        svc.add(&mut fleet, spec("big", 9, 20_000_000, &["r1:eth1"]))
+            .expect_err("overbooks r1");
+        // Dropped without release_all: the process was killed.
+    }
+    let store = RegistryStore::open(&path).expect("reopen");
+    let mut svc = Service::with_store(Duration::from_secs(3), 100, store).expect("reload");
+    let ids: Vec<u32> = svc.reservations().map(|r| r.on_id).collect();
+    assert_eq!(ids, [7], "committed and not released");
+    // Uniqueness survives: ON id 7 and name grid are still taken.
+    let err = svc
+        .add(&mut fleet, spec("other", 7, 1_000_000, &["r1:eth1"]))
+        .expect_err("same id");
+    assert!(err.to_string().contains("already registered"), "{err}");
+    // Renewing resumes the lease past the old one's end.
+    let t0 = fleet.now;
+    fleet.now = t0 + Duration::from_secs(2);
+    assert!(svc.renew_all(&mut fleet).is_empty());
+    fleet.now = t0 + Duration::from_secs(4);
+    let r1 = fleet.routers.get_mut("r1").expect("r1");
+    assert!(r1.expire(fleet.now).is_empty(), "renewed after the reload");
+    assert_eq!(fleet.installed(), [("r1".into(), 7)]);
+    // Released after the reload: gone from the file too.
+    svc.release(&mut fleet, 7).expect("released");
+    drop(svc);
+    let store = RegistryStore::open(&path).expect("reopen");
+    assert!(store.load().expect("load").is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
 }
