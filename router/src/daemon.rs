@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{RouterConfig, ServiceConfig};
 use crate::error::{Error, Result};
+use crate::metrics;
 use crate::net::{self, TcpTransport};
 use crate::participant::RouterCore;
 use crate::proto::{AuthKey, Request, Response};
@@ -37,6 +38,8 @@ pub fn run_router(cfg: &RouterConfig, stop: Arc<AtomicBool>) -> Result<()> {
     let key = AuthKey::load(&cfg.key)?;
     let listener = TcpListener::bind(cfg.listen)
         .map_err(|e| Error::io("listen on", cfg.listen.to_string(), e))?;
+    // Bound before anything is installed, so a taken port changes nothing.
+    let scrape_listener = cfg.metrics.map(metrics::bind).transpose()?;
     let core = Arc::new(Mutex::new(RouterCore::new(&cfg.name, cfg.budgets())));
     let counters: Arc<Mutex<Counters>> = Arc::default();
     reconcile(&core, &counters)?;
@@ -63,6 +66,21 @@ pub fn run_router(cfg: &RouterConfig, stop: Arc<AtomicBool>) -> Result<()> {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || net::serve_router(listener, key, stop, handler))
     };
+    let scraper = match scrape_listener {
+        Some(listener) => {
+            let (core, counters, stop) =
+                (Arc::clone(&core), Arc::clone(&counters), Arc::clone(&stop));
+            tracing::info!(addr = ?listener.local_addr().ok(), "metrics endpoint up");
+            Some(std::thread::spawn(move || {
+                metrics::serve(listener, stop, move || {
+                    let core = core.lock().unwrap_or_else(PoisonError::into_inner);
+                    let counters = counters.lock().unwrap_or_else(PoisonError::into_inner);
+                    core.status(Instant::now(), &counters)
+                });
+            }))
+        }
+        None => None,
+    };
     let mut result = Ok(());
     while !stop.load(Ordering::Relaxed) {
         if let Err(e) = reconcile(&core, &counters) {
@@ -84,6 +102,9 @@ pub fn run_router(cfg: &RouterConfig, stop: Arc<AtomicBool>) -> Result<()> {
             Ok(_) => tracing::info!(dev = %link.dev, "removed the router's qdisc"),
             Err(e) => tracing::warn!(dev = %link.dev, error = %e, "teardown"),
         }
+    }
+    if let Some(scraper) = scraper {
+        let _ = scraper.join();
     }
     if let Ok(Err(e)) = server.join() {
         return Err(e);

@@ -27,6 +27,7 @@ pub mod config;
 pub mod coordinator;
 pub mod daemon;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod participant;
