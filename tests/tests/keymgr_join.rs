@@ -8,7 +8,7 @@ mod keymgr_common;
 
 use std::time::Duration;
 
-use keymgr_common::KmWorld;
+use keymgr_common::{KmWorld, von_field};
 use von_tests::{Ping, Result};
 
 #[test]
@@ -28,6 +28,18 @@ fn members_join_ping_leave_and_expire() -> Result<()> {
     })?;
     let e0 = w.epoch(1)?;
     eprintln!("three members joined; epoch {e0}");
+
+    // Each member shows its lease (3 s, renewed every 1 s), in JSON and in
+    // the table.
+    for n in 1..=3 {
+        let lease = von_field(&w.status(n)?, "lease");
+        let left = lease["expires_in_ms"]
+            .as_i64()
+            .expect("keymgr mode has a lease");
+        assert!((1..=3_000).contains(&left), "h{n}: lease {lease}");
+        let text = w.status_text(n)?;
+        assert!(text.contains("lease expires in"), "h{n}:\n{text}");
+    }
 
     // Test 1: every ordered pair pings.
     for from in 1..=3 {

@@ -218,6 +218,15 @@ impl KmWorld {
         Status::parse(&process::run_ok(&mut cmd, Duration::from_secs(5))?.stdout)
     }
 
+    /// `von status` (the table for a person) of member `hN`.
+    pub fn status_text(&self, n: usize) -> Result<String> {
+        let mut cmd = self.topo.host(n).ns().command(&self.bin);
+        cmd.arg("status")
+            .arg("--socket")
+            .arg(self.path(&format!("h{n}.sock")));
+        Ok(process::run_ok(&mut cmd, Duration::from_secs(5))?.stdout)
+    }
+
     /// The epoch member `hN` sends under.
     pub fn epoch(&self, n: usize) -> Result<u64> {
         let s = self.status(n)?;
