@@ -339,6 +339,13 @@ mod tests {
         let src = source(lease.clone());
         let json = serde_json::to_value(src.report()).unwrap();
         assert!(json["vons"][0]["lease"].is_null(), "{json}");
+        let text = crate::metrics::render(&src.report());
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.contains("lease_expiry_timestamp_seconds{")),
+            "no lease sample without a lease:\n{text}"
+        );
 
         // The control client stores an expiry 3 s ahead (a join or renewal).
         let expires = SystemTime::now() + Duration::from_secs(3);
@@ -354,6 +361,13 @@ mod tests {
         assert_eq!(report.vons[0].epoch, 4);
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["vons"][0]["lease"]["expires_unix_ms"], unix_ms);
+        // Prometheus renders the same document: one lease sample, in seconds.
+        let text = crate::metrics::render(&report);
+        let sample = format!(
+            "lease_expiry_timestamp_seconds{{von=\"grid\"}} {}",
+            unix_ms / 1000
+        );
+        assert!(text.lines().any(|l| l.ends_with(&sample)), "{text}");
 
         // An expiry in the past (key manager unreachable) counts below zero.
         lease.store(Some(Arc::new(SystemTime::now() - Duration::from_secs(1))));
