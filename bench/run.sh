@@ -101,6 +101,7 @@ for t in "${SELECTED[@]}"; do labels="$labels|$t=${LABEL[$t]}"; done
   echo
   echo "- machine: $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
   echo "- load average (1/5/15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER"
+  echo "- socket buffer limits (they cap what any tunnel's SO_RCVBUF/SO_SNDBUF asks): net.core.rmem_max $(cat /proc/sys/net/core/rmem_max), wmem_max $(cat /proc/sys/net/core/wmem_max)"
   echo "- $ROUNDS rounds of ${SECONDS_PER_TEST}-second tests, tunnels in turns, $((ELAPSED / 60)) min $((ELAPSED % 60)) s in all; every figure is the median over rounds"
   echo "- inner MTU $INNER_MTU on every tunnel; UDP: ${UDP_LEN}-byte datagrams offered at ${UDP_RATE}bit/s; ping every ${PING_INTERVAL} s; RTT under load is measured during the 1-stream TCP test"
   for t in "${!SKIPPED[@]}"; do echo "- $t: not measured: ${SKIPPED[$t]}"; done
