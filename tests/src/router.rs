@@ -241,6 +241,25 @@ pub fn classes(ns: &Netns, dev: &str) -> Result<String> {
     Ok(process::run_ok(&mut cmd, crate::netns::QUICK)?.stdout)
 }
 
+/// `GET /metrics` from the router's endpoint on `127.0.0.1:port` in `ns`,
+/// over a plain TCP connection (bash's /dev/tcp); returns the body.
+pub fn scrape(ns: &Netns, port: u16) -> Result<String> {
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /metrics HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3 && cat <&3"
+    );
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns.name(), "bash", "-c", &script]);
+    let out = process::run_ok(&mut cmd, crate::netns::QUICK)?.stdout;
+    match out.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+        _ => Err(Error::Parse {
+            what: "router metrics response",
+            reason: "not 200 OK".into(),
+            text: out,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

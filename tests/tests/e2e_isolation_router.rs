@@ -24,6 +24,7 @@
 
 use std::time::{Duration, Instant};
 
+use von_tests::observe::sample;
 use von_tests::router::{self, Flood, RouterNet, VonProcess, rtt_ms, von};
 use von_tests::{Netns, Ping, Result, Topology, Underlay, VonSpec, iperf3, wait_for};
 
@@ -31,6 +32,8 @@ use von_tests::{Netns, Ping, Result, Topology, Underlay, VonSpec, iperf3, wait_f
 /// reservation's wire rate is computed for.
 const DATAGRAM: &str = "1404";
 const RESERVED: f64 = 20e6;
+/// The router's metrics port (on its loopback).
+const METRICS: u16 = 9479;
 
 #[test]
 fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
@@ -49,33 +52,33 @@ fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
     let router_toml = topo.dir().write(
         "router.toml",
         &format!(
-            "name = \"r1\"\nlisten = \"{}\"\nkey = \"{}\"\n\n[[link]]\ndev = \"sha\"\ncapacity = \"100mbit\"\n\n[[link]]\ndev = \"shb\"\ncapacity = \"100mbit\"\n",
+            "name = \"r1\"\nlisten = \"{}\"\nkey = \"{}\"\nmetrics = \"127.0.0.1:{METRICS}\"\n\n[[link]]\ndev = \"sha\"\ncapacity = \"100mbit\"\n\n[[link]]\ndev = \"shb\"\ncapacity = \"100mbit\"\n",
             router::CONTROL,
             key.display()
         ),
     )?;
     let socket = topo.dir().path().join("reserve.sock");
+    let state = topo.dir().path().join("reserve.redb");
     // r2 is configured but never started: the unreachable participant.
     let service_toml = topo.dir().write(
         "reserve.toml",
         &format!(
-            "socket = \"{}\"\nkey = \"{}\"\nlease = \"2s\"\n\n[[router]]\nname = \"r1\"\naddr = \"{}\"\n\n[[router]]\nname = \"r2\"\naddr = \"127.0.0.1:7301\"\n",
+            "socket = \"{}\"\nstate = \"{}\"\nkey = \"{}\"\nlease = \"2s\"\n\n[[router]]\nname = \"r1\"\naddr = \"{}\"\n\n[[router]]\nname = \"r2\"\naddr = \"127.0.0.1:7301\"\n",
             socket.display(),
+            state.display(),
             key.display(),
             router::CONTROL
         ),
     )?;
     let router_proc =
         VonProcess::spawn(rns, &["router", "--config", &router_toml.to_string_lossy()])?;
-    let service = VonProcess::spawn(
-        rns,
-        &[
-            "reserve",
-            "serve",
-            "--config",
-            &service_toml.to_string_lossy(),
-        ],
-    )?;
+    let serve = [
+        "reserve",
+        "serve",
+        "--config",
+        &service_toml.to_string_lossy(),
+    ];
+    let service = VonProcess::spawn(rns, &serve)?;
     let sock = socket.to_string_lossy().into_owned();
     wait_for(
         "the HTB root on sha and shb",
@@ -265,9 +268,77 @@ fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
         status.stdout
     );
 
-    // 6. Lease: a killed service stops renewing; the class goes by itself.
-    let killed = Instant::now();
+    // Metrics: per-ON and default-class counters and the reserved rate.
+    let text = router::scrape(rns, METRICS)?;
+    let on = |name: &str, link: &str, on_id: &str| {
+        sample(
+            &text,
+            name,
+            &[("router", "r1"), ("link", link), ("on_id", on_id)],
+        )
+    };
+    let (on_bytes, on_drops) = (
+        on("von_router_bytes_total", "sha", "7"),
+        on("von_router_drops_total", "sha", "7"),
+    );
+    let default_bytes = on("von_router_bytes_total", "sha", "default");
+    eprintln!(
+        "metrics: ON 7 on sha {on_bytes:?} bytes, {on_drops:?} drops; default class {default_bytes:?} bytes"
+    );
+    assert!(on_bytes > Some(0.0), "per-ON bytes in metrics:\n{text}");
+    assert!(on_drops.is_some(), "per-ON drops in metrics:\n{text}");
+    assert!(default_bytes > Some(0.0), "default class:\n{text}");
+    assert_eq!(
+        on("von_router_reserved_rate_bits_per_second", "shb", "7"),
+        Some(21_152_000.0),
+        "{text}"
+    );
+
+    // 6. Crash and restart within the lease: the registry comes back from
+    //    its redb file and the service resumes renewing.
     service.stop("KILL")?;
+    let restarted = VonProcess::spawn(rns, &serve)?;
+    wait_for(
+        "the restarted service to list ON 7",
+        Duration::from_secs(10),
+        || {
+            let out = von(rns, &["reserve", "list", "--socket", &sock])?;
+            Ok(
+                if out.status.success() && out.stdout.contains("ON 7 (grid)") {
+                    Ok(())
+                } else {
+                    Err(format!("{}{}", out.stdout, out.stderr))
+                },
+            )
+        },
+    )?;
+    // Three leases later the class is still there: renewed, not lapsed.
+    std::thread::sleep(Duration::from_secs(6));
+    for dev in ["sha", "shb"] {
+        assert!(
+            router::classes(rns, dev)?.contains("1:10"),
+            "the class on {dev} went after the service restarted"
+        );
+    }
+    let out = von(rns, &["reserve", "list", "--socket", &sock])?;
+    assert!(out.stdout.contains("ON 7 (grid)"), "{}", out.stdout);
+    let out = von(
+        rns,
+        &[
+            "reserve", "add", "--socket", &sock, "--name", "other", "--on-id", "7", "--rate",
+            "1mbit", "--path", "r1:sha",
+        ],
+    )?;
+    assert!(
+        out.stderr.contains("already registered for VON \"grid\""),
+        "ON-id uniqueness after the restart: {}",
+        out.stderr
+    );
+    eprintln!("6 restart: the registry came back; class kept for 3 leases; ON id 7 still taken");
+
+    // 7. Lease: a killed service stops renewing; the class goes by itself.
+    let killed = Instant::now();
+    restarted.stop("KILL")?;
     assert!(
         router::classes(rns, "sha")?.contains("1:10"),
         "the class went before the lease lapsed"
@@ -281,7 +352,7 @@ fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
         },
     )?;
     eprintln!(
-        "6 lease: class removed {:.1} s after the service was killed (lease 2 s)",
+        "7 lease: class removed {:.1} s after the service was killed (lease 2 s)",
         killed.elapsed().as_secs_f64()
     );
     assert!(!router::classes(rns, "shb")?.contains("1:10"));
