@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup-debian.sh
 cargo build --workspace --release --bins
+# The end-to-end tests run this binary rather than building their own.
+export VON_BIN="${VON_BIN:-$(realpath "${CARGO_TARGET_DIR:-target}")/release/von}"
 cargo test --workspace --release
 fuzz_seconds="${VON_FUZZ_SECONDS:-20}"
 if [ "$fuzz_seconds" -gt 0 ]; then

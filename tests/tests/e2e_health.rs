@@ -65,8 +65,21 @@ fn an_idle_von_notices_a_cut_underlay_and_its_return_within_three_seconds() -> R
     let mut topo = Topology::new(2)?;
     let grid = VonSpec::new("grid", 7, 1, &[1, 2]);
     topo.start(std::slice::from_ref(&grid))?;
-    // Keepalives bring every link up within one interval of the start.
-    until_a_is(&topo, true, Instant::now())?;
+    // Keepalives bring every link up within one interval of the start; B
+    // may come up after A, so wait for all four before judging anything.
+    von_tests::wait_for("A and B up on both hosts", Duration::from_secs(10), || {
+        let (s1, s2) = (topo.agent(1).status()?, topo.agent(2).status()?);
+        let mut up = Vec::new();
+        for u in Underlay::BOTH {
+            up.push(link_up(&s1, "grid", "h2", u)?);
+            up.push(link_up(&s2, "grid", "h1", u)?);
+        }
+        Ok(if up.iter().all(|&x| x) {
+            Ok(())
+        } else {
+            Err(format!("links up (h1 A, h2 A, h1 B, h2 B) = {up:?}"))
+        })
+    })?;
     let before = topo.agent(2).counters("grid")?;
 
     let cut = Instant::now();
