@@ -73,7 +73,7 @@ perf report -i "$WORK/agents.data" --no-children --sort dso --stdio -g none 2>/d
 echo
 echo "## The two agents: self time by symbol"
 perf report -i "$WORK/agents.data" --no-children --sort dso,symbol --percent-limit 0.7 --stdio -g none 2>/dev/null |
-  grep -E '^ +[0-9]' | sed -E 's/ +$//' | head -40
+  grep -E '^ +[0-9]' | sed -E 's/ +- +-? *$//' | head -40
 echo
 echo "## The whole machine: by command"
 perf report -i "$WORK/machine.data" --no-children --sort comm --percent-limit 1 --stdio -g none 2>/dev/null |
