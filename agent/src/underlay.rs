@@ -33,9 +33,17 @@ use tokio::net::UdpSocket;
 
 use crate::pipeline::Underlay;
 
-/// Kernel receive and send buffer asked for each socket: a burst of ~2,500
-/// full-size frames on a 2-core host without drops while the driver is busy.
-const SOCKET_BUFFER: usize = 4 << 20;
+/// Kernel send buffer asked for each socket: room for many 64 KB GSO runs.
+const SEND_BUFFER: usize = 4 << 20;
+/// Kernel receive buffer asked for each socket (the kernel doubles it for
+/// its bookkeeping). With GSO and GRO the receiving agent is the slowest
+/// stage, so a bulk TCP flow through the VON keeps this queue full, and its
+/// size becomes the standing delay every other packet of the host waits
+/// behind. Measured with bench/run.sh (docs/performance.md): 4 MB gave
+/// 4.5 Gbit/s at 2.6 ms RTT under load, worse than boringtun's 1.5 ms;
+/// 512 KB gives 2.2 Gbit/s at 0.7 ms, still 4x wireguard-go's goodput. A
+/// VON carries latency-critical traffic: delay wins.
+const RECV_BUFFER: usize = 512 << 10;
 /// `UDP_SEGMENT` and `UDP_GRO` (linux/udp.h), at level `SOL_UDP`.
 const UDP_SEGMENT: libc::c_int = 103;
 const UDP_GRO: libc::c_int = 104;
@@ -135,8 +143,8 @@ impl UnderlaySocket {
         socket.set_nonblocking(true).map_err(io_err("O_NONBLOCK"))?;
         set_dont_fragment(&socket, addr).map_err(io_err("IP_MTU_DISCOVER"))?;
         // Best effort: the kernel caps these at net.core.[rw]mem_max.
-        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+        let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+        let _ = socket.set_send_buffer_size(SEND_BUFFER);
         // Offloads are optional: a kernel without them sends and receives
         // one datagram per call, as before.
         let gso = set_int_option(&socket, libc::SOL_UDP, UDP_SEGMENT, 0).is_ok();
@@ -508,6 +516,30 @@ mod tests {
         let text = err.to_string();
         assert!(matches!(err, UnderlayError::AddrInUse { .. }), "{text}");
         assert!(text.contains(&a.local_addr().to_string()), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_receive_buffer_is_sized_for_delay() {
+        let a = UnderlaySocket::bind(Underlay::A, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let limit = |name: &str| -> usize {
+            let path = format!("/proc/sys/net/core/{name}");
+            // Linux always has these sysctls; the agent is Linux-only.
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        // The kernel caps what is asked at the sysctl and doubles it.
+        let socket = SockRef::from(&a.socket);
+        assert_eq!(
+            socket.recv_buffer_size().unwrap(),
+            2 * RECV_BUFFER.min(limit("rmem_max"))
+        );
+        assert_eq!(
+            socket.send_buffer_size().unwrap(),
+            2 * SEND_BUFFER.min(limit("wmem_max"))
+        );
     }
 
     #[tokio::test]
