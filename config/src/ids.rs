@@ -43,33 +43,25 @@ impl Epoch {
 impl TryFrom<i64> for OnId {
     type Error = ValueError;
     fn try_from(n: i64) -> Result<Self, ValueError> {
-        u32::try_from(n)
-            .ok()
-            .filter(|v| *v != 0)
-            .map(Self)
-            .ok_or_else(|| {
-                ValueError::new(format_args!(
-                    "{n} is not an ON id; use 1 to {} (0 is reserved; example: 7)",
-                    u32::MAX
-                ))
-            })
+        nonzero_u32(n, "an ON id", 7).map(Self)
     }
 }
 
 impl TryFrom<i64> for MemberId {
     type Error = ValueError;
     fn try_from(n: i64) -> Result<Self, ValueError> {
-        u32::try_from(n)
-            .ok()
-            .filter(|v| *v != 0)
-            .map(Self)
-            .ok_or_else(|| {
-                ValueError::new(format_args!(
-                    "{n} is not a member id; use 1 to {} (0 is reserved; example: 1)",
-                    u32::MAX
-                ))
-            })
+        nonzero_u32(n, "a member id", 1).map(Self)
     }
+}
+
+/// `n` as a frame id field: 1 to `u32::MAX`, 0 being reserved as "none".
+fn nonzero_u32(n: i64, what: &str, example: u32) -> Result<u32, ValueError> {
+    u32::try_from(n).ok().filter(|v| *v != 0).ok_or_else(|| {
+        ValueError::new(format_args!(
+            "{n} is not {what}; use 1 to {} (0 is reserved; example: {example})",
+            u32::MAX
+        ))
+    })
 }
 
 impl TryFrom<i64> for Epoch {

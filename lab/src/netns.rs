@@ -68,19 +68,20 @@ impl Netns {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut it = argv.into_iter();
-        let program = it.next().ok_or_else(|| Error::Parse {
-            what: "command line",
-            reason: "empty argv".into(),
-            text: String::new(),
-        })?;
-        let mut cmd = self.command(program);
-        cmd.args(it);
-        process::run(&mut cmd, timeout)
+        process::run(&mut self.argv_command(argv)?, timeout)
     }
 
     /// Runs `argv` in the namespace and requires success.
     pub fn exec_ok<I, S>(&self, argv: I) -> Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        process::run_ok(&mut self.argv_command(argv)?, QUICK)
+    }
+
+    /// `argv` as a command run in the namespace; an empty one is an error.
+    fn argv_command<I, S>(&self, argv: I) -> Result<Command>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -93,7 +94,7 @@ impl Netns {
         })?;
         let mut cmd = self.command(program);
         cmd.args(it);
-        process::run_ok(&mut cmd, QUICK)
+        Ok(cmd)
     }
 
     /// `ip -n <ns> <args>`, requiring success.

@@ -16,16 +16,7 @@ fn members_join_ping_leave_and_expire() -> Result<()> {
     if !von_tests::e2e_enabled("e2e keymgr join")? {
         return Ok(());
     }
-    let mut w = KmWorld::new(3)?;
-    w.start_keymgr()?;
-    for n in 1..=3 {
-        w.start_agent(n)?;
-    }
-    // Every join rekeys; all end on the same epoch with three members.
-    w.wait(15, "three members on one epoch", |w| {
-        let e: Vec<_> = (1..=3).map(|n| w.epoch(n).ok()).collect();
-        e.iter().all(|x| x.is_some() && *x == e[0]) && (1..=3).all(|n| w.members(n).ok() == Some(3))
-    })?;
+    let mut w = KmWorld::joined(3)?;
     let e0 = w.epoch(1)?;
     eprintln!("three members joined; epoch {e0}");
 

@@ -25,16 +25,7 @@ fn fifty_rekeys_under_udp_load_lose_nothing() -> Result<()> {
         return Ok(());
     }
     let _heavy = von_tests::heavy();
-    let mut w = KmWorld::new(2)?;
-    w.start_keymgr()?;
-    for n in 1..=2 {
-        w.start_agent(n)?;
-    }
-    w.wait(15, "both members on one epoch", |w| {
-        w.members(1).ok() == Some(2)
-            && w.members(2).ok() == Some(2)
-            && w.epoch(1).ok() == w.epoch(2).ok()
-    })?;
+    let w = KmWorld::joined(2)?;
     let w = &w;
     let e0 = w.epoch(1)?;
     let before = [w.status(1)?.von("grid")?, w.status(2)?.von("grid")?];

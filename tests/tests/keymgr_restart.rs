@@ -18,15 +18,7 @@ fn keymgr_crash_loses_nothing_and_restart_continues_epochs() -> Result<()> {
     if !von_tests::e2e_enabled("e2e keymgr restart")? {
         return Ok(());
     }
-    let mut w = KmWorld::new(3)?;
-    w.start_keymgr()?;
-    for n in 1..=3 {
-        w.start_agent(n)?;
-    }
-    w.wait(15, "three members on one epoch", |w| {
-        let e: Vec<_> = (1..=3).map(|n| w.epoch(n).ok()).collect();
-        e.iter().all(|x| x.is_some() && *x == e[0]) && (1..=3).all(|n| w.members(n).ok() == Some(3))
-    })?;
+    let mut w = KmWorld::joined(3)?;
     let e0 = w.epoch(1)?;
 
     // Traffic h1 -> h2 across the crash and the restart.

@@ -102,6 +102,23 @@ impl KmWorld {
         Ok(w)
     }
 
+    /// A key manager and agents `h1..=members` started, every member on one
+    /// epoch with the whole view: the starting point of every keymgr test.
+    pub fn joined(members: usize) -> Result<Self> {
+        let mut w = Self::new(members)?;
+        w.start_keymgr()?;
+        for n in 1..=members {
+            w.start_agent(n)?;
+        }
+        let all = members as u64;
+        w.wait(15, "every member on one epoch", |w| {
+            let e: Vec<_> = (1..=members).map(|n| w.epoch(n).ok()).collect();
+            e.iter().all(|x| x.is_some() && *x == e[0])
+                && (1..=members).all(|n| w.members(n).ok() == Some(all))
+        })?;
+        Ok(w)
+    }
+
     pub fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
