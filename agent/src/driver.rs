@@ -1,7 +1,15 @@
 //! The thin async driver: opens the OS edges, runs the packet loops, stops
 //! cleanly.
 //!
-//! Tasks, all on one tokio runtime:
+//! The packet loops run on a runtime of their own, [`DataPlane`], whose
+//! threads carry no control work: a key manager waiting on an fsync, a QUIC
+//! handshake or key wrapping for a large view runs on the caller's runtime
+//! (or its blocking pool) and can delay joins and rekeys, never a packet or a
+//! keepalive. Status and metrics answer from a third, one-thread runtime, so
+//! an operator can still look while the control plane is stuck.
+//! docs/architecture.md has the table of which work runs where.
+//!
+//! Tasks:
 //!
 //! - one **outbound** task per VON: TUN read → [`Outbound::handle`] → send
 //!   the frame to every target on underlay A and on underlay B;
@@ -9,7 +17,8 @@
 //!   ready) → [`Demux`] by ON id → that VON's [`Inbound::handle`] → TUN write.
 //!   One task owns every VON's inbound half, so the (sender, epoch) windows
 //!   that both underlays feed need no lock;
-//! - the **status** task answering on the control socket.
+//! - the **status** task answering on the control socket (and the metrics
+//!   endpoint), on the operator runtime.
 //!
 //! The loops batch at the edges and leave the core as it is (one packet in,
 //! one action out): a TUN read gives a TCP super-packet split into segments
@@ -52,6 +61,9 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 const RECV_BURST: usize = 32;
 /// How long the inbound loop sleeps when no link is up (nothing can go down).
 const IDLE_TICK: Duration = Duration::from_secs(1);
+/// Threads of the data-plane runtime: one per core on the 2-core machines
+/// von is measured on, so the outbound and inbound loops run side by side.
+const DATA_THREADS: usize = 2;
 
 /// Why the agent could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +94,41 @@ pub enum AgentError {
     },
     #[error("the {0} loop stopped unexpectedly")]
     TaskEnded(&'static str),
+    #[error("starting the {0} runtime")]
+    Runtime(&'static str, #[source] std::io::Error),
+}
+
+/// The runtimes the agent's own work runs on, apart from the caller's, which
+/// keeps the control plane (key-manager sessions, an embedded key manager).
+struct Runtimes {
+    /// TUN and underlay I/O and the packet core: nothing else is spawned here.
+    data: tokio::runtime::Runtime,
+    /// The status socket and the metrics endpoint.
+    operator: tokio::runtime::Runtime,
+}
+
+impl Runtimes {
+    fn new() -> Result<Self, AgentError> {
+        let build = |name: &'static str, threads: usize| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name(format!("von-{name}"))
+                .enable_all()
+                .build()
+                .map_err(|e| AgentError::Runtime(name, e))
+        };
+        Ok(Self {
+            data: build("data", DATA_THREADS)?,
+            operator: build("operator", 1)?,
+        })
+    }
+
+    /// Ends both runtimes without waiting on their threads: the caller has
+    /// already stopped every task, and this may run inside an async context.
+    fn close(self) {
+        self.data.shutdown_background();
+        self.operator.shutdown_background();
+    }
 }
 
 /// Runs the agent for `config` until `shutdown` completes, then removes the
@@ -141,6 +188,30 @@ pub async fn run(
         incarnations.push(inc);
     }
 
+    let runtimes = Runtimes::new()?;
+    let result = run_on(config, &runtimes, vons, incarnations, controls, shutdown).await;
+    runtimes.close();
+    result
+}
+
+/// The second half of [`run`]: opens the OS edges on the data-plane runtime
+/// (tokio I/O stays with the runtime it was registered on), spawns the loops
+/// there and the status socket on the operator runtime, then waits.
+async fn run_on(
+    config: &AgentConfig,
+    runtimes: &Runtimes,
+    vons: Vec<(
+        &von_config::VonConfig,
+        crate::pipeline::SharedSnapshot,
+        crate::health::SharedLease,
+        Option<control::NearLimit>,
+    )>,
+    incarnations: Vec<u32>,
+    controls: Vec<control::KeymgrVon>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let data = runtimes.data.handle();
+    let entered = data.enter();
     let sockets = Arc::new([
         UnderlaySocket::bind(Underlay::A, config.underlay.a.bind.addr())?,
         UnderlaySocket::bind(Underlay::B, config.underlay.b.bind.addr())?,
@@ -193,7 +264,7 @@ pub async fn run(
         let span = info_span!(
             "von", name = %name, interface = von.interface.as_str(), on_id = me_on_id.0
         );
-        tasks.spawn(
+        tasks.spawn_on(
             outbound_loop(
                 tun.clone(),
                 von.mtu.bytes(),
@@ -204,6 +275,7 @@ pub async fn run(
                 near,
             )
             .instrument(span.clone()),
+            data,
         );
         let health = pipeline.inbound.health();
         inbounds.push(pipeline.inbound);
@@ -229,17 +301,28 @@ pub async fn run(
     }
     let demux =
         Demux::new(on_ids).unwrap_or_else(|| unreachable!("load_views refuses shared ON ids"));
-    tasks.spawn(inbound_loop(
-        sockets.clone(),
-        demux,
-        inbounds,
-        tuns,
-        spans,
-        socket_counters.clone(),
-    ));
+    tasks.spawn_on(
+        inbound_loop(
+            sockets.clone(),
+            demux,
+            inbounds,
+            tuns,
+            spans,
+            socket_counters.clone(),
+        ),
+        data,
+    );
+    drop(entered);
 
+    let operator = runtimes.operator.handle();
     let control: PathBuf = config.control_socket.clone();
-    let listener = status::bind(&control).await?;
+    let listener = {
+        let control = control.clone();
+        operator
+            .spawn(async move { status::bind(&control).await })
+            .await
+            .map_err(|_| AgentError::TaskEnded("status"))??
+    };
     let source = Arc::new(StatusSource {
         vons: status_vons,
         underlays: [
@@ -248,18 +331,27 @@ pub async fn run(
         ],
     });
     if let Some(addr) = config.metrics {
-        let listener = metrics::bind(addr.addr()).await?;
+        let listener = operator
+            .spawn(metrics::bind(addr.addr()))
+            .await
+            .map_err(|_| AgentError::TaskEnded("metrics"))??;
         info!(metrics = %addr.addr(), "serving Prometheus metrics at /metrics");
         let source = source.clone();
-        tasks.spawn(async move {
-            metrics::serve(listener, source).await;
-            "metrics"
-        });
+        tasks.spawn_on(
+            async move {
+                metrics::serve(listener, source).await;
+                "metrics"
+            },
+            operator,
+        );
     }
-    tasks.spawn(async move {
-        status::serve(listener, source).await;
-        "status"
-    });
+    tasks.spawn_on(
+        async move {
+            status::serve(listener, source).await;
+            "status"
+        },
+        operator,
+    );
     info!(control_socket = %control.display(), "agent running");
 
     let result = tokio::select! {

@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod disk;
 pub mod forge;
 pub mod iperf;
 pub mod observe;

@@ -2,6 +2,12 @@
 //! iperf3 sends UDP at 50 Mbit/s from h1 to h2: 0 datagrams lost by the VON,
 //! 0 authentication failures, 0 frames under an unknown epoch.
 //!
+//! Issue 19: 100 rekeys by a key manager embedded in h1's agent, the sender,
+//! under 20 Mbit/s: every rekey writes the store (fsync) inside h1's agent,
+//! and none of it may stall h1's packet loops, so here h1's TUN queue must
+//! drop nothing as well (it dropped 4,645 packets at one 2.5 s stall before
+//! the data path got runtime threads of its own).
+//!
 //! Loss is counted where it happens. Inside the VON — what rekeying can
 //! break — every datagram h1's agent sealed must be delivered to h2's TUN:
 //! that is asserted. Outside it a kernel queue may drop on a loaded machine:
@@ -17,19 +23,46 @@ use std::time::{Duration, Instant};
 use keymgr_common::KmWorld;
 use von_tests::{Result, iperf3};
 
-const REKEYS: u64 = 50;
-
 #[test]
 fn fifty_rekeys_under_udp_load_lose_nothing() -> Result<()> {
     if !von_tests::e2e_enabled("e2e keymgr rekey under load")? {
         return Ok(());
     }
-    let _heavy = von_tests::heavy();
     let w = KmWorld::joined(2)?;
-    let w = &w;
+    let kernel = rekeys_under_load(&w, 50, "50M", 25)?;
+    eprintln!(
+        "kernel outside the VON (not asserted at 50 Mbit/s): h1 TUN queue drops {}, h2 socket drops {}",
+        kernel.0, kernel.1
+    );
+    Ok(())
+}
+
+#[test]
+fn hundred_embedded_rekeys_stall_no_packet_at_the_sender() -> Result<()> {
+    if !von_tests::e2e_enabled("e2e embedded keymgr rekeys under load")? {
+        return Ok(());
+    }
+    let mut w = KmWorld::new_embedded(2)?;
+    w.start(2)?;
+    let (tun_drops, _) = rekeys_under_load(&w, 100, "20M", 45)?;
+    assert_eq!(
+        tun_drops,
+        0,
+        "h1's TUN queue dropped packets: its agent stopped reading\n{}",
+        w.logs()
+    );
+    Ok(())
+}
+
+/// `rekeys` forced rekeys, one after the other commits, while iperf3 sends
+/// UDP at `rate` for `secs` from h1 to h2. Asserts that the VON lost nothing
+/// and authenticated everything; returns the kernel's drops outside it
+/// (h1's TUN queue, h2's UDP socket).
+fn rekeys_under_load(w: &KmWorld, rekeys: u64, rate: &str, secs: u64) -> Result<(u64, u64)> {
+    let _heavy = von_tests::heavy();
     let e0 = w.epoch(1)?;
     let before = [w.status(1)?.von("grid")?, w.status(2)?.von("grid")?];
-    let kernel_before = (tun_tx_dropped(w, 1)?, udp_rcvbuf_errors(w, 2)?);
+    let kernel_before = (w.tun_tx_dropped(1)?, w.udp_rcvbuf_errors(2)?);
 
     // iperf3 in a scoped thread; rekeys from here, one after the other commits.
     let (report, took) = std::thread::scope(|scope| -> Result<_> {
@@ -38,13 +71,23 @@ fn fifty_rekeys_under_udp_load_lose_nothing() -> Result<()> {
                 w.topo.host(2).ns(),
                 KmWorld::address(2),
                 w.topo.host(1).ns(),
-                &["-u", "-b", "50M", "-t", "25", "-l", "1200", "-w", "4M"],
-                Duration::from_secs(25),
+                &[
+                    "-u",
+                    "-b",
+                    rate,
+                    "-t",
+                    &secs.to_string(),
+                    "-l",
+                    "1200",
+                    "-w",
+                    "4M",
+                ],
+                Duration::from_secs(secs),
             )
         });
         std::thread::sleep(Duration::from_secs(2));
         let started = Instant::now();
-        for i in 1..=REKEYS {
+        for i in 1..=rekeys {
             w.keymgr_ctl(&["rekey"])?;
             w.wait(5, &format!("rekey {i} committed on both members"), |w| {
                 (1..=2).all(|n| w.epoch(n).ok() == Some(e0 + i))
@@ -60,29 +103,27 @@ fn fifty_rekeys_under_udp_load_lose_nothing() -> Result<()> {
     })?;
 
     let after = [w.status(1)?.von("grid")?, w.status(2)?.von("grid")?];
-    let tun_drops = tun_tx_dropped(w, 1)? - kernel_before.0;
-    let socket_drops = udp_rcvbuf_errors(w, 2)? - kernel_before.1;
+    let tun_drops = w.tun_tx_dropped(1)? - kernel_before.0;
+    let socket_drops = w.udp_rcvbuf_errors(2)? - kernel_before.1;
     let lost = report.lost_packets.unwrap_or(u64::MAX);
     let sealed = before[0].delta(&after[0], "tx_packets")?;
     let delivered = before[1].delta(&after[1], "delivered")?;
     eprintln!(
-        "{REKEYS} rekeys in {:.1} s (epoch {e0} -> {}); iperf3 UDP 50 Mbit/s: {} datagrams, {lost} lost, {:.1} Mbit/s received",
+        "{rekeys} rekeys in {:.1} s (epoch {e0} -> {}); iperf3 UDP {rate}bit/s: {} datagrams, {lost} lost, {:.1} Mbit/s received",
         took.as_secs_f64(),
         w.epoch(1)?,
         report.packets.unwrap_or(0),
         report.received_bps() / 1e6
     );
-    eprintln!(
-        "VON: h1 sealed {sealed}, h2 delivered {delivered}; kernel outside the VON: h1 TUN queue drops {tun_drops}, h2 socket drops {socket_drops}"
-    );
+    eprintln!("VON: h1 sealed {sealed}, h2 delivered {delivered}");
     assert!(
-        took < Duration::from_secs(23),
+        took < Duration::from_secs(secs - 2),
         "the rekeys must happen during the load ({took:?})"
     );
     assert_eq!(
         delivered,
         sealed,
-        "the VON lost datagrams across {REKEYS} rekeys\n{}",
+        "the VON lost datagrams across {rekeys} rekeys\n{}",
         w.logs()
     );
     for (n, (b, a)) in before.iter().zip(&after).enumerate() {
@@ -90,34 +131,5 @@ fn fifty_rekeys_under_udp_load_lose_nothing() -> Result<()> {
             assert_eq!(b.delta(a, counter)?, 0, "h{} {counter}", n + 1);
         }
     }
-    Ok(())
-}
-
-/// `Udp: RcvbufErrors` of host `hN`'s namespace (`/proc/net/snmp`): datagrams
-/// the kernel dropped because a receiving socket's buffer was full.
-fn udp_rcvbuf_errors(w: &KmWorld, n: usize) -> Result<u64> {
-    let out = w.topo.host(n).ns().exec_ok(["cat", "/proc/net/snmp"])?;
-    let udp: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("Udp:"))
-        .collect();
-    let (names, values) = (udp[0].split_whitespace(), udp[1].split_whitespace());
-    let value = names
-        .zip(values)
-        .find(|(k, _)| *k == "RcvbufErrors")
-        .and_then(|(_, v)| v.parse().ok())
-        .expect("/proc/net/snmp has Udp RcvbufErrors");
-    Ok(value)
-}
-
-/// `tx_dropped` of host `hN`'s VON interface: packets the kernel dropped
-/// because the TUN queue towards the agent was full.
-fn tun_tx_dropped(w: &KmWorld, n: usize) -> Result<u64> {
-    let out = w
-        .topo
-        .host(n)
-        .ns()
-        .exec_ok(["cat", "/sys/class/net/von-grid/statistics/tx_dropped"])?;
-    Ok(out.stdout.trim().parse().expect("tx_dropped is a number"))
+    Ok((tun_drops, socket_drops))
 }

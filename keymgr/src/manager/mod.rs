@@ -87,6 +87,9 @@ struct Pending {
     /// Members of `view` that have not acknowledged yet.
     awaiting: BTreeSet<MemberId>,
     deadline: Instant,
+    /// Whether the driver has reported the prepare sent
+    /// ([`KeyManager::handed_over`]); until then the deadline may move.
+    handed_over: bool,
 }
 
 /// The key manager of one VON.
@@ -334,6 +337,18 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
         }
         self.drive(now, &mut out)?;
         Ok(out)
+    }
+
+    /// The driver has handed the last step's outputs to the connections at
+    /// `now`. A member's time to acknowledge a prepare counts from here, not
+    /// from the start of the step: the step reserved the epoch in the store
+    /// first, and a slow disk there must delay the rekey, never make every
+    /// member look silent and drop it (issue 19).
+    pub fn handed_over(&mut self, now: Instant) {
+        if let Some(p) = self.pending.as_mut().filter(|p| !p.handed_over) {
+            p.deadline = p.deadline.max(now + self.settings.ack_timeout);
+            p.handed_over = true;
+        }
     }
 
     /// When [`tick`](Self::tick) must be called next, if ever.

@@ -83,6 +83,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             view,
             key,
             deadline: now + self.settings.ack_timeout,
+            handed_over: false,
         });
         // Removals above were part of building this view, not a new change.
         self.dirty = false;

@@ -11,6 +11,12 @@
 //!
 //! One task owns the state, so no lock is held across a network write and a
 //! slow member never delays the others.
+//!
+//! The store is synchronous and fsyncs every epoch and membership change, so
+//! the core task hands each step to the blocking pool ([`Server::step`]) and
+//! awaits it: a slow or frozen disk delays joins and rekeys, while the
+//! runtime's workers go on carrying every QUIC connection (and, in an
+//! embedded key manager, the agent's other control tasks).
 
 mod conn;
 mod control;
@@ -100,10 +106,30 @@ enum ConnCmd {
 #[derive(Debug)]
 pub struct Server {
     endpoint: quinn::Endpoint,
-    km: KeyManager<RedbStore, Wrapper>,
-    revoked: Revocations,
+    /// `None` only while a step runs on the blocking pool.
+    core: Option<Core>,
     control: tokio::net::UnixListener,
     control_path: std::path::PathBuf,
+}
+
+/// What the core task owns: the manager with its store, and where each
+/// member's connection task listens. Moved to a blocking thread for every
+/// step, so it must be `Send` and is never shared.
+#[derive(Debug)]
+struct Core {
+    km: KeyManager<RedbStore, Wrapper>,
+    revoked: Revocations,
+    routes: Routes,
+}
+
+/// The connection task of each member: (connection number, its channel).
+type Routes = HashMap<MemberId, (u64, mpsc::UnboundedSender<ConnCmd>)>;
+
+/// One step of the core: an event from a connection, or the timer.
+#[derive(Debug)]
+enum Step {
+    Event(Event),
+    Tick,
 }
 
 impl Server {
@@ -146,8 +172,11 @@ impl Server {
         let control = control::bind(&control_path)?;
         Ok(Self {
             endpoint,
-            km,
-            revoked,
+            core: Some(Core {
+                km,
+                revoked,
+                routes: HashMap::new(),
+            }),
             control,
             control_path,
         })
@@ -164,15 +193,22 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ServerError> {
         let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
-        let mut routes: HashMap<MemberId, (u64, mpsc::UnboundedSender<ConnCmd>)> = HashMap::new();
         let mut next_conn = 0u64;
         let refusals = conn::Refusals::default();
         info!(addr = ?self.endpoint.local_addr().ok(), control = %self.control_path.display(), "key manager listening");
         tokio::pin!(shutdown);
         let result = loop {
-            let deadline = self.km.poll_timeout().map(tokio::time::Instant::from_std);
-            let out = tokio::select! {
+            let deadline = self
+                .core
+                .as_ref()
+                .and_then(|c| c.km.poll_timeout())
+                .map(tokio::time::Instant::from_std);
+            // Events before the timer: a renewal that queued while the disk
+            // was slow is applied before the tick that would expire its lease.
+            let step = tokio::select! {
+                biased;
                 () = &mut shutdown => break Ok(()),
+                Some(ev) = events.recv() => Step::Event(ev),
                 Some(incoming) = self.endpoint.accept() => {
                     next_conn += 1;
                     tokio::spawn(conn::serve(incoming, next_conn, events_tx.clone(), refusals.clone()));
@@ -182,12 +218,10 @@ impl Server {
                     tokio::spawn(control::serve(stream, events_tx.clone()));
                     continue;
                 }
-                Some(ev) = events.recv() => self.handle(ev, &mut routes),
-                () = sleep_until(deadline) => self.km.tick(now()).map_err(Into::into),
+                () = sleep_until(deadline) => Step::Tick,
             };
-            match out {
-                Ok(out) => route(out, &mut routes),
-                Err(e) => break Err(e),
+            if let Err(e) = self.step(step).await {
+                break Err(e);
             }
         };
         self.endpoint.close(0u32.into(), b"key manager stopping");
@@ -195,11 +229,32 @@ impl Server {
         result
     }
 
-    fn handle(
-        &mut self,
-        ev: Event,
-        routes: &mut HashMap<MemberId, (u64, mpsc::UnboundedSender<ConnCmd>)>,
-    ) -> Result<Vec<Output>, ServerError> {
+    /// Runs one step of the core on the blocking pool and routes its output
+    /// there too (routing only queues on unbounded channels).
+    async fn step(&mut self, step: Step) -> Result<(), ServerError> {
+        let mut core = self
+            .core
+            .take()
+            .unwrap_or_else(|| unreachable!("every step puts the core back"));
+        let (core, result) = tokio::task::spawn_blocking(move || {
+            let result = match step {
+                Step::Event(ev) => core.handle(ev),
+                Step::Tick => core.km.tick(now()).map_err(Into::into),
+            }
+            .map(|out| route(out, &mut core.routes));
+            core.km.handed_over(now());
+            (core, result)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        self.core = Some(core);
+        result
+    }
+}
+
+impl Core {
+    fn handle(&mut self, ev: Event) -> Result<Vec<Output>, ServerError> {
+        let routes = &mut self.routes;
         let now = now();
         Ok(match ev {
             Event::Join {
@@ -289,7 +344,7 @@ impl Server {
     }
 }
 
-fn route(out: Vec<Output>, routes: &mut HashMap<MemberId, (u64, mpsc::UnboundedSender<ConnCmd>)>) {
+fn route(out: Vec<Output>, routes: &mut Routes) {
     for o in out {
         match o {
             Output::Send { to, msg } => {

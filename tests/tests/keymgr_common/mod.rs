@@ -35,6 +35,9 @@ pub const KM_PORT: u16 = 4433;
 /// A VON in keymgr mode: the topology, the key manager and the agents.
 pub struct KmWorld {
     pub topo: Topology,
+    /// The host whose underlay A address the key manager listens on: h4's
+    /// standalone `von keymgr`, or h1 when its agent embeds the key manager.
+    km_host: usize,
     bin: PathBuf,
     dir: PathBuf,
     keymgr: Option<Child>,
@@ -44,11 +47,23 @@ pub struct KmWorld {
 impl KmWorld {
     /// Four hosts; certificates for members `h1..=members` and the key manager.
     pub fn new(members: usize) -> Result<Self> {
+        Self::with_keymgr_on(members, KM_HOST)
+    }
+
+    /// Like [`new`](Self::new), but h1's agent embeds the key manager
+    /// (`keymgr = "embedded"`, its state in `km-state`, listening on h1's
+    /// underlay A address), as a single-site deployment runs it.
+    pub fn new_embedded(members: usize) -> Result<Self> {
+        Self::with_keymgr_on(members, 1)
+    }
+
+    fn with_keymgr_on(members: usize, km_host: usize) -> Result<Self> {
         let topo = Topology::new(KM_HOST)?;
         let bin = von_bin()?;
         let dir = topo.dir().path().to_owned();
         let w = Self {
             topo,
+            km_host,
             bin,
             dir,
             keymgr: None,
@@ -91,7 +106,7 @@ impl KmWorld {
             &["km"],
         )?;
         let km = format!(
-            "von = \"{VON}\"\non_id = 7\nlisten = \"192.0.2.{KM_HOST}:{KM_PORT}\"\nstate_dir = \"{state}\"\n\
+            "von = \"{VON}\"\non_id = 7\nlisten = \"192.0.2.{km_host}:{KM_PORT}\"\nstate_dir = \"{state}\"\n\
              ca = \"{ca}/ca.crt\"\ncert = \"{km}/km.crt\"\nkey = \"{km}/km.key\"\nnoise_key = \"{km}/km.noise.key\"\n\
              [timers]\nlease = \"3s\"\nrenew = \"1s\"\nprepare_timeout = \"2s\"\ngrace = \"1s\"\n",
             state = w.path("km-state"),
@@ -106,17 +121,26 @@ impl KmWorld {
     /// epoch with the whole view: the starting point of every keymgr test.
     pub fn joined(members: usize) -> Result<Self> {
         let mut w = Self::new(members)?;
-        w.start_keymgr()?;
+        w.start(members)?;
+        Ok(w)
+    }
+
+    /// Starts the key manager (unless an agent embeds it) and agents
+    /// `h1..=members`, and waits until every member is on one epoch with the
+    /// whole view.
+    pub fn start(&mut self, members: usize) -> Result<()> {
+        if self.km_host == KM_HOST {
+            self.start_keymgr()?;
+        }
         for n in 1..=members {
-            w.start_agent(n)?;
+            self.start_agent(n)?;
         }
         let all = members as u64;
-        w.wait(15, "every member on one epoch", |w| {
+        self.wait(15, "every member on one epoch", |w| {
             let e: Vec<_> = (1..=members).map(|n| w.epoch(n).ok()).collect();
             e.iter().all(|x| x.is_some() && *x == e[0])
                 && (1..=members).all(|n| w.members(n).ok() == Some(all))
-        })?;
-        Ok(w)
+        })
     }
 
     pub fn path(&self, name: &str) -> String {
@@ -135,7 +159,7 @@ impl KmWorld {
 
     /// Runs `von keymgr OP --config keymgr.toml` in the key manager's host.
     pub fn keymgr_ctl(&self, op: &[&str]) -> Result<String> {
-        let mut cmd = self.topo.host(KM_HOST).ns().command(&self.bin);
+        let mut cmd = self.topo.host(self.km_host).ns().command(&self.bin);
         cmd.arg("keymgr")
             .args(op)
             .arg("--config")
@@ -178,10 +202,16 @@ impl KmWorld {
     pub fn start_agent(&mut self, n: usize) -> Result<()> {
         let h = format!("h{n}");
         let host = self.topo.host(n);
-        let toml = format!(
+        let embeds = n == self.km_host;
+        let endpoint = if embeds {
+            "embedded".to_owned()
+        } else {
+            format!("192.0.2.{}:{KM_PORT}", self.km_host)
+        };
+        let mut toml = format!(
             "state_dir = \"{state}\"\ncontrol_socket = \"{sock}\"\nlog = \"info\"\n\n\
              [underlay.a]\nbind = \"{a}:{UNDERLAY_PORT}\"\n[underlay.b]\nbind = \"{b}:{UNDERLAY_PORT}\"\n\n\
-             [[von]]\nname = \"{VON}\"\nrate = \"200mbit\"\nkeymgr = \"192.0.2.{KM_HOST}:{KM_PORT}\"\n\
+             [[von]]\nname = \"{VON}\"\nrate = \"200mbit\"\nkeymgr = \"{endpoint}\"\n\
              cert = \"{d}/{h}.crt\"\nkey = \"{d}/{h}.key\"\nca = \"{ca}/ca.crt\"\nnoise_key = \"{d}/{h}.noise.key\"\n",
             state = self.path(&format!("{h}-state")),
             sock = self.path(&format!("{h}.sock")),
@@ -190,6 +220,16 @@ impl KmWorld {
             d = self.path(&h),
             ca = self.path("ca"),
         );
+        if embeds {
+            toml.push_str(&format!(
+                "\n[von.embedded_keymgr]\non_id = 7\nlisten = \"{a}:{KM_PORT}\"\nstate_dir = \"{state}\"\n\
+                 cert = \"{km}/km.crt\"\nkey = \"{km}/km.key\"\nnoise_key = \"{km}/km.noise.key\"\n\
+                 [von.embedded_keymgr.timers]\nlease = \"3s\"\nrenew = \"1s\"\nprepare_timeout = \"2s\"\ngrace = \"1s\"\n",
+                a = host.underlay_addr(Underlay::A),
+                state = self.path("km-state"),
+                km = self.path("km"),
+            ));
+        }
         let config = self.topo.dir().write(&format!("{h}.toml"), &toml)?;
         let log = File::options()
             .create(true)
@@ -288,6 +328,35 @@ impl KmWorld {
             }
         }
         out
+    }
+
+    /// `Udp: RcvbufErrors` of host `hN`'s namespace (`/proc/net/snmp`): datagrams
+    /// the kernel dropped because a receiving socket's buffer was full.
+    pub fn udp_rcvbuf_errors(&self, n: usize) -> Result<u64> {
+        let out = self.topo.host(n).ns().exec_ok(["cat", "/proc/net/snmp"])?;
+        let udp: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("Udp:"))
+            .collect();
+        let (names, values) = (udp[0].split_whitespace(), udp[1].split_whitespace());
+        let value = names
+            .zip(values)
+            .find(|(k, _)| *k == "RcvbufErrors")
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("/proc/net/snmp has Udp RcvbufErrors");
+        Ok(value)
+    }
+
+    /// `tx_dropped` of host `hN`'s VON interface: packets the kernel dropped
+    /// because the TUN queue towards the agent was full.
+    pub fn tun_tx_dropped(&self, n: usize) -> Result<u64> {
+        let out = self
+            .topo
+            .host(n)
+            .ns()
+            .exec_ok(["cat", "/sys/class/net/von-grid/statistics/tx_dropped"])?;
+        Ok(out.stdout.trim().parse().expect("tx_dropped is a number"))
     }
 
     /// Member `hN`'s VON address.

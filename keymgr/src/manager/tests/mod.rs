@@ -249,6 +249,27 @@ fn silent_member_is_dropped_at_the_ack_deadline_and_its_key_replaced() {
 }
 
 #[test]
+fn ack_deadline_counts_from_when_the_prepare_left() {
+    // The store held the step for 7 s (a frozen disk): the prepare reached
+    // the connections only then, so the members' 5 s start there.
+    let t0 = Instant::now();
+    let mut km = three(t0);
+    let out = km.force_rekey(t0).unwrap();
+    assert_eq!(prepares(&out).len(), 3);
+    let sent = t0 + Duration::from_secs(7);
+    km.handed_over(sent);
+    assert_eq!(km.poll_timeout(), Some(sent + Duration::from_secs(5)));
+    assert!(disconnects(&km.tick(sent + Duration::from_millis(10)).unwrap()).is_empty());
+    let out = ack_all(&mut km, sent + Duration::from_millis(20));
+    assert_eq!(commits(&out).len(), 3);
+    // Reported once: a later hand-over moves nothing.
+    km.force_rekey(sent).unwrap();
+    km.handed_over(sent);
+    km.handed_over(sent + Duration::from_secs(60));
+    assert_eq!(km.poll_timeout(), Some(sent + Duration::from_secs(5)));
+}
+
+#[test]
 fn changes_during_a_rekey_fold_into_the_next_one() {
     let t0 = Instant::now();
     let mut km = three(t0);
