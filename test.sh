@@ -10,7 +10,9 @@ scripts/setup-debian.sh
 cargo build --workspace --release --bins
 # The end-to-end tests run this binary rather than building their own.
 export VON_BIN="${VON_BIN:-$(realpath "${CARGO_TARGET_DIR:-target}")/release/von}"
-cargo test --workspace --release
+# --no-fail-fast: every failing test binary is reported, not only the
+# first; cargo still exits non-zero if any failed.
+cargo test --workspace --release --no-fail-fast
 fuzz_seconds="${VON_FUZZ_SECONDS:-20}"
 if [ "$fuzz_seconds" -gt 0 ]; then
   if cargo fuzz --version >/dev/null 2>&1; then

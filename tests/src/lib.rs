@@ -29,6 +29,7 @@
 pub mod disk;
 pub mod forge;
 pub mod iperf;
+pub mod ledger;
 pub mod observe;
 pub mod packet;
 pub mod router;
