@@ -115,7 +115,9 @@ for t in "${SELECTED[@]}"; do labels="$labels|$t=${LABEL[$t]}"; done
   echo "- inner MTU $INNER_MTU on every tunnel; UDP: ${UDP_LEN}-byte datagrams offered at ${UDP_RATE}bit/s; ping every ${PING_INTERVAL} s; RTT under load is measured during the 1-stream TCP test"
   if [ "$SMALL_RATE" = 0 ]; then small_offer="as fast as one iperf3 sends them"; else small_offer="offered at ${SMALL_RATE}bit/s"; fi
   echo "- small packets: ${SMALL_LEN}-byte UDP payloads $small_offer, counted where host 2's iperf3 receives them (the raw underlay's row is what iperf3 itself manages here)"
-  echo "- 4 peers: one TCP stream from each of 4 sender hosts to host 2 at once, each sender its own peer of host 2's tunnel, goodput summed"
+  if [ "$(senders | wc -w)" = 4 ]; then
+    echo "- 4 peers: one TCP stream from each of hosts $(senders | tr ' ' ',') to host 2 at once, each sender its own peer of host 2's tunnel, goodput summed"
+  fi
   echo "- anchors as bench/setup.sh installed them under $VON_BENCH_ROOT (bench/README.md); each row names the version its binary reports"
   for t in "${!SKIPPED[@]}"; do echo "- $t: not measured: ${SKIPPED[$t]}"; done
   echo "- offloads (ethtool -k, host 1 / host 2):"

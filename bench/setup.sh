@@ -132,6 +132,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "apt-get update with bench's own sources ($APT_DIR/sources.list: ${WG_GO_SUITES[*]})"
   private_apt update -q >&2
   for suite in "${missing[@]}"; do install_wg_go "$suite"; done
+  # The suites' package lists (about 40 MB) are only needed to download.
+  rm -rf "$APT_DIR/state/lists" "$APT_DIR/cache"
 fi
 
 # 3. boringtun and GotaTun from crates.io, each in its own --root.

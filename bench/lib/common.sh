@@ -4,7 +4,7 @@
 # shellcheck source=anchors.sh
 . "$(dirname "${BASH_SOURCE[0]}")/anchors.sh"
 
-# Defaults of a full run (about 25 minutes on 2 cores); --quick shortens it.
+# Defaults of a full run (about 20 minutes on 2 cores); --quick shortens it.
 ROUNDS=5             # runs of every figure; the table shows the median
 SECONDS_PER_TEST=5   # iperf3 -t, and the length of an idle ping run
 UDP_RATE=200M        # fixed offered UDP rate (iperf3 -b)
@@ -28,7 +28,7 @@ Builds two hosts (network namespaces) joined by two underlays, brings up
 every tunnel side by side, and measures them in turns. Prints a markdown
 table (also written to --out FILE). Run bench/setup.sh once first.
 
-  --quick       3 rounds of 2 s tests (about 6 minutes)
+  --quick       3 rounds of 2 s tests (about 5 minutes)
   --rounds N    runs of every figure; the median is reported (default 5)
   --time S      seconds per iperf3 test and per idle ping run (default 5)
   --udp-rate R  offered UDP rate, iperf3 -b syntax (default 200M)

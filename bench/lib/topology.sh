@@ -7,16 +7,16 @@
 #   │ ub 198.51.100.1/24   ├──── veth, link B ───┤ ub 198.51.100.2/24   │
 #   │                      │                     │                      │
 #   │ von-bench 100.64.1.1 │  von: A and B       │ von-bench 100.64.1.2 │
-#   │ wgb-ID-1  100.64.2.1 │  wireguard-go (bookworm): A  .2           │
-#   │ bt-ID-1   100.64.3.1 │  boringtun: A                .2           │
-#   │ wgk-ID-1  100.64.4.1 │  kernel WG: A                .2           │
-#   │ wgt-ID-1  100.64.5.1 │  wireguard-go (trixie): A    .2           │
-#   │ gt-ID-1   100.64.6.1 │  GotaTun: A                  .2           │
+#   │ wgb-ID-1  100.64.2.1 │  wg-go bookworm: A  │ wgb-ID-2  100.64.2.2 │
+#   │ bt-ID-1   100.64.3.1 │  boringtun: A       │ bt-ID-2   100.64.3.2 │
+#   │ wgk-ID-1  100.64.4.1 │  kernel WG: A       │ wgk-ID-2  100.64.4.2 │
+#   │ wgt-ID-1  100.64.5.1 │  wg-go trixie: A    │ wgt-ID-2  100.64.5.2 │
+#   │ gt-ID-1   100.64.6.1 │  GotaTun: A         │ gt-ID-2   100.64.6.2 │
 #   └──────────────────────┘                     │                      │
 #   ┌─ vbID-hN, N = 3 4 5 ─┐                     │                      │
 #   │ ua 192.0.2.N/32      ├──── veth, link A ───┤ uaN 192.0.2.2/32     │
 #   │ ub 198.51.100.N/32   ├──── veth, link B ───┤ ubN 198.51.100.2/32  │
-#   │ every tunnel: .N     │                     │                      │
+#   │ tunnels: 100.64.T.N  │                     │                      │
 #   └──────────────────────┘                     └──────────────────────┘
 #
 # Host 1 runs the iperf3 and ping clients, host 2 the iperf3 servers; hosts
@@ -32,6 +32,7 @@
 ID=$(($$ % 10000))
 NS1="vb$ID-h1"
 NS2="vb$ID-h2"
+# The extra senders (profile.sh sets none: it measures hosts 1 and 2 only).
 PEER_HOSTS=${PEER_HOSTS-3 4 5}
 
 in1() { ip netns exec "$NS1" "$@"; }
