@@ -14,6 +14,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
+# Hosts 1 and 2 only: the 4-peer test's extra senders would be idle agents.
+PEER_HOSTS=""
 # shellcheck source=lib/common.sh
 . "$HERE/lib/common.sh"
 # shellcheck source=lib/topology.sh

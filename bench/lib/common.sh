@@ -1,11 +1,16 @@
 # shellcheck shell=bash
 # Settings, arguments, logging and cleanup of bench/run.sh. Sourced, not run.
 
-# Defaults of a full run (about 12 minutes on 2 cores); --quick shortens it.
+# shellcheck source=anchors.sh
+. "$(dirname "${BASH_SOURCE[0]}")/anchors.sh"
+
+# Defaults of a full run (about 20 minutes on 2 cores); --quick shortens it.
 ROUNDS=5             # runs of every figure; the table shows the median
 SECONDS_PER_TEST=5   # iperf3 -t, and the length of an idle ping run
 UDP_RATE=200M        # fixed offered UDP rate (iperf3 -b)
 UDP_LEN=1200         # UDP datagram payload, the same for every tunnel
+SMALL_LEN=64         # payload of the small-packet test (SCADA-sized)
+SMALL_RATE=0         # its offered rate (iperf3 -b; 0 = as fast as iperf3 sends)
 INNER_MTU=1400       # every tunnel's interface MTU (fits WireGuard and von)
 PING_INTERVAL=0.01   # 10 ms
 VON_BIN=${VON_BIN:-}
@@ -16,18 +21,22 @@ KEEP=0
 usage() {
   cat <<'EOF'
 usage: sudo bench/run.sh [--quick] [--rounds N] [--time S] [--udp-rate R]
-                         [--only raw,wg-go,boringtun,kernel-wg,von,von-1u]
+                         [--small-rate R] [--only TUNNEL,...]
                          [--von PATH] [--out FILE] [--keep]
 
 Builds two hosts (network namespaces) joined by two underlays, brings up
 every tunnel side by side, and measures them in turns. Prints a markdown
 table (also written to --out FILE). Run bench/setup.sh once first.
 
-  --quick       3 rounds of 2 s tests (about 3 minutes)
+  --quick       3 rounds of 2 s tests (about 5 minutes)
   --rounds N    runs of every figure; the median is reported (default 5)
   --time S      seconds per iperf3 test and per idle ping run (default 5)
   --udp-rate R  offered UDP rate, iperf3 -b syntax (default 200M)
-  --only LIST   measure only these tunnels (ratios need wg-go/boringtun)
+  --small-rate R  offered rate of 64-byte UDP packets, iperf3 -b syntax
+                (default 0: as fast as iperf3 can send)
+  --only LIST   measure only these tunnels, of: raw, wg-go-bookworm,
+                wg-go-trixie, boringtun, gotatun, kernel-wg, von, von-1u
+                (the ratios need the anchors they divide by)
   --von PATH    von binary to use (default: cargo build --release)
   --keep        keep the scratch directory (configs, logs, raw results)
 EOF
@@ -40,7 +49,8 @@ parse_args() {
       --rounds) ROUNDS=$(positive "$1" "${2:-}"); shift ;;
       --time) SECONDS_PER_TEST=$(positive "$1" "${2:-}"); shift ;;
       --udp-rate) UDP_RATE=${2:?--udp-rate needs a rate such as 200M}; shift ;;
-      --only) ONLY=${2:?--only needs a comma-separated list of tunnels}; shift ;;
+      --small-rate) SMALL_RATE=${2:?--small-rate needs a rate such as 50M, or 0}; shift ;;
+      --only) ONLY=$(known_tunnels "${2:-}"); shift ;;
       --von) VON_BIN=${2:?--von needs the path of a von binary}; shift ;;
       --out) OUT=${2:?--out needs a file name}; shift ;;
       --keep) KEEP=1 ;;
@@ -49,6 +59,20 @@ parse_args() {
     esac
     shift
   done
+}
+
+# known_tunnels LIST: LIST if every name in it is a tunnel run.sh knows
+# (ALL_TUNNELS, tunnels.sh), else exits naming the ones it does not.
+known_tunnels() {
+  local name known t unknown=()
+  [ -n "$1" ] || die "--only needs a comma-separated list of tunnels: ${ALL_TUNNELS[*]}"
+  for name in ${1//,/ }; do
+    known=0
+    for t in "${ALL_TUNNELS[@]}"; do [ "$t" = "$name" ] && known=1; done
+    [ "$known" = 1 ] || unknown+=("$name")
+  done
+  [ ${#unknown[@]} -eq 0 ] || die "--only: no tunnel named ${unknown[*]}; the tunnels are: ${ALL_TUNNELS[*]}"
+  echo "$1"
 }
 
 # positive FLAG VALUE: VALUE if it is a whole number >= 1, else exits.
@@ -76,16 +100,25 @@ preflight() {
   for tool in ip ping iperf3 jq ethtool awk; do
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
-  if wanted wg-go; then
-    command -v wireguard-go >/dev/null || missing+=(wireguard-go)
-  fi
-  if wanted wg-go || wanted boringtun || wanted kernel-wg; then
-    command -v wg >/dev/null || missing+=(wg)
-  fi
+  local suite
+  for suite in "${WG_GO_SUITES[@]}"; do
+    if wanted "wg-go-$suite"; then
+      [ -x "$(wg_go_bin "$suite")" ] || missing+=("$(wg_go_bin "$suite")")
+    fi
+  done
   if wanted boringtun; then
-    PATH=$PATH:${CARGO_HOME:-$HOME/.cargo}/bin
-    command -v boringtun-cli >/dev/null || missing+=(boringtun-cli)
+    [ -x "$BORINGTUN_BIN" ] || missing+=("$BORINGTUN_BIN")
   fi
+  if wanted gotatun; then
+    [ -x "$GOTATUN_BIN" ] || missing+=("$GOTATUN_BIN")
+  fi
+  local t
+  for t in wg-go-bookworm wg-go-trixie boringtun gotatun kernel-wg; do
+    if wanted "$t"; then
+      command -v wg >/dev/null || missing+=(wg)
+      break
+    fi
+  done
   [ ${#missing[@]} -eq 0 ] || die "missing ${missing[*]}: run sudo bench/setup.sh"
 }
 
