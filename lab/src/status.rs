@@ -91,6 +91,21 @@ impl VonCounters {
             .saturating_sub(self.on(underlay, name)?))
     }
 
+    /// How many received data frames reached a verdict between `self` and
+    /// `later`: the sum of the counters one of which every received frame
+    /// ends in (docs/status.md). The pipeline bumps `rx_frames` on arrival
+    /// and the verdict a moment later, so a test that saw `rx_frames` move
+    /// waits for this too before it judges the verdict.
+    pub fn judged(&self, later: &VonCounters) -> Result<u64> {
+        VERDICTS.iter().map(|name| self.delta(later, name)).sum()
+    }
+
+    /// `later - self` of `rx_frames` on both underlays.
+    pub fn received(&self, later: &VonCounters) -> Result<u64> {
+        Ok(self.delta_on(later, Underlay::A, "rx_frames")?
+            + self.delta_on(later, Underlay::B, "rx_frames")?)
+    }
+
     fn missing(&self, name: &str) -> Error {
         Error::Parse {
             what: "von status --json counters",
@@ -102,6 +117,21 @@ impl VonCounters {
         }
     }
 }
+
+/// The counters every received data frame ends in exactly one of
+/// (docs/status.md, "Per-VON counters").
+const VERDICTS: [&str; 10] = [
+    "delivered",
+    "duplicates",
+    "replays",
+    "too_old",
+    "auth_failures",
+    "malformed",
+    "unknown_sender",
+    "unknown_epoch",
+    "inner_source_rejected",
+    "from_self",
+];
 
 /// The entry of VON `name` in the document's `vons` array.
 fn find_von<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
@@ -170,6 +200,32 @@ mod tests {
                 .expect("counter"),
             0
         );
+    }
+
+    #[test]
+    fn judged_sums_the_verdicts_and_received_both_underlays() {
+        let counters = |delivered: u64, replays: u64, rx_a: u64| {
+            let mut c = serde_json::json!({"a": {"rx_frames": rx_a}, "b": {"rx_frames": 1}});
+            for name in VERDICTS {
+                c[name] = 0.into();
+            }
+            c["delivered"] = delivered.into();
+            c["replays"] = replays.into();
+            let text = serde_json::json!({"vons": [{"name": "grid", "counters": c}]});
+            Status::parse(&text.to_string())
+                .expect("json")
+                .von("grid")
+                .expect("grid")
+        };
+        let (before, later) = (counters(5, 0, 2), counters(7, 1, 6));
+        assert_eq!(before.judged(&later).expect("counters"), 3);
+        assert_eq!(before.received(&later).expect("counters"), 4);
+        // A reading without the verdict counters names the missing one.
+        let bare = Status::parse(SAMPLE)
+            .expect("json")
+            .von("grid")
+            .expect("grid");
+        assert!(bare.judged(&later).is_err());
     }
 
     #[test]

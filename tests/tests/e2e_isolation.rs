@@ -72,17 +72,28 @@ fn one_von_cannot_reach_another_and_spoofed_sources_are_dropped() -> Result<()> 
         let r = ping(to, 2)?;
         assert_eq!(r.received, 0, "h2 reached VON med's {to}:\n{}", r.output);
     }
-    let h2_after = topo.agent(2).counters("grid")?;
+    // ping gives up on its own clock; h2's agent counts each refusal when it
+    // reads the request from the TUN, which nothing orders before ping's exit.
+    let want = u64::from(2 * COUNT);
+    let h2_after = von_tests::wait_for(
+        "h2 to count every cross-VON request",
+        Duration::from_secs(10),
+        || {
+            let now = topo.agent(2).counters("grid")?;
+            let refused = h2_before.delta(&now, "policy_drops")?;
+            Ok(if refused >= want {
+                Ok(now)
+            } else {
+                Err(format!("{refused} of {want} counted as policy drops"))
+            })
+        },
+    )?;
     let refused = h2_before.delta(&h2_after, "policy_drops")?;
     eprintln!(
         "cross-VON: h2 sent {} requests to med addresses; {refused} counted as policy drops",
         2 * COUNT
     );
-    assert_eq!(
-        refused,
-        u64::from(2 * COUNT),
-        "policy drops for destinations outside grid"
-    );
+    assert_eq!(refused, want, "policy drops for destinations outside grid");
     assert_eq!(
         h2_before.delta(&h2_after, "tx_packets")?,
         0,
@@ -105,6 +116,8 @@ fn one_von_cannot_reach_another_and_spoofed_sources_are_dropped() -> Result<()> 
     // The same path with h2's own address still works.
     let honest = ping(grid.address(1), 2)?;
     assert_eq!(honest.received, COUNT, "{}", honest.output);
+    // No wait needed here: h2's agent reads its TUN in order, so the honest
+    // replies prove it has read (and counted) the spoofed requests before.
     let h2_spoof = topo.agent(2).counters("grid")?;
     let spoof_drops = h2_after.delta(&h2_spoof, "policy_drops")?;
     eprintln!(
@@ -170,15 +183,21 @@ fn one_von_cannot_reach_another_and_spoofed_sources_are_dropped() -> Result<()> 
         );
         let before = topo.agent(1).counters("grid")?;
         tool.send_raw(h2.ns(), &datagram)?;
+        // h1 counts the frame's arrival (`rx_frames`) before its verdict
+        // (`delivered`, `inner_source_rejected`, ...): wait for both.
         let after = von_tests::wait_for(
-            "h1 to count the forged frame",
+            "h1 to receive and judge the forged frame",
             Duration::from_secs(10),
             || {
                 let now = topo.agent(1).counters("grid")?;
-                Ok(if before.delta_on(&now, Underlay::A, "rx_frames")? >= 1 {
+                let (received, judged) = (
+                    before.delta_on(&now, Underlay::A, "rx_frames")?,
+                    before.judged(&now)?,
+                );
+                Ok(if received >= 1 && judged >= received {
                     Ok(now)
                 } else {
-                    Err("not received yet".to_owned())
+                    Err(format!("{received} frame(s) received, {judged} judged"))
                 })
             },
         )?;

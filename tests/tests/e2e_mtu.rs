@@ -86,10 +86,28 @@ fn largest_df_ping_passes_and_one_byte_more_is_refused_loudly() -> Result<()> {
             largest + 1
         );
 
-        let after = [
-            topo.agent(1).counters(&von.name)?,
-            topo.agent(2).counters(&von.name)?,
-        ];
+        // ping stops at the first copy of each reply; the second copy of the
+        // last request may still be on its way to h2: wait until h2 counted
+        // all three on both underlays.
+        let after = von_tests::wait_for(
+            "h2 to receive every big frame on both underlays",
+            Duration::from_secs(10),
+            || {
+                let now = [
+                    topo.agent(1).counters(&von.name)?,
+                    topo.agent(2).counters(&von.name)?,
+                ];
+                let rx = [
+                    before[1].delta_on(&now[1], Underlay::A, "rx_frames")?,
+                    before[1].delta_on(&now[1], Underlay::B, "rx_frames")?,
+                ];
+                Ok(if rx.iter().all(|&n| n >= 3) {
+                    Ok(now)
+                } else {
+                    Err(format!("h2 received {rx:?} on (A, B)"))
+                })
+            },
+        )?;
         // The big ones crossed both underlays whole; the refused one never
         // reached the agent.
         for u in Underlay::BOTH {

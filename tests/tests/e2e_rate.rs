@@ -13,9 +13,9 @@
 //!  └────────────────────────┘                 └────────────────────────┘
 //! ```
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use von_tests::{Result, Topology, VonSpec, iperf3};
+use von_tests::{Result, Topology, VonCounters, VonSpec, iperf3};
 
 /// The contracted rate, bits per second, and as the config writes it.
 const RATE: f64 = 20e6;
@@ -50,10 +50,34 @@ fn udp_at_three_times_the_rate_is_cut_to_the_rate() -> Result<()> {
         &["-u", "-b", "60M", "-l", &len, "-t", "5"],
         Duration::from_secs(5),
     )?;
-    let after = [
-        topo.agent(1).counters("grid")?,
-        topo.agent(2).counters("grid")?,
-    ];
+    // iperf3 has ended, but its control connection's last segments (the
+    // close, the server killed after its one test) are sealed by h1 and
+    // delivered by h2 one after the other, and h1 is read before h2: wait
+    // until what h2 delivered matches what h1 sealed, or time out and let
+    // the assertion below report the difference.
+    let read = || -> Result<[VonCounters; 2]> {
+        Ok([
+            topo.agent(1).counters("grid")?,
+            topo.agent(2).counters("grid")?,
+        ])
+    };
+    let ended = Instant::now();
+    let after = von_tests::wait_for(
+        "h2 to deliver every packet h1 sealed",
+        Duration::from_secs(10),
+        || {
+            let now = read()?;
+            let sealed = before[0].delta(&now[0], "tx_packets")?;
+            let delivered = before[1].delta(&now[1], "delivered")?;
+            Ok(if delivered == sealed {
+                Ok(now)
+            } else {
+                Err(format!("h1 sealed {sealed}, h2 delivered {delivered}"))
+            })
+        },
+    )
+    .or_else(|_| read())?;
+    let settled = ended.elapsed();
 
     let packets = r.packets.expect("UDP report has packets");
     let lost = r.lost_packets.expect("UDP report has lost packets");
@@ -65,10 +89,11 @@ fn udp_at_three_times_the_rate_is_cut_to_the_rate() -> Result<()> {
     let delivered = before[1].delta(&after[1], "delivered")?;
     eprintln!(
         "udp at 3x: offered {packets} datagrams ({:.1} Mbit/s payload), {arrived} arrived = {:.2} Mbit/s inner \
-         (limit {:.1}); h1 sealed {sealed}, rate-dropped {rate_drops}; h2 delivered {delivered}; iperf3 lost {lost}",
+         (limit {:.1}); h1 sealed {sealed}, rate-dropped {rate_drops}; h2 delivered {delivered} (read {:.0} ms after iperf3 ended); iperf3 lost {lost}",
         r.sent_bytes as f64 * 8.0 / r.seconds / 1e6,
         inner_bps / 1e6,
         RATE * 1.1 / 1e6,
+        settled.as_secs_f64() * 1e3,
     );
     assert!(
         inner_bps <= RATE * 1.1,

@@ -58,15 +58,22 @@ fn a_captured_frame_sent_again_is_counted_as_a_replay_and_not_delivered() -> Res
     let mut previous = agent.counters("grid")?;
     for (underlay, bytes) in [(Underlay::A, on_a), (Underlay::B, on_b)] {
         tool.send_raw(h1.ns(), &bytes)?;
+        // The agent counts the frame's arrival (`rx_frames`) before its
+        // verdict: wait for both, or a reading between the two would show a
+        // frame received and judged nowhere.
         let now = von_tests::wait_for(
-            "the replayed frame to be counted",
+            "the replayed frame to be received and judged",
             Duration::from_secs(10),
             || {
                 let now = agent.counters("grid")?;
-                Ok(if previous.delta_on(&now, underlay, "rx_frames")? >= 1 {
+                let (received, judged) = (
+                    previous.delta_on(&now, underlay, "rx_frames")?,
+                    previous.judged(&now)?,
+                );
+                Ok(if received >= 1 && judged >= received {
                     Ok(now)
                 } else {
-                    Err("no frame received yet".to_owned())
+                    Err(format!("{received} frame(s) received, {judged} judged"))
                 })
             },
         )?;

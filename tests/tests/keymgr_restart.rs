@@ -88,7 +88,14 @@ fn keymgr_crash_loses_nothing_and_restart_continues_epochs() -> Result<()> {
     assert_eq!(w.epoch(1)?, e2);
     let km = w.keymgr_status()?;
     assert_eq!(names(&km["members"]), ["h1"], "{km}");
-    let log = std::fs::read_to_string(w.path("keymgr.log")).unwrap_or_default();
+    // h2's refusal is logged when h2 dials in, on its own schedule, not
+    // when h1 rekeys: wait for it rather than read the log once.
+    let read_log = |w: &KmWorld| std::fs::read_to_string(w.path("keymgr.log")).unwrap_or_default();
+    w.wait(10, "the key manager to log h2's refusal", |w| {
+        let log = read_log(w);
+        log.contains("member certificate refused") && log.contains("is revoked")
+    })?;
+    let log = read_log(&w);
     let refusals = log.matches("member certificate refused").count();
     assert!(
         refusals >= 1 && log.contains("is revoked"),
