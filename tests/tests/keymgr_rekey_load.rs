@@ -21,7 +21,7 @@ mod keymgr_common;
 use std::time::{Duration, Instant};
 
 use keymgr_common::KmWorld;
-use von_tests::{Result, VonCounters, iperf3};
+use von_tests::{Result, Underlay, VonCounters, iperf3};
 
 #[test]
 fn fifty_rekeys_under_udp_load_lose_nothing() -> Result<()> {
@@ -146,10 +146,32 @@ fn rekeys_under_load(w: &KmWorld, rekeys: u64, rate: &str, secs: u64) -> Result<
         took < Duration::from_secs(secs - 2),
         "the rekeys must happen during the load ({took:?})"
     );
+    // Where a loss happened, should there be one: per underlay, what h1
+    // sent and h2 received, h2's socket drops and its verdicts.
+    let mut places = format!("h2 UDP receive-buffer drops {socket_drops}");
+    for u in [Underlay::A, Underlay::B] {
+        places.push_str(&format!(
+            "; {u:?}: h1 sent {}, h2 received {}",
+            before[0].delta_on(&after[0], u, "tx_frames")?,
+            before[1].delta_on(&after[1], u, "rx_frames")?
+        ));
+    }
+    for counter in [
+        "too_old",
+        "replays",
+        "unknown_epoch",
+        "auth_failures",
+        "rate_drops",
+    ] {
+        places.push_str(&format!(
+            "; h2 {counter} {}",
+            before[1].delta(&after[1], counter)?
+        ));
+    }
     assert_eq!(
         delivered,
         sealed,
-        "the VON lost datagrams across {rekeys} rekeys\n{}",
+        "the VON lost datagrams across {rekeys} rekeys ({places})\n{}",
         w.logs()
     );
     for (n, (b, a)) in before.iter().zip(&after).enumerate() {
