@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use von_crypto::freshness::Challenge;
 use von_crypto::{Cipher, Epoch, GroupKey, MemberId, OnId};
 
 use crate::pipeline::{
@@ -187,8 +188,19 @@ pub struct TwinNet {
 }
 
 impl TwinNet {
-    /// `n` members with `rate_bps` contracted each and a generous burst.
+    /// `n` members with `rate_bps` contracted each and a generous burst,
+    /// which have proven their positions to each other (as agents do within
+    /// a round trip of starting, see [`TwinNet::prove`]).
     pub fn new(n: usize, rate_bps: u64, seed: u64) -> Self {
+        let mut net = Self::unproven(n, rate_bps, seed);
+        net.prove(Instant::now());
+        net
+    }
+
+    /// Like [`TwinNet::new`], but every host has just started: nobody has
+    /// proven anything, so data frames are refused until keepalives have
+    /// gone both ways.
+    pub fn unproven(n: usize, rate_bps: u64, seed: u64) -> Self {
         let hosts = (0..n)
             .map(|i| {
                 let snap: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot(
@@ -202,6 +214,7 @@ impl TwinNet {
                     rate_bps,
                     burst_bytes: (rate_bps / 8).max(3_000),
                     incarnation: 1,
+                    challenge: Challenge([i as u8 + 1; 16]),
                 };
                 TwinHost {
                     pipeline: Pipeline::new(config, snap.clone(), counters.clone()),
@@ -221,6 +234,34 @@ impl TwinNet {
             captured: Vec::new(),
             capture: false,
             buf: vec![0; PACKET_OFFSET + 65_535 + OVERHEAD],
+        }
+    }
+
+    /// Every host sends what its keepalive timer has due at `now` (a round,
+    /// answers to new challenges) straight onto the wire, without faults;
+    /// returns how many keepalives left.
+    pub fn keepalives(&mut self, now: Instant) -> usize {
+        let mut sent = 0;
+        let mut buf = [0u8; von_crypto::freshness::MAX_KEEPALIVE_LEN];
+        for host in &mut self.hosts {
+            while let Some(k) = host.pipeline.outbound.handle_timeout(now, &mut buf) {
+                self.wire.push_back(InFlight {
+                    underlay: k.underlay,
+                    to: k.to,
+                    bytes: k.frame.to_vec(),
+                });
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Every host challenges every other and answers their challenges at
+    /// `now`: afterwards each has proven its position to all the others.
+    pub fn prove(&mut self, now: Instant) {
+        for _ in 0..2 {
+            self.keepalives(now);
+            self.step(now);
         }
     }
 
