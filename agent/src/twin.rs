@@ -170,6 +170,8 @@ pub struct TwinHost {
     pub snapshot: SharedSnapshot,
     /// Inner packets written to its TUN, in order.
     pub delivered: Vec<Vec<u8>>,
+    /// What its pipeline was started with.
+    pub config: PipelineConfig,
 }
 
 /// An `n`-member VON over two in-memory underlays.
@@ -221,6 +223,7 @@ impl TwinNet {
                     counters,
                     snapshot: snap,
                     delivered: Vec::new(),
+                    config,
                 }
             })
             .collect();
@@ -235,6 +238,24 @@ impl TwinNet {
             capture: false,
             buf: vec![0; PACKET_OFFSET + 65_535 + OVERHEAD],
         }
+    }
+
+    /// Host `i` restarts under `incarnation`: a new pipeline (empty windows,
+    /// a new challenge, fresh counters) over the same view and key, as after
+    /// `kill -9` and `von up`. What it delivered so far is kept.
+    pub fn restart(&mut self, i: usize, incarnation: u32) {
+        let host = &mut self.hosts[i];
+        let counters = Arc::new(VonCounters::default());
+        let mut challenge = [i as u8 + 1; 16];
+        challenge[..4].copy_from_slice(&incarnation.to_be_bytes());
+        let config = PipelineConfig {
+            incarnation,
+            challenge: Challenge(challenge),
+            ..host.config
+        };
+        host.pipeline = Pipeline::new(config, host.snapshot.clone(), counters.clone());
+        host.counters = counters;
+        host.config = config;
     }
 
     /// Every host sends what its keepalive timer has due at `now` (a round,
