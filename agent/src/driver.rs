@@ -143,6 +143,17 @@ pub async fn run(
         SendCounter::new(inc).map_err(|source| AgentError::Sequence { von: name, source })?;
         incarnations.push(inc);
     }
+    // Nothing is sealed within the second of the start (state.rs).
+    if let Some(&newest) = incarnations.iter().max() {
+        state::wait_until_past(newest).map_err(|source| AgentError::State {
+            von: vons
+                .iter()
+                .map(|(v, ..)| v.name.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            source,
+        })?;
+    }
 
     let sockets = Arc::new([
         UnderlaySocket::bind(Underlay::A, config.underlay.a.bind.addr())?,

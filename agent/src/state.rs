@@ -8,11 +8,18 @@
 //! `von_crypto::sequence::INCARNATION_EPOCH_UNIX`: it moves forward whatever
 //! happens to the disk, as long as the clock does.
 //!
+//! Two starts within one second would share an incarnation, and a lost file
+//! cannot say that the last start was a moment ago. So a start seals nothing
+//! before its second is over: [`bump_incarnation`] returns only once the
+//! clock reads a later second. A process that sealed anything under
+//! incarnation `s` was therefore alive after `s` ended, and any later start
+//! gets a later second — with or without the file.
+//!
 //! The file keeps the last incarnation used (written to a temp file,
 //! fsynced, renamed, directory fsynced, *before* anything is sent) only to
-//! catch the clock going back: a second start within the same second waits
-//! for the next one, a clock more than [`MAX_CLOCK_WAIT`] behind the last
-//! start is refused with an error naming the fix. See `docs/crypto.md`.
+//! catch the clock going back: a clock up to [`MAX_CLOCK_WAIT`] behind the
+//! last start is waited out, one further behind is refused with an error
+//! naming the fix. See `docs/crypto.md`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -70,21 +77,49 @@ pub enum StateError {
         clock: u32,
         behind: u64,
     },
+    /// The clock did not pass the start's second in [`MAX_CLOCK_WAIT`].
+    #[error(
+        "the system clock did not move past incarnation {incarnation} (it reads {clock}) \
+         within {MAX_CLOCK_WAIT:?}; it went back or stands still: fix it (NTP)"
+    )]
+    ClockStuck { incarnation: u32, clock: u32 },
 }
 
-/// The incarnation of a start now: reads the clock, waits up to
-/// [`MAX_CLOCK_WAIT`] if it has not passed the last start yet, stores the
-/// result durably and returns it. Call before sending anything under the VON.
+/// The incarnation of a start now for VON `von`: reads the clock, waits up
+/// to [`MAX_CLOCK_WAIT`] if it has not passed the last start yet, stores the
+/// result durably and returns it. Before sealing anything under it, call
+/// [`wait_until_past`] with the largest incarnation of this start (once for
+/// every VON of the agent: they share the wait).
 pub fn bump_incarnation(state_dir: &Path, von: &str) -> Result<u32, StateError> {
-    bump_with_clock(state_dir, von, SystemTime::now, std::thread::sleep)
+    store_with_clock(state_dir, von, &SystemTime::now, &mut std::thread::sleep)
 }
 
-/// [`bump_incarnation`] with the clock and the sleep passed in (tests).
+/// Returns once the clock reads a second after `incarnation` (at most one
+/// second after a start): sealing under an incarnation only after its second
+/// is over is what keeps two starts from sharing one (see the module doc).
+pub fn wait_until_past(incarnation: u32) -> Result<(), StateError> {
+    wait_past_with_clock(incarnation, SystemTime::now, std::thread::sleep)
+}
+
+/// [`bump_incarnation`], then [`wait_until_past`], with the clock and the
+/// sleep passed in (tests).
+#[cfg(test)]
 fn bump_with_clock(
     state_dir: &Path,
     von: &str,
     now: impl Fn() -> SystemTime,
     mut sleep: impl FnMut(Duration),
+) -> Result<u32, StateError> {
+    let next = store_with_clock(state_dir, von, &now, &mut sleep)?;
+    wait_past_with_clock(next, now, sleep)?;
+    Ok(next)
+}
+
+fn store_with_clock(
+    state_dir: &Path,
+    von: &str,
+    now: &impl Fn() -> SystemTime,
+    sleep: &mut impl FnMut(Duration),
 ) -> Result<u32, StateError> {
     let io_err = |step: &'static str, path: &Path| {
         let path = path.to_owned();
@@ -147,6 +182,25 @@ fn bump_with_clock(
     Ok(next)
 }
 
+fn wait_past_with_clock(
+    incarnation: u32,
+    now: impl Fn() -> SystemTime,
+    mut sleep: impl FnMut(Duration),
+) -> Result<(), StateError> {
+    let mut waited = Duration::ZERO;
+    loop {
+        let clock = clock_incarnation(now())?;
+        if clock > incarnation {
+            return Ok(());
+        }
+        if waited >= MAX_CLOCK_WAIT {
+            return Err(StateError::ClockStuck { incarnation, clock });
+        }
+        sleep(CLOCK_POLL);
+        waited += CLOCK_POLL;
+    }
+}
+
 /// The incarnation of a start at `now`: whole seconds since the epoch of
 /// incarnations, at least 1.
 fn clock_incarnation(now: SystemTime) -> Result<u32, StateError> {
@@ -198,7 +252,11 @@ mod tests {
         let dir = scratch("clock");
         let clock = FakeClock::at(T);
         assert_eq!(bump(&dir, "grid", &clock).unwrap(), 40_000_000);
-        assert_eq!(bump(&dir, "med", &clock).unwrap(), 40_000_000);
+        assert!(
+            clock.now() >= UNIX_EPOCH + Duration::from_secs(T + 1),
+            "returns only once the start's second is over"
+        );
+        assert_eq!(bump(&dir, "med", &clock).unwrap(), 40_000_001);
         assert_eq!(
             fs::read_to_string(dir.join("grid.incarnation")).unwrap(),
             "40000000\n"
@@ -210,15 +268,20 @@ mod tests {
     }
 
     #[test]
-    fn a_second_start_within_the_same_second_waits_for_the_next() {
-        let dir = scratch("same");
-        let clock = FakeClock::at(T);
-        let first = bump(&dir, "grid", &clock).unwrap();
-        let second = bump(&dir, "grid", &clock).unwrap();
-        assert_eq!(second, first + 1);
-        assert!(clock.now() >= UNIX_EPOCH + Duration::from_secs(T + 1));
-        assert!(clock.now() < UNIX_EPOCH + Duration::from_millis((T + 1) * 1000 + 100));
-        fs::remove_dir_all(&dir).unwrap();
+    fn a_restart_within_the_same_second_gets_the_next_one_even_without_the_file() {
+        for lose_the_file in [false, true] {
+            let dir = scratch("same");
+            let clock = FakeClock::at(T);
+            let first = bump(&dir, "grid", &clock).unwrap();
+            // Killed the moment it returned, restarted at once.
+            if lose_the_file {
+                fs::remove_dir_all(&dir).unwrap();
+            }
+            let second = bump(&dir, "grid", &clock).unwrap();
+            assert_eq!(second, first + 1, "file lost: {lose_the_file}");
+            assert!(clock.now() < UNIX_EPOCH + Duration::from_millis((T + 2) * 1000 + 100));
+            fs::remove_dir_all(&dir).unwrap();
+        }
     }
 
     #[test]
@@ -259,13 +322,14 @@ mod tests {
         // A few seconds behind is waited out instead.
         clock.set(T + 3598);
         assert_eq!(bump(&dir, "grid", &clock).unwrap(), 40_003_601);
+        assert!(clock.now() >= UNIX_EPOCH + Duration::from_secs(T + 3602));
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn an_implausible_clock_is_refused() {
         let dir = scratch("implausible");
-        for unix in [0, 1_000_000_000, INCARNATION_EPOCH_UNIX, u64::MAX / 2] {
+        for unix in [0, 1_000_000_000, INCARNATION_EPOCH_UNIX, 4_000_000_000] {
             let clock = FakeClock::at(unix);
             let err = bump(&dir, "grid", &clock).unwrap_err();
             assert!(

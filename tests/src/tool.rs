@@ -110,6 +110,77 @@ impl Tool {
         })
     }
 
+    /// Starts recording, in `ns`, every UDP datagram to `dport` (from `src`
+    /// only, if given) with a payload of at least `min_len` bytes, for
+    /// `seconds` or until `count` were seen, as hex lines into `out`
+    /// (written as they arrive). Stop it early by dropping the handle.
+    pub fn start_record(
+        &self,
+        ns: &Netns,
+        src: Option<Ipv4Addr>,
+        dport: u16,
+        min_len: usize,
+        count: Option<u64>,
+        seconds: u64,
+        out: &std::path::Path,
+    ) -> Result<Background> {
+        let mut cmd = ns.command(&self.path);
+        cmd.args([
+            "record",
+            "--dport",
+            &dport.to_string(),
+            "--min-len",
+            &min_len.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+        ]);
+        cmd.arg("--out").arg(out);
+        if let Some(src) = src {
+            cmd.args(["--src", &src.to_string()]);
+        }
+        if let Some(count) = count {
+            cmd.args(["--count", &count.to_string()]);
+        }
+        Background::spawn(&mut cmd)
+    }
+
+    /// The IPv4 packets a recording wrote so far.
+    pub fn recorded(path: &std::path::Path) -> Result<Vec<Vec<u8>>> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            what: "read",
+            path: path.to_owned(),
+            source,
+        })?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                hex::decode(l.trim()).map_err(|e| Error::Parse {
+                    what: "recording",
+                    reason: e.to_string(),
+                    text: l.to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    /// Sends every packet of `packets` verbatim from `ns`, in order.
+    pub fn send_raw_all(
+        &self,
+        ns: &Netns,
+        packets: &[Vec<u8>],
+        scratch: &std::path::Path,
+    ) -> Result<()> {
+        let text: String = packets.iter().map(|p| hex::encode(p) + "\n").collect();
+        std::fs::write(scratch, text).map_err(|source| Error::Io {
+            what: "write",
+            path: scratch.to_owned(),
+            source,
+        })?;
+        let mut cmd = ns.command(&self.path);
+        cmd.arg("send-raw-file").arg("--file").arg(scratch);
+        process::run_ok(&mut cmd, Duration::from_secs(60)).map(drop)
+    }
+
     /// Sends an IPv4 packet verbatim from `ns`.
     pub fn send_raw(&self, ns: &Netns, packet: &[u8]) -> Result<()> {
         let mut cmd = ns.command(&self.path);
