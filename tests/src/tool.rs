@@ -18,6 +18,21 @@ pub struct Tool {
     path: PathBuf,
 }
 
+/// Which datagrams [`Tool::start_record`] records.
+#[derive(Debug, Clone, Copy)]
+pub struct Record {
+    /// Only from this source, if given.
+    pub src: Option<Ipv4Addr>,
+    /// To this UDP port.
+    pub dport: u16,
+    /// With a UDP payload of at least this many bytes.
+    pub min_len: usize,
+    /// Stop after this many, if given.
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    pub seconds: u64,
+}
+
 /// What `stream-recv` reported.
 #[derive(Debug, Clone)]
 pub struct StreamResult {
@@ -110,20 +125,22 @@ impl Tool {
         })
     }
 
-    /// Starts recording, in `ns`, every UDP datagram to `dport` (from `src`
-    /// only, if given) with a payload of at least `min_len` bytes, for
-    /// `seconds` or until `count` were seen, as hex lines into `out`
-    /// (written as they arrive). Stop it early by dropping the handle.
+    /// Starts recording, in `ns`, the datagrams `what` names, as hex lines
+    /// into `out` (written as they arrive). Stop it early by dropping the
+    /// handle.
     pub fn start_record(
         &self,
         ns: &Netns,
-        src: Option<Ipv4Addr>,
-        dport: u16,
-        min_len: usize,
-        count: Option<u64>,
-        seconds: u64,
+        what: &Record,
         out: &std::path::Path,
     ) -> Result<Background> {
+        let Record {
+            src,
+            dport,
+            min_len,
+            count,
+            seconds,
+        } = *what;
         let mut cmd = ns.command(&self.path);
         cmd.args([
             "record",

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use von_tests::agent::Stop;
-use von_tests::{Ping, Result, Tool, Topology, UNDERLAY_PORT, VonSpec};
+use von_tests::{Ping, Record, Result, Tool, Topology, UNDERLAY_PORT, VonSpec};
 
 #[test]
 fn no_sequence_is_sealed_twice_whatever_happens_to_state_dir() -> Result<()> {
@@ -35,15 +35,14 @@ fn no_sequence_is_sealed_twice_whatever_happens_to_state_dir() -> Result<()> {
     let grid = VonSpec::new("grid", 7, 1, &[1, 2]);
     topo.start(std::slice::from_ref(&grid))?;
     let file = topo.dir().path().join("recorded.hex");
-    let recorder = tool.start_record(
-        topo.host(2).ns(),
-        None,
-        UNDERLAY_PORT,
-        von_crypto::frame::MIN_FRAME_LEN,
-        None,
-        120,
-        &file,
-    )?;
+    let what = Record {
+        src: None,
+        dport: UNDERLAY_PORT,
+        min_len: von_crypto::frame::MIN_FRAME_LEN,
+        count: None,
+        seconds: 120,
+    };
+    let recorder = tool.start_record(topo.host(2).ns(), &what, &file)?;
     std::thread::sleep(Duration::from_millis(300));
     // What is sent is what counts, not what is answered: h2 answers member
     // h1 at h1's endpoints, so the clone's pings get no replies.

@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use von_tests::agent::Stop;
-use von_tests::{Ping, Result, Tool, Topology, UNDERLAY_PORT, Underlay, VonSpec};
+use von_tests::{Ping, Record, Result, Tool, Topology, UNDERLAY_PORT, Underlay, VonSpec};
 
 /// What happens to h2's `state_dir` while its agent is down.
 #[derive(Debug, Clone, Copy)]
@@ -55,15 +55,14 @@ fn a_restarted_receiver_delivers_no_recorded_frame_and_soon_accepts_new_ones() -
     // (1) Record 200 data frames from h1 (pings of 200 bytes; keepalives
     // are shorter than the 150-byte floor of the recording).
     let file = topo.dir().path().join("recorded.hex");
-    let recorder = tool.start_record(
-        topo.host(2).ns(),
-        Some(h1a),
-        UNDERLAY_PORT,
-        150,
-        Some(RECORDED as u64),
-        30,
-        &file,
-    )?;
+    let what = Record {
+        src: Some(h1a),
+        dport: UNDERLAY_PORT,
+        min_len: 150,
+        count: Some(RECORDED as u64),
+        seconds: 30,
+    };
+    let recorder = tool.start_record(topo.host(2).ns(), &what, &file)?;
     // More pings than recorded frames: the recorder may open its socket
     // after the first ones left.
     let r = Ping::new(grid.address(2), RECORDED as u32 + 50)

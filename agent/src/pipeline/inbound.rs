@@ -164,13 +164,11 @@ impl Inbound {
         // that proves it; below its floor nothing is new to us.
         let id = (header.sender, header.epoch);
         match self.floors.get(&header.sender) {
-            Some(floor) => {
-                if floor.check(header.epoch, header.seq).is_err() {
-                    return drop(DropReason::Stale);
-                }
+            Some(floor) if floor.check(header.epoch, header.seq).is_err() => {
+                return drop(DropReason::Stale);
             }
             None if !keepalive => return drop(DropReason::Unproven),
-            None => {}
+            _ => {}
         }
         if let Some(rx) = self.receivers.get_mut(&id) {
             if let Err(rejected) = rx.window.check(header.seq) {
