@@ -56,6 +56,17 @@ impl Demux {
     }
 }
 
+/// The datagrams of one receive of `len` bytes: `segment`-byte pieces when
+/// the kernel coalesced several (GRO), else the whole. A receive of 0 bytes
+/// is one zero-length datagram, not none, so [`Demux::route`] counts it as
+/// malformed instead of letting it pass unseen.
+pub fn datagrams(received: &mut [u8], segment: usize) -> impl Iterator<Item = &mut [u8]> {
+    let empty = received.is_empty();
+    received
+        .chunks_mut(segment.max(1))
+        .chain(empty.then(<&mut [u8]>::default))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +87,32 @@ mod tests {
         let s = c.snapshot();
         assert_eq!((s.rx_datagrams, s.unknown_on_id, s.malformed), (5, 1, 2));
         assert_eq!(c.rx_errors.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_zero_length_datagram_is_counted_as_malformed() {
+        let d = Demux::new([OnId(7)]).unwrap();
+        let c = SocketCounters::default();
+        let mut empty = [0u8; 0];
+        let routed: Vec<_> = datagrams(&mut empty, 0)
+            .map(|dgram| d.route(dgram, &c))
+            .collect();
+        assert_eq!(routed, vec![Err(Unrouted::Malformed)]);
+        let s = c.snapshot();
+        assert_eq!((s.rx_datagrams, s.malformed), (1, 1));
+    }
+
+    #[test]
+    fn a_coalesced_receive_splits_into_its_segments() {
+        let mut buf = [0u8; 10];
+        let lens: Vec<usize> = datagrams(&mut buf, 4).map(|d| d.len()).collect();
+        assert_eq!(lens, vec![4, 4, 2]);
+        let lens: Vec<usize> = datagrams(&mut buf, 0).map(|d| d.len()).collect();
+        assert_eq!(
+            lens,
+            vec![1; 10],
+            "segment 0 never happens: the kernel gives len"
+        );
     }
 
     #[test]

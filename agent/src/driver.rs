@@ -38,13 +38,14 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, Span, info, info_span, warn};
 use von_config::{AgentConfig, ConfigError, VonMode};
 use von_crypto::SendCounter;
+use von_crypto::freshness::{Challenge, MAX_KEEPALIVE_LEN};
 
 use crate::control;
 use crate::demux::{Demux, Unrouted};
 use crate::metrics::{self, MetricsError};
 use crate::pipeline::{
-    Action, DOWN_AFTER, DropReason, Inbound, Outbound, PACKET_OFFSET, Pipeline, PipelineConfig,
-    SocketCounters, Underlay, VonCounters, counters_bump,
+    Action, Challenges, DOWN_AFTER, DropReason, Inbound, Outbound, PACKET_OFFSET, Pipeline,
+    PipelineConfig, SocketCounters, Underlay, VonCounters, counters_bump,
 };
 use crate::state::{self, StateError};
 use crate::static_mode::{self, StaticModeError};
@@ -96,6 +97,8 @@ pub enum AgentError {
     TaskEnded(&'static str),
     #[error("starting the {0} runtime")]
     Runtime(&'static str, #[source] std::io::Error),
+    #[error("the operating system's random number generator failed")]
+    Random,
 }
 
 /// The runtimes the agent's own work runs on, apart from the caller's, which
@@ -187,6 +190,17 @@ pub async fn run(
         SendCounter::new(inc).map_err(|source| AgentError::Sequence { von: name, source })?;
         incarnations.push(inc);
     }
+    // Nothing is sealed within the second of the start (state.rs).
+    if let Some(&newest) = incarnations.iter().max() {
+        state::wait_until_past(newest).map_err(|source| AgentError::State {
+            von: vons
+                .iter()
+                .map(|(v, ..)| v.name.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            source,
+        })?;
+    }
 
     let runtimes = Runtimes::new()?;
     let result = run_on(config, &runtimes, vons, incarnations, controls, shutdown).await;
@@ -253,6 +267,7 @@ async fn run_on(
                 rate_bps: von.rate.bits_per_second(),
                 burst_bytes: von.burst.bytes(),
                 incarnation,
+                challenge: Challenge::generate().map_err(|_| AgentError::Random)?,
             },
             shared.clone(),
             counters.clone(),
@@ -390,7 +405,8 @@ async fn outbound_loop(
     // which the TUN read borrows while the loop waits.
     let mut queue_buf = vec![0u8; PACKET_OFFSET + MAX_PACKET + von_crypto::frame::TAG_LEN];
     let mut log = LogLimiter::default();
-    let mut keepalive_buf = [0u8; von_crypto::frame::OVERHEAD];
+    let mut keepalive_buf = [0u8; MAX_KEEPALIVE_LEN];
+    let challenges = outbound.challenges();
     let out = Out {
         sockets: &sockets,
         class: &class,
@@ -409,7 +425,7 @@ async fn outbound_loop(
             .map(tokio::time::Instant::from_std);
         let received = tokio::select! {
             r = tun.recv_batch(&mut batch) => r,
-            () = sleep_until_opt(due) => {
+            () = keepalive_due(due, &challenges) => {
                 let now = Instant::now();
                 while let Some(k) = outbound.handle_timeout(now, &mut keepalive_buf) {
                     let c = counters.on(k.underlay);
@@ -519,6 +535,15 @@ impl Out<'_> {
     }
 }
 
+/// Until the next keepalive round is due, or a peer's new challenge wants
+/// its answer at once (a restarted peer accepts our traffic only then).
+async fn keepalive_due(due: Option<tokio::time::Instant>, challenges: &Challenges) {
+    tokio::select! {
+        () = sleep_until_opt(due) => {}
+        () = challenges.answer_wanted() => {}
+    }
+}
+
 /// Sleeps until `deadline`, or forever if there is none.
 async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
     match deadline {
@@ -592,7 +617,7 @@ async fn inbound_loop(
                 }
             };
             let now = Instant::now();
-            for datagram in buf[..received.len].chunks_mut(received.segment.max(1)) {
+            for datagram in crate::demux::datagrams(&mut buf[..received.len], received.segment) {
                 let len = datagram.len();
                 let von = match demux.route(datagram, counters) {
                     Ok(von) => von,

@@ -173,6 +173,8 @@ const DROPS: &[(&str, Read<VonCountersSnapshot>)] = &[
     ("malformed", |c| c.malformed),
     ("from_self", |c| c.from_self),
     ("tun_errors", |c| c.tun_errors),
+    ("unproven", |c| c.unproven),
+    ("stale", |c| c.stale),
 ];
 
 /// The per-underlay counters of a VON.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use von_crypto::freshness::Challenge;
 use von_crypto::{Cipher, Epoch, GroupKey, MemberId, OnId};
 
 use crate::pipeline::{
@@ -169,6 +170,8 @@ pub struct TwinHost {
     pub snapshot: SharedSnapshot,
     /// Inner packets written to its TUN, in order.
     pub delivered: Vec<Vec<u8>>,
+    /// What its pipeline was started with.
+    pub config: PipelineConfig,
 }
 
 /// An `n`-member VON over two in-memory underlays.
@@ -187,8 +190,19 @@ pub struct TwinNet {
 }
 
 impl TwinNet {
-    /// `n` members with `rate_bps` contracted each and a generous burst.
+    /// `n` members with `rate_bps` contracted each and a generous burst,
+    /// which have proven their positions to each other (as agents do within
+    /// a round trip of starting, see [`TwinNet::prove`]).
     pub fn new(n: usize, rate_bps: u64, seed: u64) -> Self {
+        let mut net = Self::unproven(n, rate_bps, seed);
+        net.prove(Instant::now());
+        net
+    }
+
+    /// Like [`TwinNet::new`], but every host has just started: nobody has
+    /// proven anything, so data frames are refused until keepalives have
+    /// gone both ways.
+    pub fn unproven(n: usize, rate_bps: u64, seed: u64) -> Self {
         let hosts = (0..n)
             .map(|i| {
                 let snap: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot(
@@ -202,12 +216,14 @@ impl TwinNet {
                     rate_bps,
                     burst_bytes: (rate_bps / 8).max(3_000),
                     incarnation: 1,
+                    challenge: Challenge([i as u8 + 1; 16]),
                 };
                 TwinHost {
                     pipeline: Pipeline::new(config, snap.clone(), counters.clone()),
                     counters,
                     snapshot: snap,
                     delivered: Vec::new(),
+                    config,
                 }
             })
             .collect();
@@ -221,6 +237,52 @@ impl TwinNet {
             captured: Vec::new(),
             capture: false,
             buf: vec![0; PACKET_OFFSET + 65_535 + OVERHEAD],
+        }
+    }
+
+    /// Host `i` restarts under `incarnation`: a new pipeline (empty windows,
+    /// a new challenge, fresh counters) over the same view and key, as after
+    /// `kill -9` and `von up`. What it delivered so far is kept.
+    pub fn restart(&mut self, i: usize, incarnation: u32) {
+        let host = &mut self.hosts[i];
+        let counters = Arc::new(VonCounters::default());
+        let mut challenge = [i as u8 + 1; 16];
+        challenge[..4].copy_from_slice(&incarnation.to_be_bytes());
+        let config = PipelineConfig {
+            incarnation,
+            challenge: Challenge(challenge),
+            ..host.config
+        };
+        host.pipeline = Pipeline::new(config, host.snapshot.clone(), counters.clone());
+        host.counters = counters;
+        host.config = config;
+    }
+
+    /// Every host sends what its keepalive timer has due at `now` (a round,
+    /// answers to new challenges) straight onto the wire, without faults;
+    /// returns how many keepalives left.
+    pub fn keepalives(&mut self, now: Instant) -> usize {
+        let mut sent = 0;
+        let mut buf = [0u8; von_crypto::freshness::MAX_KEEPALIVE_LEN];
+        for host in &mut self.hosts {
+            while let Some(k) = host.pipeline.outbound.handle_timeout(now, &mut buf) {
+                self.wire.push_back(InFlight {
+                    underlay: k.underlay,
+                    to: k.to,
+                    bytes: k.frame.to_vec(),
+                });
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Every host challenges every other and answers their challenges at
+    /// `now`: afterwards each has proven its position to all the others.
+    pub fn prove(&mut self, now: Instant) {
+        for _ in 0..2 {
+            self.keepalives(now);
+            self.step(now);
         }
     }
 

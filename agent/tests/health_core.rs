@@ -11,6 +11,7 @@ use von_agent::pipeline::{
 };
 use von_agent::twin::{self, TwinNet};
 use von_crypto::MemberId;
+use von_crypto::freshness::MAX_KEEPALIVE_LEN;
 
 const FAST: u64 = 10_000_000_000;
 const STEP: Duration = Duration::from_millis(100);
@@ -18,7 +19,7 @@ const STEP: Duration = Duration::from_millis(100);
 /// Drives host `from`'s keepalive timer at `now` and puts every keepalive
 /// on the wire unless its underlay is in `cut`. Returns how many were sealed.
 fn pump(net: &mut TwinNet, from: usize, now: Instant, cut: &[Underlay]) -> usize {
-    let mut buf = vec![0u8; OVERHEAD];
+    let mut buf = vec![0u8; MAX_KEEPALIVE_LEN];
     let mut sealed = Vec::new();
     let hosts = net.hosts.len();
     if net.hosts[from]
@@ -96,12 +97,13 @@ fn rounds_go_to_every_peer_on_each_underlay_then_wait_an_interval() {
 
 #[test]
 fn keepalives_are_sealed_per_underlay_with_distinct_sequences() {
-    let mut net = TwinNet::new(3, FAST, 1);
+    let mut net = TwinNet::unproven(3, FAST, 1);
     let t0 = Instant::now();
-    let mut buf = vec![0u8; OVERHEAD];
+    let mut buf = vec![0u8; MAX_KEEPALIVE_LEN];
     let mut seen = Vec::new();
     while let Some(k) = net.hosts[0].pipeline.outbound.handle_timeout(t0, &mut buf) {
-        assert_eq!(k.frame.len(), OVERHEAD, "a keepalive carries no payload");
+        // Header, tag, and the body: challenge, echo, one send position.
+        assert_eq!(k.frame.len(), OVERHEAD + 36 + 12, "a keepalive's length");
         assert_ne!(k.peer, MemberId(1), "never to ourselves");
         let header = von_crypto::Header::parse_bytes(k.frame).expect("a valid header");
         assert_eq!(header.frame_type, von_crypto::FrameType::Keepalive);
@@ -192,7 +194,7 @@ fn a_cut_underlay_goes_down_after_the_silence_and_comes_back() {
 
 #[test]
 fn nothing_heard_means_no_timer_and_links_down() {
-    let mut net = TwinNet::new(2, FAST, 1);
+    let mut net = TwinNet::unproven(2, FAST, 1);
     let t0 = Instant::now();
     net.hosts[1].pipeline.inbound.handle_timeout(t0);
     assert_eq!(net.hosts[1].pipeline.inbound.poll_timeout(), None);
@@ -211,8 +213,13 @@ fn keepalives_stay_out_of_the_data_counters() {
         c.a.rx_keepalives >= 6 && c.a.rx_keepalives == c.b.rx_keepalives,
         "{c:?}"
     );
-    assert_eq!(c.control_frames, c.a.rx_keepalives + c.b.rx_keepalives);
-    assert_eq!(c.keepalive_opens, c.control_frames);
+    // The twin's start: one keepalive each way before the challenge was
+    // answered (`unproven`); every later one is a control frame.
+    assert_eq!(
+        c.control_frames + c.unproven,
+        c.a.rx_keepalives + c.b.rx_keepalives
+    );
+    assert_eq!(c.keepalive_opens, c.control_frames + c.unproven);
     assert_eq!((c.a.rx_frames, c.b.rx_frames, c.aead_opens), (0, 0, 0));
     assert_eq!((c.duplicates, c.delivered, c.replays), (0, 0, 0));
     assert!(
@@ -234,8 +241,9 @@ fn keepalives_stay_out_of_the_data_counters() {
 #[test]
 fn a_replayed_keepalive_is_refused_and_proves_nothing() {
     let mut net = TwinNet::new(2, FAST, 1);
-    let t0 = Instant::now();
-    let mut buf = vec![0u8; OVERHEAD];
+    // The twin proved itself at its start; the next round is one interval on.
+    let t0 = Instant::now() + KEEPALIVE_INTERVAL;
+    let mut buf = vec![0u8; MAX_KEEPALIVE_LEN];
     let k = net.hosts[0]
         .pipeline
         .outbound
@@ -250,8 +258,9 @@ fn a_replayed_keepalive_is_refused_and_proves_nothing() {
         Action::Drop(DropReason::NotData)
     );
     // Captured on A and resent later on B: refused by the window, so B is
-    // not made to look alive by someone replaying A's traffic.
-    let later = t0 + DOWN_AFTER;
+    // not made to look alive by someone replaying A's traffic. (B was last
+    // heard at the twin's start, an interval before t0: down by then.)
+    let later = t0 + DOWN_AFTER - STEP;
     let mut again = frame;
     let verdict = inbound.handle(later, Underlay::B, &mut again);
     assert!(
@@ -261,6 +270,7 @@ fn a_replayed_keepalive_is_refused_and_proves_nothing() {
         ),
         "{verdict:?}"
     );
+    inbound.handle_timeout(later);
     let h = inbound.health().peers(later);
     assert!(h[0].links[Underlay::A.index()].up);
     assert!(!h[0].links[Underlay::B.index()].up, "{h:?}");

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use von_agent::metrics::render;
-use von_agent::pipeline::{OVERHEAD, SocketCounters};
+use von_agent::pipeline::SocketCounters;
 use von_agent::status::{
     LinkState, StatusReport, StatusSource, UnderlayState, VonFacts, VonSource,
 };
 use von_agent::twin::{self, TwinNet};
+use von_crypto::freshness::MAX_KEEPALIVE_LEN;
 
 const FAST: u64 = 10_000_000_000;
 
@@ -23,7 +24,7 @@ fn run(secs: u64, cut_after: Option<u64>) -> (TwinNet, Instant) {
     let mut net = TwinNet::new(2, FAST, 7);
     let t0 = Instant::now();
     let mut now = t0;
-    let mut buf = vec![0u8; OVERHEAD];
+    let mut buf = vec![0u8; MAX_KEEPALIVE_LEN];
     while now < t0 + Duration::from_secs(secs) {
         let cut = cut_after.is_some_and(|c| now >= t0 + Duration::from_secs(c));
         for h in 0..2 {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use von_agent::pipeline::{Action, DropReason, Underlay};
 use von_agent::twin::{self, Rng, TwinNet, address, ipv4_packet};
 use von_crypto::frame::{HEADER_LEN, TAG_LEN};
+use von_crypto::freshness::{Challenge, KeepaliveBody, MAX_BODY_LEN};
 use von_crypto::window::WINDOW_SIZE;
 use von_crypto::{Epoch, Flags, FrameKey, FrameType, Header, MemberId};
 
@@ -81,7 +82,13 @@ fn strangers_and_unknown_epochs_cost_no_decryption() {
     let c = net.hosts[1].counters.snapshot();
     assert_eq!((c.unknown_sender, c.unknown_epoch, c.from_self), (1, 1, 1));
     assert_eq!(c.aead_opens, 0);
-    assert_eq!(net.hosts[1].pipeline.inbound.receivers().count(), 0);
+    let strangers = net.hosts[1]
+        .pipeline
+        .inbound
+        .receivers()
+        .filter(|&(s, e)| s != MemberId(1) || e != Epoch(1))
+        .count();
+    assert_eq!(strangers, 0, "no window for any of them");
 }
 
 #[test]
@@ -144,9 +151,8 @@ fn garbage_is_counted_never_a_panic() {
     assert!(c.aead_opens <= c.auth_failures);
 }
 
-#[test]
-fn a_keepalive_authenticates_but_delivers_nothing() {
-    let mut net = TwinNet::new(2, FAST, 1);
+/// A keepalive from member 1 under epoch 1 with `body` as plaintext.
+fn keepalive(seq: u64, body: &[u8]) -> Vec<u8> {
     let key = FrameKey::new(&twin::group_key());
     let header = Header {
         on_id: twin::ON_ID,
@@ -154,25 +160,53 @@ fn a_keepalive_authenticates_but_delivers_nothing() {
         flags: Flags::new(key.cipher()),
         sender: MemberId(1),
         epoch: Epoch(1),
-        seq: 1 << 40,
+        seq,
     };
-    let mut buf = vec![0u8; HEADER_LEN + TAG_LEN];
-    key.seal_in_place(&header, &mut buf, 0).unwrap();
-    let mut copy = buf.clone();
+    let mut buf = vec![0u8; HEADER_LEN + body.len() + TAG_LEN];
+    buf[HEADER_LEN..HEADER_LEN + body.len()].copy_from_slice(body);
+    let n = key.seal_in_place(&header, &mut buf, body.len()).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn a_keepalive_authenticates_but_delivers_nothing() {
+    let mut net = TwinNet::new(2, FAST, 1);
+    let before = net.hosts[1].counters.snapshot();
+    let mut body = [0u8; MAX_BODY_LEN];
+    let len = KeepaliveBody::new(Challenge([9; 16]), None)
+        .emit(&mut body)
+        .unwrap();
+    let mut frame = keepalive(1 << 40, &body[..len]);
     let action = net.hosts[1]
         .pipeline
-        .handle_inbound(Instant::now(), Underlay::A, &mut copy);
+        .handle_inbound(Instant::now(), Underlay::A, &mut frame);
     assert_eq!(action, Action::Drop(DropReason::NotData));
     let c = net.hosts[1].counters.snapshot();
     // Keepalive opens are counted apart, so data's `aead_opens` stays exact.
     assert_eq!(
         (
-            c.control_frames,
-            c.keepalive_opens,
+            c.control_frames - before.control_frames,
+            c.keepalive_opens - before.keepalive_opens,
             c.aead_opens,
             c.delivered
         ),
         (1, 1, 0, 0)
     );
-    assert_eq!((c.a.rx_keepalives, c.a.rx_frames), (1, 0));
+    assert_eq!(
+        (c.a.rx_keepalives - before.a.rx_keepalives, c.a.rx_frames),
+        (1, 0)
+    );
+    // One without a body (an agent from before freshness proofs) or with a
+    // bad one authenticates but is refused as malformed.
+    for (i, bad) in [&[][..], &[2u8; 36][..], &body[..len - 1]]
+        .into_iter()
+        .enumerate()
+    {
+        let mut frame = keepalive((1 << 40) + 1 + i as u64, bad);
+        let action = net.hosts[1]
+            .pipeline
+            .handle_inbound(Instant::now(), Underlay::A, &mut frame);
+        assert_eq!(action, Action::Drop(DropReason::Malformed), "case {i}");
+    }
 }

@@ -10,6 +10,7 @@
 pub mod aead;
 pub mod cert;
 pub mod frame;
+pub mod freshness;
 pub mod sequence;
 pub mod window;
 pub mod wrap;

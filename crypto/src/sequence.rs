@@ -4,34 +4,40 @@
 //! one key would repeat a nonce and break the AEAD. The 64-bit sequence is split:
 //!
 //! ```text
-//!  63            40 39                                   0
+//!  63            34 33                                   0
 //! +----------------+--------------------------------------+
 //! | incarnation    | counter (restarts at 0 per epoch key) |
-//! | (24 bits)      | (40 bits, hard limit REJECT_AFTER)    |
+//! | (30 bits)      | (34 bits, hard limit REJECT_AFTER)    |
 //! +----------------+--------------------------------------+
 //! ```
 //!
-//! The agent persists one incarnation per (VON, member), bumps it with write +
-//! fsync before it sends anything, and hands it to [`SendCounter::new`]. A
-//! restarted sender therefore starts above every sequence it used before under
-//! any key it may still hold. This module is the pure logic; the reasoning and
+//! The incarnation is the second of the sender's start, counted from
+//! [`INCARNATION_EPOCH_UNIX`] (the agent's `state.rs` reads the clock, keeps
+//! the last one on disk only to refuse a clock that went back, and hands it
+//! to [`SendCounter::new`]). A restarted sender therefore starts above every
+//! sequence it used before under any key it may still hold, even when its
+//! state directory was lost or restored from an old copy. This module is the pure logic; the reasoning and
 //! the agent's duties are in `docs/crypto.md`.
 
 /// Bits of the sequence that hold the counter.
-pub const COUNTER_BITS: u32 = 40;
+pub const COUNTER_BITS: u32 = 34;
 /// Bits of the sequence that hold the incarnation.
 pub const INCARNATION_BITS: u32 = 64 - COUNTER_BITS;
 /// Mask of the counter bits.
 pub const COUNTER_MASK: u64 = (1 << COUNTER_BITS) - 1;
 /// Largest incarnation that fits; the agent must not start past it.
 pub const MAX_INCARNATION: u32 = (1 << INCARNATION_BITS) - 1;
-/// Messages after which a sender asks the key manager for a new epoch (2^32).
-pub const REKEY_AFTER_MESSAGES: u64 = 1 << 32;
+/// Unix time of incarnation 0: 2025-01-01T00:00:00Z. One incarnation per
+/// second lasts 2^30 s, until 2059-01.
+pub const INCARNATION_EPOCH_UNIX: u64 = 1_735_689_600;
+/// Messages after which a sender asks the key manager for a new epoch (2^31).
+pub const REKEY_AFTER_MESSAGES: u64 = 1 << 31;
 /// Messages after which a sender stops sending, and receivers refuse, under one
-/// key (2^36): 16 times the rekey point, so the key manager has ample time.
-pub const REJECT_AFTER_MESSAGES: u64 = 1 << 36;
+/// key (2^33): 4 times the rekey point, so the key manager has ample time.
+/// Below the counter's 2^34 values, so receivers can see a frame past it.
+pub const REJECT_AFTER_MESSAGES: u64 = 1 << 33;
 
-const _: () = assert!(REJECT_AFTER_MESSAGES <= COUNTER_MASK + 1);
+const _: () = assert!(REJECT_AFTER_MESSAGES <= COUNTER_MASK);
 const _: () = assert!(REKEY_AFTER_MESSAGES < REJECT_AFTER_MESSAGES);
 
 /// Why a sequence number cannot be used.
@@ -47,7 +53,7 @@ pub enum SequenceError {
     },
     /// The persisted incarnation does not fit in its bits.
     #[error(
-        "incarnation {incarnation} exceeds the maximum {MAX_INCARNATION}; issue this member a new certificate (new member id) before restarting"
+        "incarnation {incarnation} exceeds the maximum {MAX_INCARNATION} (the clock is past 2059-01 or wrong); check the system clock"
     )]
     IncarnationTooLarge {
         /// The incarnation given.
@@ -107,6 +113,14 @@ impl SendCounter {
         self.counter
     }
 
+    /// The sequence the next call to [`SendCounter::next`] hands out: every
+    /// frame this counter sealed so far has a lower one (what a keepalive
+    /// tells a restarted receiver, see `crate::freshness`).
+    pub fn position(&self) -> u64 {
+        // The counter stops at REJECT_AFTER_MESSAGES, below COUNTER_MASK.
+        self.high | self.counter
+    }
+
     /// The next sequence number, or an error once the key is used up. After an
     /// error every later call errors too.
     // Not an Iterator: the end is an error the caller must act on, not `None`.
@@ -136,7 +150,7 @@ pub fn counter_of(seq: u64) -> u64 {
 
 /// The incarnation part of a sequence number.
 pub fn incarnation_of(seq: u64) -> u32 {
-    // 64 - COUNTER_BITS = 24 bits always fit a u32.
+    // 64 - COUNTER_BITS = 30 bits always fit a u32.
     (seq >> COUNTER_BITS) as u32
 }
 
@@ -157,8 +171,8 @@ mod tests {
     #[test]
     fn incarnation_goes_in_the_high_bits() {
         let mut c = SendCounter::new(3).unwrap();
-        assert_eq!(c.next().unwrap().seq, 3 << 40);
-        assert_eq!(c.next().unwrap().seq, (3 << 40) | 1);
+        assert_eq!(c.next().unwrap().seq, 3 << COUNTER_BITS);
+        assert_eq!(c.next().unwrap().seq, (3 << COUNTER_BITS) | 1);
         assert_eq!(c.incarnation(), 3);
         assert_eq!(c.sent(), 2);
     }

@@ -38,9 +38,10 @@ fn header() -> impl Strategy<Value = Header> {
 /// Headers a sender may seal: the sequence is below the hard limit and the
 /// flags name the key's cipher.
 fn sealable(c: Cipher) -> impl Strategy<Value = Header> {
-    (header(), 0..REJECT_AFTER_MESSAGES, 0u64..1 << 24).prop_map(move |(h, counter, inc)| Header {
+    let incarnations = 0u64..1 << von_crypto::sequence::INCARNATION_BITS;
+    (header(), 0..REJECT_AFTER_MESSAGES, incarnations).prop_map(move |(h, counter, inc)| Header {
         flags: Flags::new(c),
-        seq: (inc << 40) | counter,
+        seq: (inc << von_crypto::sequence::COUNTER_BITS) | counter,
         ..h
     })
 }

@@ -123,7 +123,11 @@ fn sample_headers() -> Vec<Header> {
             FrameType::Data,
             0x0102_0304,
             2,
-            (0x00ff_ffff << 40) | 0x0f_ffff_ffff,
+            // The top of the sequence space: the last incarnation's last
+            // sealable counter.
+            (u64::from(von_crypto::sequence::MAX_INCARNATION)
+                << von_crypto::sequence::COUNTER_BITS)
+                | (von_crypto::sequence::REJECT_AFTER_MESSAGES - 1),
         ),
     ]
 }

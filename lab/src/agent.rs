@@ -93,6 +93,15 @@ impl VonSpec {
     }
 }
 
+/// How [`Topology::restart_agent`] stops an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGKILL: a crash or a power cut; nothing is cleaned up.
+    Kill,
+    /// SIGTERM: a clean stop.
+    Term,
+}
+
 /// A running `von up` in one host's namespace.
 #[derive(Debug)]
 pub struct Agent {
@@ -167,6 +176,57 @@ impl Topology {
         self.agents.push(agent);
         let last = self.agents.len() - 1;
         self.agents[last].wait_ready()
+    }
+
+    /// Host `hN`'s `state_dir`, as [`Topology::agent_config_head`] sets it.
+    pub fn state_dir(&self, n: usize) -> PathBuf {
+        self.dir().path().join(format!("h{n}")).join("state")
+    }
+
+    /// Restarts host `hN`'s agent: stops it as `how` says and waits for it
+    /// to exit, runs `between` with its state directory (to delete or
+    /// restore it), then runs `von up` again with the same config and waits
+    /// until it is ready. Returns the instant `von up` was started.
+    pub fn restart_agent(
+        &mut self,
+        n: usize,
+        how: Stop,
+        between: impl FnOnce(&std::path::Path) -> Result<()>,
+    ) -> Result<Instant> {
+        let name = format!("h{n}");
+        let i = self
+            .agents
+            .iter()
+            .position(|a| a.host == name)
+            .unwrap_or_else(|| panic!("no agent was started on {name}"));
+        let mut old = self.agents.remove(i);
+        match how {
+            Stop::Kill => {
+                let _ = old.child.kill();
+            }
+            Stop::Term => {
+                let _ = process::signal(old.pid(), "TERM");
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while old.running() {
+            if Instant::now() >= deadline {
+                return Err(old.error("did not exit within 10 s of SIGTERM".into()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let interfaces = std::mem::take(&mut old.interfaces);
+        drop(old);
+        between(&self.state_dir(n))?;
+        let config = self.dir().path().join(&name).join("von.toml");
+        let toml = std::fs::read_to_string(&config).map_err(|source| Error::Io {
+            what: "read",
+            path: config.clone(),
+            source,
+        })?;
+        let started = Instant::now();
+        self.start_agent(n, &toml, interfaces)?;
+        Ok(started)
     }
 
     /// The agent running on host `hN`.

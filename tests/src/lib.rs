@@ -39,7 +39,7 @@ pub mod tool;
 use std::sync::{Mutex, MutexGuard};
 
 pub use iperf::{IperfReport, iperf3};
-pub use tool::Tool;
+pub use tool::{Record, Tool};
 pub use von_lab::{
     Agent, Error, Host, Link, Netns, Ping, PingReport, Result, Status, Topology, UNDERLAY_PORT,
     Underlay, VonCounters, VonSpec, wait_for,

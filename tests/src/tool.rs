@@ -18,6 +18,21 @@ pub struct Tool {
     path: PathBuf,
 }
 
+/// Which datagrams [`Tool::start_record`] records.
+#[derive(Debug, Clone, Copy)]
+pub struct Record {
+    /// Only from this source, if given.
+    pub src: Option<Ipv4Addr>,
+    /// To this UDP port.
+    pub dport: u16,
+    /// With a UDP payload of at least this many bytes.
+    pub min_len: usize,
+    /// Stop after this many, if given.
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    pub seconds: u64,
+}
+
 /// What `stream-recv` reported.
 #[derive(Debug, Clone)]
 pub struct StreamResult {
@@ -108,6 +123,79 @@ impl Tool {
             reason: e.to_string(),
             text: text.to_owned(),
         })
+    }
+
+    /// Starts recording, in `ns`, the datagrams `what` names, as hex lines
+    /// into `out` (written as they arrive). Stop it early by dropping the
+    /// handle.
+    pub fn start_record(
+        &self,
+        ns: &Netns,
+        what: &Record,
+        out: &std::path::Path,
+    ) -> Result<Background> {
+        let Record {
+            src,
+            dport,
+            min_len,
+            count,
+            seconds,
+        } = *what;
+        let mut cmd = ns.command(&self.path);
+        cmd.args([
+            "record",
+            "--dport",
+            &dport.to_string(),
+            "--min-len",
+            &min_len.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+        ]);
+        cmd.arg("--out").arg(out);
+        if let Some(src) = src {
+            cmd.args(["--src", &src.to_string()]);
+        }
+        if let Some(count) = count {
+            cmd.args(["--count", &count.to_string()]);
+        }
+        Background::spawn(&mut cmd)
+    }
+
+    /// The IPv4 packets a recording wrote so far.
+    pub fn recorded(path: &std::path::Path) -> Result<Vec<Vec<u8>>> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            what: "read",
+            path: path.to_owned(),
+            source,
+        })?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                hex::decode(l.trim()).map_err(|e| Error::Parse {
+                    what: "recording",
+                    reason: e.to_string(),
+                    text: l.to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    /// Sends every packet of `packets` verbatim from `ns`, in order.
+    pub fn send_raw_all(
+        &self,
+        ns: &Netns,
+        packets: &[Vec<u8>],
+        scratch: &std::path::Path,
+    ) -> Result<()> {
+        let text: String = packets.iter().map(|p| hex::encode(p) + "\n").collect();
+        std::fs::write(scratch, text).map_err(|source| Error::Io {
+            what: "write",
+            path: scratch.to_owned(),
+            source,
+        })?;
+        let mut cmd = ns.command(&self.path);
+        cmd.arg("send-raw-file").arg("--file").arg(scratch);
+        process::run_ok(&mut cmd, Duration::from_secs(60)).map(drop)
     }
 
     /// Sends an IPv4 packet verbatim from `ns`.

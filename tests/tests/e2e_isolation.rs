@@ -156,13 +156,14 @@ fn one_von_cannot_reach_another_and_spoofed_sources_are_dropped() -> Result<()> 
         "h1 grid delivered only the honest pings"
     );
 
-    // The rogue member. Its sequence numbers use an incarnation far above
-    // h2's real one, so the window takes them; this comes last because it
-    // leaves h2's own later frames behind that window.
+    // The rogue member. Its sequence numbers use the last incarnation, far
+    // above h2's real one, so h1's floor and window take them; this comes
+    // last because it leaves h2's own later frames behind that window.
     let tool = Tool::new(env!("CARGO_BIN_EXE_von-e2e-tool"));
     let key = topo.group_key("grid").expect("grid was started");
     let h1 = topo.host(1);
-    let seq0 = 200u64 << 40;
+    let seq0 =
+        u64::from(von_crypto::sequence::MAX_INCARNATION) << von_crypto::sequence::COUNTER_BITS;
     let cases = [
         ("own source", grid.address(2), 1, 0),
         (

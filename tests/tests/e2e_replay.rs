@@ -140,3 +140,48 @@ fn readdress(packet: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
     von_tests::packet::readdress_udp(packet, src, dst)
         .expect("the capture holds an IPv4/UDP packet")
 }
+
+/// Issue 11 (5): a zero-length datagram on an underlay port is counted as
+/// malformed (it used to be read and counted nowhere), and the agent runs on.
+#[test]
+fn a_zero_length_datagram_is_counted_as_malformed() -> Result<()> {
+    if !von_tests::e2e_enabled("e2e zero-length datagram")? {
+        return Ok(());
+    }
+    let tool = Tool::new(env!("CARGO_BIN_EXE_von-e2e-tool"));
+    let mut topo = Topology::new(2)?;
+    let grid = VonSpec::new("grid", 7, 1, &[1, 2]);
+    topo.start(std::slice::from_ref(&grid))?;
+    let (h1, h2) = (topo.host(1), topo.host(2));
+    let malformed = |status: &von_tests::Status| {
+        status.json()["underlays"]["a"]["counters"]["malformed"]
+            .as_u64()
+            .expect("underlays.a.counters.malformed in von status --json")
+    };
+    let before = malformed(&topo.agent(2).status()?);
+    let empty = von_tests::packet::udp(
+        h1.underlay_addr(Underlay::A),
+        UNDERLAY_PORT,
+        h2.underlay_addr(Underlay::A),
+        UNDERLAY_PORT,
+        &[],
+    );
+    tool.send_raw(h1.ns(), &empty)?;
+    let after = von_tests::wait_for(
+        "the zero-length datagram to be counted",
+        Duration::from_secs(10),
+        || {
+            let now = malformed(&topo.agent(2).status()?);
+            Ok(if now > before {
+                Ok(now)
+            } else {
+                Err(format!("underlays.a.counters.malformed still {now}"))
+            })
+        },
+    )?;
+    eprintln!("zero-length datagram: underlays.a.counters.malformed {before} -> {after}");
+    assert_eq!(after - before, 1);
+    let r = Ping::new(grid.address(2), 3).run(h1.ns())?;
+    assert_eq!(r.received, 3, "the agent runs on: {}", r.output);
+    Ok(())
+}

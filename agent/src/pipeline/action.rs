@@ -141,6 +141,12 @@ pub enum DropReason {
     InnerSourceRejected,
     /// Inbound: frame from ourselves (e.g. looped back by a bridge).
     FromSelf,
+    /// Inbound: the sender has not yet proven its current position since
+    /// this agent started (one round trip after a start).
+    Unproven,
+    /// Inbound: sealed before the sender proved its position to this
+    /// start: a replay of old traffic, or a frame delayed across the restart.
+    Stale,
 }
 
 impl DropReason {
@@ -165,6 +171,8 @@ impl DropReason {
             DropReason::AuthFailed => "auth_failed",
             DropReason::InnerSourceRejected => "inner_source_rejected",
             DropReason::FromSelf => "from_self",
+            DropReason::Unproven => "unproven",
+            DropReason::Stale => "stale",
         }
     }
 
@@ -173,7 +181,10 @@ impl DropReason {
     pub const fn is_suspicious(self) -> bool {
         !matches!(
             self,
-            DropReason::Duplicate | DropReason::NotData | DropReason::RateExceeded
+            DropReason::Duplicate
+                | DropReason::NotData
+                | DropReason::RateExceeded
+                | DropReason::Unproven
         )
     }
 }

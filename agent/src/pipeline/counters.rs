@@ -74,6 +74,12 @@ pub struct VonCounters {
     pub from_self: AtomicU64,
     /// Inner packets the TUN refused to take.
     pub tun_errors: AtomicU64,
+    /// Frames from a sender that has not proven its position since this
+    /// agent started (expected for about one round trip after a start).
+    pub unproven: AtomicU64,
+    /// Frames sealed before their sender proved its position to this start
+    /// (replays of recorded traffic, or frames delayed across a restart).
+    pub stale: AtomicU64,
 }
 
 /// Host-wide counts of one underlay socket, before a frame is matched to a VON.
@@ -118,6 +124,8 @@ impl VonCounters {
             AuthFailed => &self.auth_failures,
             InnerSourceRejected => &self.inner_source_rejected,
             FromSelf => &self.from_self,
+            Unproven => &self.unproven,
+            Stale => &self.stale,
         });
     }
 
@@ -157,6 +165,8 @@ impl VonCounters {
             control_frames: l(&self.control_frames),
             from_self: l(&self.from_self),
             tun_errors: l(&self.tun_errors),
+            unproven: l(&self.unproven),
+            stale: l(&self.stale),
         }
     }
 }
@@ -210,6 +220,8 @@ pub struct VonCountersSnapshot {
     pub control_frames: u64,
     pub from_self: u64,
     pub tun_errors: u64,
+    pub unproven: u64,
+    pub stale: u64,
 }
 
 /// Serializable host-wide counts of one underlay socket.

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::cache::Cache;
+use von_crypto::freshness::{Floor, KeepaliveBody};
+use von_crypto::sequence::incarnation_of;
 use von_crypto::{Epoch, Frame, FrameType, Header, MemberId, Rejected, ReplayWindow};
 
 use super::SharedSnapshot;
 use super::action::{Action, DropReason, Underlay};
+use super::challenges::Challenges;
 use super::counters::{VonCounters, bump};
 use super::inner::ipv4_addrs;
 use super::keepalive::{HealthBoard, HealthEvent, Liveness};
@@ -39,17 +42,29 @@ pub struct Inbound {
     pruned_for: Option<Arc<Snapshot>>,
     counters: Arc<VonCounters>,
     receivers: HashMap<(MemberId, Epoch), Receiver>,
+    /// Senders that proved their position since this start, and where it
+    /// was (`von_crypto::freshness`); the others' frames are refused.
+    floors: HashMap<MemberId, Floor>,
+    /// Shared with the outbound half: this start's challenge, and the
+    /// peers' challenges it learns here.
+    challenges: Arc<Challenges>,
     /// Who was heard on which underlay (see `keepalive.rs`).
     liveness: Liveness,
 }
 
 impl Inbound {
-    pub(super) fn new(snapshot: SharedSnapshot, counters: Arc<VonCounters>) -> Self {
+    pub(super) fn new(
+        snapshot: SharedSnapshot,
+        counters: Arc<VonCounters>,
+        challenges: Arc<Challenges>,
+    ) -> Self {
         Inbound {
             snapshot: Cache::new(snapshot),
             pruned_for: None,
             counters,
             receivers: HashMap::new(),
+            floors: HashMap::new(),
+            challenges,
             liveness: Liveness::default(),
         }
     }
@@ -62,6 +77,12 @@ impl Inbound {
     /// (sender, epoch) pairs with receive state; for status and tests.
     pub fn receivers(&self) -> impl Iterator<Item = (MemberId, Epoch)> + '_ {
         self.receivers.keys().copied()
+    }
+
+    /// Whether `sender` proved its position since this start, so its new
+    /// frames are accepted.
+    pub fn proven(&self, sender: MemberId) -> bool {
+        self.floors.contains_key(&sender)
     }
 
     /// Per-link health of this VON, for status and metrics.
@@ -138,8 +159,17 @@ impl Inbound {
             return drop(DropReason::UnknownEpoch);
         };
 
-        // 4. Window pre-check.
+        // 4. Freshness, then the window pre-check. A sender that has not
+        // proven its position since this start may only send the keepalive
+        // that proves it; below its floor nothing is new to us.
         let id = (header.sender, header.epoch);
+        match self.floors.get(&header.sender) {
+            Some(floor) if floor.check(header.epoch, header.seq).is_err() => {
+                return drop(DropReason::Stale);
+            }
+            None if !keepalive => return drop(DropReason::Unproven),
+            _ => {}
+        }
         if let Some(rx) = self.receivers.get_mut(&id) {
             if let Err(rejected) = rx.window.check(header.seq) {
                 return drop(classify(rx, rejected, header.seq, underlay));
@@ -157,6 +187,24 @@ impl Inbound {
             Err(_) => return drop(DropReason::AuthFailed),
         };
 
+        // 5b. A keepalive's body: learn the sender's challenge (to echo it),
+        // and take a first proof of its position if it echoes ours.
+        if keepalive {
+            let Ok(body) = KeepaliveBody::parse(&datagram[inner.clone()]) else {
+                return drop(DropReason::Malformed);
+            };
+            let incarnation = incarnation_of(header.seq);
+            self.challenges
+                .heard(header.sender, incarnation, body.challenge);
+            if !self.floors.contains_key(&header.sender) {
+                if body.echo != Some(self.challenges.own()) {
+                    return drop(DropReason::Unproven);
+                }
+                let floor = Floor::from_answer(header.epoch, header.seq, &body);
+                self.floors.insert(header.sender, floor);
+            }
+        }
+
         // 6. Mark (creating the window on the first authenticated frame).
         let rx = self.receivers.entry(id).or_default();
         if let Err(rejected) = rx.window.mark(header.seq) {
@@ -164,7 +212,7 @@ impl Inbound {
         }
         rx.seen.accepted(header.seq, underlay);
         self.liveness.heard(now, header.sender, underlay);
-        if header.frame_type != FrameType::Data {
+        if keepalive {
             // Keepalives end here: they proved the link, nothing to deliver.
             return drop(DropReason::NotData);
         }
@@ -198,6 +246,8 @@ impl Inbound {
         self.receivers.retain(|(sender, epoch), _| {
             snap.member(*sender).is_some() && snap.key(*epoch).is_some()
         });
+        self.floors
+            .retain(|sender, _| snap.member(*sender).is_some());
         self.liveness.sync(now, snap);
         self.pruned_for = Some(snap.clone());
     }

@@ -8,22 +8,25 @@
 //! 1. Sender ([`KeepaliveRounds`], inside [`super::Outbound`]): every
 //!    [`KEEPALIVE_INTERVAL`] a round sends one keepalive to every other
 //!    member on underlay A and a *separate* one on underlay B. Each is a
-//!    frame of type keepalive with an empty payload, sealed like data under
-//!    the send epoch's key with its own sequence number from the same send
-//!    counter — so it cannot be forged or replayed, and it moves the
-//!    receiver's window like any frame.
+//!    frame of type keepalive, sealed like data under the send epoch's key
+//!    with its own sequence number from the same send counter — so it cannot
+//!    be forged or replayed, and it moves the receiver's window like any
+//!    frame. Its body carries this start's challenge, the echo of the
+//!    peer's and the send positions (`von_crypto::freshness`): how a
+//!    restarted peer learns, freshly, which frames of ours can be new.
 //! 2. Receiver ([`Liveness`], inside [`super::Inbound`]): any frame whose
 //!    tag verified — data or keepalive — marks its sender "heard" on the
 //!    underlay it came in on. A link (peer, underlay) is *down* once nothing
 //!    authenticated arrived on it for [`DOWN_AFTER`], *up* again at the next
-//!    authenticated frame. Keepalives are never delivered to the TUN.
+//!    authenticated frame. Keepalives are never delivered to the TUN, and a
+//!    peer counts as heard only once it has answered this start's challenge.
 //!
 //! Why a keepalive per underlay, and why rounds are not skipped while data
 //! flows: the receiver authenticates only the *first* copy of a doubled data
 //! frame; the second copy stops at the window before any AEAD work. So data
 //! alone proves only the faster underlay alive. A keepalive sent on one
 //! underlay only is the first and only copy of its sequence number and is
-//! always authenticated on that underlay. The price is four 68-byte packets
+//! always authenticated on that underlay. The price is four 116-byte packets
 //! a second per peer; the counters keep them apart from data (see
 //! `docs/operations.md`), so "frames sent on A = on B = inner packets" still
 //! holds for data frames.

@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 
 mod action;
+mod challenges;
 mod counters;
 mod inbound;
 mod inner;
@@ -62,8 +63,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use von_crypto::freshness::Challenge;
 
 pub use action::{Action, DropReason, Endpoints, Underlay};
+pub use challenges::Challenges;
 pub use counters::bump as counters_bump;
 pub use counters::{
     SocketCounters, SocketCountersSnapshot, UnderlayCounters, UnderlayCountersSnapshot,
@@ -98,6 +101,8 @@ pub struct PipelineConfig {
     pub burst_bytes: u64,
     /// Incarnation persisted for this start (see `state.rs`).
     pub incarnation: u32,
+    /// This start's random challenge (see `von_crypto::freshness`).
+    pub challenge: Challenge,
 }
 
 /// Both directions of one VON. The driver splits it so that the TUN reader
@@ -117,9 +122,15 @@ impl Pipeline {
         snapshot: SharedSnapshot,
         counters: Arc<VonCounters>,
     ) -> Self {
+        let challenges = Arc::new(Challenges::new(config.challenge));
         Pipeline {
-            outbound: Outbound::new(config, snapshot.clone(), counters.clone()),
-            inbound: Inbound::new(snapshot, counters),
+            outbound: Outbound::new(
+                config,
+                snapshot.clone(),
+                counters.clone(),
+                challenges.clone(),
+            ),
+            inbound: Inbound::new(snapshot, counters, challenges),
         }
     }
 

@@ -1,15 +1,19 @@
 //! Outbound half of a VON's pipeline: policy, shaping, sequencing, sealing.
 //! The numbered flow is in the module doc of `pipeline`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use arc_swap::cache::Cache;
+use von_crypto::frame::HEADER_LEN;
+use von_crypto::freshness::{KeepaliveBody, MAX_KEEPALIVE_LEN, Position};
 use von_crypto::sequence::Rekey;
-use von_crypto::{Epoch, Flags, FrameType, Header, SendCounter};
+use von_crypto::{Epoch, Flags, FrameType, Header, MemberId, SendCounter};
 
-use super::action::{Action, DropReason, Endpoints};
+use super::action::{Action, DropReason, Endpoints, Underlay};
+use super::challenges::Challenges;
 use super::counters::{VonCounters, bump};
 use super::inner::ipv4_addrs;
 use super::keepalive::{Keepalive, KeepaliveRounds};
@@ -36,10 +40,20 @@ pub struct Outbound {
     incarnation: u32,
     /// One counter per epoch sent under and still accepted, so switching
     /// back and forth between accepted epochs never restarts a counter.
+    /// Oldest first; a new one is only ever opened for an epoch above all
+    /// of them (see [`next_seq`]).
     send_counters: Vec<(Epoch, SendCounter)>,
+    /// The newest epoch this incarnation has sent under.
+    newest_epoch: Option<Epoch>,
     /// The latest send epoch whose counter passed the rekey point.
     rekey_requested: Option<Epoch>,
     keepalives: KeepaliveRounds,
+    /// Shared with the inbound half: challenges to echo and to answer.
+    challenges: Arc<Challenges>,
+    /// Keepalives owed at once to peers whose new challenge was heard.
+    answers: VecDeque<(MemberId, Underlay)>,
+    /// Scratch for [`Challenges::take_pending`].
+    pending: Vec<MemberId>,
     queue: PacketQueue,
 }
 
@@ -48,6 +62,7 @@ impl Outbound {
         config: PipelineConfig,
         snapshot: SharedSnapshot,
         counters: Arc<VonCounters>,
+        challenges: Arc<Challenges>,
     ) -> Self {
         Outbound {
             snapshot: Cache::new(snapshot),
@@ -55,8 +70,12 @@ impl Outbound {
             bucket: TokenBucket::new(config.rate_bps, config.burst_bytes),
             incarnation: config.incarnation,
             send_counters: Vec::with_capacity(2),
+            newest_epoch: None,
             rekey_requested: None,
             keepalives: KeepaliveRounds::default(),
+            challenges,
+            answers: VecDeque::new(),
+            pending: Vec::new(),
             queue: PacketQueue::new(queue_bytes(config.rate_bps, config.burst_bytes), MAX_PACKET),
         }
     }
@@ -109,6 +128,7 @@ impl Outbound {
         // 4.-6.
         let seq = next_seq(
             &mut self.send_counters,
+            &mut self.newest_epoch,
             self.incarnation,
             &mut self.rekey_requested,
             snap,
@@ -142,6 +162,7 @@ impl Outbound {
         };
         let seq = next_seq(
             &mut self.send_counters,
+            &mut self.newest_epoch,
             self.incarnation,
             &mut self.rekey_requested,
             snap,
@@ -150,38 +171,71 @@ impl Outbound {
     }
 
     /// When [`Outbound::handle_timeout`] next has a keepalive to send;
-    /// `None` means at once.
+    /// `None` means at once (a round is due, or a peer's challenge waits for
+    /// its answer).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.answers.is_empty() || self.challenges.answer_pending() {
+            return None;
+        }
         self.keepalives.poll_timeout()
     }
 
+    /// The challenges this half shares with the inbound half; the driver
+    /// awaits [`Challenges::answer_wanted`] to answer at once.
+    pub fn challenges(&self) -> Arc<Challenges> {
+        self.challenges.clone()
+    }
+
     /// The next keepalive due at `now`, sealed at the start of `buf` (which
-    /// needs at least [`OVERHEAD`] bytes); call until it returns `None`.
-    /// Keepalives draw sequence numbers from the same counter as data, so
-    /// they share the window and can never be replayed.
+    /// needs at least [`MAX_KEEPALIVE_LEN`] bytes); call until it returns
+    /// `None`. Answers to new challenges go first, on both underlays, then
+    /// the round. Keepalives draw sequence numbers from the same counter as
+    /// data, so they share the window and can never be replayed; each
+    /// carries this start's challenge, the echo of the peer's, and where
+    /// every send counter stands (`von_crypto::freshness`).
     pub fn handle_timeout<'a>(
         &'a mut self,
         now: Instant,
         buf: &'a mut [u8],
     ) -> Option<Keepalive<'a>> {
-        let snap: &Arc<Snapshot> = self.snapshot.load();
+        if buf.len() < MAX_KEEPALIVE_LEN {
+            return None;
+        }
+        let snap = self.snapshot.load().clone();
         let me = snap.me().id;
+        if self.answers.is_empty() {
+            self.challenges.take_pending(&mut self.pending);
+            for peer in self.pending.drain(..) {
+                self.answers.extend(Underlay::ALL.map(|u| (peer, u)));
+            }
+        }
         let (peer, underlay, seq) = loop {
-            let (i, underlay) = self.keepalives.next(now, snap.members().len())?;
-            let peer = &snap.members()[i];
+            let (peer, underlay) = match self.answers.pop_front() {
+                Some((id, underlay)) => match snap.member(id) {
+                    Some(peer) => (peer, underlay),
+                    None => continue,
+                },
+                None => {
+                    let (i, underlay) = self.keepalives.next(now, snap.members().len())?;
+                    (&snap.members()[i], underlay)
+                }
+            };
             if peer.id == me {
                 continue;
             }
             // A spent sequence space skips the keepalive; data reports it.
-            if let Ok(seq) = next_seq(
-                &mut self.send_counters,
-                self.incarnation,
-                &mut self.rekey_requested,
-                snap,
-            ) {
+            if let Ok(seq) = self.counters_next(&snap) {
                 break (peer, underlay, seq);
             }
         };
+        let mut body = KeepaliveBody::new(self.challenges.own(), self.challenges.echo_for(peer.id));
+        for (epoch, counter) in self.send_counters.iter().rev() {
+            body.push(Position {
+                epoch: *epoch,
+                next: counter.position(),
+            });
+        }
+        let body_len = body.emit(&mut buf[HEADER_LEN..])?;
         let key = snap.send_key();
         let header = Header {
             on_id: snap.on_id(),
@@ -191,13 +245,24 @@ impl Outbound {
             epoch: snap.send_epoch(),
             seq,
         };
-        let len = key.seal_in_place(&header, buf, 0).ok()?;
+        let len = key.seal_in_place(&header, buf, body_len).ok()?;
         Some(Keepalive {
             underlay,
             to: peer.endpoints.on(underlay),
             peer: peer.id,
             frame: &buf[..len],
         })
+    }
+
+    /// The next sequence under `snap`'s send epoch; see [`next_seq`].
+    fn counters_next(&mut self, snap: &Snapshot) -> Result<u64, DropReason> {
+        next_seq(
+            &mut self.send_counters,
+            &mut self.newest_epoch,
+            self.incarnation,
+            &mut self.rekey_requested,
+            snap,
+        )
     }
 }
 
@@ -268,14 +333,25 @@ fn queue_bytes(rate_bps: u64, burst_bytes: u64) -> usize {
 
 /// The next sequence number under `snap`'s send epoch, keeping one counter
 /// per epoch still accepted.
+///
+/// A counter is opened only for an epoch above every epoch this incarnation
+/// sent under: reopening a retired one would restart its sequence (a nonce
+/// reuse if the epoch's key is the same), and a restarted receiver's floor
+/// (`von_crypto::freshness::Floor`) takes an epoch newer than all reported
+/// ones as unused. Going back to a retired epoch is refused instead.
 fn next_seq(
     send_counters: &mut Vec<(Epoch, SendCounter)>,
+    newest_epoch: &mut Option<Epoch>,
     incarnation: u32,
     rekey_requested: &mut Option<Epoch>,
     snap: &Snapshot,
 ) -> Result<u64, DropReason> {
     let epoch = snap.send_epoch();
     if !send_counters.iter().any(|(e, _)| *e == epoch) {
+        if newest_epoch.is_some_and(|newest| epoch <= newest) {
+            return Err(DropReason::SequenceExhausted);
+        }
+        *newest_epoch = Some(epoch);
         // Retire counters of epochs no longer accepted (not per packet:
         // only when the send epoch changes).
         send_counters.retain(|(e, _)| snap.accepted_epochs().any(|a| a == *e));

@@ -59,10 +59,34 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         timeout_secs: u64,
     },
+    /// Record every IPv4/UDP packet to destination port DPORT whose UDP
+    /// payload is at least MIN_LEN bytes, from SRC (any source if not
+    /// given), until COUNT were seen or SECONDS passed; each is written as a
+    /// hex line to OUT as it arrives, and the count printed at the end.
+    Record {
+        #[arg(long)]
+        src: Option<Ipv4Addr>,
+        #[arg(long)]
+        dport: u16,
+        #[arg(long, default_value_t = 0)]
+        min_len: usize,
+        #[arg(long, default_value_t = u64::MAX)]
+        count: u64,
+        #[arg(long)]
+        seconds: u64,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Send a whole IPv4 packet (hex) as is, through a raw socket.
     SendRaw {
         #[arg(long)]
         hex: String,
+    },
+    /// Send every packet of a file of hex lines (as `record` writes, after
+    /// any rewriting by the test), in order, through a raw socket.
+    SendRawFile {
+        #[arg(long)]
+        file: std::path::PathBuf,
     },
 }
 
@@ -81,7 +105,23 @@ fn main() {
             min_len,
             timeout_secs,
         } => capture(src, dport, min_len, Duration::from_secs(timeout_secs)),
+        Command::Record {
+            src,
+            dport,
+            min_len,
+            count,
+            seconds,
+            out,
+        } => record(
+            src,
+            dport,
+            min_len,
+            count,
+            Duration::from_secs(seconds),
+            &out,
+        ),
         Command::SendRaw { hex } => send_raw(&hex),
+        Command::SendRawFile { file } => send_raw_file(&file),
     };
     match result {
         Ok(line) => println!("{line}"),
@@ -188,6 +228,77 @@ fn capture(src: Ipv4Addr, dport: u16, min_len: usize, timeout: Duration) -> Resu
             }
         }
     }
+}
+
+fn record(
+    src: Option<Ipv4Addr>,
+    dport: u16,
+    min_len: usize,
+    count: u64,
+    span: Duration,
+    out: &std::path::Path,
+) -> Result<String> {
+    const ETH_P_IP: u16 = 0x0800;
+    let proto = Protocol::from(i32::from(ETH_P_IP.to_be()));
+    let sock = Socket::new(Domain::PACKET, Type::DGRAM, Some(proto))
+        .map_err(|e| format!("AF_PACKET socket: {e}"))?;
+    let mut file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let deadline = Instant::now() + span;
+    let mut buf = vec![0u8; 65_536];
+    let mut seen = 0u64;
+    while seen < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        sock.set_read_timeout(Some(left.min(Duration::from_millis(200))))
+            .map_err(|e| e.to_string())?;
+        let n = match (&sock).read(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                continue;
+            }
+            Err(e) => return Err(format!("read AF_PACKET: {e}")),
+        };
+        let from = buf
+            .get(12..16)
+            .map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]));
+        let Some(from) = from else { continue };
+        if let Some(payload_len) = udp_match(&buf[..n], src.unwrap_or(from), dport) {
+            if payload_len >= min_len {
+                writeln!(file, "{}", hex::encode(&buf[..n])).map_err(|e| e.to_string())?;
+                file.flush().map_err(|e| e.to_string())?;
+                seen += 1;
+            }
+        }
+    }
+    Ok(serde_json::json!({ "recorded": seen }).to_string())
+}
+
+fn send_raw_file(path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))
+        .map_err(|e| format!("raw socket: {e}"))?;
+    let mut sent = 0u64;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let pkt = hex::decode(line.trim()).map_err(|e| format!("{}: {e}", path.display()))?;
+        let dst: [u8; 4] = pkt
+            .get(16..20)
+            .and_then(|d| d.try_into().ok())
+            .ok_or("a line shorter than an IPv4 header")?;
+        let dst = Ipv4Addr::from(dst);
+        sock.send_to(&pkt, &SockAddr::from(SocketAddrV4::new(dst, 0)))
+            .map_err(|e| format!("send to {dst}: {e}"))?;
+        sent += 1;
+        // Paced a little, so the receiver's socket buffer never overflows.
+        if sent % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(serde_json::json!({ "sent": sent }).to_string())
 }
 
 /// The UDP payload length if `pkt` is IPv4/UDP from `src` to port `dport`.
