@@ -32,6 +32,7 @@ use von_crypto::SendCounter;
 
 use crate::control;
 use crate::demux::{Demux, Unrouted};
+use crate::guard::{Guard, GuardError, GuardedVon};
 use crate::metrics::{self, MetricsError};
 use crate::pipeline::{
     Action, DOWN_AFTER, DropReason, Inbound, Outbound, PACKET_OFFSET, Pipeline, PipelineConfig,
@@ -70,6 +71,8 @@ pub enum AgentError {
     Status(#[from] StatusError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Guard(#[from] GuardError),
     #[error("VON {von}")]
     Control {
         von: String,
@@ -149,6 +152,16 @@ pub async fn run(
         Arc::new(SocketCounters::default()),
         Arc::new(SocketCounters::default()),
     ];
+    // The leak guard before any TUN exists; removed when `guard` drops.
+    let guarded = vons.iter().map(|(von, shared, ..)| GuardedVon {
+        name: von.name.to_string(),
+        interface: von.interface.as_str().to_owned(),
+        prefix: shared.load().prefix(),
+    });
+    let guard = Guard::install(
+        guarded.collect(),
+        [sockets[0].local_addr(), sockets[1].local_addr()],
+    )?;
 
     let mut tasks = JoinSet::new();
     let mut inbounds = Vec::with_capacity(vons.len());
@@ -238,6 +251,9 @@ pub async fn run(
         socket_counters.clone(),
     ));
 
+    let snapshots = status_vons.iter().map(|v| v.snapshot.clone()).collect();
+    tasks.spawn(guard.watch(snapshots));
+
     let control: PathBuf = config.control_socket.clone();
     let listener = status::bind(&control).await?;
     let source = Arc::new(StatusSource {
@@ -246,6 +262,7 @@ pub async fn run(
             (sockets[0].local_addr(), socket_counters[0].clone()),
             (sockets[1].local_addr(), socket_counters[1].clone()),
         ],
+        guard: guard.shared(),
     });
     if let Some(addr) = config.metrics {
         let listener = metrics::bind(addr.addr()).await?;
@@ -275,6 +292,8 @@ pub async fn run(
     }
     // Dropping the tasks drops the TUN devices: the interfaces disappear.
     tasks.shutdown().await;
+    // Only now, with the TUNs gone, may VON addresses follow other routes.
+    drop(guard);
     let _ = std::fs::remove_file(&control);
     info!("agent stopped");
     result

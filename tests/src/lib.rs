@@ -31,6 +31,7 @@ pub mod iperf;
 pub mod observe;
 pub mod packet;
 pub mod router;
+pub mod sniff;
 pub mod stream;
 pub mod tool;
 

@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::Args;
 use von_agent::pipeline::{UnderlayCountersSnapshot, VonCountersSnapshot};
 use von_agent::status::{
-    LinkState, LinkStatus, StatusReport, UnderlayHealth, UnderlayState, VonStatus, query,
+    ConflictKind, LinkState, LinkStatus, StatusReport, UnderlayHealth, UnderlayState, VonStatus,
+    query,
 };
 use von_config::DEFAULT_CONTROL_SOCKET;
 
@@ -46,6 +47,21 @@ fn human(report: &StatusReport) -> String {
     for v in &report.vons {
         von(&mut out, v);
     }
+    let g = &report.leak_guard;
+    let _ = writeln!(
+        out,
+        "leak guard: nftables table {} {}{}",
+        g.table,
+        if g.installed { "installed" } else { "MISSING" },
+        if g.reinstalls > 0 {
+            format!(
+                " (put back {} times after someone removed it)",
+                g.reinstalls
+            )
+        } else {
+            String::new()
+        }
+    );
     let _ = writeln!(out, "underlays (host-wide, before matching a VON):");
     for (name, u) in [("a", &report.underlays.a), ("b", &report.underlays.b)] {
         let c = &u.counters;
@@ -135,6 +151,27 @@ fn von(out: &mut String, v: &VonStatus) {
         c.too_big,
         c.malformed
     );
+    let g = &v.guard;
+    let _ = writeln!(
+        out,
+        "  leak guard: dropped {} leaving and {} arriving by another interface than {}; \
+         route conflicts: {}",
+        g.leaks_dropped,
+        g.injections_dropped,
+        v.interface,
+        g.route_conflicts.len()
+    );
+    for c in &g.route_conflicts {
+        let _ = writeln!(out, "  ! {} conflict {}: {}", kind(c.kind), c.dst, c.reason);
+    }
+}
+
+fn kind(k: ConflictKind) -> &'static str {
+    match k {
+        ConflictKind::Route => "route",
+        ConflictKind::Underlay => "underlay",
+        ConflictKind::Missing => "missing-route",
+    }
 }
 
 /// "up (1 of 1 peers up)" for one underlay of a VON.
