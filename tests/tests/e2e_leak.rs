@@ -15,7 +15,11 @@
 //!  └────────────┘          └────────────┘
 //! ```
 //!
-//! (3) The table's life: other tables (one named `von` in family `ip`) are
+//! (3) A member gone rogue (it holds grid's key) seals packets for h1's
+//! address in another VON and for h1's underlay address: they authenticate,
+//! and reach no listener, since a VON's TUN only takes its own VON's traffic.
+//!
+//! (4) The table's life: other tables (one named `von` in family `ip`) are
 //! never touched; a table removed under the agent is put back; after SIGKILL
 //! it stays, and the next start replaces it; a clean stop removes it.
 
@@ -132,19 +136,7 @@ fn a_non_member_on_the_underlay_reaches_no_listener_on_a_von_address() -> Result
             .exec_ok(["sysctl", "-qw", &format!("net.ipv4.conf.{key}.rp_filter=0")])?;
     }
 
-    let ready = topo.dir().path().join("listen.ready");
-    let mut cmd = h2.ns().command(env!("CARGO_BIN_EXE_von-e2e-tool"));
-    cmd.args(["listen", "--addr", &target.to_string(), "--secs", "20"])
-        .arg("--ready")
-        .arg(&ready);
-    let listener = Background::spawn(&mut cmd)?;
-    wait_for("the listener", Duration::from_secs(30), || {
-        Ok(if ready.exists() {
-            Ok(())
-        } else {
-            Err("not yet".into())
-        })
-    })?;
+    let listener = listen(h2.ns(), target, &topo.dir().path().join("listen.ready"), 20)?;
     // Read before anything is sent; judged after the listener has spoken.
     let before = topo.agent(2).status()?;
 
@@ -186,12 +178,7 @@ fn a_non_member_on_the_underlay_reaches_no_listener_on_a_von_address() -> Result
     let legit = "for i in 1 2 3; do echo member > /dev/udp/100.64.1.2/9999; done; \
                  exec 3<>/dev/tcp/100.64.1.2/9999";
     h1.ns().exec_ok(["timeout", "10", "bash", "-c", legit])?;
-    let heard = listener.wait(Duration::from_secs(60))?;
-    let heard: Value = serde_json::from_str(heard.stdout.trim()).map_err(|e| Error::Parse {
-        what: "listen output",
-        reason: e.to_string(),
-        text: heard.stdout.clone(),
-    })?;
+    let heard = heard(listener)?;
     eprintln!("injection: the listener on {target} counted {heard} (the member sent 3 UDP, 1 TCP)");
     assert_eq!(heard["udp"], 3, "only the member's 3 datagrams: {heard}");
     assert_eq!(heard["tcp"], 1, "only the member's connection: {heard}");
@@ -208,6 +195,112 @@ fn a_non_member_on_the_underlay_reaches_no_listener_on_a_von_address() -> Result
         delta(before, guard(&after, "grid")?, "leaks_dropped"),
         0,
         "nothing of the VON's own left around the TUN"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_rogue_member_reaches_no_other_address_of_the_host() -> Result<()> {
+    if !von_tests::e2e_enabled("e2e leak (rogue member)")? {
+        return Ok(());
+    }
+    let tool = Tool::new(env!("CARGO_BIN_EXE_von-e2e-tool"));
+    let mut topo = Topology::new(2)?;
+    let grid = VonSpec::new("grid", 7, 1, &[1, 2]);
+    let med = VonSpec::new("med", 8, 2, &[1, 2]);
+    topo.start(&[grid.clone(), med.clone()])?;
+    let (h1, h2) = (topo.host(1), topo.host(2));
+    let key = topo.group_key("grid").expect("grid was started");
+    let targets = [
+        SocketAddr::from((med.address(1), 9999)),
+        SocketAddr::from((h1.underlay_addr(Underlay::A), 9998)),
+    ];
+    let listeners = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            listen(
+                h1.ns(),
+                *t,
+                &topo.dir().path().join(format!("ready{i}")),
+                15,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let before = topo.agent(1).status()?;
+
+    // The rogue frames: grid's key, h2's member id and grid address as the
+    // inner source (so the receiver's own checks pass), a sequence far
+    // above h2's real one (so the window takes it).
+    for (i, t) in (0u64..).zip(&targets) {
+        let std::net::IpAddr::V4(dst) = t.ip() else {
+            unreachable!("IPv4 targets")
+        };
+        let inner = packet::udp(grid.address(2), 5555, dst, t.port(), b"rogue");
+        let frame = von_tests::forge::seal(&key, grid.on_id, 2, 1, (200u64 << 40) + i, &inner)?;
+        let datagram = packet::udp(
+            h2.underlay_addr(Underlay::A),
+            von_tests::UNDERLAY_PORT,
+            h1.underlay_addr(Underlay::A),
+            von_tests::UNDERLAY_PORT,
+            &frame,
+        );
+        tool.send_raw(h2.ns(), &datagram)?;
+    }
+    // The honest ways to those sockets still work: through VON med, and
+    // plain UDP on the underlay to h1's underlay address.
+    let honest = format!(
+        "echo med > /dev/udp/{}/{}; echo underlay > /dev/udp/{}/{}",
+        targets[0].ip(),
+        targets[0].port(),
+        targets[1].ip(),
+        targets[1].port()
+    );
+    h2.ns().exec_ok(["bash", "-c", &honest])?;
+
+    let counts = listeners
+        .into_iter()
+        .map(heard)
+        .collect::<Result<Vec<_>>>()?;
+    for (t, heard) in targets.iter().zip(&counts) {
+        eprintln!("rogue member: the listener on {t} counted {heard} (1 honest datagram sent)");
+    }
+    for (t, heard) in targets.iter().zip(&counts) {
+        assert_eq!(
+            heard["udp"], 1,
+            "only the honest datagram reached {t}: {heard}"
+        );
+    }
+    let after = wait_status(&topo, 1, "the rogue frames counted", |s| {
+        Ok(delta(
+            guard(&before, "grid")?,
+            guard(s, "grid")?,
+            "injections_dropped",
+        ) >= 2)
+    })?;
+    let c = |s: &Status, name: &str| s.von("grid").and_then(|c| c.get(name));
+    assert_eq!(
+        c(&after, "delivered")? - c(&before, "delivered")?,
+        2,
+        "the pipeline delivered both to the TUN (they authenticate)"
+    );
+    assert_eq!(
+        delta(
+            guard(&before, "grid")?,
+            guard(&after, "grid")?,
+            "injections_dropped"
+        ),
+        2,
+        "both counted as injections on grid"
+    );
+    assert_eq!(
+        delta(
+            guard(&before, "med")?,
+            guard(&after, "med")?,
+            "injections_dropped"
+        ),
+        0,
+        "med's honest datagram passed"
     );
     Ok(())
 }
@@ -298,6 +391,40 @@ fn the_table_is_the_agents_own_from_start_to_stop_and_after_a_kill() -> Result<(
     }
     eprintln!("table: kept after SIGKILL, replaced at the next start, removed on a clean stop");
     Ok(())
+}
+
+/// The helper's UDP and TCP listener on `addr` in `ns` for `secs` seconds,
+/// returned once it listens.
+fn listen(ns: &Netns, addr: SocketAddr, ready: &Path, secs: u32) -> Result<Background> {
+    let mut cmd = ns.command(env!("CARGO_BIN_EXE_von-e2e-tool"));
+    cmd.args([
+        "listen",
+        "--addr",
+        &addr.to_string(),
+        "--secs",
+        &secs.to_string(),
+    ])
+    .arg("--ready")
+    .arg(ready);
+    let listener = Background::spawn(&mut cmd)?;
+    wait_for("the listener", Duration::from_secs(30), || {
+        Ok(if ready.exists() {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        })
+    })?;
+    Ok(listener)
+}
+
+/// What the listener counted: `{"udp": n, "tcp": m}`.
+fn heard(listener: Background) -> Result<Value> {
+    let out = listener.wait(Duration::from_secs(60))?;
+    serde_json::from_str(out.stdout.trim()).map_err(|e| Error::Parse {
+        what: "listen output",
+        reason: e.to_string(),
+        text: out.stdout.clone(),
+    })
 }
 
 fn ms(n: u64) -> Duration {

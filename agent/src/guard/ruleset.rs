@@ -9,7 +9,10 @@
 //!   dropped and counted in `leaks_<von>`;
 //! - `ingress` (prerouting, before routing and conntrack): a packet to or
 //!   from a VON prefix that arrived on any interface but that VON's TUN is
-//!   dropped and counted in `injections_<von>`.
+//!   dropped and counted in `injections_<von>`; so is a packet that arrived
+//!   on the TUN for an address outside the VON (a member reaching the host's
+//!   underlay or another VON's address), multicast and limited broadcast
+//!   apart, which the VON carries.
 //!
 //! Loopback is exempt both ways (a host talking to its own VON address never
 //! leaves it), and so is the agent's own underlay traffic, matched by its
@@ -32,6 +35,9 @@ use crate::pipeline::Ipv4Prefix;
 
 /// The table's family and name, as `nft` writes them.
 pub const TABLE: &str = "inet von";
+
+/// IPv4 multicast, which a VON carries to all its members.
+const MULTICAST: &str = "224.0.0.0/4";
 
 /// The base chains' priority: nftables' `raw`, before conntrack and NAT.
 const PRIORITY: i32 = -300;
@@ -117,6 +123,14 @@ pub fn install_script(vons: &[GuardedVon], underlays: &[SocketAddr; 2]) -> Strin
                     von.interface
                 );
             }
+            if chain == "ingress" {
+                let _ = writeln!(
+                    s,
+                    "    iifname \"{}\" ip daddr != {{ {prefix}, {MULTICAST}, 255.255.255.255 }} \
+                     counter name \"{counter}\" drop",
+                    von.interface
+                );
+            }
         }
         s.push_str("  }\n");
     }
@@ -193,6 +207,8 @@ mod tests {
             "oifname != \"von-grid\" ip saddr 100.64.1.0/24 counter name \"leaks_grid\" drop",
             "iifname != \"von-grid\" ip daddr 100.64.1.0/24 counter name \"injections_grid\" drop",
             "iifname != \"von-grid\" ip saddr 100.64.1.0/24 counter name \"injections_grid\" drop",
+            "iifname \"von-grid\" ip daddr != { 100.64.1.0/24, 224.0.0.0/4, 255.255.255.255 } \
+             counter name \"injections_grid\" drop",
         ] {
             assert!(s.contains(line), "missing {line:?} in\n{s}");
         }
