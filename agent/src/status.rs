@@ -348,6 +348,59 @@ mod tests {
     }
 
     #[test]
+    fn the_guard_reaches_the_document_and_the_metrics() {
+        let src = source(Arc::new(ArcSwapOption::empty()));
+        let json = serde_json::to_value(src.report()).unwrap();
+        assert_eq!(json["leak_guard"]["installed"], false, "{json}");
+        assert_eq!(json["vons"][0]["guard"]["leaks_dropped"], 0, "{json}");
+
+        let conflict = RouteConflict {
+            kind: ConflictKind::Route,
+            dst: "100.64.0.2/32".into(),
+            dev: Some("ua".into()),
+            table: Some("main".into()),
+            reason: "inside the VON prefix".into(),
+        };
+        src.guard.store(Arc::new(crate::guard::GuardReport {
+            installed: true,
+            reinstalls: 1,
+            checked: Some(SystemTime::now()),
+            vons: vec![VonGuard {
+                leaks_dropped: 10,
+                injections_dropped: 3,
+                route_conflicts: vec![conflict],
+            }],
+        }));
+        let report = src.report();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["leak_guard"]["table"], "inet von");
+        assert_eq!(json["leak_guard"]["reinstalls"], 1);
+        assert!(json["leak_guard"]["checked_ms_ago"].as_u64().unwrap() < 60_000);
+        let g = &json["vons"][0]["guard"];
+        assert_eq!(
+            (
+                g["leaks_dropped"].as_u64(),
+                g["injections_dropped"].as_u64()
+            ),
+            (Some(10), Some(3))
+        );
+        assert_eq!(g["route_conflicts"][0]["kind"], "route", "{g}");
+        assert_eq!(g["route_conflicts"][0]["dev"], "ua", "{g}");
+        let back: StatusReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report, "the document reads back");
+
+        let text = crate::metrics::render(&report);
+        for sample in [
+            "von_guard_dropped_total{von=\"grid\",kind=\"leak\"} 10",
+            "von_guard_dropped_total{von=\"grid\",kind=\"injection\"} 3",
+            "von_route_conflicts{von=\"grid\"} 1",
+            "von_guard_installed 1",
+        ] {
+            assert!(text.lines().any(|l| l == sample), "{sample} in\n{text}");
+        }
+    }
+
+    #[test]
     fn lease_is_null_until_published_then_follows_the_client() {
         let lease: SharedLease = Arc::new(ArcSwapOption::empty());
         let src = source(lease.clone());

@@ -139,15 +139,7 @@ impl Guard {
     /// Installs (or replaces) the table for `vons`, sparing the agent's own
     /// underlay sockets at `underlays`.
     pub fn install(vons: Vec<GuardedVon>, underlays: [SocketAddr; 2]) -> Result<Self, GuardError> {
-        if let Some(v) = vons
-            .iter()
-            .find(|v| !ruleset::plain_interface_name(&v.interface))
-        {
-            return Err(GuardError::InterfaceName {
-                von: v.name.clone(),
-                interface: v.interface.clone(),
-            });
-        }
+        check_interfaces(vons.iter().map(|v| (v.name.as_str(), v.interface.as_str())))?;
         let stale = nft(&["list", "table", "inet", "von"], None)
             .map_err(nft_error)?
             .status
@@ -227,6 +219,27 @@ impl Drop for Guard {
             ),
             Err(e) => warn!(table = TABLE, "removing the leak guard: {e}"),
         }
+    }
+}
+
+/// What `von up --check` can tell without touching the ruleset: every
+/// `(VON, interface)` can be matched in a rule, and `nft` runs.
+pub fn preflight<'a>(
+    interfaces: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(), GuardError> {
+    check_interfaces(interfaces)?;
+    nft(&["--version"], None).map_err(nft_error).map(drop)
+}
+
+fn check_interfaces<'a>(
+    mut interfaces: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(), GuardError> {
+    match interfaces.find(|(_, i)| !ruleset::plain_interface_name(i)) {
+        Some((von, interface)) => Err(GuardError::InterfaceName {
+            von: von.to_owned(),
+            interface: interface.to_owned(),
+        }),
+        None => Ok(()),
     }
 }
 
