@@ -28,6 +28,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use von_tests::netns::QUICK;
 use von_tests::process::{self, Background};
 use von_tests::sniff;
 use von_tests::vonbin::von_bin;
@@ -109,11 +110,40 @@ fn a_more_specific_route_via_an_underlay_sends_nothing_in_the_clear() -> Result<
     let r = Ping::new(peer, 3).interval(ms(200)).run(h1.ns())?;
     assert_eq!(r.received, 3, "{}", r.output);
 
+    // An underlay network that covers the VON prefix: reported, and the
+    // VON (its /24 more specific) goes on carrying the pings.
+    let covering = ["100.64.0.0/16", "dev", "ua"];
+    h1.ns().ip(&[&["route", "add"][..], &covering].concat())?;
+    wait_status(&topo, 1, "the underlay conflict", |s| {
+        Ok(has_conflict(
+            guard(s, "grid")?,
+            "underlay",
+            "100.64.0.0/16",
+            "ua",
+        ))
+    })?;
+    let r = Ping::new(peer, 3).interval(ms(200)).run(h1.ns())?;
+    assert_eq!(r.received, 3, "{}", r.output);
+    h1.ns().ip(&[&["route", "del"][..], &covering].concat())?;
+
     // Logged once when it appeared, once when it cleared.
     let log = std::fs::read_to_string(topo.dir().path().join("h1/agent.log")).unwrap_or_default();
     let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
     assert_eq!(count("route conflict: 100.64.1.2/32"), 1, "{log}");
-    assert_eq!(count("route conflict cleared"), 1, "{log}");
+    assert_eq!(
+        count("route conflict: underlay network 100.64.0.0/16"),
+        1,
+        "{log}"
+    );
+    let cleared = |dst: &str| {
+        log.lines()
+            .filter(|l| l.contains("route conflict cleared") && l.contains(dst))
+            .count()
+    };
+    assert_eq!(cleared("dst=100.64.1.2/32"), 1, "{log}");
+    for line in log.lines().filter(|l| l.contains("route conflict")) {
+        eprintln!("leak: h1 logged: {line}");
+    }
     Ok(())
 }
 
@@ -390,6 +420,52 @@ fn the_table_is_the_agents_own_from_start_to_stop_and_after_a_kill() -> Result<(
         );
     }
     eprintln!("table: kept after SIGKILL, replaced at the next start, removed on a clean stop");
+
+    // Without nft the agent does not run a VON unguarded: it refuses to
+    // start, names the fix, and leaves no interface behind. (PATH holds
+    // `ip` alone, for `ip netns exec`.)
+    let bare = topo.dir().path().join("no-nft");
+    std::fs::create_dir_all(&bare).map_err(|source| Error::Io {
+        what: "create directory",
+        path: bare.clone(),
+        source,
+    })?;
+    let ip = process::run_ok(
+        std::process::Command::new("sh").args(["-c", "command -v ip"]),
+        QUICK,
+    )?;
+    let link = bare.join("ip");
+    std::os::unix::fs::symlink(ip.stdout.trim(), &link).map_err(|source| Error::Io {
+        what: "link",
+        path: link,
+        source,
+    })?;
+    let mut cmd = topo.host(1).ns().command(von_bin()?);
+    cmd.arg("up")
+        .arg("--config")
+        .arg(base.join("von.toml"))
+        .env("PATH", &bare);
+    let out = Background::spawn(&mut cmd)?.wait(Duration::from_secs(60))?;
+    assert!(
+        !out.status.success(),
+        "started without nft:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("apt-get install nftables"),
+        "{}",
+        out.stderr
+    );
+    let link = topo
+        .host(1)
+        .ns()
+        .exec(["ip", "link", "show", "von-grid"], QUICK)?;
+    assert!(
+        !link.status.success(),
+        "an interface was left: {}",
+        link.stdout
+    );
+    assert_eq!(ours(topo.host(1).ns())?, 0);
     Ok(())
 }
 

@@ -10,8 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use von_agent::pipeline::{UnderlayCountersSnapshot, VonCountersSnapshot};
 use von_agent::status::{
-    ConflictKind, LinkState, LinkStatus, StatusReport, UnderlayHealth, UnderlayState, VonStatus,
-    query,
+    LinkState, LinkStatus, StatusReport, UnderlayHealth, UnderlayState, VonStatus, query,
 };
 use von_config::DEFAULT_CONTROL_SOCKET;
 
@@ -162,15 +161,13 @@ fn von(out: &mut String, v: &VonStatus) {
         g.route_conflicts.len()
     );
     for c in &g.route_conflicts {
-        let _ = writeln!(out, "  ! {} conflict {}: {}", kind(c.kind), c.dst, c.reason);
-    }
-}
-
-fn kind(k: ConflictKind) -> &'static str {
-    match k {
-        ConflictKind::Route => "route",
-        ConflictKind::Underlay => "underlay",
-        ConflictKind::Missing => "missing-route",
+        let _ = writeln!(
+            out,
+            "  ! {} conflict {}: {}",
+            c.kind.name(),
+            c.dst,
+            c.reason
+        );
     }
 }
 

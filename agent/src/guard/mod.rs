@@ -22,7 +22,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -330,11 +330,14 @@ impl Watcher {
             return Ok(());
         }
         // Gone (or a counter is): whatever the old table counted is kept.
-        warn!(
-            table = TABLE,
-            "the leak guard table was removed or changed by someone else (`nft flush ruleset`, \
-             a firewall reload?); putting it back"
-        );
+        // Said once; while putting it back fails, the error is said once.
+        if report.installed {
+            warn!(
+                table = TABLE,
+                "the leak guard table was removed or changed by someone else (`nft flush \
+                 ruleset`, a firewall reload?); putting it back"
+            );
+        }
         for (base, last) in self.base.iter_mut().zip(&mut self.last) {
             base.leaks += last.leaks;
             base.injections += last.injections;
@@ -345,6 +348,7 @@ impl Watcher {
             Ok(()) => {
                 report.installed = true;
                 report.reinstalls += 1;
+                info!(table = TABLE, "leak guard table put back");
                 Ok(())
             }
             Err(e) => {
@@ -394,13 +398,13 @@ impl Watcher {
             let now: HashSet<RouteConflict> = found.iter().cloned().collect();
             for c in found.iter().filter(|c| !self.conflicts[i].contains(*c)) {
                 warn!(
-                    von = %von.name, kind = ?c.kind, dst = %c.dst, dev = c.dev.as_deref(),
+                    von = %von.name, kind = c.kind.name(), dst = %c.dst, dev = c.dev.as_deref(),
                     table = c.table.as_deref(), "route conflict: {}", c.reason
                 );
             }
             for c in self.conflicts[i].iter().filter(|c| !now.contains(*c)) {
                 info!(
-                    von = %von.name, kind = ?c.kind, dst = %c.dst, dev = c.dev.as_deref(),
+                    von = %von.name, kind = c.kind.name(), dst = %c.dst, dev = c.dev.as_deref(),
                     table = c.table.as_deref(), "route conflict cleared"
                 );
             }
@@ -437,7 +441,6 @@ async fn run(program: &str, args: &[&str]) -> Result<String, String> {
 /// Runs a command with `stdin` as its input; `Ok` if it succeeded.
 async fn run_with_stdin(program: &str, args: &[&str], stdin: String) -> Result<(), String> {
     use tokio::io::AsyncWriteExt as _;
-    let started = Instant::now();
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
@@ -453,7 +456,7 @@ async fn run_with_stdin(program: &str, args: &[&str], stdin: String) -> Result<(
     }
     let out = tokio::time::timeout(CALL_TIMEOUT, child.wait_with_output())
         .await
-        .map_err(|_| format!("{program} did not finish within {:?}", started.elapsed()))?
+        .map_err(|_| format!("{program} did not finish within {CALL_TIMEOUT:?}"))?
         .map_err(|e| format!("running {program}: {e}"))?;
     if out.status.success() {
         Ok(())

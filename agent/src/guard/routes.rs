@@ -39,6 +39,17 @@ pub enum ConflictKind {
     Missing,
 }
 
+impl ConflictKind {
+    /// The name the status document and the log use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConflictKind::Route => "route",
+            ConflictKind::Underlay => "underlay",
+            ConflictKind::Missing => "missing",
+        }
+    }
+}
+
 /// One conflict, as `von status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RouteConflict {
