@@ -42,6 +42,7 @@ use von_crypto::freshness::{Challenge, MAX_KEEPALIVE_LEN};
 
 use crate::control;
 use crate::demux::{Demux, Unrouted};
+use crate::guard::{Guard, GuardError, GuardedVon};
 use crate::metrics::{self, MetricsError};
 use crate::pipeline::{
     Action, Challenges, DOWN_AFTER, DropReason, Inbound, Outbound, PACKET_OFFSET, Pipeline,
@@ -83,6 +84,8 @@ pub enum AgentError {
     Status(#[from] StatusError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Guard(#[from] GuardError),
     #[error("VON {von}")]
     Control {
         von: String,
@@ -234,6 +237,16 @@ async fn run_on(
         Arc::new(SocketCounters::default()),
         Arc::new(SocketCounters::default()),
     ];
+    // The leak guard before any TUN exists; removed when `guard` drops.
+    let guarded = vons.iter().map(|(von, shared, ..)| GuardedVon {
+        name: von.name.to_string(),
+        interface: von.interface.as_str().to_owned(),
+        prefix: shared.load().prefix(),
+    });
+    let guard = Guard::install(
+        guarded.collect(),
+        [sockets[0].local_addr(), sockets[1].local_addr()],
+    )?;
 
     let mut tasks = JoinSet::new();
     let mut inbounds = Vec::with_capacity(vons.len());
@@ -329,6 +342,11 @@ async fn run_on(
     );
     drop(entered);
 
+    // The guard's checks run `nft` and read routes: control work, on the
+    // caller's runtime.
+    let snapshots = status_vons.iter().map(|v| v.snapshot.clone()).collect();
+    tasks.spawn(guard.watch(snapshots));
+
     let operator = runtimes.operator.handle();
     let control: PathBuf = config.control_socket.clone();
     let listener = {
@@ -344,6 +362,7 @@ async fn run_on(
             (sockets[0].local_addr(), socket_counters[0].clone()),
             (sockets[1].local_addr(), socket_counters[1].clone()),
         ],
+        guard: guard.shared(),
     });
     if let Some(addr) = config.metrics {
         let listener = operator
@@ -382,6 +401,8 @@ async fn run_on(
     }
     // Dropping the tasks drops the TUN devices: the interfaces disappear.
     tasks.shutdown().await;
+    // Only now, with the TUNs gone, may VON addresses follow other routes.
+    drop(guard);
     let _ = std::fs::remove_file(&control);
     info!("agent stopped");
     result

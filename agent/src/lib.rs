@@ -10,6 +10,7 @@
 pub mod control;
 pub mod demux;
 pub mod driver;
+pub mod guard;
 pub mod health;
 pub mod logs;
 pub mod metrics;

@@ -324,6 +324,39 @@ pub fn render(report: &StatusReport) -> String {
         }
     }
 
+    let guard_drops = counter(
+        &mut r,
+        "guard_dropped",
+        "Packets to or from the VON prefix the leak guard (nftables table inet von) dropped: \
+         kind=leak would have left, kind=injection arrived, by another interface than the TUN",
+    );
+    let conflicts = gauge(
+        &mut r,
+        "route_conflicts",
+        "Routes that conflict with the VON prefix now (von status lists them)",
+    );
+    for v in &report.vons {
+        for (kind, n) in [
+            ("leak", v.guard.leaks_dropped),
+            ("injection", v.guard.injections_dropped),
+        ] {
+            let labels = vec![("von", v.name.clone()), ("kind", kind.to_owned())];
+            inc(&guard_drops, labels, n);
+        }
+        let n = i64::try_from(v.guard.route_conflicts.len()).unwrap_or(i64::MAX);
+        set(&conflicts, vec![("von", v.name.clone())], n);
+    }
+    let installed = gauge(
+        &mut r,
+        "guard_installed",
+        "1 if the leak guard's nftables table was in place at the last check",
+    );
+    set(
+        &installed,
+        Vec::new(),
+        i64::from(report.leak_guard.installed),
+    );
+
     for &(name, help, get) in SOCKET_COUNTERS {
         let f = counter(&mut r, &format!("socket_{name}"), help);
         for (u, s) in [("a", &report.underlays.a), ("b", &report.underlays.b)] {

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+pub use crate::guard::{ConflictKind, GuardStatus, RouteConflict, SharedGuard, VonGuard};
 pub use crate::health::{
     HealthSummary, LeaseStatus, LinkState, LinkStatus, PeerStatus, SharedLease, UnderlayHealth,
     UnderlayState,
@@ -43,6 +44,9 @@ pub struct StatusReport {
     pub vons: Vec<VonStatus>,
     /// Host-wide counts of each underlay socket.
     pub underlays: UnderlaysStatus,
+    /// The leak guard's nftables table (docs/leaks.md).
+    #[serde(default)]
+    pub leak_guard: GuardStatus,
 }
 
 /// One VON's identity, view summary and counters.
@@ -87,6 +91,9 @@ pub struct VonStatus {
     /// Each underlay's health over all peers of this VON.
     #[serde(default)]
     pub health: HealthSummary,
+    /// What the leak guard dropped and which routes conflict with the prefix.
+    #[serde(default)]
+    pub guard: VonGuard,
 }
 
 /// Both underlay sockets.
@@ -146,16 +153,20 @@ pub struct StatusSource {
     pub vons: Vec<VonSource>,
     /// Per underlay: bound address and socket counters, indexed by [`Underlay::index`].
     pub underlays: [(SocketAddr, Arc<SocketCounters>); 2],
+    /// The leak guard's last check (per VON in the same order).
+    pub guard: SharedGuard,
 }
 
 impl StatusSource {
     /// The document as of now.
     pub fn report(&self) -> StatusReport {
         let (now, wall) = (Instant::now(), SystemTime::now());
+        let guard = self.guard.load();
         let vons = self
             .vons
             .iter()
-            .map(|v| {
+            .enumerate()
+            .map(|(i, v)| {
                 let (facts, snap) = (&v.facts, v.snapshot.load());
                 let me = snap.me();
                 let peers = peers(&snap, &v.health.peers(now));
@@ -178,6 +189,7 @@ impl StatusSource {
                     lease: v.lease.load().as_deref().map(|t| lease(*t, wall)),
                     health: HealthSummary::of(&peers),
                     peers,
+                    guard: guard.vons.get(i).cloned().unwrap_or_default(),
                 }
             })
             .collect();
@@ -195,6 +207,7 @@ impl StatusSource {
                 a: underlay(Underlay::A),
                 b: underlay(Underlay::B),
             },
+            leak_guard: guard.status(wall),
         }
     }
 }
@@ -330,6 +343,60 @@ mod tests {
                 lease,
             }],
             underlays: [(any, Arc::default()), (any, Arc::default())],
+            guard: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn the_guard_reaches_the_document_and_the_metrics() {
+        let src = source(Arc::new(ArcSwapOption::empty()));
+        let json = serde_json::to_value(src.report()).unwrap();
+        assert_eq!(json["leak_guard"]["installed"], false, "{json}");
+        assert_eq!(json["vons"][0]["guard"]["leaks_dropped"], 0, "{json}");
+
+        let conflict = RouteConflict {
+            kind: ConflictKind::Route,
+            dst: "100.64.0.2/32".into(),
+            dev: Some("ua".into()),
+            table: Some("main".into()),
+            reason: "inside the VON prefix".into(),
+        };
+        src.guard.store(Arc::new(crate::guard::GuardReport {
+            installed: true,
+            reinstalls: 1,
+            checked: Some(SystemTime::now()),
+            vons: vec![VonGuard {
+                leaks_dropped: 10,
+                injections_dropped: 3,
+                route_conflicts: vec![conflict],
+            }],
+        }));
+        let report = src.report();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["leak_guard"]["table"], "inet von");
+        assert_eq!(json["leak_guard"]["reinstalls"], 1);
+        assert!(json["leak_guard"]["checked_ms_ago"].as_u64().unwrap() < 60_000);
+        let g = &json["vons"][0]["guard"];
+        assert_eq!(
+            (
+                g["leaks_dropped"].as_u64(),
+                g["injections_dropped"].as_u64()
+            ),
+            (Some(10), Some(3))
+        );
+        assert_eq!(g["route_conflicts"][0]["kind"], "route", "{g}");
+        assert_eq!(g["route_conflicts"][0]["dev"], "ua", "{g}");
+        let back: StatusReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report, "the document reads back");
+
+        let text = crate::metrics::render(&report);
+        for sample in [
+            "von_guard_dropped_total{von=\"grid\",kind=\"leak\"} 10",
+            "von_guard_dropped_total{von=\"grid\",kind=\"injection\"} 3",
+            "von_route_conflicts{von=\"grid\"} 1",
+            "von_guard_installed 1",
+        ] {
+            assert!(text.lines().any(|l| l == sample), "{sample} in\n{text}");
         }
     }
 

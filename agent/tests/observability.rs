@@ -69,6 +69,7 @@ fn source(net: &TwinNet, host: usize, lease: Option<std::time::SystemTime>) -> S
             (addr, Arc::new(SocketCounters::default())),
             (addr, Arc::new(SocketCounters::default())),
         ],
+        guard: Arc::default(),
     }
 }
 

@@ -33,6 +33,7 @@ pub mod ledger;
 pub mod observe;
 pub mod packet;
 pub mod router;
+pub mod sniff;
 pub mod stream;
 pub mod tool;
 

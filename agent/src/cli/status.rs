@@ -46,6 +46,21 @@ fn human(report: &StatusReport) -> String {
     for v in &report.vons {
         von(&mut out, v);
     }
+    let g = &report.leak_guard;
+    let _ = writeln!(
+        out,
+        "leak guard: nftables table {} {}{}",
+        g.table,
+        if g.installed { "installed" } else { "MISSING" },
+        if g.reinstalls > 0 {
+            format!(
+                " (put back {} times after someone removed it)",
+                g.reinstalls
+            )
+        } else {
+            String::new()
+        }
+    );
     let _ = writeln!(out, "underlays (host-wide, before matching a VON):");
     for (name, u) in [("a", &report.underlays.a), ("b", &report.underlays.b)] {
         let c = &u.counters;
@@ -135,6 +150,25 @@ fn von(out: &mut String, v: &VonStatus) {
         c.too_big,
         c.malformed
     );
+    let g = &v.guard;
+    let _ = writeln!(
+        out,
+        "  leak guard: dropped {} leaving and {} arriving by another interface than {}; \
+         route conflicts: {}",
+        g.leaks_dropped,
+        g.injections_dropped,
+        v.interface,
+        g.route_conflicts.len()
+    );
+    for c in &g.route_conflicts {
+        let _ = writeln!(
+            out,
+            "  ! {} conflict {}: {}",
+            c.kind.name(),
+            c.dst,
+            c.reason
+        );
+    }
 }
 
 /// "up (1 of 1 peers up)" for one underlay of a VON.

@@ -88,6 +88,9 @@ fn check(config: &AgentConfig, path: &Path) -> anyhow::Result<()> {
             files(Role::Keymgr, &km.ca, &km.cert, &km.key, &km.noise_key)?;
         }
     }
+    // The leak guard's needs: `nft`, and interface names a rule can match.
+    let interfaces = config.vons.iter();
+    von_agent::guard::preflight(interfaces.map(|v| (v.name.as_str(), v.interface.as_str())))?;
     println!(
         "{}: ok ({} VON{})",
         path.display(),

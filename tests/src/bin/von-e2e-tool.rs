@@ -6,7 +6,9 @@
 //! - `capture`: one UDP datagram as seen on the wire (AF_PACKET), printed as
 //!   hex of the whole IPv4 packet;
 //! - `send-raw`: that IPv4 packet sent again verbatim (raw socket), i.e. a
-//!   replay by someone on the underlay path.
+//!   replay by someone on the underlay path;
+//! - `listen`: a UDP socket and a TCP listener on one address for a while,
+//!   counting what reaches them (the target of an injection).
 //!
 //! Each prints one JSON line on success and exits non-zero with a message
 //! otherwise.
@@ -88,6 +90,16 @@ enum Command {
         #[arg(long)]
         file: std::path::PathBuf,
     },
+    /// Bind UDP and TCP on ADDR, create the file READY, then count UDP
+    /// datagrams and accepted TCP connections until SECS have passed.
+    Listen {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        ready: std::path::PathBuf,
+        #[arg(long)]
+        secs: u64,
+    },
 }
 
 fn main() {
@@ -122,6 +134,7 @@ fn main() {
         ),
         Command::SendRaw { hex } => send_raw(&hex),
         Command::SendRawFile { file } => send_raw_file(&file),
+        Command::Listen { addr, ready, secs } => listen(addr, &ready, Duration::from_secs(secs)),
     };
     match result {
         Ok(line) => println!("{line}"),
@@ -329,4 +342,30 @@ fn send_raw(text: &str) -> Result<String> {
         .send_to(&pkt, &SockAddr::from(SocketAddrV4::new(dst, 0)))
         .map_err(|e| format!("send to {dst}: {e}"))?;
     Ok(serde_json::json!({ "sent": sent, "dst": dst.to_string() }).to_string())
+}
+
+fn listen(addr: SocketAddr, ready: &std::path::Path, for_how_long: Duration) -> Result<String> {
+    let udp = std::net::UdpSocket::bind(addr).map_err(|e| format!("bind UDP {addr}: {e}"))?;
+    let tcp = TcpListener::bind(addr).map_err(|e| format!("bind TCP {addr}: {e}"))?;
+    udp.set_nonblocking(true).map_err(|e| e.to_string())?;
+    tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+    std::fs::write(ready, b"listening\n").map_err(|e| format!("{}: {e}", ready.display()))?;
+    let deadline = Instant::now() + for_how_long;
+    let (mut datagrams, mut connections) = (0u64, 0u64);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        let mut idle = true;
+        if udp.recv_from(&mut buf).is_ok() {
+            datagrams += 1;
+            idle = false;
+        }
+        if tcp.accept().is_ok() {
+            connections += 1;
+            idle = false;
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(serde_json::json!({ "udp": datagrams, "tcp": connections }).to_string())
 }

@@ -1,0 +1,466 @@
+//! The leak guard: a VON address leaves and enters the host only through its
+//! VON's TUN, whatever routes the host is given (the TunnelVision, TunnelCrack
+//! LocalNet and CVE-2019-14899 classes; docs/leaks.md).
+//!
+//! [`Guard::install`] puts the agent's own nftables table `inet von` in place
+//! before any TUN exists (`ruleset.rs` says what it holds), replacing one a
+//! killed agent left behind; dropping the [`Guard`] removes it. Nothing else
+//! in the ruleset is read or changed.
+//!
+//! [`Guard::watch`] is the control-side check, every [`CHECK_EVERY`], never
+//! on the packet path: it reads the table's drop counters, puts the table
+//! back if someone removed it (`nft flush ruleset`, a firewall reload), and
+//! looks for routes that conflict with a VON prefix (`routes.rs`), logging
+//! each once when it appears and once when it clears. What it finds is in
+//! the [`SharedGuard`] that status and metrics read.
+
+pub mod routes;
+pub mod ruleset;
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+pub use routes::{ConflictKind, RouteConflict};
+pub use ruleset::{Drops, GuardedVon, TABLE};
+
+use crate::pipeline::{SharedSnapshot, Underlay};
+
+/// How often the watcher reads counters and routes. A conflict shows in
+/// status within this time, and so does a drop.
+pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// How long one `nft` or `ip` call may take before the check gives up on it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the guard could not be put in place (the agent then does not start:
+/// it never runs a VON unguarded).
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    /// `nft` is not installed.
+    #[error(
+        "the leak guard needs nftables' `nft` command, which is not installed: install it \
+         (Debian: `apt-get install nftables`); von keeps VON addresses off the underlays with it"
+    )]
+    NoNft(#[source] std::io::Error),
+    /// `nft` refused the table.
+    #[error(
+        "installing the leak guard (nftables table {TABLE}) failed: {stderr}; the kernel needs \
+         nf_tables (`modprobe nf_tables`) and the agent CAP_NET_ADMIN"
+    )]
+    Refused { stderr: String },
+    /// Running `nft` failed otherwise.
+    #[error("running nft for the leak guard")]
+    Io(#[source] std::io::Error),
+    /// An interface name nft would read as something else.
+    #[error(
+        "VON {von}: interface {interface:?} cannot be matched exactly in an nftables rule; \
+         set `interface` in its [[von]] table to letters, digits, \"-\", \"_\" or \".\""
+    )]
+    InterfaceName { von: String, interface: String },
+}
+
+/// Per VON, what the guard saw (the status document's `guard`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VonGuard {
+    /// Packets to or from the VON prefix dropped because they would have
+    /// left by another interface than the TUN (since the agent started).
+    pub leaks_dropped: u64,
+    /// Packets to or from the VON prefix dropped because they arrived by
+    /// another interface than the TUN.
+    pub injections_dropped: u64,
+    /// Routes that conflict with the VON prefix now.
+    pub route_conflicts: Vec<RouteConflict>,
+}
+
+/// The guard as a whole (the status document's `leak_guard`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardStatus {
+    /// The nftables table (`inet von`).
+    pub table: String,
+    /// Whether the table was in place at the last check.
+    pub installed: bool,
+    /// Times the watcher found the table gone and put it back.
+    pub reinstalls: u64,
+    /// Milliseconds since the last check; `null` before the first.
+    pub checked_ms_ago: Option<u64>,
+}
+
+/// What the watcher last found, per VON in config order.
+#[derive(Debug, Clone, Default)]
+pub struct GuardReport {
+    /// The table's state.
+    pub installed: bool,
+    /// Times it was put back.
+    pub reinstalls: u64,
+    /// When the last check ended.
+    pub checked: Option<SystemTime>,
+    /// Per VON, in config order.
+    pub vons: Vec<VonGuard>,
+}
+
+impl GuardReport {
+    /// The document's `leak_guard` as of `now`.
+    pub fn status(&self, now: SystemTime) -> GuardStatus {
+        GuardStatus {
+            table: TABLE.to_owned(),
+            installed: self.installed,
+            reinstalls: self.reinstalls,
+            checked_ms_ago: self.checked.map(|t| {
+                now.duration_since(t)
+                    .unwrap_or_default()
+                    .as_millis()
+                    .try_into()
+                    .unwrap_or(u64::MAX)
+            }),
+        }
+    }
+}
+
+/// The watcher's findings, read by status and metrics.
+pub type SharedGuard = Arc<ArcSwap<GuardReport>>;
+
+/// The installed table; removed on drop.
+#[derive(Debug)]
+pub struct Guard {
+    vons: Vec<GuardedVon>,
+    underlays: [SocketAddr; 2],
+    shared: SharedGuard,
+}
+
+impl Guard {
+    /// Installs (or replaces) the table for `vons`, sparing the agent's own
+    /// underlay sockets at `underlays`.
+    pub fn install(vons: Vec<GuardedVon>, underlays: [SocketAddr; 2]) -> Result<Self, GuardError> {
+        check_interfaces(vons.iter().map(|v| (v.name.as_str(), v.interface.as_str())))?;
+        let stale = nft(&["list", "table", "inet", "von"], None)
+            .map_err(nft_error)?
+            .status
+            .success();
+        let out = nft(
+            &["-f", "-"],
+            Some(&ruleset::install_script(&vons, &underlays)),
+        )
+        .map_err(nft_error)?;
+        if !out.status.success() {
+            return Err(GuardError::Refused {
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        if stale {
+            warn!(
+                table = TABLE,
+                "replaced a leak guard table left by an agent that did not stop cleanly"
+            );
+        }
+        info!(
+            table = TABLE,
+            vons = vons.len(),
+            "leak guard installed: VON addresses pass only through their TUN"
+        );
+        let shared = Arc::new(ArcSwap::from_pointee(GuardReport {
+            installed: true,
+            vons: vec![VonGuard::default(); vons.len()],
+            ..GuardReport::default()
+        }));
+        Ok(Self {
+            vons,
+            underlays,
+            shared,
+        })
+    }
+
+    /// What status and metrics read.
+    pub fn shared(&self) -> SharedGuard {
+        self.shared.clone()
+    }
+
+    /// The periodic check, for a task of its own; `snapshots` are the VONs'
+    /// views in the same order as at install (for the member endpoints).
+    /// Runs until dropped.
+    pub fn watch(
+        &self,
+        snapshots: Vec<SharedSnapshot>,
+    ) -> impl std::future::Future<Output = &'static str> + Send + 'static {
+        let mut watcher = Watcher {
+            vons: self.vons.clone(),
+            underlays: self.underlays,
+            snapshots,
+            shared: self.shared.clone(),
+            base: vec![Drops::default(); self.vons.len()],
+            last: vec![Drops::default(); self.vons.len()],
+            conflicts: vec![HashSet::new(); self.vons.len()],
+            failing: None,
+        };
+        async move {
+            loop {
+                watcher.check().await;
+                tokio::time::sleep(CHECK_EVERY).await;
+            }
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        match nft(&["-f", "-"], Some(&ruleset::remove_script())) {
+            Ok(out) if out.status.success() => info!(table = TABLE, "leak guard removed"),
+            Ok(out) => warn!(
+                table = TABLE,
+                "removing the leak guard: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => warn!(table = TABLE, "removing the leak guard: {e}"),
+        }
+    }
+}
+
+/// What `von up --check` can tell without touching the ruleset: every
+/// `(VON, interface)` can be matched in a rule, and `nft` runs.
+pub fn preflight<'a>(
+    interfaces: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(), GuardError> {
+    check_interfaces(interfaces)?;
+    nft(&["--version"], None).map_err(nft_error).map(drop)
+}
+
+fn check_interfaces<'a>(
+    mut interfaces: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(), GuardError> {
+    match interfaces.find(|(_, i)| !ruleset::plain_interface_name(i)) {
+        Some((von, interface)) => Err(GuardError::InterfaceName {
+            von: von.to_owned(),
+            interface: interface.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn nft_error(e: std::io::Error) -> GuardError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        GuardError::NoNft(e)
+    } else {
+        GuardError::Io(e)
+    }
+}
+
+/// Runs `nft args`, feeding `stdin` if given (start and stop only: blocking).
+fn nft(args: &[&str], stdin: Option<&str>) -> std::io::Result<std::process::Output> {
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())?;
+    }
+    child.wait_with_output()
+}
+
+/// The watcher's state between checks.
+struct Watcher {
+    vons: Vec<GuardedVon>,
+    underlays: [SocketAddr; 2],
+    snapshots: Vec<SharedSnapshot>,
+    shared: SharedGuard,
+    /// Counts of tables removed under the agent, so totals never go back.
+    base: Vec<Drops>,
+    /// The present table's last counts.
+    last: Vec<Drops>,
+    /// Conflicts seen at the last check, per VON (to log changes once).
+    conflicts: Vec<HashSet<RouteConflict>>,
+    /// The step that failed at the last check, so a failure logs once.
+    failing: Option<&'static str>,
+}
+
+impl Watcher {
+    async fn check(&mut self) {
+        let mut report = GuardReport::clone(&self.shared.load());
+        let result = self.check_table(&mut report).await;
+        let result = match result {
+            Ok(()) => self.check_routes(&mut report).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                if let Some(step) = self.failing.take() {
+                    info!(step, "leak guard check works again");
+                }
+            }
+            Err((step, e)) => {
+                if self.failing != Some(step) {
+                    error!(step, "leak guard check: {e}");
+                }
+                self.failing = Some(step);
+            }
+        }
+        for (v, (base, last)) in report.vons.iter_mut().zip(self.base.iter().zip(&self.last)) {
+            v.leaks_dropped = base.leaks + last.leaks;
+            v.injections_dropped = base.injections + last.injections;
+        }
+        report.checked = Some(SystemTime::now());
+        self.shared.store(Arc::new(report));
+    }
+
+    /// Reads the counters; puts the table back if it is gone or changed.
+    async fn check_table(
+        &mut self,
+        report: &mut GuardReport,
+    ) -> Result<(), (&'static str, String)> {
+        let listed = run("nft", &["-j", "list", "counters", "table", "inet", "von"]).await;
+        let counts = match &listed {
+            Ok(text) => ruleset::parse_counters(text, &self.vons).map_err(|e| ("nft", e))?,
+            Err(_) => None,
+        };
+        if let Some(counts) = counts {
+            report.installed = true;
+            self.last = counts;
+            return Ok(());
+        }
+        // Gone (or a counter is): whatever the old table counted is kept.
+        // Said once; while putting it back fails, the error is said once.
+        if report.installed {
+            warn!(
+                table = TABLE,
+                "the leak guard table was removed or changed by someone else (`nft flush \
+                 ruleset`, a firewall reload?); putting it back"
+            );
+        }
+        for (base, last) in self.base.iter_mut().zip(&mut self.last) {
+            base.leaks += last.leaks;
+            base.injections += last.injections;
+            *last = Drops::default();
+        }
+        let script = ruleset::install_script(&self.vons, &self.underlays);
+        match run_with_stdin("nft", &["-f", "-"], script).await {
+            Ok(()) => {
+                report.installed = true;
+                report.reinstalls += 1;
+                info!(table = TABLE, "leak guard table put back");
+                Ok(())
+            }
+            Err(e) => {
+                report.installed = false;
+                Err(("nft", format!("putting the table back: {e}")))
+            }
+        }
+    }
+
+    /// Finds each VON's route conflicts; logs the ones that appeared or
+    /// cleared since the last check.
+    async fn check_routes(
+        &mut self,
+        report: &mut GuardReport,
+    ) -> Result<(), (&'static str, String)> {
+        let routes = run("ip", &["-j", "-4", "route", "show", "table", "all"])
+            .await
+            .and_then(|t| routes::parse_routes(&t))
+            .map_err(|e| ("ip route", e))?;
+        let addresses = run("ip", &["-j", "-4", "addr", "show"])
+            .await
+            .and_then(|t| routes::parse_addresses(&t))
+            .map_err(|e| ("ip addr", e))?;
+        for (i, von) in self.vons.iter().enumerate() {
+            let snapshot = self.snapshots[i].load();
+            let mut endpoints: Vec<(String, SocketAddr)> = Underlay::ALL
+                .iter()
+                .zip(self.underlays)
+                .map(|(u, addr)| (format!("this host's underlay {u} bind"), addr))
+                .collect();
+            for m in snapshot.members() {
+                for u in Underlay::ALL {
+                    let label = format!("member {}'s underlay {u} endpoint", m.name);
+                    endpoints.push((label, m.endpoints.on(u)));
+                }
+            }
+            let found = routes::conflicts(
+                &routes::VonRoutes {
+                    interface: &von.interface,
+                    prefix: von.prefix,
+                    endpoints,
+                },
+                &routes,
+                &addresses,
+                &self.underlays,
+            );
+            let now: HashSet<RouteConflict> = found.iter().cloned().collect();
+            for c in found.iter().filter(|c| !self.conflicts[i].contains(*c)) {
+                warn!(
+                    von = %von.name, kind = c.kind.name(), dst = %c.dst, dev = c.dev.as_deref(),
+                    table = c.table.as_deref(), "route conflict: {}", c.reason
+                );
+            }
+            for c in self.conflicts[i].iter().filter(|c| !now.contains(*c)) {
+                info!(
+                    von = %von.name, kind = c.kind.name(), dst = %c.dst, dev = c.dev.as_deref(),
+                    table = c.table.as_deref(), "route conflict cleared"
+                );
+            }
+            self.conflicts[i] = now;
+            if let Some(v) = report.vons.get_mut(i) {
+                v.route_conflicts = found;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs a read-only command and returns its standard output.
+async fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let call = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .map_err(|_| format!("{program} did not answer within {CALL_TIMEOUT:?}"))?
+        .map_err(|e| format!("running {program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|e| format!("{program}: {e}"))
+}
+
+/// Runs a command with `stdin` as its input; `Ok` if it succeeded.
+async fn run_with_stdin(program: &str, args: &[&str], stdin: String) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("running {program}: {e}"))?;
+    if let Some(mut pipe) = child.stdin.take() {
+        pipe.write_all(stdin.as_bytes())
+            .await
+            .map_err(|e| format!("writing to {program}: {e}"))?;
+    }
+    let out = tokio::time::timeout(CALL_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| format!("{program} did not finish within {CALL_TIMEOUT:?}"))?
+        .map_err(|e| format!("running {program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
