@@ -260,14 +260,17 @@ fn a_rogue_member_reaches_no_other_address_of_the_host() -> Result<()> {
     let before = topo.agent(1).status()?;
 
     // The rogue frames: grid's key, h2's member id and grid address as the
-    // inner source (so the receiver's own checks pass), a sequence far
-    // above h2's real one (so the window takes it).
+    // inner source (so the receiver's own checks pass), a sequence in the
+    // last incarnation, far above h2's real one (so the window takes it and
+    // the freshness floor, set by h2's proven counter, lies below it).
+    let seq0 =
+        u64::from(von_crypto::sequence::MAX_INCARNATION) << von_crypto::sequence::COUNTER_BITS;
     for (i, t) in (0u64..).zip(&targets) {
         let std::net::IpAddr::V4(dst) = t.ip() else {
             unreachable!("IPv4 targets")
         };
         let inner = packet::udp(grid.address(2), 5555, dst, t.port(), b"rogue");
-        let frame = von_tests::forge::seal(&key, grid.on_id, 2, 1, (200u64 << 40) + i, &inner)?;
+        let frame = von_tests::forge::seal(&key, grid.on_id, 2, 1, seq0 + i, &inner)?;
         let datagram = packet::udp(
             h2.underlay_addr(Underlay::A),
             von_tests::UNDERLAY_PORT,
