@@ -208,7 +208,8 @@ impl Session {
         })
     }
 
-    /// Calls `f` at every change of this member's [`Standing`].
+    /// Calls `f` with this member's [`Standing`] at every event that sets it:
+    /// each refusal counts, even when it repeats the last one.
     pub fn on_standing(mut self, f: Box<dyn FnMut(&Standing) + Send>) -> Self {
         self.on_standing = Some(f);
         self
@@ -216,9 +217,6 @@ impl Session {
 
     /// Publish `standing`; log a refusal the first time it is seen.
     fn stand(&mut self, standing: Standing) {
-        if standing == self.standing {
-            return;
-        }
         let refusal = matches!(
             standing,
             Standing::Refused { .. } | Standing::ViewRefused { .. }
