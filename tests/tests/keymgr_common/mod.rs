@@ -29,6 +29,8 @@ use von_tests::vonbin::von_bin;
 use von_tests::{Result, Status, Topology, UNDERLAY_PORT, Underlay};
 
 pub const VON: &str = "grid";
+/// The VON prefix the CA records; every certificate below is inside it.
+pub const PREFIX: &str = "100.64.1.0/24";
 pub const KM_HOST: usize = 4;
 pub const KM_PORT: u16 = 4433;
 
@@ -55,7 +57,9 @@ impl KmWorld {
             agents: BTreeMap::new(),
         };
         w.von(
-            &["ca", "init", "--von", VON, "--on-id", "7", "--out"],
+            &[
+                "ca", "init", "--von", VON, "--on-id", "7", "--prefix", PREFIX, "--out",
+            ],
             &["ca"],
         )?;
         for n in 1..=members {
