@@ -222,7 +222,15 @@ impl Session {
             Standing::Refused { .. } | Standing::ViewRefused { .. }
         );
         if refusal {
-            let key = crate::tls::once_key(&format!("{standing:?}"));
+            // Revoked is one fact however it was learnt (a Refused message
+            // or the handshake's alert): log it once.
+            let key = match &standing {
+                Standing::Refused {
+                    code: Refusal::Revoked,
+                    ..
+                } => "revoked".to_owned(),
+                other => crate::tls::once_key(&format!("{other:?}")),
+            };
             if self.logged.as_ref() != Some(&key) {
                 let reason = standing.reason().unwrap_or_default();
                 match &standing {
