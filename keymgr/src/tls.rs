@@ -133,6 +133,11 @@ pub fn server_config(
         .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(vec![m.cert], m.key)?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
+    // No session resumption: a resumed session skips the client verifier, so
+    // a member revoked (or expired) since its last handshake would get past
+    // it. Every reconnect is a full handshake; members reconnect rarely.
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
     Ok(cfg)
 }
 
