@@ -42,6 +42,9 @@ const PERMANENT_BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// The TLS alert a key manager sends to a revoked member's handshake.
 const TLS_CERTIFICATE_REVOKED: u8 = 44;
 
+/// What [`Session::on_standing`] calls.
+pub type OnStanding = Box<dyn FnMut(&Standing) + Send>;
+
 /// Where this member stands with its key manager, for `von status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Standing {
@@ -151,7 +154,7 @@ pub struct Session {
     /// The next reconnect delay; back to the minimum after every `Joined`.
     backoff: Duration,
     /// Told every change of [`Standing`].
-    on_standing: Option<Box<dyn FnMut(&Standing) + Send>>,
+    on_standing: Option<OnStanding>,
     standing: Standing,
     /// The last refusal logged (numbers left out), so a member retrying
     /// under the same refusal logs it once.
@@ -210,7 +213,7 @@ impl Session {
 
     /// Calls `f` with this member's [`Standing`] at every event that sets it:
     /// each refusal counts, even when it repeats the last one.
-    pub fn on_standing(mut self, f: Box<dyn FnMut(&Standing) + Send>) -> Self {
+    pub fn on_standing(mut self, f: OnStanding) -> Self {
         self.on_standing = Some(f);
         self
     }

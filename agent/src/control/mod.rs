@@ -35,7 +35,7 @@ use von_config::{KeymgrEndpoint, KeymgrMode};
 use von_crypto::cert::{Holder, Role, VonName, VonPrefix};
 use von_crypto::{Epoch, GroupKey, MemberId, OnId};
 use von_keymgr::View;
-use von_keymgr::client::{Params, Session, Standing};
+use von_keymgr::client::{OnStanding, Params, Session, Standing};
 use von_keymgr::member::{KeySet, MemberKeys, ViewRules};
 use von_keymgr::server::{Params as ServerParams, Server};
 
@@ -275,7 +275,7 @@ pub async fn start(
 
 /// Keeps `shared` up to date with the session's standing, counting the views
 /// refused and the refusals received.
-fn publish_standing(shared: SharedStanding) -> Box<dyn FnMut(&Standing) + Send> {
+fn publish_standing(shared: SharedStanding) -> OnStanding {
     let (mut views_refused, mut refusals) = (0u64, 0u64);
     Box::new(move |s: &Standing| {
         match s {
