@@ -151,33 +151,39 @@ pub async fn run(
     for von in &config.vons {
         // Keymgr mode adds the lease that status shows and the outbound
         // loop's "sequence limit near" reporter; static mode has neither.
-        let (shared, lease, near): (crate::pipeline::SharedSnapshot, _, _) = match &von.mode {
-            VonMode::Static(mode) => {
-                let local = views
-                    .iter()
-                    .find(|v| v.von == von.name)
-                    .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
-                let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
-                let shared = Arc::new(ArcSwap::from_pointee(snapshot));
-                (shared, Default::default(), None)
-            }
-            VonMode::Keymgr(mode) => {
-                let underlays = control::Underlays {
-                    a: config.underlay.a.bind.addr(),
-                    b: config.underlay.b.bind.addr(),
-                };
-                let k = control::start(&config.state_dir, von.name.as_str(), mode, underlays)
-                    .await
-                    .map_err(|source| AgentError::Control {
-                        von: von.name.to_string(),
-                        source,
-                    })?;
-                let parts = (k.shared.clone(), k.lease.clone(), Some(k.reporter()));
-                controls.push(k);
-                parts
-            }
-        };
-        vons.push((von, shared, lease, near));
+        let (shared, lease, standing, near): (crate::pipeline::SharedSnapshot, _, _, _) =
+            match &von.mode {
+                VonMode::Static(mode) => {
+                    let local = views
+                        .iter()
+                        .find(|v| v.von == von.name)
+                        .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
+                    let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
+                    let shared = Arc::new(ArcSwap::from_pointee(snapshot));
+                    (shared, Default::default(), Default::default(), None)
+                }
+                VonMode::Keymgr(mode) => {
+                    let underlays = control::Underlays {
+                        a: config.underlay.a.bind.addr(),
+                        b: config.underlay.b.bind.addr(),
+                    };
+                    let k = control::start(&config.state_dir, von.name.as_str(), mode, underlays)
+                        .await
+                        .map_err(|source| AgentError::Control {
+                            von: von.name.to_string(),
+                            source,
+                        })?;
+                    let parts = (
+                        k.shared.clone(),
+                        k.lease.clone(),
+                        k.standing.clone(),
+                        Some(k.reporter()),
+                    );
+                    controls.push(k);
+                    parts
+                }
+            };
+        vons.push((von, shared, lease, standing, near));
     }
 
     // Durable incarnations before anything can be sent.
@@ -254,7 +260,7 @@ async fn run_on(
     let mut status_vons = Vec::with_capacity(vons.len());
     let mut on_ids = Vec::with_capacity(vons.len());
     let mut spans = Vec::with_capacity(vons.len());
-    for ((von, shared, lease, near), incarnation) in vons.into_iter().zip(incarnations) {
+    for ((von, shared, lease, standing, near), incarnation) in vons.into_iter().zip(incarnations) {
         let name = von.name.to_string();
         let snapshot = shared.load_full();
         let me = snapshot.me().clone();
@@ -325,6 +331,7 @@ async fn run_on(
             counters,
             health,
             lease,
+            standing,
         });
     }
     let demux =

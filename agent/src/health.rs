@@ -130,6 +130,24 @@ impl HealthSummary {
 /// renewal and read by status; stays empty in static mode.
 pub type SharedLease = Arc<ArcSwapOption<SystemTime>>;
 
+/// Where this member stands with its key manager (keymgr mode only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeymgrStanding {
+    /// `connecting`, `member`, `revoked`, `refused`, `view_refused` or
+    /// `unreachable`.
+    pub state: String,
+    /// The key manager's (or this member's) reason, when there is one.
+    pub reason: Option<String>,
+    /// Views this member refused to install since it started.
+    pub views_refused: u64,
+    /// Times the key manager refused or dropped this member since it started.
+    pub refusals: u64,
+}
+
+/// The standing, written by the key manager's client at every change and
+/// read by status; stays empty in static mode.
+pub type SharedStanding = Arc<ArcSwapOption<KeymgrStanding>>;
+
 /// Every member of `snap` but this host, with what `health` knows of it
 /// (a member the board does not know yet is down, never heard).
 pub(crate) fn peers(snap: &Snapshot, health: &[PeerHealth]) -> Vec<PeerStatus> {

@@ -265,6 +265,21 @@ pub fn render(report: &StatusReport) -> String {
         "lease_expiry_timestamp_seconds",
         "Lease expiry (not in static mode)",
     );
+    let standing = gauge(
+        &mut r,
+        "keymgr_standing",
+        "1 for this member's standing with its key manager (state: member, revoked, refused, view_refused, unreachable, connecting); keymgr mode only",
+    );
+    let views_refused = counter(
+        &mut r,
+        "keymgr_views_refused",
+        "Views from the key manager this member refused to install",
+    );
+    let refusals = counter(
+        &mut r,
+        "keymgr_refusals",
+        "Times the key manager refused or dropped this member",
+    );
     let peers_up = gauge(&mut r, "underlay_peers_up", "Peers heard on the underlay");
     let peers_down = gauge(
         &mut r,
@@ -294,6 +309,12 @@ pub fn render(report: &StatusReport) -> String {
         set(&rate, von(), i64::try_from(v.rate_bps).unwrap_or(i64::MAX));
         if let Some(l) = v.lease {
             set(&lease, von(), (l.expires_unix_ms / 1000) as i64);
+        }
+        if let Some(k) = &v.keymgr {
+            let labels = vec![("von", v.name.clone()), ("state", k.state.clone())];
+            set(&standing, labels, 1);
+            inc(&views_refused, von(), k.views_refused);
+            inc(&refusals, von(), k.refusals);
         }
         for (u, h) in [("a", &v.health.a), ("b", &v.health.b)] {
             let labels = || vec![("von", v.name.clone()), ("underlay", u.to_owned())];

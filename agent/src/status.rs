@@ -20,8 +20,8 @@ use tokio::net::{UnixListener, UnixStream};
 
 pub use crate::guard::{ConflictKind, GuardStatus, RouteConflict, SharedGuard, VonGuard};
 pub use crate::health::{
-    HealthSummary, LeaseStatus, LinkState, LinkStatus, PeerStatus, SharedLease, UnderlayHealth,
-    UnderlayState,
+    HealthSummary, KeymgrStanding, LeaseStatus, LinkState, LinkStatus, PeerStatus, SharedLease,
+    SharedStanding, UnderlayHealth, UnderlayState,
 };
 use crate::health::{lease, peers};
 use crate::pipeline::{
@@ -85,6 +85,10 @@ pub struct VonStatus {
     /// This member's lease in the view; `None` in static mode (no lease).
     #[serde(default)]
     pub lease: Option<LeaseStatus>,
+    /// Where this member stands with its key manager (`revoked`, `refused`,
+    /// ...); `None` in static mode.
+    #[serde(default)]
+    pub keymgr: Option<KeymgrStanding>,
     /// Every other member with the health of its two links.
     #[serde(default)]
     pub peers: Vec<PeerStatus>,
@@ -144,6 +148,8 @@ pub struct VonSource {
     pub health: Arc<HealthBoard>,
     /// Lease expiry (empty in static mode).
     pub lease: SharedLease,
+    /// Standing with the key manager (empty in static mode).
+    pub standing: SharedStanding,
 }
 
 /// What the agent exposes to the status socket: shared, read-only handles.
@@ -187,6 +193,7 @@ impl StatusSource {
                     mtu: facts.mtu,
                     counters: v.counters.snapshot(),
                     lease: v.lease.load().as_deref().map(|t| lease(*t, wall)),
+                    keymgr: v.standing.load().as_deref().cloned(),
                     health: HealthSummary::of(&peers),
                     peers,
                     guard: guard.vons.get(i).cloned().unwrap_or_default(),
@@ -341,6 +348,7 @@ mod tests {
                 counters: Arc::default(),
                 health: Arc::default(),
                 lease,
+                standing: Arc::default(),
             }],
             underlays: [(any, Arc::default()), (any, Arc::default())],
             guard: Arc::default(),
@@ -440,5 +448,34 @@ mod tests {
         lease.store(Some(Arc::new(SystemTime::now() - Duration::from_secs(1))));
         let l = src.report().vons[0].lease.unwrap();
         assert!(l.expires_in_ms <= -1_000, "{l:?}");
+    }
+
+    #[test]
+    fn a_revoked_or_refusing_member_says_so_in_status_and_metrics() {
+        let src = source(Arc::new(ArcSwapOption::empty()));
+        let json = serde_json::to_value(src.report()).unwrap();
+        assert!(json["vons"][0]["keymgr"].is_null(), "static mode: {json}");
+        let standing = KeymgrStanding {
+            state: "revoked".into(),
+            reason: Some("the key manager refused this member's certificate as revoked".into()),
+            views_refused: 2,
+            refusals: 3,
+        };
+        src.vons[0].standing.store(Some(Arc::new(standing)));
+        let report = src.report();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["vons"][0]["keymgr"]["state"], "revoked");
+        assert_eq!(json["vons"][0]["keymgr"]["views_refused"], 2);
+        let text = crate::metrics::render(&report);
+        for sample in [
+            "keymgr_standing{von=\"grid\",state=\"revoked\"} 1",
+            "keymgr_views_refused_total{von=\"grid\"} 2",
+            "keymgr_refusals_total{von=\"grid\"} 3",
+        ] {
+            assert!(
+                text.lines().any(|l| l.ends_with(sample)),
+                "{sample} in\n{text}"
+            );
+        }
     }
 }

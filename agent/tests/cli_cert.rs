@@ -51,13 +51,35 @@ fn read(path: &Path) -> String {
 fn ca_init_writes_a_private_key_and_refuses_to_overwrite() {
     let d = dir("ca");
     ok(
-        &["ca", "init", "--von", "grid", "--on-id", "7", "--out", "ca"],
+        &[
+            "ca",
+            "init",
+            "--von",
+            "grid",
+            "--on-id",
+            "7",
+            "--prefix",
+            "100.64.0.0/24",
+            "--out",
+            "ca",
+        ],
         &d,
     );
     assert_eq!(mode(&d.join("ca/ca.key")), 0o600);
     let first = read(&d.join("ca/ca.crt"));
     let err = fails(
-        &["ca", "init", "--von", "grid", "--on-id", "7", "--out", "ca"],
+        &[
+            "ca",
+            "init",
+            "--von",
+            "grid",
+            "--on-id",
+            "7",
+            "--prefix",
+            "100.64.0.0/24",
+            "--out",
+            "ca",
+        ],
         &d,
     );
     assert!(err.contains("ca/ca.key exists; pass --force"), "{err}");
@@ -70,19 +92,51 @@ fn ca_init_writes_a_private_key_and_refuses_to_overwrite() {
     std::fs::set_permissions(d.join("ca/ca.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
     ok(
         &[
-            "ca", "init", "--von", "grid", "--on-id", "7", "--out", "ca", "--force",
+            "ca",
+            "init",
+            "--von",
+            "grid",
+            "--on-id",
+            "7",
+            "--prefix",
+            "100.64.0.0/24",
+            "--out",
+            "ca",
+            "--force",
         ],
         &d,
     );
     assert_eq!(mode(&d.join("ca/ca.key")), 0o600);
     assert_ne!(read(&d.join("ca/ca.crt")), first);
     let err = fails(
-        &["ca", "init", "--von", "grid", "--on-id", "0", "--out", "x"],
+        &[
+            "ca",
+            "init",
+            "--von",
+            "grid",
+            "--on-id",
+            "0",
+            "--prefix",
+            "100.64.0.0/24",
+            "--out",
+            "x",
+        ],
         &d,
     );
     assert!(err.contains("--on-id 0 is reserved"), "{err}");
     let err = fails(
-        &["ca", "init", "--von", "Grid!", "--on-id", "7", "--out", "x"],
+        &[
+            "ca",
+            "init",
+            "--von",
+            "Grid!",
+            "--on-id",
+            "7",
+            "--prefix",
+            "100.64.0.0/24",
+            "--out",
+            "x",
+        ],
         &d,
     );
     assert!(err.contains("bad VON name"), "{err}");
@@ -92,7 +146,18 @@ fn ca_init_writes_a_private_key_and_refuses_to_overwrite() {
 fn issue_writes_keys_and_a_certificate_that_verifies() {
     let d = dir("issue");
     ok(
-        &["ca", "init", "--von", "grid", "--on-id", "7", "--out", "ca"],
+        &[
+            "ca",
+            "init",
+            "--von",
+            "grid",
+            "--on-id",
+            "7",
+            "--prefix",
+            "100.64.0.0/24",
+            "--out",
+            "ca",
+        ],
         &d,
     );
     ok(
@@ -160,7 +225,18 @@ fn issue_writes_keys_and_a_certificate_that_verifies() {
 fn keymgr_role_valid_days_and_member_ids() {
     let d = dir("roles");
     ok(
-        &["ca", "init", "--von", "grid", "--on-id", "7", "--out", "ca"],
+        &[
+            "ca",
+            "init",
+            "--von",
+            "grid",
+            "--on-id",
+            "7",
+            "--prefix",
+            "100.64.0.0/24",
+            "--out",
+            "ca",
+        ],
         &d,
     );
     ok(
@@ -224,7 +300,8 @@ fn keymgr_role_valid_days_and_member_ids() {
         &d,
     );
     assert_eq!(id_of("out/h2.crt"), h2);
-    assert_eq!(read(&d.join("ca/issued.txt")).lines().count(), 2);
+    let ledger: serde_json::Value = serde_json::from_str(&read(&d.join("ca/ledger.json"))).unwrap();
+    assert_eq!(ledger["issued"].as_array().unwrap().len(), 2, "{ledger}");
     let shown = ok(&["cert", "show", "out/km.crt"], &d);
     assert!(shown.contains("role         keymgr"), "{shown}");
 }
@@ -233,7 +310,18 @@ fn keymgr_role_valid_days_and_member_ids() {
 fn bad_input_gets_a_clear_message() {
     let d = dir("bad");
     ok(
-        &["ca", "init", "--von", "grid", "--on-id", "7", "--out", "ca"],
+        &[
+            "ca",
+            "init",
+            "--von",
+            "grid",
+            "--on-id",
+            "7",
+            "--prefix",
+            "100.64.0.0/24",
+            "--out",
+            "ca",
+        ],
         &d,
     );
     for (addr, says) in [
@@ -288,4 +376,202 @@ fn bad_input_gets_a_clear_message() {
     std::fs::write(d.join("junk.crt"), "not a certificate").unwrap();
     let err = fails(&["cert", "show", "junk.crt"], &d);
     assert!(err.contains("cannot read certificate"), "{err}");
+}
+
+fn issue(d: &Path, name: &str, addr: &str) -> Result<String, String> {
+    let out = von(
+        &[
+            "cert", "issue", "--ca", "ca", "--name", name, "--addr", addr, "--out", "out",
+        ],
+        d,
+    );
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Issue 11, item 4: the CA knows the VON prefix and what it issued.
+#[test]
+fn the_ca_refuses_addresses_outside_its_prefix_and_duplicates_and_lists_its_ledger() {
+    let d = dir("ledger");
+    ok(
+        &[
+            "ca",
+            "init",
+            "--von",
+            "grid",
+            "--on-id",
+            "7",
+            "--prefix",
+            "100.64.0.0/24",
+            "--out",
+            "ca",
+        ],
+        &d,
+    );
+    issue(&d, "h1", "100.64.0.1/24").unwrap();
+    ok(
+        &[
+            "cert",
+            "issue",
+            "--ca",
+            "ca",
+            "--name",
+            "km",
+            "--addr",
+            "100.64.0.254/24",
+            "--role",
+            "keymgr",
+            "--out",
+            "out",
+        ],
+        &d,
+    );
+    for (name, addr, says) in [
+        (
+            "h2",
+            "100.64.1.2/24",
+            "not a host address of the VON prefix 100.64.0.0/24",
+        ),
+        (
+            "h2",
+            "100.64.0.2/16",
+            "not a host address of the VON prefix 100.64.0.0/24",
+        ),
+        ("h2", "100.64.0.1/24", "already issued to h1"),
+        ("h3", "100.64.0.254/24", "already issued to km"),
+    ] {
+        let err = issue(&d, name, addr).unwrap_err();
+        assert!(err.contains(says), "{name} {addr}: {err}");
+        assert!(
+            !d.join(format!("out/{name}.crt")).exists(),
+            "nothing written for {name}"
+        );
+    }
+    issue(&d, "h2", "100.64.0.2/24").unwrap();
+
+    let table = ok(&["cert", "list", "--ca", "ca"], &d);
+    assert!(
+        table.contains("prefix 100.64.0.0/24: 3 certificates"),
+        "{table}"
+    );
+    for row in ["h1", "h2", "km"] {
+        assert!(
+            table.lines().any(|l| l.contains(&format!(" {row} "))),
+            "{row} in\n{table}"
+        );
+    }
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(" km ") && l.contains("keymgr") && l.contains("100.64.0.254")),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["cert", "list", "--ca", "ca", "--json"], &d)).unwrap();
+    assert_eq!(json["prefix"], "100.64.0.0/24");
+    let issued = json["issued"].as_array().unwrap();
+    assert_eq!(issued.len(), 3);
+    let h1 = issued.iter().find(|e| e["name"] == "h1").unwrap();
+    assert_eq!(h1["address"], "100.64.0.1");
+    let crt =
+        cert::inspect(&cert::pem_to_der(&read(&d.join("out/h1.crt")), "h1").unwrap()).unwrap();
+    assert_eq!(h1["serial"], crt.serial.as_str());
+    assert_eq!(
+        h1["member_id"],
+        crt.extension.holder.identity().unwrap().member_id.0
+    );
+}
+
+/// A CA directory from before the ledger is refused with the upgrade
+/// command, and upgrading it from its certificates restores the checks.
+#[test]
+fn an_old_ca_directory_is_refused_until_upgraded() {
+    let d = dir("upgrade");
+    ok(
+        &[
+            "ca",
+            "init",
+            "--von",
+            "grid",
+            "--on-id",
+            "7",
+            "--prefix",
+            "100.64.0.0/24",
+            "--out",
+            "ca",
+        ],
+        &d,
+    );
+    issue(&d, "h1", "100.64.0.1/24").unwrap();
+    // What an older von left: no ledger.json, an issued.txt.
+    let ledger: serde_json::Value = serde_json::from_str(&read(&d.join("ca/ledger.json"))).unwrap();
+    let e = &ledger["issued"][0];
+    std::fs::write(
+        d.join("ca/issued.txt"),
+        format!(
+            "{} h1 member {}\n",
+            e["member_id"],
+            e["serial"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::remove_file(d.join("ca/ledger.json")).unwrap();
+    let err = issue(&d, "h2", "100.64.0.2/24").unwrap_err();
+    assert!(err.contains("von ca upgrade --ca ca --prefix"), "{err}");
+    let out = von(
+        &["ca", "upgrade", "--ca", "ca", "--prefix", "100.64.0.0/24"],
+        &d,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("h1 without a certificate"),
+        "{err}"
+    );
+    ok(
+        &[
+            "ca",
+            "upgrade",
+            "--ca",
+            "ca",
+            "--prefix",
+            "100.64.0.0/24",
+            "out/h1.crt",
+        ],
+        &d,
+    );
+    assert!(
+        issue(&d, "h2", "100.64.0.1/24")
+            .unwrap_err()
+            .contains("already issued to h1")
+    );
+    issue(&d, "h2", "100.64.0.2/24").unwrap();
+}
+
+/// A CA key group or others can read is refused, as ssh refuses such keys.
+#[test]
+fn a_readable_ca_key_is_refused_with_the_chmod() {
+    let d = dir("cakey");
+    ok(
+        &[
+            "ca",
+            "init",
+            "--von",
+            "grid",
+            "--on-id",
+            "7",
+            "--prefix",
+            "100.64.0.0/24",
+            "--out",
+            "ca",
+        ],
+        &d,
+    );
+    std::fs::set_permissions(d.join("ca/ca.key"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let err = issue(&d, "h1", "100.64.0.1/24").unwrap_err();
+    assert!(err.contains("ca/ca.key is a private key readable by group or others (mode 0640); run `chmod 600 ca/ca.key`"), "{err}");
+    std::fs::set_permissions(d.join("ca/ca.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    issue(&d, "h1", "100.64.0.1/24").unwrap();
 }

@@ -63,3 +63,77 @@ fn a_missing_certificate_is_named_with_its_path() {
     assert!(!out.status.success());
     assert!(stderr.contains("/etc/von/grid/"), "{stderr}");
 }
+
+/// Issue 11, item 5: a private key group or others may read is refused by
+/// `von up --check` (and so by `von up`), naming the file, the field and the
+/// chmod; mode 0600 passes that check.
+#[test]
+fn a_private_key_readable_by_others_is_refused_with_the_chmod() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir("key-mode");
+    let bin = env!("CARGO_BIN_EXE_von");
+    let von = |args: &[&str]| {
+        let out = Command::new(bin)
+            .args(args)
+            .current_dir(&d)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    von(&[
+        "ca",
+        "init",
+        "--von",
+        "grid",
+        "--on-id",
+        "7",
+        "--prefix",
+        "100.64.0.0/24",
+        "--out",
+        "ca",
+    ]);
+    von(&[
+        "cert",
+        "issue",
+        "--ca",
+        "ca",
+        "--name",
+        "h1",
+        "--addr",
+        "100.64.0.1/24",
+        "--out",
+        "h1",
+    ]);
+    let p = |f: &str| d.join(f).display().to_string();
+    let config = format!(
+        "state_dir = \"{}\"\n[underlay.a]\nbind = \"192.0.2.1:4789\"\n[underlay.b]\nbind = \"198.51.100.1:4789\"\n\
+         [[von]]\nname = \"grid\"\nrate = \"10mbit\"\nkeymgr = \"192.0.2.10:4433\"\n\
+         cert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\nnoise_key = \"{}\"\n",
+        p("state"),
+        p("h1/h1.crt"),
+        p("h1/h1.key"),
+        p("ca/ca.crt"),
+        p("h1/h1.noise.key"),
+    );
+    let path = d.join("von.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = check(&path);
+    assert!(out.status.success(), "0600 keys pass: {out:?}");
+    for (file, field, mode) in [
+        ("h1/h1.key", "von[0].key", 0o644),
+        ("h1/h1.noise.key", "von[0].noise_key", 0o640),
+    ] {
+        std::fs::set_permissions(d.join(file), std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = check(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file} at {mode:o} accepted");
+        let expected = format!(
+            "{}: {field}: {} is a private key readable by group or others (mode {mode:04o}); run `chmod 600 {}`",
+            path.display(),
+            p(file),
+            p(file)
+        );
+        assert!(stderr.contains(&expected), "{expected}\nnot in\n{stderr}");
+        std::fs::set_permissions(d.join(file), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}

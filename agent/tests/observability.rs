@@ -64,6 +64,7 @@ fn source(net: &TwinNet, host: usize, lease: Option<std::time::SystemTime>) -> S
             counters: h.counters.clone(),
             health: h.pipeline.inbound.health(),
             lease: Arc::new(ArcSwapOption::from_pointee(lease)),
+            standing: Arc::default(),
         }],
         underlays: [
             (addr, Arc::new(SocketCounters::default())),

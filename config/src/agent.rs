@@ -166,7 +166,26 @@ impl AgentConfig {
     /// by [`StaticMode::load_view`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        Self::from_toml_str(&read(path)?, &path.display().to_string())
+        let origin = path.display().to_string();
+        let cfg = Self::from_toml_str(&read(path)?, &origin)?;
+        cfg.check_private_keys(Origin(&origin))?;
+        Ok(cfg)
+    }
+
+    /// Refuse private key files (TLS and Noise keys of members and embedded
+    /// key managers) that group or others may read, as ssh does.
+    fn check_private_keys(&self, origin: Origin<'_>) -> Result<(), ConfigError> {
+        for (i, von) in self.vons.iter().enumerate() {
+            let VonMode::Keymgr(mode) = &von.mode else {
+                continue;
+            };
+            crate::secret::check(origin, &format!("von[{i}].key"), &mode.key)?;
+            crate::secret::check(origin, &format!("von[{i}].noise_key"), &mode.noise_key)?;
+            if let Some(km) = &mode.embedded {
+                km.check_private_keys(origin, &format!("von[{i}].embedded_keymgr."))?;
+            }
+        }
+        Ok(())
     }
 
     /// Parses and checks `text`; errors name `origin` as the file.

@@ -69,7 +69,21 @@ impl KeymgrConfig {
     /// Reads and checks a `keymgr.toml`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        Self::from_toml_str(&read(path)?, &path.display().to_string())
+        let origin = path.display().to_string();
+        let cfg = Self::from_toml_str(&read(path)?, &origin)?;
+        cfg.check_private_keys(Origin(&origin), "")?;
+        Ok(cfg)
+    }
+
+    /// Refuse `key` and `noise_key` if group or others may read them;
+    /// `prefix` is the field path above them (`von[0].embedded_keymgr.`).
+    pub(crate) fn check_private_keys(
+        &self,
+        origin: Origin<'_>,
+        prefix: &str,
+    ) -> Result<(), ConfigError> {
+        crate::secret::check(origin, &format!("{prefix}key"), &self.key)?;
+        crate::secret::check(origin, &format!("{prefix}noise_key"), &self.noise_key)
     }
 
     /// Parses and checks `text`; errors name `origin` as the file.

@@ -21,6 +21,7 @@ fn manager<S: Store>(store: S) -> KeyManager<S, Wrapper> {
     let von: VonName = "grid".parse().expect("valid VON name");
     let settings = Settings {
         on_id: OnId(7),
+        prefix: "100.64.0.0/16".parse().expect("prefix"),
         cipher: Cipher::Aes256Gcm,
         lease: Duration::from_secs(3600),
         renew_every: Duration::from_secs(600),
@@ -41,6 +42,7 @@ fn manager<S: Store>(store: S) -> KeyManager<S, Wrapper> {
             id: MemberId(n),
             name: format!("h{n}"),
             address: Ipv4Addr::from(0x6440_0000 + n),
+            prefix_len: 16,
             noise_public: *NoiseSecret::generate().public().as_bytes(),
         };
         let a = SocketAddr::from((Ipv4Addr::from(0xc000_0200 + n), 4789));

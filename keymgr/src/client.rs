@@ -26,12 +26,80 @@ use von_crypto::wrap::{NoiseSecret, Recipient};
 
 use crate::ids::{Epoch, OnId};
 use crate::member::MemberKeys;
-use crate::proto::{ClientMsg, ServerMsg};
+use crate::proto::{ClientMsg, Refusal, ServerMsg};
 use crate::tls::{self, TlsMaterial};
 use crate::wire::{self, read_msg, write_msg};
 
 /// First reconnect delay; doubles up to [`Params::backoff_max`].
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// After a refusal retrying cannot cure (revoked, address outside the VON
+/// prefix) the delay starts here and doubles up to [`PERMANENT_BACKOFF_MAX`]:
+/// the member keeps asking, rarely, in case the operator fixes the key
+/// manager's side.
+const PERMANENT_BACKOFF_MIN: Duration = Duration::from_secs(5);
+/// The longest wait after a permanent refusal.
+const PERMANENT_BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// The TLS alert a key manager sends to a revoked member's handshake.
+const TLS_CERTIFICATE_REVOKED: u8 = 44;
+
+/// What [`Session::on_standing`] calls.
+pub type OnStanding = Box<dyn FnMut(&Standing) + Send>;
+
+/// Where this member stands with its key manager, for `von status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Connecting; no answer yet.
+    Connecting,
+    /// Admitted and renewing.
+    Member,
+    /// Refused or dropped by the key manager, with its code and reason.
+    Refused {
+        /// What kind of refusal.
+        code: Refusal,
+        /// The key manager's words.
+        reason: String,
+    },
+    /// This member refused the view of `epoch` (it breaks the view rules).
+    ViewRefused {
+        /// The refused epoch.
+        epoch: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The key manager could not be reached.
+    Unreachable {
+        /// The transport's words.
+        reason: String,
+    },
+}
+
+impl Standing {
+    /// One word for status: `connecting`, `member`, `revoked`, `refused`,
+    /// `view_refused`, `unreachable`.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Member => "member",
+            Self::Refused {
+                code: Refusal::Revoked,
+                ..
+            } => "revoked",
+            Self::Refused { .. } => "refused",
+            Self::ViewRefused { .. } => "view_refused",
+            Self::Unreachable { .. } => "unreachable",
+        }
+    }
+
+    /// The reason, if the standing has one.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Self::Connecting | Self::Member => None,
+            Self::Refused { reason, .. }
+            | Self::ViewRefused { reason, .. }
+            | Self::Unreachable { reason } => Some(reason),
+        }
+    }
+}
 
 /// What a member session needs.
 #[derive(Debug)]
@@ -68,6 +136,7 @@ pub enum ClientError {
 enum Ended {
     Shutdown,
     Failed(String),
+    Refused { code: Refusal, reason: String },
 }
 
 /// A member's session; [`run`](Session::run) drives it until shutdown.
@@ -84,6 +153,12 @@ pub struct Session {
     lease: Option<Duration>,
     /// The next reconnect delay; back to the minimum after every `Joined`.
     backoff: Duration,
+    /// Told every change of [`Standing`].
+    on_standing: Option<OnStanding>,
+    standing: Standing,
+    /// The last refusal logged (numbers left out), so a member retrying
+    /// under the same refusal logs it once.
+    logged: Option<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -130,7 +205,61 @@ impl Session {
             on_lease: None,
             lease: None,
             backoff: BACKOFF_MIN,
+            on_standing: None,
+            standing: Standing::Connecting,
+            logged: None,
         })
+    }
+
+    /// Calls `f` with this member's [`Standing`] at every event that sets it:
+    /// each refusal counts, even when it repeats the last one.
+    pub fn on_standing(mut self, f: OnStanding) -> Self {
+        self.on_standing = Some(f);
+        self
+    }
+
+    /// Publish `standing`; log a refusal the first time it is seen.
+    fn stand(&mut self, standing: Standing) {
+        let refusal = matches!(
+            standing,
+            Standing::Refused { .. } | Standing::ViewRefused { .. }
+        );
+        if refusal {
+            // Revoked is one fact however it was learnt (a Refused message
+            // or the handshake's alert): log it once.
+            let key = match &standing {
+                Standing::Refused {
+                    code: Refusal::Revoked,
+                    ..
+                } => "revoked".to_owned(),
+                other => crate::tls::once_key(&format!("{other:?}")),
+            };
+            if self.logged.as_ref() != Some(&key) {
+                let reason = standing.reason().unwrap_or_default();
+                match &standing {
+                    Standing::ViewRefused { epoch, .. } => {
+                        warn!(epoch, %reason, "view refused: not installed, told the key manager")
+                    }
+                    Standing::Refused {
+                        code: Refusal::Revoked,
+                        ..
+                    } => {
+                        warn!(%reason, "this member is revoked; retrying rarely (backoff up to 5 min)")
+                    }
+                    _ => {
+                        warn!(state = standing.state(), %reason, "the key manager refused this member")
+                    }
+                }
+                self.logged = Some(key);
+            }
+        }
+        if standing == Standing::Member {
+            self.logged = None;
+        }
+        if let Some(f) = self.on_standing.as_mut() {
+            f(&standing);
+        }
+        self.standing = standing;
     }
 
     /// Calls `f` with this member's lease expiry (wall clock) after every
@@ -154,14 +283,33 @@ impl Session {
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> MemberKeys {
         tokio::pin!(shutdown);
         loop {
-            match self.connection(&mut shutdown).await {
+            let (wait, cap) = match self.connection(&mut shutdown).await {
                 Ended::Shutdown => break,
                 Ended::Failed(reason) => {
-                    warn!(keymgr = %self.params.keymgr, %reason, "key manager unreachable; forwarding on the last keys")
+                    warn!(keymgr = %self.params.keymgr, %reason, "key manager unreachable; forwarding on the last keys");
+                    self.stand(Standing::Unreachable { reason });
+                    (
+                        self.backoff.min(self.params.backoff_max),
+                        self.params.backoff_max,
+                    )
                 }
-            }
-            let until = Instant::now() + self.backoff;
-            self.backoff = (self.backoff * 2).min(self.params.backoff_max);
+                Ended::Refused { code, reason } => {
+                    self.stand(Standing::Refused { code, reason });
+                    if code.is_permanent() {
+                        (
+                            self.backoff.max(PERMANENT_BACKOFF_MIN),
+                            PERMANENT_BACKOFF_MAX,
+                        )
+                    } else {
+                        (
+                            self.backoff.min(self.params.backoff_max),
+                            self.params.backoff_max,
+                        )
+                    }
+                }
+            };
+            let until = Instant::now() + wait;
+            self.backoff = (wait * 2).min(cap);
             loop {
                 let next = self
                     .keys
@@ -209,6 +357,7 @@ impl Session {
             () = shutdown.as_mut() => return Ended::Shutdown,
             c = connecting => match c {
                 Ok(c) => c,
+                Err(e) if is_revoked(&e) => return revoked(),
                 Err(e) => return Ended::Failed(e.to_string()),
             },
         };
@@ -224,7 +373,7 @@ impl Session {
         ));
         let (mut send, mut recv) = match conn.open_bi().await {
             Ok(s) => s,
-            Err(e) => return Ended::Failed(e.to_string()),
+            Err(e) => return ended_by(&conn, e.to_string()),
         };
         let join = ClientMsg::Join {
             a: self.params.a,
@@ -254,7 +403,10 @@ impl Session {
                 }
             }
         });
-        let ended = self.serve(&conn, &mut send, &mut msgs, shutdown).await;
+        let ended = match self.serve(&conn, &mut send, &mut msgs, shutdown).await {
+            Ended::Failed(reason) => ended_by(&conn, reason),
+            other => other,
+        };
         reader.abort();
         if let Ended::Failed(reason) = &ended {
             conn.close(1u32.into(), reason.as_bytes());
@@ -291,6 +443,7 @@ impl Session {
                     Some(Ok(ServerMsg::Joined { member_id, renew_ms, lease_ms })) => {
                         info!(member_id, renew_ms, lease_ms, "joined");
                         self.backoff = BACKOFF_MIN;
+                        self.stand(Standing::Member);
                         let every = Duration::from_millis(renew_ms.max(100));
                         renew_every = Some(every);
                         next_renew = Instant::now() + every;
@@ -303,9 +456,14 @@ impl Session {
                             if r.changed {
                                 (self.install)(&self.keys);
                             }
+                            if let Some((epoch, reason)) = r.refused {
+                                self.stand(Standing::ViewRefused { epoch: epoch.0, reason });
+                            }
                             r.reply
                         }
-                        Err(e @ crate::member::MemberError::Refused(_)) => return Ended::Failed(e.to_string()),
+                        Err(crate::member::MemberError::Refused { code, reason }) => {
+                            return Ended::Refused { code, reason };
+                        }
                         Err(e) => {
                             warn!(error = %e, "key manager message not applied");
                             None
@@ -336,6 +494,28 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// How a connection that failed with `reason` really ended: a TLS
+/// `certificate_revoked` alert from the key manager means this member is
+/// revoked, which must not look like a network failure.
+fn ended_by(conn: &quinn::Connection, reason: String) -> Ended {
+    match conn.close_reason() {
+        Some(e) if is_revoked(&e) => revoked(),
+        _ => Ended::Failed(reason),
+    }
+}
+
+fn is_revoked(e: &quinn::ConnectionError) -> bool {
+    matches!(e, quinn::ConnectionError::ConnectionClosed(c)
+        if c.error_code == quinn::TransportErrorCode::crypto(TLS_CERTIFICATE_REVOKED))
+}
+
+fn revoked() -> Ended {
+    Ended::Refused {
+        code: Refusal::Revoked,
+        reason: "the key manager refused this member's certificate as revoked (TLS alert certificate_revoked)".into(),
     }
 }
 

@@ -14,11 +14,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use tracing::{debug, info};
+use von_crypto::cert::VonPrefix;
 use von_crypto::wrap::Recipient;
 
-use crate::ids::{Cipher, Epoch, GroupKey};
-use crate::proto::{ClientMsg, ServerMsg};
+use crate::ids::{Cipher, Epoch, GroupKey, MemberId};
+use crate::proto::{ClientMsg, Refusal, ServerMsg};
 use crate::view::View;
 
 /// The keys a member holds.
@@ -29,6 +32,8 @@ pub struct MemberKeys {
     current: Option<(View, GroupKey)>,
     previous: Option<(Epoch, GroupKey, Instant)>,
     prepared: Option<(View, GroupKey)>,
+    /// None only in tests that drive the protocol without a data plane.
+    rules: Option<ViewRules>,
 }
 
 /// What a member does after a message.
@@ -38,6 +43,9 @@ pub struct Reaction {
     pub reply: Option<ClientMsg>,
     /// The key set changed: install a new pipeline snapshot.
     pub changed: bool,
+    /// A view this member will not install: (epoch, why). Already answered
+    /// with `Refuse` in `reply` when it came in a prepare.
+    pub refused: Option<(Epoch, String)>,
 }
 
 /// The key set the data plane uses, borrowed from [`MemberKeys`].
@@ -70,9 +78,59 @@ pub enum MemberError {
         /// What is wrong.
         detail: String,
     },
-    /// The key manager refused us.
-    #[error("the key manager refused this member: {0}")]
-    Refused(String),
+    /// The key manager refused or dropped us.
+    #[error("the key manager refused this member ({}): {reason}", code.as_str())]
+    Refused {
+        /// What kind of refusal.
+        code: Refusal,
+        /// Its words.
+        reason: String,
+    },
+}
+
+/// What every member checks in a view before acknowledging it: the rules
+/// the data plane enforces (agent's `Snapshot::new`), checked at the prepare
+/// so a bad view is refused out loud (`Refuse`) instead of acknowledged and
+/// then silently not installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewRules {
+    /// This member's id: it must be in the view.
+    pub me: MemberId,
+    /// The VON prefix from this member's certificate: every address must be
+    /// a host of it.
+    pub prefix: VonPrefix,
+}
+
+impl ViewRules {
+    /// Why `view` cannot be installed, if it cannot.
+    pub fn check(&self, view: &View) -> Result<(), String> {
+        if !view.contains(self.me) {
+            return Err(format!("this member (id {}) is not in the view", self.me.0));
+        }
+        let mut addresses = HashMap::with_capacity(view.members.len());
+        let mut names = HashMap::with_capacity(view.members.len());
+        for m in &view.members {
+            if !self.prefix.contains_host(m.address) {
+                return Err(format!(
+                    "member {} has address {}, not a host of the VON prefix {}",
+                    m.name, m.address, self.prefix
+                ));
+            }
+            if let Some(other) = addresses.insert(m.address, &m.name) {
+                return Err(format!(
+                    "VON address {} is given to both {other} and {}",
+                    m.address, m.name
+                ));
+            }
+            if let Some(other) = names.insert(m.name.as_str(), m.id) {
+                return Err(format!(
+                    "member name {} is given to ids {} and {}",
+                    m.name, other.0, m.id.0
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for MemberKeys {
@@ -89,7 +147,14 @@ impl MemberKeys {
             current: None,
             previous: None,
             prepared: None,
+            rules: None,
         }
+    }
+
+    /// Check every view against `rules` before acknowledging or installing it.
+    pub fn with_rules(mut self, rules: ViewRules) -> Self {
+        self.rules = Some(rules);
+        self
     }
 
     /// A member resuming from its state directory with `view` and its key.
@@ -122,7 +187,7 @@ impl MemberKeys {
     pub fn handle(&mut self, now: Instant, msg: ServerMsg) -> Result<Reaction, MemberError> {
         match msg {
             ServerMsg::Joined { .. } => Ok(Reaction::default()),
-            ServerMsg::Refused { reason } => Err(MemberError::Refused(reason)),
+            ServerMsg::Refused { code, reason } => Err(MemberError::Refused { code, reason }),
             ServerMsg::Prepare {
                 view,
                 cipher,
@@ -181,6 +246,19 @@ impl MemberKeys {
     ) -> Result<Reaction, MemberError> {
         let view = view.into_view().map_err(|e| malformed("prepare", e))?;
         let epoch = view.epoch;
+        if let Err(reason) = self.rules.map_or(Ok(()), |r| r.check(&view)) {
+            // Say no before touching the key: the key manager drops us from
+            // this view so the others are not stalled by it.
+            debug!(epoch = epoch.0, %reason, "prepared view refused");
+            return Ok(Reaction {
+                reply: Some(ClientMsg::Refuse {
+                    epoch: epoch.0,
+                    reason: reason.clone(),
+                }),
+                changed: false,
+                refused: Some((epoch, reason)),
+            });
+        }
         let ack = Some(ClientMsg::Ack { epoch: epoch.0 });
         if self
             .prepared
@@ -190,7 +268,7 @@ impl MemberKeys {
             // A resend after a reconnect: our first ack may have been lost.
             return Ok(Reaction {
                 reply: ack,
-                changed: false,
+                ..Reaction::default()
             });
         }
         let cipher: Cipher = cipher.parse().map_err(|e| malformed("prepare", e))?;
@@ -223,6 +301,7 @@ impl MemberKeys {
         Ok(Reaction {
             reply: ack,
             changed: true,
+            refused: None,
         })
     }
 
@@ -234,14 +313,25 @@ impl MemberKeys {
             debug!(epoch = epoch.0, "commit without a matching prepare ignored");
             return Reaction::default();
         };
+        if let Err(reason) = self.rules.map_or(Ok(()), |r| r.check(&view)) {
+            // The key manager committed a view unlike the one we accepted:
+            // keep sending under the old epoch, loudly.
+            debug!(epoch = epoch.0, %reason, "committed view refused");
+            return Reaction {
+                reply: None,
+                // The prepared epoch left the receive set.
+                changed: true,
+                refused: Some((epoch, reason)),
+            };
+        }
         if let Some((old, old_key)) = self.current.take() {
             self.previous = Some((old.epoch, old_key, now + grace));
         }
         info!(epoch = epoch.0, members = view.members.len(), "committed");
         self.current = Some((view, key));
         Reaction {
-            reply: None,
             changed: true,
+            ..Reaction::default()
         }
     }
 }
@@ -250,5 +340,82 @@ fn malformed(what: &'static str, e: impl std::fmt::Display) -> MemberError {
     MemberError::Malformed {
         what,
         detail: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::{WireMember, WireView};
+
+    fn member(id: u32, name: &str, address: [u8; 4]) -> WireMember {
+        WireMember {
+            id,
+            name: name.into(),
+            address: address.into(),
+            a: ([192, 0, 2, id as u8], 4789).into(),
+            b: ([198, 51, 100, id as u8], 4789).into(),
+        }
+    }
+
+    fn prepare(members: Vec<WireMember>) -> ServerMsg {
+        ServerMsg::Prepare {
+            view: Arc::new(WireView {
+                on_id: 7,
+                epoch: 4,
+                members,
+            }),
+            cipher: "aes-256-gcm".into(),
+            // Never opened: the view is checked first.
+            wrapped_key: "00".into(),
+        }
+    }
+
+    fn keys() -> MemberKeys {
+        MemberKeys::new().with_rules(ViewRules {
+            me: MemberId(1),
+            prefix: "100.64.0.0/24".parse().unwrap(),
+        })
+    }
+
+    #[test]
+    fn a_view_breaking_the_rules_is_refused_at_the_prepare_not_acknowledged() {
+        let cases = [
+            (
+                vec![
+                    member(1, "h1", [100, 64, 0, 1]),
+                    member(2, "h2", [100, 64, 0, 1]),
+                ],
+                "given to both h1 and h2",
+            ),
+            (
+                vec![
+                    member(1, "h1", [100, 64, 0, 1]),
+                    member(2, "h2", [100, 64, 1, 2]),
+                ],
+                "not a host of the VON prefix 100.64.0.0/24",
+            ),
+            (
+                vec![
+                    member(1, "h1", [100, 64, 0, 1]),
+                    member(2, "h1", [100, 64, 0, 2]),
+                ],
+                "member name h1 is given to ids 1 and 2",
+            ),
+            (vec![member(2, "h2", [100, 64, 0, 2])], "not in the view"),
+        ];
+        for (members, why) in cases {
+            let mut k = keys();
+            let r = k.handle(Instant::now(), prepare(members)).unwrap();
+            match r.reply {
+                Some(ClientMsg::Refuse { epoch: 4, reason }) => {
+                    assert!(reason.contains(why), "{reason:?} lacks {why:?}")
+                }
+                other => panic!("expected a Refuse, got {other:?}"),
+            }
+            assert!(!r.changed, "nothing installed");
+            assert_eq!(r.refused.map(|(e, _)| e), Some(Epoch(4)));
+            assert_eq!(k.newest_epoch(), None);
+        }
     }
 }

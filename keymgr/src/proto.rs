@@ -18,7 +18,10 @@ use crate::view::WireView;
 pub const MAX_MESSAGE: usize = 4 << 20;
 
 /// The ALPN protocol id both sides require, so nothing else talks to us.
-pub const ALPN: &[u8] = b"von-keymgr/1";
+/// Version 2 added `Refuse` (a member's "no" to a prepared view) and the
+/// `code` of `Refused`; a version 1 peer fails the handshake with "no
+/// application protocol" instead of misreading a message.
+pub const ALPN: &[u8] = b"von-keymgr/2";
 
 /// Member → key manager.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +41,16 @@ pub enum ClientMsg {
     Ack {
         /// The prepared epoch.
         epoch: u32,
+    },
+    /// The member will not install the prepared view of `epoch` (it breaks
+    /// the rules every member checks: its own place, unique ids, names and
+    /// addresses inside the VON prefix). The key manager drops it from that
+    /// view rather than stall the others.
+    Refuse {
+        /// The prepared epoch.
+        epoch: u32,
+        /// Why, in words an operator can act on.
+        reason: String,
     },
     /// Keep the lease alive.
     Renew,
@@ -82,11 +95,54 @@ pub enum ServerMsg {
         /// How long receivers still accept the previous epoch.
         grace_ms: u64,
     },
-    /// Refused, with the reason; the connection closes after this.
+    /// Refused or dropped, with the reason; the connection closes after this.
     Refused {
+        /// What kind of refusal, so the member can react (a revoked member
+        /// backs off far longer than one whose address is taken for now).
+        code: Refusal,
         /// Why, in words an operator can act on.
         reason: String,
     },
+}
+
+/// Why the key manager refused or dropped a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// Its name is revoked: it will never be admitted again.
+    Revoked,
+    /// Its certificate's address or prefix is not the VON's.
+    OutsidePrefix,
+    /// Another member holds its member id.
+    IdTaken,
+    /// Another member holds its name.
+    NameTaken,
+    /// Another member holds its VON address.
+    AddressTaken,
+    /// It refused a view recently; it may rejoin later.
+    HeldOut,
+    /// It was dropped from the view (silent, refused a view, lease gone).
+    Dropped,
+}
+
+impl Refusal {
+    /// True when retrying soon cannot help: the certificate itself is refused.
+    pub fn is_permanent(self) -> bool {
+        matches!(self, Self::Revoked | Self::OutsidePrefix)
+    }
+
+    /// The code's text form, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::OutsidePrefix => "outside_prefix",
+            Self::IdTaken => "id_taken",
+            Self::NameTaken => "name_taken",
+            Self::AddressTaken => "address_taken",
+            Self::HeldOut => "held_out",
+            Self::Dropped => "dropped",
+        }
+    }
 }
 
 /// Encode one message with its length prefix.

@@ -11,7 +11,7 @@
 //! whose role is `keymgr`; the role check replaces a host name check, since a
 //! member knows its key manager by address, not by name.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -30,19 +30,27 @@ use von_crypto::cert::{CertInfo, Holder, Role, VonName};
 use crate::proto::ALPN;
 
 /// Revoked member names, shared between the key manager and its verifier so
-/// a revocation refuses the next handshake at once.
+/// a revocation refuses the next handshake at once; and how many handshakes
+/// each revoked name attempted since, which `von keymgr status` shows (a
+/// revoked member backs off, so this grows slowly).
 #[derive(Debug, Clone, Default)]
-pub struct Revocations(Arc<RwLock<BTreeSet<String>>>);
+pub struct Revocations {
+    names: Arc<RwLock<BTreeSet<String>>>,
+    attempts: Arc<Mutex<BTreeMap<String, u64>>>,
+}
 
 impl Revocations {
     /// A set starting with `names`.
     pub fn new(names: BTreeSet<String>) -> Self {
-        Self(Arc::new(RwLock::new(names)))
+        Self {
+            names: Arc::new(RwLock::new(names)),
+            attempts: Arc::default(),
+        }
     }
 
     /// Add `name`.
     pub fn insert(&self, name: &str) {
-        self.0
+        self.names
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_owned());
@@ -50,10 +58,24 @@ impl Revocations {
 
     /// True if `name` is revoked.
     pub fn contains(&self, name: &str) -> bool {
-        self.0
+        self.names
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains(name)
+    }
+
+    /// Handshakes refused per revoked name.
+    pub fn attempts(&self) -> BTreeMap<String, u64> {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn count_attempt(&self, name: &str) {
+        let mut a = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        // Names are revoked by the operator, so the map stays small.
+        *a.entry(name.to_owned()).or_default() += 1;
     }
 }
 
@@ -111,6 +133,11 @@ pub fn server_config(
         .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(vec![m.cert], m.key)?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
+    // No session resumption: a resumed session skips the client verifier, so
+    // a member revoked (or expired) since its last handshake would get past
+    // it. Every reconnect is a full handshake; members reconnect rarely.
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
     Ok(cfg)
 }
 
@@ -194,19 +221,32 @@ impl MemberVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         now: UnixTime,
-    ) -> Result<CertInfo, String> {
+    ) -> Result<CertInfo, rustls::Error> {
         let info = von_crypto::cert::verify(&self.ca, end_entity, &self.von, to_time(now))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| self.refuse(end_entity, e.to_string()))?;
         match &info.extension.holder {
             Holder::Member(id) if self.revoked.contains(id.name.as_str()) => {
-                Err(format!("member {:?} is revoked", id.name.as_str()))
+                let name = id.name.as_str();
+                self.revoked.count_attempt(name);
+                self.log_once(end_entity, &format!("member {name:?} is revoked"));
+                // The standard alert, so the member knows it is revoked
+                // rather than merely unwelcome (see client.rs).
+                Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
             }
             Holder::Member(_) => Ok(info),
-            other => Err(format!(
-                "certificate role is {}, a member certificate is required",
-                other.role().as_str()
+            other => Err(self.refuse(
+                end_entity,
+                format!(
+                    "certificate role is {}, a member certificate is required",
+                    other.role().as_str()
+                ),
             )),
         }
+    }
+
+    fn refuse(&self, end_entity: &CertificateDer<'_>, reason: String) -> rustls::Error {
+        self.log_once(end_entity, &reason);
+        refused(reason)
     }
 
     /// Log a refusal the first time this subject is refused for this reason.
@@ -242,10 +282,7 @@ impl ClientCertVerifier for MemberVerifier {
             self.log_once(end_entity, &e.to_string());
             return Err(e);
         }
-        self.von_checks(end_entity, now).map_err(|reason| {
-            self.log_once(end_entity, &reason);
-            refused(reason)
-        })?;
+        self.von_checks(end_entity, now)?;
         Ok(ClientCertVerified::assertion())
     }
 

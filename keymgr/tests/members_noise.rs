@@ -32,6 +32,7 @@ impl World {
         let keymgr_public = secret.public();
         let settings = Settings {
             on_id: OnId(7),
+            prefix: "100.64.0.0/24".parse().unwrap(),
             cipher: Cipher::ChaCha20Poly1305,
             lease: Duration::from_secs(30),
             renew_every: Duration::from_secs(10),
@@ -66,6 +67,7 @@ impl World {
             id: MemberId(n),
             name: format!("h{n}"),
             address: Ipv4Addr::new(100, 64, 0, n as u8),
+            prefix_len: 24,
             noise_public: public,
         };
         let a = SocketAddr::from(([192, 0, 2, n as u8], 4789));

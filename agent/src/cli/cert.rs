@@ -1,11 +1,12 @@
-//! `von cert issue` and `von cert show`: a member's (or the key manager's)
-//! keys and certificate, and what a certificate says.
+//! `von cert issue`, `von cert list` and `von cert show`: a member's (or the
+//! key manager's) keys and certificate, the CA's ledger, and what a
+//! certificate says.
 //!
-//! `issue` writes `OUT/NAME.key` (TLS, 0600), `OUT/NAME.noise.key` (X25519,
-//! 0600) and `OUT/NAME.crt`, and appends the member id it picked to
-//! `CA/issued.txt` so ids stay unique in the VON. See `docs/certificates.md`.
+//! `issue` checks the request against the CA's ledger (`CA/ledger.json`: the
+//! VON prefix, every name, id and address issued), writes `OUT/NAME.key`
+//! (TLS, 0600), `OUT/NAME.noise.key` (X25519, 0600) and `OUT/NAME.crt`, and
+//! records the certificate in the ledger. See `docs/certificates.md`.
 
-use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -14,15 +15,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use time::{Duration, OffsetDateTime};
-use von_crypto::MemberId;
 use von_crypto::cert::{
-    self, Ca, CertInfo, Holder, IssueRequest, MemberName, Role, VonAddr, random_member_id, rfc3339,
+    self, Ca, CertInfo, Holder, IssueRequest, MemberName, Role, VonAddr, rfc3339,
 };
 
 use super::ca::{CA_CERT, CA_KEY};
-
-/// The member-id ledger in the CA directory: `ID NAME ROLE SERIAL` per line.
-pub const LEDGER: &str = "issued.txt";
+use super::ledger::Ledger;
 
 /// Issue and inspect member certificates.
 #[derive(Debug, Args)]
@@ -37,6 +35,18 @@ enum CertCommand {
     Issue(IssueArgs),
     /// Print what a certificate says.
     Show(ShowArgs),
+    /// Print the CA's ledger: every certificate it issued.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// The CA directory (ca.crt, ca.key, ledger.json).
+    #[arg(long, value_name = "DIR")]
+    ca: PathBuf,
+    /// Print the ledger as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +93,7 @@ pub fn run(args: CertArgs) -> anyhow::Result<()> {
     match args.command {
         CertCommand::Issue(issue) => run_issue(issue),
         CertCommand::Show(show) => run_show(&show.file),
+        CertCommand::List(list) => run_list(&list),
     }
 }
 
@@ -92,11 +103,22 @@ pub fn now() -> OffsetDateTime {
     now.replace_nanosecond(0).unwrap_or(now)
 }
 
+/// Reads `ca.crt` and `ca.key` from `dir`, refusing a CA key group or
+/// others may read.
+pub fn load_ca(dir: &Path) -> anyhow::Result<Ca> {
+    let key_path = dir.join(CA_KEY);
+    if let Some(problem) = von_config::private_key_problem(&key_path) {
+        bail!("--ca {}: {problem}", dir.display());
+    }
+    let cert_pem = read(&dir.join(CA_CERT))?;
+    let key_pem = read(&key_path)?;
+    Ca::from_pem(&cert_pem, &key_pem)
+        .with_context(|| format!("loading the CA from {}", dir.display()))
+}
+
 fn run_issue(args: IssueArgs) -> anyhow::Result<()> {
-    let cert_pem = read(&args.ca.join(CA_CERT))?;
-    let key_pem = read(&args.ca.join(CA_KEY))?;
-    let ca = Ca::from_pem(&cert_pem, &key_pem)
-        .with_context(|| format!("loading the CA from {}", args.ca.display()))?;
+    let ca = load_ca(&args.ca)?;
+    let mut ledger = Ledger::load(&args.ca)?;
     let name = args.name.as_str();
     let files = [
         format!("{name}.key"),
@@ -105,13 +127,8 @@ fn run_issue(args: IssueArgs) -> anyhow::Result<()> {
     ];
     let out = Output::prepare(&args.out, &files.each_ref().map(String::as_str), args.force)?;
 
-    let ledger_path = args.ca.join(LEDGER);
-    let ledger = read_ledger(&ledger_path)?;
-    let member_id = ledger
-        .get(name)
-        .copied()
-        .unwrap_or_else(|| random_member_id(|id| ledger.values().any(|&taken| taken == id)));
     let not_before = now();
+    let member_id = ledger.admit(name, &args.addr, not_before)?;
     let req = IssueRequest {
         role: match args.role {
             IssueRole::Member => Role::Member,
@@ -128,21 +145,8 @@ fn run_issue(args: IssueArgs) -> anyhow::Result<()> {
     out.write_secret(&files[1], issued.noise_secret.to_file_text().as_bytes())?;
     out.write_public(&files[2], issued.cert_pem.as_bytes())?;
     let info = cert::inspect(&cert::pem_to_der(&issued.cert_pem, "issued certificate")?)?;
-    if !ledger.contains_key(name) {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&ledger_path)
-            .with_context(|| format!("opening {}", ledger_path.display()))?;
-        writeln!(
-            f,
-            "{} {name} {} {}",
-            member_id.0,
-            req.role.as_str(),
-            info.serial
-        )
-        .with_context(|| format!("appending to {}", ledger_path.display()))?;
-    }
+    ledger.record(&info);
+    ledger.save(&args.ca)?;
     println!(
         "{} {name} of VON {} (member id {}, {}): wrote {}, {} and {} (valid until {})",
         req.role.as_str(),
@@ -154,6 +158,38 @@ fn run_issue(args: IssueArgs) -> anyhow::Result<()> {
         out.path(&files[1]).display(),
         rfc3339(&info.not_after),
     );
+    Ok(())
+}
+
+fn run_list(args: &ListArgs) -> anyhow::Result<()> {
+    let ledger = Ledger::load(&args.ca)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&ledger)?);
+        return Ok(());
+    }
+    println!(
+        "VON {} (ON id {}), prefix {}: {} certificate{}",
+        ledger.von,
+        ledger.on_id,
+        ledger.prefix,
+        ledger.issued.len(),
+        if ledger.issued.len() == 1 { "" } else { "s" }
+    );
+    println!(
+        "{:<10} {:<16} {:<7} {:<15} {:<20} SERIAL",
+        "ID", "NAME", "ROLE", "ADDRESS", "NOT AFTER"
+    );
+    for e in &ledger.issued {
+        println!(
+            "{:<10} {:<16} {:<7} {:<15} {:<20} {}",
+            e.member_id,
+            e.name,
+            e.role,
+            e.address.to_string(),
+            e.not_after,
+            e.serial
+        );
+    }
     Ok(())
 }
 
@@ -200,41 +236,8 @@ fn describe(info: &CertInfo, now: OffsetDateTime) -> String {
     out
 }
 
-fn read(path: &Path) -> anyhow::Result<String> {
+pub(super) fn read(path: &Path) -> anyhow::Result<String> {
     fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-}
-
-/// Member name to id, from the CA's ledger (absent ledger: none issued yet).
-fn read_ledger(path: &Path) -> anyhow::Result<BTreeMap<String, MemberId>> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let mut ids = BTreeMap::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let mut fields = line.split_whitespace();
-        let (Some(id), Some(name)) = (fields.next(), fields.next()) else {
-            bail!(
-                "{}:{}: expected `ID NAME ROLE SERIAL`, found {line:?}",
-                path.display(),
-                n + 1
-            );
-        };
-        let id: u32 = id.parse().with_context(|| {
-            format!(
-                "{}:{}: member id {id:?} is not a number",
-                path.display(),
-                n + 1
-            )
-        })?;
-        ids.insert(name.to_owned(), MemberId(id));
-    }
-    Ok(ids)
 }
 
 /// An output directory whose target files were checked before anything is written.

@@ -151,9 +151,16 @@ fn describe(r: &ControlReply) -> String {
         .pending
         .map(|p| format!(", preparing epoch {p}"))
         .unwrap_or_default();
-    format!(
+    let mut out = format!(
         "epoch {}{pending}, members: {}",
         r.epoch,
         r.members.join(" ")
-    )
+    );
+    for f in &r.refused {
+        out.push_str(&format!(
+            "\nrefused {} ({} times): {}",
+            f.name, f.count, f.reason
+        ));
+    }
+    out
 }

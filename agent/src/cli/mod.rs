@@ -5,6 +5,7 @@ pub mod cert;
 pub mod completions;
 pub mod demo;
 pub mod keymgr;
+pub mod ledger;
 pub mod reserve;
 pub mod router;
 pub mod status;

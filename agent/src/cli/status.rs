@@ -93,6 +93,25 @@ fn von(out: &mut String, v: &VonStatus) {
             secs(l.expires_in_ms)
         ))
     );
+    if let Some(k) = &v.keymgr {
+        let _ = writeln!(
+            out,
+            "  key manager: {}{}{}",
+            k.state,
+            k.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            if k.views_refused + k.refusals > 0 {
+                format!(
+                    "; views refused {}, refusals {}",
+                    k.views_refused, k.refusals
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     let _ = writeln!(
         out,
         "  rate {} bit/s, dscp {}, mtu {}",

@@ -32,14 +32,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, info_span, warn};
 use von_config::{KeymgrEndpoint, KeymgrMode};
-use von_crypto::cert::{Holder, Role, VonName};
+use von_crypto::cert::{Holder, Role, VonName, VonPrefix};
 use von_crypto::{Epoch, GroupKey, MemberId, OnId};
 use von_keymgr::View;
-use von_keymgr::client::{Params, Session};
-use von_keymgr::member::{KeySet, MemberKeys};
+use von_keymgr::client::{OnStanding, Params, Session, Standing};
+use von_keymgr::member::{KeySet, MemberKeys, ViewRules};
 use von_keymgr::server::{Params as ServerParams, Server};
 
-use crate::health::SharedLease;
+use crate::health::{KeymgrStanding, SharedLease, SharedStanding};
 use crate::pipeline::{Endpoints, Ipv4Prefix, Member, SharedSnapshot, Snapshot, SnapshotError};
 
 /// Longest wait between reconnects to the key manager.
@@ -83,6 +83,9 @@ pub struct KeymgrVon {
     pub near_limit: mpsc::UnboundedSender<Epoch>,
     /// This member's lease expiry, updated at every join and renewal.
     pub lease: SharedLease,
+    /// Where this member stands with the key manager (member, revoked,
+    /// refused, ...), updated at every change; `von status` shows it.
+    pub standing: SharedStanding,
     stop_session: oneshot::Sender<()>,
     session: JoinHandle<()>,
     embedded: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
@@ -135,7 +138,7 @@ pub async fn start(
         &mode.key,
         &mode.noise_key,
     )?;
-    let (me, prefix, on_id) = match &loaded.info.extension.holder {
+    let (me, prefix, on_id, rules) = match &loaded.info.extension.holder {
         Holder::Member(id) => (
             id.member_id,
             Ipv4Prefix::new(id.addr.network(), id.addr.prefix_len()).ok_or_else(|| {
@@ -145,6 +148,10 @@ pub async fn start(
                 }
             })?,
             loaded.info.extension.on_id,
+            ViewRules {
+                me: id.member_id,
+                prefix: VonPrefix::of(&id.addr),
+            },
         ),
         other => {
             return Err(ControlError::Certificate {
@@ -194,7 +201,8 @@ pub async fn start(
             MemberKeys::restore(view, key)
         }
         None => MemberKeys::new(),
-    };
+    }
+    .with_rules(rules);
     let slot: Arc<OnceLock<SharedSnapshot>> = Arc::new(OnceLock::new());
     let (first_tx, first_rx) = oneshot::channel::<()>();
     let first_tx = Mutex::new(Some(first_tx));
@@ -211,6 +219,12 @@ pub async fn start(
     let install = Box::new(move |keys: &MemberKeys| ctx.install(keys));
     let (near_limit, near_rx) = mpsc::unbounded_channel::<Epoch>();
     let lease: SharedLease = Arc::new(ArcSwapOption::empty());
+    let standing: SharedStanding = Arc::new(ArcSwapOption::from_pointee(KeymgrStanding {
+        state: Standing::Connecting.state().to_owned(),
+        reason: None,
+        views_refused: 0,
+        refusals: 0,
+    }));
     let session = Session::new(
         Params {
             keymgr,
@@ -228,7 +242,8 @@ pub async fn start(
     .on_lease({
         let lease = lease.clone();
         Box::new(move |expires| lease.store(Some(Arc::new(expires))))
-    });
+    })
+    .on_standing(publish_standing(standing.clone()));
     let (stop_session, stopped) = oneshot::channel::<()>();
     let session = tokio::spawn(
         async move {
@@ -251,9 +266,29 @@ pub async fn start(
         shared,
         near_limit,
         lease,
+        standing,
         stop_session,
         session,
         embedded: embedded.map(|(_, stop, task)| (stop, task)),
+    })
+}
+
+/// Keeps `shared` up to date with the session's standing, counting the views
+/// refused and the refusals received.
+fn publish_standing(shared: SharedStanding) -> OnStanding {
+    let (mut views_refused, mut refusals) = (0u64, 0u64);
+    Box::new(move |s: &Standing| {
+        match s {
+            Standing::ViewRefused { .. } => views_refused += 1,
+            Standing::Refused { .. } => refusals += 1,
+            _ => {}
+        }
+        shared.store(Some(Arc::new(KeymgrStanding {
+            state: s.state().to_owned(),
+            reason: s.reason().map(str::to_owned),
+            views_refused,
+            refusals,
+        })));
     })
 }
 

@@ -42,6 +42,7 @@ impl Credentials {
     ) -> anyhow::Result<Self> {
         let dir = topo.dir().path().join("pki");
         let ca = dir.join("ca");
+        let prefix = format!("{}/24", grid.address(0));
         run(
             bin,
             &[
@@ -51,6 +52,8 @@ impl Credentials {
                 &grid.name,
                 "--on-id",
                 &on_id.to_string(),
+                "--prefix",
+                &prefix,
                 "--out",
             ],
             &ca,
@@ -58,7 +61,7 @@ impl Credentials {
         say(
             out,
             &format!(
-                "von ca init --von {} --on-id {on_id}: CA in {}",
+                "von ca init --von {} --on-id {on_id} --prefix {prefix}: CA in {}",
                 grid.name,
                 ca.display()
             ),

@@ -22,6 +22,7 @@ pub use ext::{
 pub use issue::{CA_VALIDITY_DAYS, Ca, IssueRequest, Issued, random_member_id};
 pub use names::{
     ALLOWED_RANGES, MAX_PREFIX_LEN, MEMBER_NAME_MAX, MemberName, VON_NAME_MAX, VonAddr, VonName,
+    VonPrefix,
 };
 pub use verify::{CertInfo, inspect, pem_to_der, verify};
 

@@ -107,6 +107,105 @@ impl VonAddr {
     }
 }
 
+/// A VON's prefix, e.g. `100.64.0.0/24`: the network every member address
+/// must be a host of. The CA records it (`von ca init --prefix`) and the key
+/// manager learns it from its own certificate, so both refuse a member whose
+/// certificate names another prefix or an address outside this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VonPrefix {
+    network: Ipv4Addr,
+    len: u8,
+}
+
+impl VonPrefix {
+    /// Checks `network/len` against [`ALLOWED_RANGES`] and [`MAX_PREFIX_LEN`];
+    /// `network` must have no host bits set.
+    pub fn new(network: Ipv4Addr, len: u8) -> Result<Self, CertError> {
+        let text = format!("{network}/{len}");
+        let bad = |reason: String| CertError::BadAddress {
+            addr: text.clone(),
+            reason,
+        };
+        if len > MAX_PREFIX_LEN {
+            return Err(bad(
+                "the prefix must be /30 or wider so the VON has room for members".into(),
+            ));
+        }
+        if mask(network, len) != network {
+            return Err(bad(format!(
+                "host bits are set; the network is {}/{len}",
+                mask(network, len)
+            )));
+        }
+        let inside = ALLOWED_RANGES
+            .iter()
+            .any(|&(net, l)| l <= len && mask(network, l) == net);
+        if !inside {
+            return Err(bad(
+                "use a prefix inside 100.64.0.0/10, 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+                    .into(),
+            ));
+        }
+        Ok(Self { network, len })
+    }
+
+    /// The prefix `addr` names (its address with host bits cleared).
+    pub fn of(addr: &VonAddr) -> Self {
+        Self {
+            network: addr.network(),
+            len: addr.prefix_len,
+        }
+    }
+
+    /// The network address.
+    pub fn network(&self) -> Ipv4Addr {
+        self.network
+    }
+
+    /// The prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
+    /// True when `addr` is a host address of this prefix: inside it, and
+    /// neither its network nor its broadcast address.
+    pub fn contains_host(&self, addr: Ipv4Addr) -> bool {
+        let host = u32::from(addr) & !prefix_mask(self.len);
+        mask(addr, self.len) == self.network && host != 0 && host != !prefix_mask(self.len)
+    }
+
+    /// True when `addr` belongs to this VON: same prefix, and a host of it.
+    pub fn admits(&self, addr: &VonAddr) -> bool {
+        Self::of(addr) == *self
+    }
+}
+
+impl FromStr for VonPrefix {
+    type Err = CertError;
+    fn from_str(s: &str) -> Result<Self, CertError> {
+        let bad = |reason: &str| CertError::BadAddress {
+            addr: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (net, len) = s
+            .split_once('/')
+            .ok_or_else(|| bad("write it as NETWORK/LENGTH, e.g. 100.64.0.0/24"))?;
+        let net: Ipv4Addr = net
+            .parse()
+            .map_err(|_| bad("the network must be IPv4 dotted-quad, e.g. 100.64.0.0"))?;
+        let len: u8 = len
+            .parse()
+            .map_err(|_| bad("the prefix length must be a number from 8 to 30"))?;
+        Self::new(net, len)
+    }
+}
+
+impl fmt::Display for VonPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.len)
+    }
+}
+
 fn prefix_mask(len: u8) -> u32 {
     u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
 }
@@ -225,6 +324,22 @@ mod tests {
         }
         let a: VonAddr = "100.64.3.7/22".parse().unwrap();
         assert_eq!(a.network(), Ipv4Addr::new(100, 64, 0, 0));
+    }
+
+    #[test]
+    fn prefixes() {
+        let p: VonPrefix = "100.64.0.0/24".parse().unwrap();
+        assert_eq!(p.to_string(), "100.64.0.0/24");
+        assert!(p.contains_host(Ipv4Addr::new(100, 64, 0, 1)));
+        assert!(!p.contains_host(Ipv4Addr::new(100, 64, 0, 0)));
+        assert!(!p.contains_host(Ipv4Addr::new(100, 64, 0, 255)));
+        assert!(!p.contains_host(Ipv4Addr::new(100, 64, 1, 1)));
+        assert!(p.admits(&"100.64.0.9/24".parse().unwrap()));
+        assert!(!p.admits(&"100.64.1.9/24".parse().unwrap()), "outside");
+        assert!(!p.admits(&"100.64.0.9/16".parse().unwrap()), "other length");
+        for bad in ["100.64.0.1/24", "8.8.8.0/24", "100.64.0.0/31", "100.64.0.0"] {
+            assert!(bad.parse::<VonPrefix>().is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -25,11 +25,22 @@ mod types;
 
 pub use types::{Departure, Identity, JoinError, Output};
 
+/// How often a member was refused, and the latest reason: what
+/// `von keymgr status` shows so a misbehaving member is visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The latest reason, as the member was told.
+    pub reason: String,
+    /// Refusals so far (joins refused, views it refused).
+    pub count: u64,
+}
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
+use von_crypto::cert::VonPrefix;
 
 use crate::ids::{Cipher, Epoch, GroupKey, MemberId, OnId};
 use crate::proto::ServerMsg;
@@ -48,6 +59,9 @@ pub const RESTART_GRACE: Duration = Duration::from_secs(15);
 pub struct Settings {
     /// The VON's ON id.
     pub on_id: OnId,
+    /// The VON's prefix: every member's certificate must name it, with a
+    /// host address inside it (from the key manager's own certificate).
+    pub prefix: VonPrefix,
     /// The AEAD every member seals with.
     pub cipher: Cipher,
     /// A member that has not renewed for this long has left.
@@ -105,6 +119,11 @@ pub struct KeyManager<S: Store, W: KeyWrapper> {
     pending: Option<Pending>,
     /// Membership or key age calls for a rekey once none is in flight.
     dirty: bool,
+    /// Members that refused a view, kept out until then: without this a
+    /// member refusing every view would force a rekey at every rejoin.
+    held_out: BTreeMap<String, (Instant, Epoch)>,
+    /// Refusals by member name, for status.
+    refused: BTreeMap<String, Refused>,
 }
 
 impl<S: Store, W: KeyWrapper> std::fmt::Debug for KeyManager<S, W> {
@@ -126,10 +145,23 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
     pub fn new(settings: Settings, store: S, wrapper: W, now: Instant) -> Result<Self, StoreError> {
         let persisted = store.load()?;
         let lease_until = now + settings.lease.max(RESTART_GRACE);
+        let mut seen_addresses = BTreeSet::new();
+        let mut seen_names = BTreeSet::new();
         let members: BTreeMap<MemberId, Entry> = persisted
             .members
             .into_iter()
             .filter(|m| !persisted.revoked.contains(&m.name))
+            .filter(|m| {
+                // State written before admission checked these (or under
+                // another prefix) must not come back as a view members refuse.
+                let fits = settings.prefix.contains_host(m.address)
+                    && seen_addresses.insert(m.address)
+                    && seen_names.insert(m.name.clone());
+                if !fits {
+                    warn!(member = %m.name, address = %m.address, prefix = %settings.prefix, "stored member not reloaded: address outside the prefix or shared");
+                }
+                fits
+            })
             .map(|m| {
                 let entry = Entry {
                     member: Member {
@@ -171,6 +203,8 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             },
             pending: None,
             dirty: false,
+            held_out: BTreeMap::new(),
+            refused: BTreeMap::new(),
         })
     }
 
@@ -184,19 +218,12 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
         b: SocketAddr,
         have_epoch: Option<Epoch>,
     ) -> Result<(MemberId, Vec<Output>), JoinError> {
-        if self.revoked.contains(&who.name) {
-            warn!(member = %who.name, "join refused: revoked");
-            return Err(JoinError::Revoked { name: who.name });
+        if let Err(e) = self.admit(now, &who) {
+            warn!(member = %who.name, reason = %e, "join refused");
+            self.note_refusal(&who.name, e.to_string());
+            return Err(e);
         }
         let id = who.id;
-        if let Some(e) = self.members.get(&id).filter(|e| e.member.name != who.name) {
-            warn!(member = %who.name, id = id.0, holder = %e.member.name, "join refused: member id taken");
-            return Err(JoinError::IdTaken {
-                name: who.name,
-                id: id.0,
-                holder: e.member.name.clone(),
-            });
-        }
         let member = Member {
             id,
             name: who.name,
@@ -247,6 +274,37 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             if p.view.epoch == epoch {
                 p.awaiting.remove(&member);
             }
+        }
+        self.drive(now, &mut out)?;
+        Ok(out)
+    }
+
+    /// `member` will not install the prepared view of `epoch`, for `reason`.
+    /// It leaves that view (so the others commit without it) and is held out
+    /// for one lease: the view it saw is replaced by the rekey that follows.
+    pub fn refuse(
+        &mut self,
+        now: Instant,
+        member: MemberId,
+        epoch: Epoch,
+        reason: &str,
+    ) -> Result<Vec<Output>, StoreError> {
+        let mut out = Vec::new();
+        let awaited = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.view.epoch == epoch && p.awaiting.contains(&member));
+        if awaited {
+            if let Some(name) = self.members.get(&member).map(|e| e.member.name.clone()) {
+                warn!(member = %name, epoch = epoch.0, %reason, "member refused the prepared view; dropping it from the view");
+                self.note_refusal(
+                    &name,
+                    format!("refused the view of epoch {}: {reason}", epoch.0),
+                );
+                self.held_out
+                    .insert(name, (now + self.settings.lease, epoch));
+            }
+            self.remove(member, Departure::RefusedView, &mut out);
         }
         self.drive(now, &mut out)?;
         Ok(out)
@@ -378,6 +436,78 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
     /// True if `name` is revoked.
     pub fn is_revoked(&self, name: &str) -> bool {
         self.revoked.contains(name)
+    }
+
+    /// Refusals so far, by member name.
+    pub fn refusals(&self) -> &BTreeMap<String, Refused> {
+        &self.refused
+    }
+
+    /// Count one refusal of `name` (also handshakes refused before a join).
+    pub fn note_refusal(&mut self, name: &str, reason: String) {
+        if self.refused.len() >= 4096 && !self.refused.contains_key(name) {
+            return;
+        }
+        let r = self.refused.entry(name.to_owned()).or_insert(Refused {
+            reason: String::new(),
+            count: 0,
+        });
+        r.reason = reason;
+        r.count += 1;
+    }
+
+    /// Whether `who` may join: not revoked or held out, its certificate names
+    /// the VON's prefix and a host address in it, and no other current
+    /// member shares its id, name or address. Checked before anything
+    /// changes, so a bad member never reaches a view the others would refuse.
+    fn admit(&mut self, now: Instant, who: &Identity) -> Result<(), JoinError> {
+        if self.revoked.contains(&who.name) {
+            return Err(JoinError::Revoked {
+                name: who.name.clone(),
+            });
+        }
+        self.held_out.retain(|_, (until, _)| *until > now);
+        if let Some((until, epoch)) = self.held_out.get(&who.name) {
+            return Err(JoinError::HeldOut {
+                name: who.name.clone(),
+                epoch: epoch.0,
+                secs: until.saturating_duration_since(now).as_secs().max(1),
+            });
+        }
+        let prefix = self.settings.prefix;
+        if who.prefix_len != prefix.prefix_len() || !prefix.contains_host(who.address) {
+            return Err(JoinError::OutsidePrefix {
+                name: who.name.clone(),
+                address: who.address,
+                prefix_len: who.prefix_len,
+                von_prefix: prefix,
+            });
+        }
+        for e in self.members.values() {
+            let m = &e.member;
+            if m.id == who.id && m.name != who.name {
+                return Err(JoinError::IdTaken {
+                    name: who.name.clone(),
+                    id: who.id.0,
+                    holder: m.name.clone(),
+                });
+            }
+            if m.id != who.id && m.name == who.name {
+                return Err(JoinError::NameTaken {
+                    name: who.name.clone(),
+                    id: who.id.0,
+                    holder: m.id.0,
+                });
+            }
+            if m.id != who.id && m.address == who.address {
+                return Err(JoinError::AddressTaken {
+                    name: who.name.clone(),
+                    address: who.address,
+                    holder: m.name.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Drop `id` from the membership; the next rekey leaves it out.

@@ -165,6 +165,7 @@ fn identity(conn: &quinn::Connection) -> Result<Identity, String> {
             id: id.member_id,
             name: id.name.to_string(),
             address: id.addr.addr(),
+            prefix_len: id.addr.prefix_len(),
             noise_public: *id.noise_public.as_bytes(),
         }),
         other => Err(format!(

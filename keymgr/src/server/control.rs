@@ -18,6 +18,7 @@ use super::{Event, ServerError};
 use crate::ids::MemberId;
 use crate::manager::KeyManager;
 use crate::store::Store;
+use crate::tls::Revocations;
 use crate::wrap::KeyWrapper;
 
 /// A request on the control socket.
@@ -47,14 +48,51 @@ pub struct ControlReply {
     /// Names of members connected now (a member may be in the view and
     /// reconnecting, e.g. after a key manager restart).
     pub connected: Vec<String>,
+    /// Members refused so far (joins, views they refused, handshakes of
+    /// revoked names), by name: the latest reason and how often.
+    #[serde(default)]
+    pub refused: Vec<RefusedMember>,
+}
+
+/// One refused member in [`ControlReply::refused`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedMember {
+    /// The name its certificate carries.
+    pub name: String,
+    /// The latest reason.
+    pub reason: String,
+    /// How many times.
+    pub count: u64,
 }
 
 impl ControlReply {
     pub(super) fn new<S: Store, W: KeyWrapper>(
         km: &KeyManager<S, W>,
         connected: &[MemberId],
+        revoked: &Revocations,
     ) -> Self {
         let view = km.view();
+        let mut refused: std::collections::BTreeMap<String, RefusedMember> = km
+            .refusals()
+            .iter()
+            .map(|(name, r)| {
+                let entry = RefusedMember {
+                    name: name.clone(),
+                    reason: r.reason.clone(),
+                    count: r.count,
+                };
+                (name.clone(), entry)
+            })
+            .collect();
+        for (name, n) in revoked.attempts() {
+            let e = refused.entry(name.clone()).or_insert(RefusedMember {
+                name,
+                reason: String::new(),
+                count: 0,
+            });
+            e.reason = "revoked: TLS handshake refused (certificate_revoked)".into();
+            e.count += n;
+        }
         Self {
             epoch: view.epoch.0,
             pending: km.pending_epoch().map(|e| e.0),
@@ -65,6 +103,7 @@ impl ControlReply {
                 .filter(|m| connected.contains(&m.id))
                 .map(|m| m.name.clone())
                 .collect(),
+            refused: refused.into_values().collect(),
         }
     }
 }

@@ -31,7 +31,7 @@ use tracing::{info, warn};
 use von_crypto::MemberId;
 use von_crypto::wrap::Wrapper;
 
-pub use control::{ControlReply, ControlRequest, control_socket_path, request};
+pub use control::{ControlReply, ControlRequest, RefusedMember, control_socket_path, request};
 pub use params::{Params, STORE_FILE};
 
 use crate::manager::{Identity, JoinError, KeyManager, Output};
@@ -266,7 +266,6 @@ impl Core {
                 tx,
             } => {
                 let id = who.id;
-                let name = who.name.clone();
                 match self.km.member_joined(now, who, a, b, have) {
                     Ok((_, out)) => {
                         if let Some((_, old)) = routes.insert(id, (conn, tx)) {
@@ -277,8 +276,9 @@ impl Core {
                     }
                     Err(JoinError::Store(e)) => return Err(e.into()),
                     Err(e) => {
-                        warn!(member = %name, reason = %e, "join refused");
+                        // The key manager logged it and counts it for status.
                         let _ = tx.send(ConnCmd::Send(ServerMsg::Refused {
+                            code: e.refusal(),
                             reason: e.to_string(),
                         }));
                         let _ = tx.send(ConnCmd::Close(e.to_string()));
@@ -293,6 +293,9 @@ impl Core {
                 }
                 match msg {
                     ClientMsg::Ack { epoch } => self.km.ack(now, member, Epoch(epoch))?,
+                    ClientMsg::Refuse { epoch, reason } => {
+                        self.km.refuse(now, member, Epoch(epoch), &reason)?
+                    }
                     ClientMsg::Renew => self.km.renew(now, member)?,
                     ClientMsg::Leave => self.km.leave(now, member)?,
                     ClientMsg::SequenceNearLimit { epoch } => {
@@ -337,7 +340,7 @@ impl Core {
                     .filter(|id| !gone.contains(id))
                     .copied()
                     .collect();
-                let _ = reply.send(ControlReply::new(&self.km, &connected));
+                let _ = reply.send(ControlReply::new(&self.km, &connected, &self.revoked));
                 out
             }
         })
@@ -354,6 +357,14 @@ fn route(out: Vec<Output>, routes: &mut Routes) {
             }
             Output::Disconnect { member, reason } => {
                 if let Some((_, tx)) = routes.remove(&member) {
+                    // Say why before closing: a revoked member must learn it
+                    // is revoked, not just see the connection end.
+                    if let Some(code) = reason.refusal() {
+                        let _ = tx.send(ConnCmd::Send(ServerMsg::Refused {
+                            code,
+                            reason: reason.to_string(),
+                        }));
+                    }
                     let _ = tx.send(ConnCmd::Close(reason.to_string()));
                 }
             }

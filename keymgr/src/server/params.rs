@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use von_config::KeymgrConfig;
-use von_crypto::cert::{Role, VonName};
+use von_crypto::cert::{Role, VonName, VonPrefix};
 use von_crypto::wrap::NoiseSecret;
 
 use super::ServerError;
@@ -60,10 +60,25 @@ impl Params {
                 ),
             });
         }
+        // The VON's prefix is the one the key manager's own certificate
+        // names: the CA issued it, so it is the prefix every member's
+        // certificate must name too.
+        let prefix = loaded
+            .info
+            .extension
+            .holder
+            .identity()
+            .map(|id| VonPrefix::of(&id.addr))
+            .ok_or_else(|| ServerError::File {
+                what: "certificate",
+                path: cfg.cert.display().to_string(),
+                detail: "names no VON address; issue it with `von cert issue --role keymgr`".into(),
+            })?;
         let t = &cfg.timers;
         Ok(Self {
             settings: Settings {
                 on_id,
+                prefix,
                 cipher: Cipher::DEFAULT,
                 lease: t.lease.duration(),
                 renew_every: t.renew.duration(),

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use von_crypto::cert::{Ca, IssueRequest, Role};
 use von_crypto::{MemberId, OnId};
-use von_keymgr::client::{Params as ClientParams, Session};
+use von_keymgr::client::{Params as ClientParams, Session, Standing};
 use von_keymgr::files;
 use von_keymgr::member::MemberKeys;
 use von_keymgr::server::{Params, Server};
@@ -41,6 +41,20 @@ impl Pki {
     /// Issue NAME with id `id`, valid from `from_days` to `to_days` (relative
     /// to now), and write NAME.crt, NAME.key, NAME.noise.key.
     pub fn issue(&self, role: Role, name: &str, id: u32, from_days: i64, to_days: i64) {
+        let addr = format!("100.64.0.{}/24", id % 250 + 1);
+        self.issue_at(role, name, id, &addr, from_days, to_days);
+    }
+
+    /// Like [`Pki::issue`], with the VON address `addr` (e.g. `100.64.1.9/24`).
+    pub fn issue_at(
+        &self,
+        role: Role,
+        name: &str,
+        id: u32,
+        addr: &str,
+        from_days: i64,
+        to_days: i64,
+    ) {
         let now = OffsetDateTime::now_utc();
         let issued = self
             .ca
@@ -48,7 +62,7 @@ impl Pki {
                 role,
                 name: name.parse().unwrap(),
                 member_id: MemberId(id),
-                addr: format!("100.64.0.{}/24", id % 250 + 1).parse().unwrap(),
+                addr: addr.parse().unwrap(),
                 not_before: now + time::Duration::days(from_days),
                 not_after: now + time::Duration::days(to_days),
             })
@@ -139,6 +153,9 @@ pub struct RunningMember {
     /// The lease expiry the session last published.
     #[allow(dead_code)] // not read by every test binary
     pub lease: Arc<Mutex<Option<std::time::SystemTime>>>,
+    /// Every standing the session published, in order.
+    #[allow(dead_code)] // not read by every test binary
+    pub standings: Arc<Mutex<Vec<Standing>>>,
     pub stop: tokio::sync::oneshot::Sender<()>,
     pub task: tokio::task::JoinHandle<MemberKeys>,
 }
@@ -181,9 +198,14 @@ pub fn start_loaded(loaded: files::Loaded, n: u8, keymgr: SocketAddr) -> Running
     let (near, near_rx) = mpsc::unbounded_channel();
     let lease: Arc<Mutex<Option<std::time::SystemTime>>> = Arc::default();
     let published = lease.clone();
+    let standings: Arc<Mutex<Vec<Standing>>> = Arc::default();
+    let seen_standing = standings.clone();
     let session = Session::new(params, MemberKeys::new(), install, near_rx)
         .unwrap()
-        .on_lease(Box::new(move |t| *published.lock().unwrap() = Some(t)));
+        .on_lease(Box::new(move |t| *published.lock().unwrap() = Some(t)))
+        .on_standing(Box::new(move |s| {
+            seen_standing.lock().unwrap().push(s.clone())
+        }));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(session.run(async {
         let _ = stopped.await;
@@ -192,6 +214,7 @@ pub fn start_loaded(loaded: files::Loaded, n: u8, keymgr: SocketAddr) -> Running
         installs,
         near,
         lease,
+        standings,
         stop,
         task,
     }

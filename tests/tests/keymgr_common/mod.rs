@@ -29,6 +29,8 @@ use von_tests::vonbin::von_bin;
 use von_tests::{Result, Status, Topology, UNDERLAY_PORT, Underlay};
 
 pub const VON: &str = "grid";
+/// The VON prefix the CA records; every certificate below is inside it.
+pub const PREFIX: &str = "100.64.1.0/24";
 pub const KM_HOST: usize = 4;
 pub const KM_PORT: u16 = 4433;
 
@@ -70,7 +72,9 @@ impl KmWorld {
             agents: BTreeMap::new(),
         };
         w.von(
-            &["ca", "init", "--von", VON, "--on-id", "7", "--out"],
+            &[
+                "ca", "init", "--von", VON, "--on-id", "7", "--prefix", PREFIX, "--out",
+            ],
             &["ca"],
         )?;
         for n in 1..=members {
@@ -200,6 +204,14 @@ impl KmWorld {
 
     /// Starts member `hN` (`von up`) and waits until it reports a view.
     pub fn start_agent(&mut self, n: usize) -> Result<()> {
+        self.spawn_agent(n)?;
+        let h = format!("h{n}");
+        self.wait(20, &format!("{h} to report a view"), |w| w.epoch(n).is_ok())
+    }
+
+    /// Starts member `hN` (`von up`) without waiting for a view (one the key
+    /// manager refuses never gets one).
+    pub fn spawn_agent(&mut self, n: usize) -> Result<()> {
         let h = format!("h{n}");
         let host = self.topo.host(n);
         let embeds = n == self.km_host;
@@ -244,7 +256,48 @@ impl KmWorld {
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log);
         self.agents.insert(n, cmd.spawn().expect("spawn von up"));
-        self.wait(20, &format!("{h} to report a view"), |w| w.epoch(n).is_ok())
+        Ok(())
+    }
+
+    /// Issues `name`'s certificate for `addr` straight from the CA's key,
+    /// bypassing `von cert issue`'s ledger checks: what an older von, a
+    /// careless script or a second CA copy could have issued.
+    pub fn issue_unchecked(&self, name: &str, member_id: u32, addr: &str) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).expect("CA file");
+        let ca = von_crypto::cert::Ca::from_pem(&read("ca/ca.crt"), &read("ca/ca.key"))
+            .expect("the CA loads");
+        let from = ca.info().not_before;
+        let issued = ca
+            .issue(&von_crypto::cert::IssueRequest {
+                role: von_crypto::cert::Role::Member,
+                name: name.parse().expect("member name"),
+                member_id: von_crypto::MemberId(member_id),
+                addr: addr.parse().expect("VON address"),
+                not_before: from,
+                not_after: from + Duration::from_secs(30 * 86_400),
+            })
+            .expect("the CA signs");
+        let out = self.dir.join(name);
+        std::fs::create_dir_all(&out).expect("out dir");
+        let write = |file: String, bytes: &[u8], mode: u32| {
+            let path = out.join(file);
+            let _ = std::fs::remove_file(&path);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)
+                .expect("create");
+            std::io::Write::write_all(&mut f, bytes).expect("write");
+        };
+        write(format!("{name}.crt"), issued.cert_pem.as_bytes(), 0o644);
+        write(format!("{name}.key"), issued.tls_key_pem.as_bytes(), 0o600);
+        write(
+            format!("{name}.noise.key"),
+            issued.noise_secret.to_file_text().as_bytes(),
+            0o600,
+        );
     }
 
     /// Stops member `hN` with `sig` (TERM: it leaves cleanly; KILL: it just dies).

@@ -1,5 +1,6 @@
 //! The rekeying core on a clock that only moves when the test says so.
 
+mod admission;
 mod durability;
 
 use std::net::Ipv4Addr;
@@ -34,6 +35,8 @@ impl KeyWrapper for Tagged {
 fn settings() -> Settings {
     Settings {
         on_id: OnId(7),
+        // Wide enough for the 1000-member test's 100.64.0.1 .. 100.64.3.232.
+        prefix: "100.64.0.0/16".parse().unwrap(),
         cipher: Cipher::Aes256Gcm,
         lease: Duration::from_secs(30),
         renew_every: Duration::from_secs(10),
@@ -48,6 +51,7 @@ fn who(n: u32) -> Identity {
         id: MemberId(n),
         name: format!("h{n}"),
         address: Ipv4Addr::from(0x6440_0000 + n),
+        prefix_len: 16,
         noise_public: {
             let mut k = [0u8; 32];
             k[..4].copy_from_slice(&n.to_be_bytes());
