@@ -227,6 +227,7 @@ async fn run_on(
         &von_config::VonConfig,
         crate::pipeline::SharedSnapshot,
         crate::health::SharedLease,
+        crate::health::SharedStanding,
         Option<control::NearLimit>,
     )>,
     incarnations: Vec<u32>,
