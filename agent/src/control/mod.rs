@@ -176,9 +176,9 @@ pub async fn start(
         }
         _ => None,
     };
-    let keymgr = match (mode.endpoint, &embedded) {
-        (KeymgrEndpoint::Remote(addr), _) => addr,
-        (KeymgrEndpoint::Embedded, Some((listen, _, _))) => reachable(*listen),
+    let keymgr = match (&mode.endpoint, &embedded) {
+        (KeymgrEndpoint::Remote(addrs), _) => addrs.clone(),
+        (KeymgrEndpoint::Embedded, Some((listen, _, _))) => vec![reachable(*listen)],
         (KeymgrEndpoint::Embedded, None) => {
             return Err(ControlError::Certificate {
                 path: mode.cert.clone(),
