@@ -70,7 +70,7 @@ pub enum ControlError {
     Client(#[from] von_keymgr::client::ClientError),
     /// The agent stopped before the key manager sent a first view.
     #[error("stopped before the key manager at {0} sent a first view")]
-    NoView(SocketAddr),
+    NoView(String),
 }
 
 /// A running keymgr-mode VON: its shared snapshot and the tasks behind it.
@@ -211,6 +211,8 @@ pub async fn start(
     let install = Box::new(move |keys: &MemberKeys| ctx.install(keys));
     let (near_limit, near_rx) = mpsc::unbounded_channel::<Epoch>();
     let lease: SharedLease = Arc::new(ArcSwapOption::empty());
+    let shown: Vec<String> = keymgr.iter().map(ToString::to_string).collect();
+    let shown = shown.join(", ");
     let session = Session::new(
         Params {
             keymgr,
@@ -241,12 +243,12 @@ pub async fn start(
         .instrument(span.clone()),
     );
     if slot.get().is_none() {
-        info!(parent: &span, %keymgr, "waiting for the key manager's first view");
+        info!(parent: &span, keymgr = %shown, "waiting for the key manager's first view");
         if first_rx.await.is_err() {
-            return Err(ControlError::NoView(keymgr));
+            return Err(ControlError::NoView(shown));
         }
     }
-    let shared = slot.get().cloned().ok_or(ControlError::NoView(keymgr))?;
+    let shared = slot.get().cloned().ok_or(ControlError::NoView(shown))?;
     Ok(KeymgrVon {
         shared,
         near_limit,

@@ -68,6 +68,59 @@ impl Role {
     }
 }
 
+/// Adds `name` to the VON's revocations in etcd; true if it is new. Not
+/// fenced: any replica (a standby too) may add one, adding twice is
+/// harmless, and whoever leads applies it at its next commit (a replica
+/// taking over loads them before its first).
+pub async fn revoke(etcd: &Etcd, name: &str) -> Result<bool, EtcdError> {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    let key = etcd.keys().revoked(name);
+    let resp = etcd
+        .call(|mut c| {
+            let key = key.clone();
+            async move {
+                c.txn(
+                    Txn::new()
+                        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                        .and_then([TxnOp::put(key, "1", None)]),
+                )
+                .await
+            }
+        })
+        .await?;
+    Ok(resp.succeeded())
+}
+
+/// The VON's revoked names in etcd.
+pub async fn revocations(etcd: &Etcd) -> Result<std::collections::BTreeSet<String>, EtcdError> {
+    let prefix = etcd.keys().revocations();
+    let resp = etcd
+        .call(|mut c| {
+            let p = prefix.clone();
+            async move {
+                c.get(
+                    p,
+                    Some(
+                        etcd_client::GetOptions::new()
+                            .with_prefix()
+                            .with_keys_only(),
+                    ),
+                )
+                .await
+            }
+        })
+        .await?;
+    Ok(resp
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            String::from_utf8_lossy(kv.key())
+                .strip_prefix(&prefix)
+                .map(str::to_owned)
+        })
+        .collect())
+}
+
 /// The live replicas and the leader, read from etcd.
 pub async fn replicas(etcd: &Etcd) -> Result<(Vec<ReplicaInfo>, Option<String>), EtcdError> {
     let keys = etcd.keys().clone();

@@ -102,27 +102,6 @@ pub(crate) async fn load(etcd: &Etcd) -> Result<Persisted, StoreError> {
     Ok(out)
 }
 
-/// Adds `name` to the revocations; true if it is new. Not fenced: any
-/// replica (a standby too) may add a revocation, and adding one twice is
-/// harmless. The leader applies it at its next commit.
-pub(crate) async fn revoke(etcd: &Etcd, name: &str) -> Result<bool, StoreError> {
-    let key = etcd.keys().revoked(name);
-    let resp = etcd
-        .call(|mut c| {
-            let key = key.clone();
-            async move {
-                c.txn(
-                    Txn::new()
-                        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                        .and_then([TxnOp::put(key, "1", None)]),
-                )
-                .await
-            }
-        })
-        .await?;
-    Ok(resp.succeeded())
-}
-
 impl Store for EtcdStore {
     fn load(&self) -> Result<Persisted, StoreError> {
         let etcd = self.etcd.clone();
@@ -143,7 +122,9 @@ impl Store for EtcdStore {
     fn revoke(&mut self, name: &str) -> Result<bool, StoreError> {
         let etcd = self.etcd.clone();
         let name = name.to_owned();
-        block(&self.etcd, async move { revoke(&etcd, &name).await })
+        block(&self.etcd, async move {
+            Ok(crate::replica::revoke(&etcd, &name).await?)
+        })
     }
 
     fn revoked(&self) -> Result<BTreeSet<String>, StoreError> {

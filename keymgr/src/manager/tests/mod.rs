@@ -1,6 +1,7 @@
 //! The rekeying core on a clock that only moves when the test says so.
 
 mod durability;
+mod takeover;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
