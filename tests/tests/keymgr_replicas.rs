@@ -464,9 +464,14 @@ fn w_addr(n: u8) -> std::net::Ipv4Addr {
 
 /// nft in hN: drop everything but loopback, both ways.
 fn isolate(w: &World, n: usize) -> Result<()> {
-    let rules = "table inet vonpart { chain in { type filter hook input priority -300; policy drop; iif lo accept; } \
-                 chain out { type filter hook output priority -300; policy drop; oif lo accept; } }";
-    w.topo.host(n).ns().exec_ok(["nft", rules])?;
+    let rules = "table inet vonpart {\n\
+                 chain in { type filter hook input priority -300; policy drop; iif lo accept; }\n\
+                 chain out { type filter hook output priority -300; policy drop; oif lo accept; }\n}\n";
+    let file = w.topo.dir().write(&format!("part-h{n}.nft"), rules)?;
+    w.topo
+        .host(n)
+        .ns()
+        .exec_ok(["nft".as_ref(), "-f".as_ref(), file.as_os_str()])?;
     Ok(())
 }
 
@@ -526,6 +531,7 @@ fn partitioned_leader_and_lost_quorum_never_hand_out_an_epoch() -> Result<()> {
     w.check_one_key_per_epoch();
 
     // Quorum lost: the two etcd members away from the leader go down.
+    w.wait(15, "a leader after the heal", |w| w.leader().is_some())?;
     let leader = w.leader().expect("a leader");
     w.wait(30, "the healed replica to rejoin", |w| {
         w.role(old).as_deref() == Some("standby")

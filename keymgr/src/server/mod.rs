@@ -481,14 +481,21 @@ impl Core {
                 Vec::new()
             }
             Event::Control { req, reply } => {
-                let (out, what) = match req {
-                    ControlRequest::Revoke { name } => {
-                        let out = km.revoke(now, &name)?;
+                let done = match req {
+                    ControlRequest::Revoke { name } => km.revoke(now, &name).map(|out| {
                         self.revoked.insert(&name);
                         (out, "revoked")
+                    }),
+                    ControlRequest::Rekey => km.force_rekey(now).map(|out| (out, "rekey")),
+                    ControlRequest::Status => Ok((Vec::new(), "status")),
+                };
+                let (out, what) = match done {
+                    Ok(done) => done,
+                    Err(e) => {
+                        // Tell the operator why before stepping down or stopping.
+                        let _ = reply.send(Err(e.to_string()));
+                        return Err(e.into());
                     }
-                    ControlRequest::Rekey => (km.force_rekey(now)?, "rekey"),
-                    ControlRequest::Status => (Vec::new(), "status"),
                 };
                 if what != "status" {
                     info!(request = what, "control request");
