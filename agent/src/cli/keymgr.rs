@@ -80,14 +80,14 @@ pub fn run(args: KeymgrArgs) -> anyhow::Result<()> {
         Some(Op::Rekey) => {
             let reply = runtime
                 .block_on(request(&socket, &ControlRequest::Rekey))
-                .with_context(|| running_hint(&socket))?;
+                .map_err(|e| asking(&socket, e))?;
             println!("rekeying; {}", describe(&reply));
             Ok(())
         }
         Some(Op::Status { json }) => {
             let reply = runtime
                 .block_on(request(&socket, &ControlRequest::Status))
-                .with_context(|| running_hint(&socket))?;
+                .map_err(|e| asking(&socket, e))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reply)?);
             } else {
@@ -159,6 +159,20 @@ async fn revoke_in_etcd(e: &von_config::EtcdSettings, name: &str) -> anyhow::Res
 
 fn not_running(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused)
+}
+
+/// A failed control request: "not running" only when nothing answers; a
+/// key manager that answered with a refusal (a standby asked to rekey, no
+/// etcd quorum) is quoted as such.
+fn asking(socket: &Path, e: std::io::Error) -> anyhow::Error {
+    if not_running(&e) {
+        anyhow::Error::new(e).context(running_hint(socket))
+    } else {
+        anyhow::Error::new(e).context(format!(
+            "the key manager on {} refused the request",
+            socket.display()
+        ))
+    }
 }
 
 fn running_hint(socket: &Path) -> String {
