@@ -11,6 +11,13 @@ command -v nft >/dev/null || need_apt+=(nftables)
 command -v tcpdump >/dev/null || need_apt+=(tcpdump)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
+# Key manager replicas: the etcd cluster the tests start (bookworm's 3.4.23;
+# docs/dependencies.md says why), and protoc with its well-known types, which
+# the etcd-client crate's build script compiles the etcd API with.
+command -v etcd >/dev/null || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null || need_apt+=(etcd-client)
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || need_apt+=(libprotobuf-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${need_apt[*]}; run as root (sudo $0) to install them" >&2

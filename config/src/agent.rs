@@ -16,7 +16,6 @@ use serde::Deserialize;
 
 use crate::error::{Origin, parse_toml, read};
 use crate::keymgr::EmbeddedFile;
-use crate::macros::serde_via_str;
 use crate::{
     ByteSize, ConfigError, Dscp, Endpoint, InterfaceName, KeymgrConfig, MemberName, Mtu, Rate,
     ValueError, VonName,
@@ -125,13 +124,16 @@ pub struct KeymgrMode {
     pub embedded: Option<KeymgrConfig>,
 }
 
-/// `keymgr = "embedded"` or `keymgr = "IP:PORT"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// `keymgr = "embedded"`, `keymgr = "IP:PORT"`, or a list of the VON's
+/// key manager replicas, `keymgr = ["IP:PORT", "IP:PORT"]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KeymgrEndpoint {
     /// The agent runs the VON's key manager itself.
     Embedded,
-    /// A standalone key manager at this QUIC address.
-    Remote(SocketAddr),
+    /// Standalone key managers at these QUIC addresses: one, or the
+    /// replicas of one VON (the member holds a connection to each and
+    /// follows whichever leads).
+    Remote(Vec<SocketAddr>),
 }
 
 impl FromStr for KeymgrEndpoint {
@@ -140,26 +142,67 @@ impl FromStr for KeymgrEndpoint {
         if text == "embedded" {
             return Ok(Self::Embedded);
         }
-        text.parse::<Endpoint>()
-            .map(|e| Self::Remote(e.addr()))
-            .map_err(|_| {
-                ValueError::new(format_args!(
-                    "{text:?} is neither \"embedded\" nor IP:PORT (example: \"192.0.2.10:4433\")"
-                ))
-            })
+        remote(text).map(|a| Self::Remote(vec![a]))
     }
+}
+
+fn remote(text: &str) -> Result<SocketAddr, ValueError> {
+    text.parse::<Endpoint>().map(|e| e.addr()).map_err(|_| {
+        ValueError::new(format_args!(
+            "{text:?} is neither \"embedded\" nor IP:PORT (example: \"192.0.2.10:4433\", or a list of replicas [\"192.0.2.10:4433\", \"192.0.2.11:4433\"])"
+        ))
+    })
 }
 
 impl fmt::Display for KeymgrEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Embedded => f.write_str("embedded"),
-            Self::Remote(addr) => addr.fmt(f),
+            Self::Remote(addrs) => {
+                let shown: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                f.write_str(&shown.join(", "))
+            }
         }
     }
 }
 
-serde_via_str!(KeymgrEndpoint);
+impl<'de> serde::Deserialize<'de> for KeymgrEndpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = KeymgrEndpoint;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"embedded\", \"IP:PORT\" or a list of \"IP:PORT\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                text.parse().map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                use serde::de::Error;
+                let mut addrs: Vec<SocketAddr> = Vec::new();
+                while let Some(text) = seq.next_element::<String>()? {
+                    let addr = remote(&text).map_err(A::Error::custom)?;
+                    if addrs.contains(&addr) {
+                        return Err(A::Error::custom(format_args!(
+                            "{text:?} is listed twice (name each key manager replica once)"
+                        )));
+                    }
+                    addrs.push(addr);
+                }
+                if addrs.is_empty() {
+                    return Err(A::Error::custom(
+                        "is an empty list (name the key manager, e.g. \"192.0.2.10:4433\", or its replicas)",
+                    ));
+                }
+                Ok(KeymgrEndpoint::Remote(addrs))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
 
 impl AgentConfig {
     /// Reads and checks a `von.toml`. Static view files are read separately,
@@ -399,7 +442,7 @@ impl VonFile {
                 let key = need("key", self.key)?;
                 let ca = need("ca", self.ca)?;
                 let noise_key = need("noise_key", self.noise_key)?;
-                let embedded = match (endpoint, self.embedded_keymgr) {
+                let embedded = match (&endpoint, self.embedded_keymgr) {
                     (KeymgrEndpoint::Embedded, Some(e)) => Some(e.resolve(
                         origin,
                         &format!("{at}.embedded_keymgr"),

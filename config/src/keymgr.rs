@@ -36,6 +36,26 @@ pub struct KeymgrConfig {
     pub noise_key: PathBuf,
     /// Leases, renewals and rekeying.
     pub timers: Timers,
+    /// Replicated state in etcd (`[etcd]`); `None`: the embedded redb store.
+    pub etcd: Option<EtcdSettings>,
+}
+
+/// `[etcd]`: this key manager is one of the VON's replicas, sharing its
+/// state in an etcd cluster (docs/keymgr-replicas.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdSettings {
+    /// The etcd cluster's client endpoints (`IP:PORT`, plain HTTP).
+    pub endpoints: Vec<Endpoint>,
+    /// This replica's name, unique among the VON's replicas (default: its
+    /// listen address).
+    pub replica: String,
+    /// Where the VON's keys live in etcd (default `/von/<von>/keymgr`).
+    pub prefix: String,
+    /// The leadership lease: a standby takes over this long after the
+    /// leader stopped keeping it alive (default 2 s, whole seconds, at least 2).
+    pub lease: Period,
+    /// How long one etcd request may take on one endpoint (default 500 ms).
+    pub timeout: Period,
 }
 
 /// The key manager's clocks.
@@ -90,6 +110,10 @@ impl KeymgrConfig {
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let file: KeymgrFile = parse_toml(text, origin)?;
         let timers = file.timers.resolve(Origin(origin), "")?;
+        let etcd = file
+            .etcd
+            .map(|e| e.resolve(Origin(origin), &file.von, file.listen))
+            .transpose()?;
         Ok(Self {
             von: file.von,
             on_id: file.on_id,
@@ -102,6 +126,7 @@ impl KeymgrConfig {
             key: file.key,
             noise_key: file.noise_key,
             timers,
+            etcd,
         })
     }
 }
@@ -120,6 +145,86 @@ struct KeymgrFile {
     noise_key: PathBuf,
     #[serde(default)]
     timers: TimerFields,
+    etcd: Option<EtcdFields>,
+}
+
+/// `[etcd]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EtcdFields {
+    endpoints: Vec<Endpoint>,
+    replica: Option<String>,
+    prefix: Option<String>,
+    lease: Option<Period>,
+    timeout: Option<Period>,
+}
+
+impl EtcdFields {
+    fn resolve(
+        self,
+        origin: Origin<'_>,
+        von: &VonName,
+        listen: Endpoint,
+    ) -> Result<EtcdSettings, ConfigError> {
+        if self.endpoints.is_empty() {
+            return Err(origin.field(
+                "etcd.endpoints",
+                "is empty (list the etcd cluster's client addresses, e.g. [\"192.0.2.11:2379\", \"192.0.2.12:2379\", \"192.0.2.13:2379\"])",
+            ));
+        }
+        let replica = self.replica.unwrap_or_else(|| listen.addr().to_string());
+        if replica.is_empty()
+            || replica.len() > 64
+            || !replica
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        {
+            return Err(origin.field(
+                "etcd.replica",
+                format_args!(
+                    "{replica:?} is not a replica name (1-64 of a-z, 0-9, '-', '_', '.', ':'; e.g. \"km1\")"
+                ),
+            ));
+        }
+        let prefix = self
+            .prefix
+            .unwrap_or_else(|| format!("/von/{}/keymgr", von.as_str()));
+        if !prefix.starts_with('/') {
+            return Err(origin.field(
+                "etcd.prefix",
+                format_args!(
+                    "{prefix:?} must start with '/' (e.g. \"/von/{}/keymgr\")",
+                    von.as_str()
+                ),
+            ));
+        }
+        let lease = self.lease.unwrap_or(Period::from_secs(2));
+        let d = lease.duration();
+        if d.subsec_millis() != 0 || d.as_secs() < 2 {
+            return Err(origin.field(
+                "etcd.lease",
+                format_args!(
+                    "\"{lease}\" is not a whole number of seconds of at least 2 (etcd's leases count whole seconds and its minimum is 2 s; default \"2s\")"
+                ),
+            ));
+        }
+        let timeout = self.timeout.unwrap_or(Period::from_millis(500));
+        if timeout >= lease {
+            return Err(origin.field(
+                "etcd.timeout",
+                format_args!(
+                    "\"{timeout}\" is not shorter than the lease \"{lease}\" (default \"500ms\")"
+                ),
+            ));
+        }
+        Ok(EtcdSettings {
+            endpoints: self.endpoints,
+            replica,
+            prefix,
+            lease,
+            timeout,
+        })
+    }
 }
 
 /// `[von.embedded_keymgr]` in `von.toml` as written: `keymgr.toml` less the
@@ -160,6 +265,9 @@ impl EmbeddedFile {
             key: self.key,
             noise_key: self.noise_key,
             timers: self.timers.resolve(origin, path)?,
+            // An embedded key manager serves its own agent's VON on one
+            // machine; replicas run as `von keymgr`.
+            etcd: None,
         })
     }
 }
@@ -270,6 +378,69 @@ noise_key = "/etc/von/grid/keymgr.noise"
             err.to_string(),
             "keymgr.toml: timers.lease: \"30\" is not a duration: it has no unit (units: ms, s, m, h; example: \"30s\")"
         );
+    }
+
+    #[test]
+    fn etcd_section() {
+        let c = KeymgrConfig::from_toml_str(MINIMAL, "keymgr.toml").unwrap();
+        assert_eq!(c.etcd, None, "no [etcd]: the redb store");
+
+        let text =
+            format!("{MINIMAL}[etcd]\nendpoints = [\"192.0.2.11:2379\", \"192.0.2.12:2379\"]\n");
+        let e = KeymgrConfig::from_toml_str(&text, "keymgr.toml")
+            .unwrap()
+            .etcd
+            .unwrap();
+        assert_eq!(e.endpoints.len(), 2);
+        assert_eq!(e.replica, "192.0.2.10:4433");
+        assert_eq!(e.prefix, "/von/grid/keymgr");
+        assert_eq!(e.lease.duration().as_secs(), 2);
+        assert_eq!(e.timeout.duration().as_millis(), 500);
+
+        let text = format!(
+            "{MINIMAL}[etcd]\nendpoints = [\"192.0.2.11:2379\"]\nreplica = \"km1\"\nprefix = \"/x\"\nlease = \"5s\"\ntimeout = \"1s\"\n"
+        );
+        let e = KeymgrConfig::from_toml_str(&text, "keymgr.toml")
+            .unwrap()
+            .etcd
+            .unwrap();
+        assert_eq!((e.replica.as_str(), e.prefix.as_str()), ("km1", "/x"));
+
+        for (extra, path, says) in [
+            ("endpoints = []\n", "etcd.endpoints", "is empty"),
+            ("endpoints = [\"etcd1\"]\n", "etcd.endpoints[0]", "IP:PORT"),
+            (
+                "endpoints = [\"192.0.2.11:2379\"]\nlease = \"1500ms\"\n",
+                "etcd.lease",
+                "whole number of seconds",
+            ),
+            (
+                "endpoints = [\"192.0.2.11:2379\"]\nlease = \"1s\"\n",
+                "etcd.lease",
+                "at least 2",
+            ),
+            (
+                "endpoints = [\"192.0.2.11:2379\"]\ntimeout = \"2s\"\n",
+                "etcd.timeout",
+                "not shorter than the lease",
+            ),
+            (
+                "endpoints = [\"192.0.2.11:2379\"]\nreplica = \"a b\"\n",
+                "etcd.replica",
+                "not a replica name",
+            ),
+            (
+                "endpoints = [\"192.0.2.11:2379\"]\nprefix = \"von\"\n",
+                "etcd.prefix",
+                "must start with '/'",
+            ),
+        ] {
+            let text = format!("{MINIMAL}[etcd]\n{extra}");
+            let err = KeymgrConfig::from_toml_str(&text, "keymgr.toml").unwrap_err();
+            assert_eq!(err.path(), Some(path), "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+            assert!(err.to_string().starts_with("keymgr.toml: "), "{err}");
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub use agent::{
 pub use error::{ConfigError, ValueError};
 pub use ids::{Epoch, MemberId, OnId};
 pub use key::{Cipher, HexKey};
-pub use keymgr::{DEFAULT_KEYMGR_STATE_DIR, KeymgrConfig, Timers};
+pub use keymgr::{DEFAULT_KEYMGR_STATE_DIR, EtcdSettings, KeymgrConfig, Timers};
 pub use names::{IFNAME_MAX, INTERFACE_PREFIX, InterfaceName, MemberName, VonName};
 pub use net::{Dscp, Endpoint, FRAME_OVERHEAD, Mtu, OUTER_IPV4_UDP, Prefix};
 pub use secret::private_key_problem;

@@ -165,6 +165,11 @@ impl Period {
         Self(Duration::from_secs(seconds))
     }
 
+    /// `millis` milliseconds.
+    pub const fn from_millis(millis: u64) -> Self {
+        Self(Duration::from_millis(millis))
+    }
+
     /// The length as a `Duration`.
     pub fn duration(self) -> Duration {
         self.0

@@ -195,7 +195,7 @@ fn keymgr_mode() {
     };
     assert_eq!(
         k.endpoint,
-        KeymgrEndpoint::Remote("192.0.2.10:4433".parse().unwrap())
+        KeymgrEndpoint::Remote(vec!["192.0.2.10:4433".parse().unwrap()])
     );
     assert_eq!(k.noise_key, Path::new("/n"));
     assert!(k.embedded.is_none());
@@ -206,7 +206,35 @@ fn keymgr_mode() {
     );
     assert_eq!(
         error(&remote.replace("192.0.2.10:4433", "keymgr.example:4433")),
-        r#"von.toml: von[0].keymgr: "keymgr.example:4433" is neither "embedded" nor IP:PORT (example: "192.0.2.10:4433")"#
+        r#"von.toml: von[0].keymgr: "keymgr.example:4433" is neither "embedded" nor IP:PORT (example: "192.0.2.10:4433", or a list of replicas ["192.0.2.10:4433", "192.0.2.11:4433"])"#
+    );
+    // Replicas: a list, in order; each once, at least one.
+    let replicas = remote.replace(
+        "\"192.0.2.10:4433\"",
+        "[\"192.0.2.10:4433\", \"192.0.2.11:4433\"]",
+    );
+    let c = parse(&replicas).unwrap();
+    let VonMode::Keymgr(k) = &c.vons[0].mode else {
+        panic!("expected keymgr mode")
+    };
+    assert_eq!(
+        k.endpoint,
+        KeymgrEndpoint::Remote(vec![
+            "192.0.2.10:4433".parse().unwrap(),
+            "192.0.2.11:4433".parse().unwrap()
+        ])
+    );
+    assert_eq!(
+        error(&remote.replace(
+            "\"192.0.2.10:4433\"",
+            "[\"192.0.2.10:4433\", \"192.0.2.10:4433\"]"
+        )),
+        r#"von.toml: von[0].keymgr: "192.0.2.10:4433" is listed twice (name each key manager replica once)"#
+    );
+    assert!(error(&remote.replace("\"192.0.2.10:4433\"", "[]")).contains("is an empty list"),);
+    assert!(
+        error(&remote.replace("\"192.0.2.10:4433\"", "[\"embedded\"]"))
+            .contains("is neither \"embedded\" nor IP:PORT"),
     );
     let embedded = remote.replace("192.0.2.10:4433", "embedded");
     assert!(error(&embedded).starts_with("von.toml: von[0].embedded_keymgr: missing table"));

@@ -54,7 +54,7 @@ fn keymgr_agent_example() {
     };
     assert_eq!(
         g.endpoint,
-        KeymgrEndpoint::Remote("192.0.2.10:4433".parse().unwrap())
+        KeymgrEndpoint::Remote(vec!["192.0.2.10:4433".parse().unwrap()])
     );
     let VonMode::Keymgr(i) = &icu.mode else {
         panic!("icu: expected keymgr mode")

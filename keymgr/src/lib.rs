@@ -15,6 +15,7 @@ pub mod ids;
 pub mod manager;
 pub mod member;
 pub mod proto;
+pub mod replica;
 pub mod server;
 pub mod store;
 pub mod tls;

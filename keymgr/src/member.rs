@@ -296,7 +296,14 @@ impl MemberKeys {
                 ),
             ));
         }
-        debug!(epoch = epoch.0, members = view.members.len(), "prepared");
+        // The fingerprint (not the key) lets an operator or a test check
+        // across members and logs that each epoch had exactly one key.
+        info!(
+            epoch = epoch.0,
+            members = view.members.len(),
+            fingerprint = %fingerprint(&opened.key),
+            "prepared"
+        );
         self.prepared = Some((view, opened.key));
         Ok(Reaction {
             reply: ack,
@@ -334,6 +341,15 @@ impl MemberKeys {
             ..Reaction::default()
         }
     }
+}
+
+/// The first 8 bytes of SHA-256 over a label and the key, as hex: names a
+/// group key in logs without revealing it.
+pub fn fingerprint(key: &GroupKey) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"von group key fingerprint v1");
+    ctx.update(key.secret_bytes());
+    hex::encode(&ctx.finish().as_ref()[..8])
 }
 
 fn malformed(what: &'static str, e: impl std::fmt::Display) -> MemberError {

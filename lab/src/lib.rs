@@ -22,6 +22,7 @@
 
 pub mod agent;
 pub mod error;
+pub mod etcd;
 pub mod link;
 pub mod netns;
 pub mod ping;
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant};
 
 pub use agent::{Agent, VonSpec};
 pub use error::{Error, Result};
+pub use etcd::EtcdCluster;
 pub use link::{Link, link};
 pub use netns::Netns;
 pub use ping::{Ping, PingReport};

@@ -69,7 +69,10 @@ pub fn run(args: KeymgrArgs) -> anyhow::Result<()> {
                     println!("revoked {name}; {}", describe(&reply));
                     Ok(())
                 }
-                Err(e) if not_running(&e) => revoke_offline(&config.state_dir, &name),
+                Err(e) if not_running(&e) => match &config.etcd {
+                    Some(etcd) => runtime.block_on(revoke_in_etcd(etcd, &name)),
+                    None => revoke_offline(&config.state_dir, &name),
+                },
                 Err(e) => Err(e)
                     .with_context(|| format!("asking the key manager at {}", socket.display())),
             }
@@ -77,14 +80,14 @@ pub fn run(args: KeymgrArgs) -> anyhow::Result<()> {
         Some(Op::Rekey) => {
             let reply = runtime
                 .block_on(request(&socket, &ControlRequest::Rekey))
-                .with_context(|| running_hint(&socket))?;
+                .map_err(|e| asking(&socket, e))?;
             println!("rekeying; {}", describe(&reply));
             Ok(())
         }
         Some(Op::Status { json }) => {
             let reply = runtime
                 .block_on(request(&socket, &ControlRequest::Status))
-                .with_context(|| running_hint(&socket))?;
+                .map_err(|e| asking(&socket, e))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reply)?);
             } else {
@@ -135,8 +138,41 @@ fn revoke_offline(state_dir: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A replica not running here: the revocation goes straight into etcd,
+/// where whichever replica leads applies it.
+async fn revoke_in_etcd(e: &von_config::EtcdSettings, name: &str) -> anyhow::Result<()> {
+    let endpoints: Vec<String> = e.endpoints.iter().map(|a| a.addr().to_string()).collect();
+    let etcd = von_keymgr::replica::Etcd::connect(
+        &endpoints,
+        &e.prefix,
+        e.timeout.duration(),
+        e.lease.duration(),
+    )?;
+    let new = von_keymgr::replica::revoke(&etcd, name).await?;
+    println!(
+        "{} {name} in etcd ({}); the leading replica applies it",
+        if new { "revoked" } else { "already revoked:" },
+        e.prefix
+    );
+    Ok(())
+}
+
 fn not_running(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused)
+}
+
+/// A failed control request: "not running" only when nothing answers; a
+/// key manager that answered with a refusal (a standby asked to rekey, no
+/// etcd quorum) is quoted as such.
+fn asking(socket: &Path, e: std::io::Error) -> anyhow::Error {
+    if not_running(&e) {
+        anyhow::Error::new(e).context(running_hint(socket))
+    } else {
+        anyhow::Error::new(e).context(format!(
+            "the key manager on {} refused the request",
+            socket.display()
+        ))
+    }
 }
 
 fn running_hint(socket: &Path) -> String {
@@ -151,15 +187,45 @@ fn describe(r: &ControlReply) -> String {
         .pending
         .map(|p| format!(", preparing epoch {p}"))
         .unwrap_or_default();
-    let mut out = format!(
+    let mut view = format!(
         "epoch {}{pending}, members: {}",
         r.epoch,
         r.members.join(" ")
     );
     for f in &r.refused {
-        out.push_str(&format!(
+        view.push_str(&format!(
             "\nrefused {} ({} times): {}",
             f.name, f.count, f.reason
+        ));
+    }
+    let Some(rep) = &r.replica else {
+        return view;
+    };
+    let mut out = match rep.role.as_str() {
+        "leader" => format!("replica {}: leader; {view}", rep.name),
+        role => format!(
+            "replica {}: {role}{}{}; {} member joins held",
+            rep.name,
+            rep.leader
+                .as_ref()
+                .map(|l| format!(" (leader: {l})"))
+                .unwrap_or_default(),
+            rep.detail
+                .as_ref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default(),
+            rep.held
+        ),
+    };
+    if !rep.replicas.is_empty() {
+        out.push_str(&format!("\nreplicas: {}", rep.replicas.join(", ")));
+    }
+    for e in &rep.etcd {
+        out.push_str(&format!(
+            "\netcd {}: {} ({})",
+            e.endpoint,
+            if e.healthy { "healthy" } else { "unhealthy" },
+            e.detail
         ));
     }
     out

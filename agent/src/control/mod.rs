@@ -70,7 +70,7 @@ pub enum ControlError {
     Client(#[from] von_keymgr::client::ClientError),
     /// The agent stopped before the key manager sent a first view.
     #[error("stopped before the key manager at {0} sent a first view")]
-    NoView(SocketAddr),
+    NoView(String),
 }
 
 /// A running keymgr-mode VON: its shared snapshot and the tasks behind it.
@@ -183,9 +183,9 @@ pub async fn start(
         }
         _ => None,
     };
-    let keymgr = match (mode.endpoint, &embedded) {
-        (KeymgrEndpoint::Remote(addr), _) => addr,
-        (KeymgrEndpoint::Embedded, Some((listen, _, _))) => reachable(*listen),
+    let keymgr = match (&mode.endpoint, &embedded) {
+        (KeymgrEndpoint::Remote(addrs), _) => addrs.clone(),
+        (KeymgrEndpoint::Embedded, Some((listen, _, _))) => vec![reachable(*listen)],
         (KeymgrEndpoint::Embedded, None) => {
             return Err(ControlError::Certificate {
                 path: mode.cert.clone(),
@@ -225,6 +225,8 @@ pub async fn start(
         views_refused: 0,
         refusals: 0,
     }));
+    let shown: Vec<String> = keymgr.iter().map(ToString::to_string).collect();
+    let shown = shown.join(", ");
     let session = Session::new(
         Params {
             keymgr,
@@ -256,12 +258,12 @@ pub async fn start(
         .instrument(span.clone()),
     );
     if slot.get().is_none() {
-        info!(parent: &span, %keymgr, "waiting for the key manager's first view");
+        info!(parent: &span, keymgr = %shown, "waiting for the key manager's first view");
         if first_rx.await.is_err() {
-            return Err(ControlError::NoView(keymgr));
+            return Err(ControlError::NoView(shown));
         }
     }
-    let shared = slot.get().cloned().ok_or(ControlError::NoView(keymgr))?;
+    let shared = slot.get().cloned().ok_or(ControlError::NoView(shown))?;
     Ok(KeymgrVon {
         shared,
         near_limit,

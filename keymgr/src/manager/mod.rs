@@ -124,6 +124,10 @@ pub struct KeyManager<S: Store, W: KeyWrapper> {
     held_out: BTreeMap<String, (Instant, Epoch)>,
     /// Refusals by member name, for status.
     refused: BTreeMap<String, Refused>,
+    /// After a replica takes over: hold the takeover rekey until these
+    /// reloaded members have rejoined, or until the instant (then prepare
+    /// without waiting; the absent ones drop out at the ack deadline).
+    takeover: Option<(Instant, BTreeSet<MemberId>)>,
 }
 
 impl<S: Store, W: KeyWrapper> std::fmt::Debug for KeyManager<S, W> {
@@ -205,7 +209,25 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             dirty: false,
             held_out: BTreeMap::new(),
             refused: BTreeMap::new(),
+            takeover: None,
         })
+    }
+
+    /// This manager's replica just took over from another: rekey (the
+    /// previous leader's key is unknown here, and a prepare it left in
+    /// flight must not be committed by anyone) once every reloaded member
+    /// has rejoined, or at `now + wait`, whichever comes first.
+    pub fn take_over(&mut self, now: Instant, wait: Duration) {
+        self.dirty = true;
+        let waiting: BTreeSet<MemberId> = self.members.keys().copied().collect();
+        if !waiting.is_empty() {
+            self.takeover = Some((now + wait, waiting));
+        }
+    }
+
+    /// The revoked names.
+    pub fn revoked(&self) -> &BTreeSet<String> {
+        &self.revoked
     }
 
     /// A member with a verified certificate connected and sent `Join`.
@@ -240,6 +262,9 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             },
         }];
         let lease_until = now + self.settings.lease;
+        if let Some((_, waiting)) = &mut self.takeover {
+            waiting.remove(&id);
+        }
         match self.members.get_mut(&id) {
             Some(e) if e.member == member && e.noise_public == who.noise_public => {
                 // A reconnect: same member, same endpoints. No view change;
@@ -415,7 +440,8 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
         let ack = self.pending.as_ref().map(|p| p.deadline);
         let age =
             (!self.members.is_empty()).then(|| self.committed.since + self.settings.key_max_age);
-        [leases, ack, age].into_iter().flatten().min()
+        let takeover = self.takeover.as_ref().map(|(until, _)| *until);
+        [leases, ack, age, takeover].into_iter().flatten().min()
     }
 
     /// The view members currently send under.
@@ -514,6 +540,9 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
     fn remove(&mut self, id: MemberId, reason: Departure, out: &mut Vec<Output>) {
         if let Some(p) = &mut self.pending {
             p.awaiting.remove(&id);
+        }
+        if let Some((_, waiting)) = &mut self.takeover {
+            waiting.remove(&id);
         }
         if let Some(e) = self.members.remove(&id) {
             info!(member = %e.member.name, id = id.0, %reason, "left the view");

@@ -23,6 +23,12 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
                 self.commit(now, out)?;
             }
         }
+        if let Some((until, waiting)) = &self.takeover {
+            if *until > now && !waiting.is_empty() {
+                return Ok(());
+            }
+            self.takeover = None;
+        }
         if self.pending.is_none() && self.dirty {
             if self.members.is_empty() {
                 self.dirty = false;

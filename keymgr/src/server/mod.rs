@@ -21,6 +21,7 @@
 mod conn;
 mod control;
 mod params;
+mod replica;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,11 +32,14 @@ use tracing::{info, warn};
 use von_crypto::MemberId;
 use von_crypto::wrap::Wrapper;
 
-pub use control::{ControlReply, ControlRequest, RefusedMember, control_socket_path, request};
+pub use control::{
+    ControlReply, ControlRequest, RefusedMember, ReplicaStatus, control_socket_path, request,
+};
 pub use params::{Params, STORE_FILE};
 
 use crate::manager::{Identity, JoinError, KeyManager, Output};
 use crate::proto::{ClientMsg, ServerMsg};
+use crate::replica::{Election, Etcd, ReplicaInfo, Role};
 use crate::store::{RedbStore, Store, StoreError};
 use crate::tls::{self, Revocations};
 use crate::{Epoch, wire};
@@ -91,7 +95,7 @@ enum Event {
     },
     Control {
         req: ControlRequest,
-        reply: oneshot::Sender<ControlReply>,
+        reply: oneshot::Sender<Result<ControlReply, String>>,
     },
 }
 
@@ -108,6 +112,10 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     /// `None` only while a step runs on the blocking pool.
     core: Option<Core>,
+    /// The configured QUIC address (what other replicas show).
+    listen: SocketAddr,
+    /// A replica's leadership lease.
+    lease: Option<std::time::Duration>,
     control: tokio::net::UnixListener,
     control_path: std::path::PathBuf,
 }
@@ -117,19 +125,25 @@ pub struct Server {
 /// step, so it must be `Send` and is never shared.
 #[derive(Debug)]
 struct Core {
-    km: KeyManager<RedbStore, Wrapper>,
+    /// `None` while a replica stands by.
+    km: Option<KeyManager<Box<dyn Store>, Wrapper>>,
     revoked: Revocations,
     routes: Routes,
+    /// `Some` for one of a VON's replicas (state in etcd).
+    replica: Option<replica::Replica>,
 }
 
 /// The connection task of each member: (connection number, its channel).
 type Routes = HashMap<MemberId, (u64, mpsc::UnboundedSender<ConnCmd>)>;
 
-/// One step of the core: an event from a connection, or the timer.
+/// One step of the core: an event from a connection, the timer, the
+/// election's verdict, or revocations another replica stored.
 #[derive(Debug)]
 enum Step {
     Event(Event),
     Tick,
+    Role(Role),
+    Revoked(std::collections::BTreeSet<String>),
 }
 
 impl Server {
@@ -140,12 +154,47 @@ impl Server {
             path: p.state_dir.display().to_string(),
             detail: format!("{e}; create it or point state_dir elsewhere"),
         })?;
-        let store = RedbStore::open(&p.state_dir.join(STORE_FILE))?;
-        let revoked = Revocations::new(store.revoked()?);
         let now = tokio::time::Instant::now().into_std();
         let reset_key = stateless_reset_key(&p.noise);
-        let wrapper = Wrapper::new(p.noise, p.tls.von.clone(), p.settings.on_id);
-        let km = KeyManager::new(p.settings, store, wrapper, now)?;
+        let (km, revoked, replica) = match &p.etcd {
+            None => {
+                let store = RedbStore::open(&p.state_dir.join(STORE_FILE))?;
+                let revoked = Revocations::new(store.revoked()?);
+                let wrapper = Wrapper::new(p.noise.clone(), p.tls.von.clone(), p.settings.on_id);
+                let store: Box<dyn Store> = Box::new(store);
+                let km = KeyManager::new(p.settings.clone(), store, wrapper, now)?;
+                (Some(km), revoked, None)
+            }
+            Some(e) => {
+                let endpoints: Vec<String> =
+                    e.endpoints.iter().map(|a| a.addr().to_string()).collect();
+                let etcd = Etcd::connect(
+                    &endpoints,
+                    &e.prefix,
+                    e.timeout.duration(),
+                    e.lease.duration(),
+                )
+                .map_err(StoreError::from)?;
+                // Refuse revoked members' handshakes from the start when etcd
+                // answers; a replica starting without etcd learns them at takeover.
+                let known = {
+                    let etcd2 = etcd.clone();
+                    etcd.block(async move { crate::replica::revocations(&etcd2).await })
+                        .unwrap_or_else(|err| {
+                            warn!(error = %err, "revocations not loaded yet");
+                            Default::default()
+                        })
+                };
+                let replica = replica::Replica::new(
+                    etcd,
+                    e.replica.clone(),
+                    p.settings.clone(),
+                    p.noise.clone(),
+                    p.tls.von.clone(),
+                );
+                (None, Revocations::new(known), Some(replica))
+            }
+        };
         let tls = tls::server_config(p.tls, revoked.clone())?;
         let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
             .map_err(|e| tls::TlsError::Verifier(e.to_string()))?;
@@ -176,7 +225,10 @@ impl Server {
                 km,
                 revoked,
                 routes: HashMap::new(),
+                replica,
             }),
+            listen: p.listen,
+            lease: p.etcd.as_ref().map(|e| e.lease.duration()),
             control,
             control_path,
         })
@@ -196,18 +248,46 @@ impl Server {
         let mut next_conn = 0u64;
         let refusals = conn::Refusals::default();
         info!(addr = ?self.endpoint.local_addr().ok(), control = %self.control_path.display(), "key manager listening");
+        let etcd = self.etcd();
+        let election = match (&etcd, &self.core) {
+            (Some(etcd), Some(core)) => {
+                let name = core
+                    .replica
+                    .as_ref()
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default();
+                let me = ReplicaInfo {
+                    name,
+                    listen: self.listen,
+                };
+                Some(Election::start(
+                    etcd.clone(),
+                    me,
+                    self.lease.unwrap_or(std::time::Duration::from_secs(2)),
+                ))
+            }
+            _ => None,
+        };
+        let mut role = election.as_ref().map(Election::role);
+        let (revoked_tx, mut revoked_rx) = mpsc::unbounded_channel();
+        if let Some(etcd) = &etcd {
+            etcd.handle()
+                .spawn(poll_revocations(etcd.clone(), revoked_tx));
+        }
         tokio::pin!(shutdown);
         let result = loop {
             let deadline = self
                 .core
                 .as_ref()
-                .and_then(|c| c.km.poll_timeout())
+                .and_then(|c| c.km.as_ref())
+                .and_then(|km| km.poll_timeout())
                 .map(tokio::time::Instant::from_std);
             // Events before the timer: a renewal that queued while the disk
             // was slow is applied before the tick that would expire its lease.
             let step = tokio::select! {
                 biased;
                 () = &mut shutdown => break Ok(()),
+                Some(r) = role_changed(&mut role) => Step::Role(r),
                 Some(ev) = events.recv() => Step::Event(ev),
                 Some(incoming) = self.endpoint.accept() => {
                     next_conn += 1;
@@ -215,15 +295,28 @@ impl Server {
                     continue;
                 }
                 Ok((stream, _)) = self.control.accept() => {
-                    tokio::spawn(control::serve(stream, events_tx.clone()));
+                    tokio::spawn(control::serve(stream, events_tx.clone(), etcd.clone()));
                     continue;
                 }
+                Some(names) = revoked_rx.recv() => Step::Revoked(names),
                 () = sleep_until(deadline) => Step::Tick,
             };
             if let Err(e) = self.step(step).await {
                 break Err(e);
             }
+            let lost = self
+                .core
+                .as_mut()
+                .and_then(|c| c.replica.as_mut())
+                .is_some_and(|r| std::mem::take(&mut r.lost_term));
+            if let (true, Some(e)) = (lost, &election) {
+                e.step_down();
+            }
         };
+        if let Some(e) = election {
+            // Hand over at once rather than after the lease.
+            e.resign().await;
+        }
         self.endpoint.close(0u32.into(), b"key manager stopping");
         let _ = std::fs::remove_file(&self.control_path);
         result
@@ -239,10 +332,32 @@ impl Server {
         let (core, result) = tokio::task::spawn_blocking(move || {
             let result = match step {
                 Step::Event(ev) => core.handle(ev),
-                Step::Tick => core.km.tick(now()).map_err(Into::into),
+                Step::Tick => match core.km.as_mut() {
+                    Some(km) => km.tick(now()).map_err(Into::into),
+                    None => Ok(Vec::new()),
+                },
+                Step::Role(role) => core.set_role(role),
+                Step::Revoked(names) => core.revoke_all(names),
+            };
+            let result = match result {
+                Ok(out) => {
+                    route(out, &mut core.routes);
+                    Ok(())
+                }
+                // A replica that cannot write under its term steps down and
+                // lets the election pick again; the state is safe in etcd.
+                Err(ServerError::Store(e)) if e.is_leadership() && core.replica.is_some() => {
+                    core.step_down(&e.to_string());
+                    if let Some(r) = core.replica.as_mut() {
+                        r.lost_term = true;
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            if let Some(km) = core.km.as_mut() {
+                km.handed_over(now());
             }
-            .map(|out| route(out, &mut core.routes));
-            core.km.handed_over(now());
             (core, result)
         })
         .await
@@ -250,10 +365,66 @@ impl Server {
         self.core = Some(core);
         result
     }
+
+    fn etcd(&self) -> Option<Etcd> {
+        self.core
+            .as_ref()
+            .and_then(|c| c.replica.as_ref())
+            .map(|r| r.etcd.clone())
+    }
+}
+
+/// The next role the election announces (never, without an election).
+async fn role_changed(role: &mut Option<tokio::sync::watch::Receiver<Role>>) -> Option<Role> {
+    match role {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Revocations any replica stored, every second, for the leader to apply.
+async fn poll_revocations(
+    etcd: Etcd,
+    tx: mpsc::UnboundedSender<std::collections::BTreeSet<String>>,
+) {
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if let Ok(names) = crate::replica::revocations(&etcd).await {
+            if names != seen {
+                seen = names.clone();
+                if tx.send(names).is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl Core {
+    /// Apply revocations stored by another replica (the leader only).
+    fn revoke_all(
+        &mut self,
+        names: std::collections::BTreeSet<String>,
+    ) -> Result<Vec<Output>, ServerError> {
+        let mut out = Vec::new();
+        for name in names {
+            self.revoked.insert(&name);
+            if let Some(km) = self.km.as_mut().filter(|km| !km.is_revoked(&name)) {
+                info!(member = %name, "revocation stored by another replica; applying");
+                out.extend(km.revoke(now(), &name)?);
+            }
+        }
+        Ok(out)
+    }
+
     fn handle(&mut self, ev: Event) -> Result<Vec<Output>, ServerError> {
+        let Some(km) = self.km.as_mut() else {
+            return self.standby(ev);
+        };
         let routes = &mut self.routes;
         let now = now();
         Ok(match ev {
@@ -266,7 +437,7 @@ impl Core {
                 tx,
             } => {
                 let id = who.id;
-                match self.km.member_joined(now, who, a, b, have) {
+                match km.member_joined(now, who, a, b, have) {
                     Ok((_, out)) => {
                         if let Some((_, old)) = routes.insert(id, (conn, tx)) {
                             let _ =
@@ -292,14 +463,14 @@ impl Core {
                     return Ok(Vec::new());
                 }
                 match msg {
-                    ClientMsg::Ack { epoch } => self.km.ack(now, member, Epoch(epoch))?,
+                    ClientMsg::Ack { epoch } => km.ack(now, member, Epoch(epoch))?,
                     ClientMsg::Refuse { epoch, reason } => {
-                        self.km.refuse(now, member, Epoch(epoch), &reason)?
+                        km.refuse(now, member, Epoch(epoch), &reason)?
                     }
-                    ClientMsg::Renew => self.km.renew(now, member)?,
-                    ClientMsg::Leave => self.km.leave(now, member)?,
+                    ClientMsg::Renew => km.renew(now, member)?,
+                    ClientMsg::Leave => km.leave(now, member)?,
                     ClientMsg::SequenceNearLimit { epoch } => {
-                        self.km.sequence_near_limit(now, member, Epoch(epoch))?
+                        km.sequence_near_limit(now, member, Epoch(epoch))?
                     }
                     ClientMsg::Join { .. } => {
                         warn!(member = member.0, "second Join on one connection ignored");
@@ -315,14 +486,21 @@ impl Core {
                 Vec::new()
             }
             Event::Control { req, reply } => {
-                let (out, what) = match req {
-                    ControlRequest::Revoke { name } => {
-                        let out = self.km.revoke(now, &name)?;
+                let done = match req {
+                    ControlRequest::Revoke { name } => km.revoke(now, &name).map(|out| {
                         self.revoked.insert(&name);
                         (out, "revoked")
+                    }),
+                    ControlRequest::Rekey => km.force_rekey(now).map(|out| (out, "rekey")),
+                    ControlRequest::Status => Ok((Vec::new(), "status")),
+                };
+                let (out, what) = match done {
+                    Ok(done) => done,
+                    Err(e) => {
+                        // Tell the operator why before stepping down or stopping.
+                        let _ = reply.send(Err(e.to_string()));
+                        return Err(e.into());
                     }
-                    ControlRequest::Rekey => (self.km.force_rekey(now)?, "rekey"),
-                    ControlRequest::Status => (Vec::new(), "status"),
                 };
                 if what != "status" {
                     info!(request = what, "control request");
@@ -340,7 +518,12 @@ impl Core {
                     .filter(|id| !gone.contains(id))
                     .copied()
                     .collect();
-                let _ = reply.send(ControlReply::new(&self.km, &connected, &self.revoked));
+                let _ = reply.send(Ok(ControlReply::new(
+                    km,
+                    &connected,
+                    &self.revoked,
+                    self.replica.as_ref(),
+                )));
                 out
             }
         })

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use von_config::KeymgrConfig;
+use von_config::{EtcdSettings, KeymgrConfig};
 use von_crypto::cert::{Role, VonName, VonPrefix};
 use von_crypto::wrap::NoiseSecret;
 
@@ -30,6 +30,8 @@ pub struct Params {
     pub tls: TlsMaterial,
     /// The key manager's X25519 secret.
     pub noise: NoiseSecret,
+    /// `Some`: one of the VON's replicas, state in etcd (else redb).
+    pub etcd: Option<EtcdSettings>,
 }
 
 impl Params {
@@ -90,6 +92,7 @@ impl Params {
             state_dir: cfg.state_dir.clone(),
             tls: loaded.tls,
             noise: loaded.noise,
+            etcd: cfg.etcd.clone(),
         })
     }
 }

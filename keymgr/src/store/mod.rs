@@ -1,17 +1,21 @@
 //! Where the key manager's durable state lives: the epoch counter, the
 //! committed members and the revocations.
 //!
-//! A small trait so that the embedded default ([`RedbStore`]) can later give
-//! way to a replicated store such as etcd, where several key managers share
-//! one epoch counter. The one rule every implementation keeps: an epoch
+//! A small trait with the embedded default ([`RedbStore`]) and the
+//! replicated one ([`EtcdStore`]), where several key managers share one
+//! epoch counter. The one rule every implementation keeps: an epoch
 //! returned by [`Store::advance_epoch`] is durable before the call returns,
-//! so no crash can ever hand out the same epoch twice (with two keys).
+//! so no crash can ever hand out the same epoch twice (with two keys). The
+//! etcd store adds a second: every write is fenced by the writer's term of
+//! leadership, so a replica that lost it cannot reserve or commit anything.
 
+mod etcd;
 mod redb;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 
+pub use self::etcd::EtcdStore;
 pub use self::redb::RedbStore;
 use crate::ids::{Epoch, MemberId};
 
@@ -30,6 +34,46 @@ pub struct StoredMember {
     pub b: SocketAddr,
     /// The member's Noise public key, to wrap the next key for it.
     pub noise_public: [u8; 32],
+}
+
+/// [`StoredMember`] as both stores write it: JSON, keyed by member id.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Record {
+    name: String,
+    address: Ipv4Addr,
+    a: SocketAddr,
+    b: SocketAddr,
+    noise_public: String,
+}
+
+impl Record {
+    fn encode(m: &StoredMember) -> Vec<u8> {
+        let record = Record {
+            name: m.name.clone(),
+            address: m.address,
+            a: m.a,
+            b: m.b,
+            noise_public: hex::encode(m.noise_public),
+        };
+        // A struct of strings and addresses always serializes.
+        serde_json::to_vec(&record).expect("member record serializes")
+    }
+
+    fn decode(id: u32, bytes: &[u8]) -> Result<StoredMember, String> {
+        let r: Record = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let noise_public = hex::decode(&r.noise_public)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or("noise key is not 64 hex digits")?;
+        Ok(StoredMember {
+            id: MemberId(id),
+            name: r.name,
+            address: r.address,
+            a: r.a,
+            b: r.b,
+            noise_public,
+        })
+    }
 }
 
 /// Everything a key manager reloads when it starts.
@@ -96,6 +140,17 @@ pub enum StoreError {
         /// Why.
         detail: String,
     },
+    /// The replicated store could not be reached (no etcd quorum). The
+    /// write may or may not have happened; the replica steps down.
+    #[error("{0}")]
+    Unavailable(#[from] crate::replica::EtcdError),
+    /// This replica no longer leads: another one took over, so nothing it
+    /// writes is accepted (the fence in every etcd transaction).
+    #[error("this key manager replica lost the leadership ({detail}); another replica carries on")]
+    Fenced {
+        /// What etcd showed instead of our term.
+        detail: String,
+    },
     /// The 32-bit epoch space is used up.
     #[error("the {what} counter is exhausted (at {at}); create a new VON with a new ON id")]
     Exhausted {
@@ -104,6 +159,32 @@ pub enum StoreError {
         /// Its value.
         at: u32,
     },
+}
+
+impl StoreError {
+    /// True when the store is fine but this replica may not write to it
+    /// (lost leadership, or no quorum): step down, don't stop.
+    pub fn is_leadership(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Fenced { .. })
+    }
+}
+
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn load(&self) -> Result<Persisted, StoreError> {
+        (**self).load()
+    }
+    fn advance_epoch(&mut self, after: Epoch) -> Result<Epoch, StoreError> {
+        (**self).advance_epoch(after)
+    }
+    fn save_members(&mut self, members: &[StoredMember]) -> Result<(), StoreError> {
+        (**self).save_members(members)
+    }
+    fn revoke(&mut self, name: &str) -> Result<bool, StoreError> {
+        (**self).revoke(name)
+    }
+    fn revoked(&self) -> Result<BTreeSet<String>, StoreError> {
+        (**self).revoked()
+    }
 }
 
 /// A store in memory: for tests, and for nothing that must survive a crash.

@@ -6,10 +6,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 
-use super::{Persisted, Store, StoreError, StoredMember};
-use crate::ids::{Epoch, MemberId};
+use super::{Persisted, Record, Store, StoreError, StoredMember};
+use crate::ids::Epoch;
 
 /// `"epoch"` → the highest epoch handed out.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -82,16 +81,6 @@ impl RedbStore {
     }
 }
 
-/// [`StoredMember`] as stored in the members table.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    name: String,
-    address: std::net::Ipv4Addr,
-    a: std::net::SocketAddr,
-    b: std::net::SocketAddr,
-    noise_public: String,
-}
-
 impl Store for RedbStore {
     fn load(&self) -> Result<Persisted, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.io(e))?;
@@ -105,20 +94,9 @@ impl Store for RedbStore {
         for row in members.iter().map_err(|e| self.io(e))? {
             let (k, v) = row.map_err(|e| self.io(e))?;
             let key = format!("members/{}", k.value());
-            let r: Record = serde_json::from_slice(v.value())
-                .map_err(|e| self.corrupt(&key, &e.to_string()))?;
-            let noise_public = hex::decode(&r.noise_public)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| self.corrupt(&key, "noise key is not 64 hex digits"))?;
-            out.members.push(StoredMember {
-                id: MemberId(k.value()),
-                name: r.name,
-                address: r.address,
-                a: r.a,
-                b: r.b,
-                noise_public,
-            });
+            let member = Record::decode(k.value(), v.value())
+                .map_err(|detail| self.corrupt(&key, &detail))?;
+            out.members.push(member);
         }
         out.revoked = self.revoked()?;
         Ok(out)
@@ -147,15 +125,7 @@ impl Store for RedbStore {
             let mut table = tx.open_table(MEMBERS)?;
             table.retain(|_, _| false)?;
             for m in members {
-                let record = Record {
-                    name: m.name.clone(),
-                    address: m.address,
-                    a: m.a,
-                    b: m.b,
-                    noise_public: hex::encode(m.noise_public),
-                };
-                // A struct of strings and addresses always serializes.
-                let bytes = serde_json::to_vec(&record).expect("member record serializes");
+                let bytes = Record::encode(m);
                 table.insert(m.id.0, bytes.as_slice())?;
             }
             Ok(())
@@ -191,6 +161,7 @@ impl RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::MemberId;
 
     fn member(id: u32, name: &str) -> StoredMember {
         StoredMember {

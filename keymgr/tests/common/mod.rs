@@ -177,7 +177,7 @@ pub fn start_member(pki: &Pki, von: &str, name: &str, n: u8, keymgr: SocketAddr)
 
 pub fn start_loaded(loaded: files::Loaded, n: u8, keymgr: SocketAddr) -> RunningMember {
     let params = ClientParams {
-        keymgr,
+        keymgr: vec![keymgr],
         tls: loaded.tls,
         noise: loaded.noise,
         on_id: OnId(ON_ID),

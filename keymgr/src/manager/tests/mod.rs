@@ -2,6 +2,7 @@
 
 mod admission;
 mod durability;
+mod takeover;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
