@@ -141,6 +141,35 @@ fn find_von<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
         .find(|entry| entry.get("name").and_then(Value::as_str) == Some(name))
 }
 
+/// Polls `read` (the sender's counters, then the receiver's) for up to 10 s
+/// until the receiver has delivered every packet the sender sealed since
+/// `before`, and returns that reading; on a timeout, one last reading, for
+/// the caller's assertion to report. The last packets of a flow are sealed
+/// and delivered one after the other, and the sender is read first, so one
+/// reading taken at once can disagree either way.
+pub fn until_delivered(
+    before: &[VonCounters; 2],
+    mut read: impl FnMut() -> Result<[VonCounters; 2]>,
+) -> Result<[VonCounters; 2]> {
+    crate::wait_for(
+        "the receiver to deliver every packet the sender sealed",
+        std::time::Duration::from_secs(10),
+        || {
+            let now = read()?;
+            let sealed = before[0].delta(&now[0], "tx_packets")?;
+            let delivered = before[1].delta(&now[1], "delivered")?;
+            Ok(if delivered == sealed {
+                Ok(now)
+            } else {
+                Err(format!(
+                    "sender sealed {sealed}, receiver delivered {delivered}"
+                ))
+            })
+        },
+    )
+    .or_else(|_| read())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

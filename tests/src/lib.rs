@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod disk;
+pub mod files;
 pub mod forge;
 pub mod iperf;
 pub mod ledger;

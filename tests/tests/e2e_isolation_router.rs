@@ -167,6 +167,16 @@ fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
         cross2 / 1e6,
         f2.report
     );
+    // The class carried the VON on both links (a missing class would read
+    // as 0 drops), and dropped none of it.
+    assert!(
+        f2.places
+            .on_class_sent
+            .iter()
+            .all(|&n| n >= f2.places.sealed),
+        "the ON class did not carry the VON's frames on both links\n{}",
+        f2.report
+    );
     assert_eq!(
         f2.places.on_class_dropped,
         [0, 0],

@@ -19,8 +19,9 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+
 use std::time::Duration;
+use von_tests::files::{copy_dir, remove_dir};
 
 use von_tests::agent::Stop;
 use von_tests::{Ping, Record, Result, Tool, Topology, UNDERLAY_PORT, VonSpec};
@@ -131,33 +132,4 @@ fn udp_payload(packet: &[u8]) -> Option<&[u8]> {
     let ihl = usize::from(packet.first()? & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
     packet.get(ihl + 8..total.min(packet.len()))
-}
-
-fn remove_dir(dir: &Path) -> Result<()> {
-    std::fs::remove_dir_all(dir).map_err(|source| von_tests::Error::Io {
-        what: "remove",
-        path: dir.to_owned(),
-        source,
-    })
-}
-
-/// Copies the files of `from` (no subdirectories are needed) into `to`.
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    let io = |what: &'static str, path: &Path| {
-        let path = path.to_owned();
-        move |source| von_tests::Error::Io { what, path, source }
-    };
-    std::fs::create_dir_all(to).map_err(io("create", to))?;
-    for entry in std::fs::read_dir(from).map_err(io("read", from))? {
-        let entry = entry.map_err(io("read", from))?;
-        if entry
-            .file_type()
-            .map_err(io("stat", &entry.path()))?
-            .is_file()
-        {
-            std::fs::copy(entry.path(), to.join(entry.file_name()))
-                .map_err(io("copy", &entry.path()))?;
-        }
-    }
-    Ok(())
 }

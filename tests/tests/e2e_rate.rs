@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use von_tests::{Result, Topology, VonCounters, VonSpec, iperf3};
+use von_tests::{Result, Topology, VonSpec, iperf3};
 
 /// The contracted rate, bits per second, and as the config writes it.
 const RATE: f64 = 20e6;
@@ -55,28 +55,13 @@ fn udp_at_three_times_the_rate_is_cut_to_the_rate() -> Result<()> {
     // delivered by h2 one after the other, and h1 is read before h2: wait
     // until what h2 delivered matches what h1 sealed, or time out and let
     // the assertion below report the difference.
-    let read = || -> Result<[VonCounters; 2]> {
+    let ended = Instant::now();
+    let after = von_tests::status::until_delivered(&before, || {
         Ok([
             topo.agent(1).counters("grid")?,
             topo.agent(2).counters("grid")?,
         ])
-    };
-    let ended = Instant::now();
-    let after = von_tests::wait_for(
-        "h2 to deliver every packet h1 sealed",
-        Duration::from_secs(10),
-        || {
-            let now = read()?;
-            let sealed = before[0].delta(&now[0], "tx_packets")?;
-            let delivered = before[1].delta(&now[1], "delivered")?;
-            Ok(if delivered == sealed {
-                Ok(now)
-            } else {
-                Err(format!("h1 sealed {sealed}, h2 delivered {delivered}"))
-            })
-        },
-    )
-    .or_else(|_| read())?;
+    })?;
     let settled = ended.elapsed();
 
     let packets = r.packets.expect("UDP report has packets");

@@ -18,8 +18,8 @@
 //!  └──────────────────────────┘                └──────────────────────────┘
 //! ```
 
-use std::path::Path;
 use std::time::{Duration, Instant};
+use von_tests::files::{copy_dir, remove_dir};
 
 use von_tests::agent::Stop;
 use von_tests::{Ping, Record, Result, Tool, Topology, UNDERLAY_PORT, Underlay, VonSpec};
@@ -167,34 +167,5 @@ fn a_restarted_receiver_delivers_no_recorded_frame_and_soon_accepts_new_ones() -
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
-    Ok(())
-}
-
-fn remove_dir(dir: &Path) -> Result<()> {
-    std::fs::remove_dir_all(dir).map_err(|source| von_tests::Error::Io {
-        what: "remove",
-        path: dir.to_owned(),
-        source,
-    })
-}
-
-/// Copies the files of `from` (no subdirectories are needed) into `to`.
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    let io = |what: &'static str, path: &Path| {
-        let path = path.to_owned();
-        move |source| von_tests::Error::Io { what, path, source }
-    };
-    std::fs::create_dir_all(to).map_err(io("create", to))?;
-    for entry in std::fs::read_dir(from).map_err(io("read", from))? {
-        let entry = entry.map_err(io("read", from))?;
-        if entry
-            .file_type()
-            .map_err(io("stat", &entry.path()))?
-            .is_file()
-        {
-            std::fs::copy(entry.path(), to.join(entry.file_name()))
-                .map_err(io("copy", &entry.path()))?;
-        }
-    }
     Ok(())
 }

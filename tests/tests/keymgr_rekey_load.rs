@@ -21,7 +21,7 @@ mod keymgr_common;
 use std::time::{Duration, Instant};
 
 use keymgr_common::KmWorld;
-use von_tests::{Result, Underlay, VonCounters, iperf3};
+use von_tests::{Result, Underlay, iperf3};
 
 #[test]
 fn fifty_rekeys_under_udp_load_lose_nothing() -> Result<()> {
@@ -106,25 +106,10 @@ fn rekeys_under_load(w: &KmWorld, rekeys: u64, rate: &str, secs: u64) -> Result<
     // sealed by h1 and delivered by h2 one after the other, and h1 is read
     // before h2: wait until what h2 delivered matches what h1 sealed, or
     // time out and let the assertion below report the difference.
-    let read = || -> Result<[VonCounters; 2]> {
-        Ok([w.status(1)?.von("grid")?, w.status(2)?.von("grid")?])
-    };
     let ended = Instant::now();
-    let after = von_tests::wait_for(
-        "h2 to deliver every packet h1 sealed",
-        Duration::from_secs(10),
-        || {
-            let now = read()?;
-            let sealed = before[0].delta(&now[0], "tx_packets")?;
-            let delivered = before[1].delta(&now[1], "delivered")?;
-            Ok(if delivered == sealed {
-                Ok(now)
-            } else {
-                Err(format!("h1 sealed {sealed}, h2 delivered {delivered}"))
-            })
-        },
-    )
-    .or_else(|_| read())?;
+    let after = von_tests::status::until_delivered(&before, || {
+        Ok([w.status(1)?.von("grid")?, w.status(2)?.von("grid")?])
+    })?;
     let settled = ended.elapsed();
     let tun_drops = w.tun_tx_dropped(1)? - kernel_before.0;
     let socket_drops = w.udp_rcvbuf_errors(2)? - kernel_before.1;
