@@ -120,7 +120,7 @@ impl VonCounters {
 
 /// The counters every received data frame ends in exactly one of
 /// (docs/status.md, "Per-VON counters").
-const VERDICTS: [&str; 10] = [
+const VERDICTS: [&str; 12] = [
     "delivered",
     "duplicates",
     "replays",
@@ -131,6 +131,8 @@ const VERDICTS: [&str; 10] = [
     "unknown_epoch",
     "inner_source_rejected",
     "from_self",
+    "unproven",
+    "stale",
 ];
 
 /// The entry of VON `name` in the document's `vons` array.

@@ -61,6 +61,14 @@ pub fn readdress_udp(packet: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> Option<Vec<
     Some(p)
 }
 
+/// The UDP payload of an IPv4/UDP packet (a von frame, for a recording of
+/// an underlay), or `None` if the packet is too short for its headers.
+pub fn udp_payload(packet: &[u8]) -> Option<&[u8]> {
+    let ihl = usize::from(packet.first()? & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
+    packet.get(ihl + UDP_HEADER..total.min(packet.len()))
+}
+
 /// The Internet checksum (RFC 1071) of `data`.
 pub fn checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = data

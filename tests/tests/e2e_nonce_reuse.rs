@@ -24,6 +24,7 @@ use std::time::Duration;
 use von_tests::files::{copy_dir, remove_dir};
 
 use von_tests::agent::Stop;
+use von_tests::packet::udp_payload;
 use von_tests::{Ping, Record, Result, Tool, Topology, UNDERLAY_PORT, VonSpec};
 
 #[test]
@@ -125,11 +126,4 @@ fn no_sequence_is_sealed_twice_whatever_happens_to_state_dir() -> Result<()> {
     // h1 beside the clone), each under its own incarnation.
     assert_eq!(incarnations.len(), 6, "{incarnations:?}");
     Ok(())
-}
-
-/// The UDP payload of an IPv4/UDP packet.
-fn udp_payload(packet: &[u8]) -> Option<&[u8]> {
-    let ihl = usize::from(packet.first()? & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
-    packet.get(ihl + 8..total.min(packet.len()))
 }
