@@ -16,7 +16,7 @@ cargo test --workspace --release --no-fail-fast
 fuzz_seconds="${VON_FUZZ_SECONDS:-20}"
 if [ "$fuzz_seconds" -gt 0 ]; then
   if cargo fuzz --version >/dev/null 2>&1; then
-    crypto/fuzz/run.sh "$fuzz_seconds"
+    scripts/fuzz.sh "$fuzz_seconds"
   else
     echo "test.sh: cargo-fuzz not installed (cargo install cargo-fuzz): fuzzing skipped" >&2
     [ -z "${VON_E2E:-}" ] || exit 1

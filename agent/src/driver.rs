@@ -39,15 +39,15 @@ use tracing::{Instrument, Span, info, info_span, warn};
 use von_config::{AgentConfig, ConfigError, VonMode};
 use von_crypto::SendCounter;
 use von_crypto::freshness::{Challenge, MAX_KEEPALIVE_LEN};
-
-use crate::control;
-use crate::demux::{Demux, Unrouted};
-use crate::guard::{Guard, GuardError, GuardedVon};
-use crate::metrics::{self, MetricsError};
-use crate::pipeline::{
+use von_packet::demux::{Demux, Unrouted, datagrams};
+use von_packet::{
     Action, Challenges, DOWN_AFTER, DropReason, Inbound, Outbound, PACKET_OFFSET, Pipeline,
     PipelineConfig, SocketCounters, Underlay, VonCounters, counters_bump,
 };
+
+use crate::control;
+use crate::guard::{Guard, GuardError, GuardedVon};
+use crate::metrics::{self, MetricsError};
 use crate::state::{self, StateError};
 use crate::static_mode::{self, StaticModeError};
 use crate::status::{self, StatusError, StatusSource, VonFacts, VonSource};
@@ -151,38 +151,38 @@ pub async fn run(
     for von in &config.vons {
         // Keymgr mode adds the lease that status shows and the outbound
         // loop's "sequence limit near" reporter; static mode has neither.
-        let (shared, lease, standing, near): (crate::pipeline::SharedSnapshot, _, _, _) =
-            match &von.mode {
-                VonMode::Static(mode) => {
-                    let local = views
-                        .iter()
-                        .find(|v| v.von == von.name)
-                        .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
-                    let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
-                    let shared = Arc::new(ArcSwap::from_pointee(snapshot));
-                    (shared, Default::default(), Default::default(), None)
-                }
-                VonMode::Keymgr(mode) => {
-                    let underlays = control::Underlays {
-                        a: config.underlay.a.bind.addr(),
-                        b: config.underlay.b.bind.addr(),
-                    };
-                    let k = control::start(&config.state_dir, von.name.as_str(), mode, underlays)
-                        .await
-                        .map_err(|source| AgentError::Control {
-                            von: von.name.to_string(),
-                            source,
-                        })?;
-                    let parts = (
-                        k.shared.clone(),
-                        k.lease.clone(),
-                        k.standing.clone(),
-                        Some(k.reporter()),
-                    );
-                    controls.push(k);
-                    parts
-                }
-            };
+        let (shared, lease, standing, near): (von_packet::SharedSnapshot, _, _, _) = match &von.mode
+        {
+            VonMode::Static(mode) => {
+                let local = views
+                    .iter()
+                    .find(|v| v.von == von.name)
+                    .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
+                let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
+                let shared = Arc::new(ArcSwap::from_pointee(snapshot));
+                (shared, Default::default(), Default::default(), None)
+            }
+            VonMode::Keymgr(mode) => {
+                let underlays = control::Underlays {
+                    a: config.underlay.a.bind.addr(),
+                    b: config.underlay.b.bind.addr(),
+                };
+                let k = control::start(&config.state_dir, von.name.as_str(), mode, underlays)
+                    .await
+                    .map_err(|source| AgentError::Control {
+                        von: von.name.to_string(),
+                        source,
+                    })?;
+                let parts = (
+                    k.shared.clone(),
+                    k.lease.clone(),
+                    k.standing.clone(),
+                    Some(k.reporter()),
+                );
+                controls.push(k);
+                parts
+            }
+        };
         vons.push((von, shared, lease, standing, near));
     }
 
@@ -225,7 +225,7 @@ async fn run_on(
     runtimes: &Runtimes,
     vons: Vec<(
         &von_config::VonConfig,
-        crate::pipeline::SharedSnapshot,
+        von_packet::SharedSnapshot,
         crate::health::SharedLease,
         crate::health::SharedStanding,
         Option<control::NearLimit>,
@@ -569,7 +569,7 @@ impl Out<'_> {
 async fn keepalive_due(due: Option<tokio::time::Instant>, challenges: &Challenges) {
     tokio::select! {
         () = sleep_until_opt(due) => {}
-        () = challenges.answer_wanted() => {}
+        () = std::future::poll_fn(|cx| challenges.poll_answer_wanted(cx)) => {}
     }
 }
 
@@ -646,7 +646,7 @@ async fn inbound_loop(
                 }
             };
             let now = Instant::now();
-            for datagram in crate::demux::datagrams(&mut buf[..received.len], received.segment) {
+            for datagram in datagrams(&mut buf[..received.len], received.segment) {
                 let len = datagram.len();
                 let von = match demux.route(datagram, counters) {
                     Ok(von) => von,

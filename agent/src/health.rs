@@ -1,7 +1,7 @@
 //! The health part of the status document: each peer's two links, each
 //! underlay's summary, and this member's lease. Field names are stable
 //! (`docs/status.md`); the link states come from the pipeline's
-//! [`crate::pipeline::HealthBoard`], whose timing `pipeline/keepalive.rs`
+//! [`von_packet::HealthBoard`], whose timing `packet/src/keepalive.rs`
 //! explains.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::{PeerHealth, Snapshot, Underlay};
+use von_packet::{PeerHealth, Snapshot, Underlay};
 
 /// When this member's lease in the view runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,9 +28,9 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use von_packet::{SocketCountersSnapshot, UnderlayCountersSnapshot, VonCountersSnapshot};
 
 use crate::health::{LinkState, LinkStatus};
-use crate::pipeline::{SocketCountersSnapshot, UnderlayCountersSnapshot, VonCountersSnapshot};
 use crate::status::{StatusReport, StatusSource};
 
 /// How long a scraper may take to send its request.

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use von_config::{Cipher as ConfigCipher, LocalView, StaticView};
 use von_crypto::{Cipher, Epoch, GroupKey, MemberId, OnId};
 
-use crate::pipeline::{Endpoints, Ipv4Prefix, Member, Snapshot, SnapshotError};
+use von_packet::{Endpoints, Ipv4Prefix, Member, Snapshot, SnapshotError};
 
 /// Why a static view cannot become a snapshot.
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,10 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use von_packet::{
+    HealthBoard, SharedSnapshot, SocketCounters, SocketCountersSnapshot, Underlay, VonCounters,
+    VonCountersSnapshot,
+};
 
 pub use crate::guard::{ConflictKind, GuardStatus, RouteConflict, SharedGuard, VonGuard};
 pub use crate::health::{
@@ -24,10 +28,6 @@ pub use crate::health::{
     SharedStanding, UnderlayHealth, UnderlayState,
 };
 use crate::health::{lease, peers};
-use crate::pipeline::{
-    HealthBoard, SharedSnapshot, SocketCounters, SocketCountersSnapshot, Underlay, VonCounters,
-    VonCountersSnapshot,
-};
 
 /// Version of the status document; bumped only on an incompatible change.
 pub const STATUS_VERSION: u32 = 1;
@@ -326,9 +326,9 @@ pub async fn query(path: &Path) -> Result<(String, StatusReport), StatusError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::twin;
     use arc_swap::{ArcSwap, ArcSwapOption};
     use von_crypto::Epoch;
+    use von_packet::twin;
 
     fn source(lease: SharedLease) -> StatusSource {
         let key = twin::group_key();

@@ -31,7 +31,7 @@ use socket2::{
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use crate::pipeline::Underlay;
+use von_packet::Underlay;
 
 /// Kernel send buffer asked for each socket: room for many 64 KB GSO runs.
 const SEND_BUFFER: usize = 4 << 20;
@@ -437,7 +437,7 @@ fn set_dont_fragment(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::Endpoints;
+    use von_packet::Endpoints;
 
     #[test]
     fn control_message_layout_matches_the_kernel_macros() {

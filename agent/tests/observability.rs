@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use von_agent::metrics::render;
-use von_agent::pipeline::SocketCounters;
 use von_agent::status::{
     LinkState, StatusReport, StatusSource, UnderlayState, VonFacts, VonSource,
 };
-use von_agent::twin::{self, TwinNet};
 use von_crypto::freshness::MAX_KEEPALIVE_LEN;
+use von_packet::SocketCounters;
+use von_packet::twin::{self, TwinNet};
 
 const FAST: u64 = 10_000_000_000;
 
@@ -33,7 +33,7 @@ fn run(secs: u64, cut_after: Option<u64>) -> (TwinNet, Instant) {
                 out.push((k.underlay, k.frame.to_vec()));
             }
             for (u, bytes) in out {
-                if !(cut && h == 0 && u == von_agent::pipeline::Underlay::A) {
+                if !(cut && h == 0 && u == von_packet::Underlay::A) {
                     net.inject_raw(u, 1 - h, bytes);
                 }
             }
@@ -145,7 +145,7 @@ fn a_lease_is_reported_when_the_control_client_sets_one() {
 fn metrics_carry_the_status_values_with_labels() {
     let (mut net, now) = run(6, Some(2));
     // A is still cut: data arriving on A would (rightly) bring its link up.
-    net.faults[von_agent::pipeline::Underlay::A.index()].down = true;
+    net.faults[von_packet::Underlay::A.index()].down = true;
     for i in 0..5 {
         let p = twin::ipv4_packet(twin::address(0), twin::address(1), 40, i);
         net.send(now, 0, &p).expect("sent");

@@ -195,7 +195,8 @@ serde_via_int!(Dscp, u8);
 pub struct Mtu(u16);
 
 /// Bytes a sealed frame adds to an inner packet: the 24-byte header and the
-/// 16-byte tag (mirrors `von_crypto::frame::OVERHEAD`; the agent checks both agree).
+/// 16-byte tag (mirrors `von_crypto::frame::OVERHEAD`; `agent/src/lib.rs` asserts at
+/// build time that they agree).
 pub const FRAME_OVERHEAD: u16 = 40;
 /// Outer IPv4 and UDP headers.
 pub const OUTER_IPV4_UDP: u16 = 20 + 8;
@@ -209,7 +210,7 @@ impl Mtu {
     pub const DEFAULT: Self = Self(1500 - OUTER_IPV4_UDP - FRAME_OVERHEAD);
 
     /// The MTU in bytes.
-    pub fn bytes(self) -> u16 {
+    pub const fn bytes(self) -> u16 {
         self.0
     }
 }

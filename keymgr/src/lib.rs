@@ -11,7 +11,7 @@
 
 pub mod client;
 pub mod files;
-pub mod ids;
+mod ids;
 pub mod manager;
 pub mod member;
 pub mod proto;
@@ -23,7 +23,7 @@ pub mod view;
 pub mod wire;
 pub mod wrap;
 
-pub use ids::{Cipher, Epoch, GroupKey, MemberId, OnId};
+pub use ids::{Cipher, Epoch, GroupKey, MemberId};
 pub use manager::{Departure, Identity, JoinError, KeyManager, Output, Settings};
 pub use member::{KeySet, MemberError, MemberKeys, Reaction};
 pub use store::{MemStore, RedbStore, Store, StoreError};

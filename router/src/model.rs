@@ -11,8 +11,10 @@ use crate::error::{Error, Result};
 
 /// Bytes a VON adds to each inner packet on an Ethernet link, as a router's
 /// HTB counts them (`skb->len` includes the MAC header): Ethernet 14 + outer
-/// IPv4 20 + UDP 8 + von frame 40 (24 header + 16 tag).
-pub const WIRE_OVERHEAD: u64 = 14 + 20 + 8 + 40;
+/// IPv4 20 + UDP 8 + von frame 40 (24 header + 16 tag). Built from
+/// von-config's constants; the agent asserts they equal von-crypto's frame.
+pub const WIRE_OVERHEAD: u64 =
+    14 + von_config::OUTER_IPV4_UDP as u64 + von_config::FRAME_OVERHEAD as u64;
 
 /// Inner packet size a reservation is sized for unless told otherwise: the
 /// agent's default VON MTU (1500 - 20 - 8 - 40), so a full-size packet is a

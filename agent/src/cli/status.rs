@@ -8,11 +8,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use von_agent::pipeline::{UnderlayCountersSnapshot, VonCountersSnapshot};
 use von_agent::status::{
     LinkState, LinkStatus, StatusReport, UnderlayHealth, UnderlayState, VonStatus, query,
 };
 use von_config::DEFAULT_CONTROL_SOCKET;
+use von_packet::{UnderlayCountersSnapshot, VonCountersSnapshot};
 
 /// Show per-VON members, epoch and counters of the running agent.
 #[derive(Debug, Args)]

@@ -38,9 +38,9 @@ use von_keymgr::View;
 use von_keymgr::client::{OnStanding, Params, Session, Standing};
 use von_keymgr::member::{KeySet, MemberKeys, ViewRules};
 use von_keymgr::server::{Params as ServerParams, Server};
+use von_packet::{Endpoints, Ipv4Prefix, Member, SharedSnapshot, Snapshot, SnapshotError};
 
 use crate::health::{KeymgrStanding, SharedLease, SharedStanding};
-use crate::pipeline::{Endpoints, Ipv4Prefix, Member, SharedSnapshot, Snapshot, SnapshotError};
 
 /// Longest wait between reconnects to the key manager.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);

@@ -31,7 +31,7 @@ use tracing::{error, info, warn};
 pub use routes::{ConflictKind, RouteConflict};
 pub use ruleset::{Drops, GuardedVon, TABLE};
 
-use crate::pipeline::{SharedSnapshot, Underlay};
+use von_packet::{SharedSnapshot, Underlay};
 
 /// How often the watcher reads counters and routes. A conflict shows in
 /// status within this time, and so does a drop.

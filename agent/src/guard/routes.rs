@@ -25,7 +25,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::pipeline::Ipv4Prefix;
+use von_packet::Ipv4Prefix;
 
 /// What kind of conflict (the status document's `kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
-use crate::pipeline::Ipv4Prefix;
+use von_packet::Ipv4Prefix;
 
 /// The table's family and name, as `nft` writes them.
 pub const TABLE: &str = "inet von";

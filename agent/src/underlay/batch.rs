@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use super::UDP_GRO;
-use crate::pipeline::{Endpoints, Underlay};
+use von_packet::{Endpoints, Underlay};
 
 /// Most datagrams the kernel cuts one GSO send into (`UDP_MAX_SEGMENTS`).
 pub(super) const GSO_MAX_SEGMENTS: usize = 64;

@@ -2,14 +2,14 @@
 //! (policy, shaping, sequence, seal) and in (look-up, window, open, inner
 //! check), for 64-, 512- and 1400-byte inner packets, plus the second copy
 //! of a doubled frame (dropped before any decryption). `cargo bench -p
-//! von-agent`; figures go in `docs/dataplane.md`.
+//! von-packet`; figures go in `docs/dataplane.md`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use von_agent::pipeline::{Action, OVERHEAD, PACKET_OFFSET, Underlay};
-use von_agent::twin::{TwinNet, address, ipv4_packet};
+use von_packet::twin::{TwinNet, address, ipv4_packet};
+use von_packet::{Action, OVERHEAD, PACKET_OFFSET, Underlay};
 
 const SIZES: [usize; 3] = [64, 512, 1400];
 /// Frames prepared (untimed) per timed chunk of the inbound benches.

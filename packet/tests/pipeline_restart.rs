@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use von_agent::twin::{self, TwinNet, address, ipv4_packet};
 use von_crypto::{Epoch, GroupKey, MemberId};
+use von_packet::twin::{self, TwinNet, address, ipv4_packet};
 
 const FAST: u64 = 10_000_000_000;
 
@@ -17,7 +17,7 @@ fn send_captured(
     net: &mut TwinNet,
     now: Instant,
     n: u8,
-) -> Vec<(von_agent::pipeline::Underlay, std::net::SocketAddr, Vec<u8>)> {
+) -> Vec<(von_packet::Underlay, std::net::SocketAddr, Vec<u8>)> {
     net.capture = true;
     net.captured.clear();
     for i in 0..n {
@@ -31,7 +31,7 @@ fn send_captured(
 
 fn replay(
     net: &mut TwinNet,
-    frames: &[(von_agent::pipeline::Underlay, std::net::SocketAddr, Vec<u8>)],
+    frames: &[(von_packet::Underlay, std::net::SocketAddr, Vec<u8>)],
     now: Instant,
 ) {
     for (u, _, bytes) in frames {

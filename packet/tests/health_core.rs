@@ -5,13 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use von_agent::pipeline::{
+use von_crypto::MemberId;
+use von_crypto::freshness::MAX_KEEPALIVE_LEN;
+use von_packet::twin::{self, TwinNet};
+use von_packet::{
     Action, DOWN_AFTER, DropReason, HealthEvent, KEEPALIVE_INTERVAL, KeepaliveRounds, OVERHEAD,
     PeerHealth, Underlay,
 };
-use von_agent::twin::{self, TwinNet};
-use von_crypto::MemberId;
-use von_crypto::freshness::MAX_KEEPALIVE_LEN;
 
 const FAST: u64 = 10_000_000_000;
 const STEP: Duration = Duration::from_millis(100);
@@ -119,8 +119,8 @@ fn keepalives_are_sealed_per_underlay_with_distinct_sequences() {
     );
     // A data packet sent next continues the same sequence space.
     let p = twin::ipv4_packet(twin::address(0), twin::address(1), 10, 0);
-    let mut data = vec![0u8; von_agent::pipeline::PACKET_OFFSET + p.len() + 16];
-    data[von_agent::pipeline::PACKET_OFFSET..][..p.len()].copy_from_slice(&p);
+    let mut data = vec![0u8; von_packet::PACKET_OFFSET + p.len() + 16];
+    data[von_packet::PACKET_OFFSET..][..p.len()].copy_from_slice(&p);
     let Action::Send { frame, .. } = net.hosts[0]
         .pipeline
         .outbound

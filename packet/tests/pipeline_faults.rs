@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use von_agent::twin::{TwinNet, address, ipv4_packet};
+use von_packet::twin::{TwinNet, address, ipv4_packet};
 
 const FAST: u64 = 10_000_000_000;
 const PACKETS: u32 = 2_000;

@@ -1,5 +1,14 @@
 //! The per-VON packet pipeline: sans-IO, one packet in, one [`Action`] out.
 //!
+//! Why a crate of its own: this is von's protocol core, as `quinn-proto`
+//! stands beside `quinn` and boringtun's `noise/` beside `device/`. Its
+//! `Cargo.toml` has no tokio, no socket and no TUN library, so the compiler
+//! (not a comment) keeps I/O out; `#![forbid(unsafe_code)]` keeps the OS out
+//! below std. The agent (`von-agent`, `driver.rs`) reads sockets and the TUN,
+//! hands buffers and `now` in, and performs the returned [`Action`]s. Being
+//! whole and I/O-free, the core is fuzzed as a whole (`packet/fuzz`), and
+//! driven without root by the in-memory twins of [`twin`].
+//!
 //! Outbound flow (TUN → underlays), [`Outbound::handle`]:
 //!
 //! 1. The driver reads one IP packet from the VON's TUN into its buffer at
@@ -50,6 +59,7 @@
 mod action;
 mod challenges;
 mod counters;
+pub mod demux;
 mod inbound;
 mod inner;
 mod keepalive;
@@ -58,6 +68,7 @@ mod queue;
 mod seen;
 mod shaper;
 mod snapshot;
+pub mod twin;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -99,7 +110,7 @@ pub struct PipelineConfig {
     pub rate_bps: u64,
     /// Token bucket depth in bytes.
     pub burst_bytes: u64,
-    /// Incarnation persisted for this start (see `state.rs`).
+    /// Incarnation persisted for this start (see the agent's `state.rs`).
     pub incarnation: u32,
     /// This start's random challenge (see `von_crypto::freshness`).
     pub challenge: Challenge,

@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use von_agent::pipeline::{Action, DropReason, PACKET_OFFSET, Underlay};
-use von_agent::twin::{TwinNet, address, endpoints, ipv4_packet};
+use von_packet::twin::{TwinNet, address, endpoints, ipv4_packet};
+use von_packet::{Action, DropReason, PACKET_OFFSET, Underlay};
 
 const FAST: u64 = 10_000_000_000;
 

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use von_agent::twin::{self, TwinNet, address, ipv4_packet};
 use von_crypto::frame::field;
 use von_crypto::{Cipher, Epoch, GroupKey};
+use von_packet::twin::{self, TwinNet, address, ipv4_packet};
 
 const FAST: u64 = 10_000_000_000;
 

@@ -181,7 +181,7 @@ impl Outbound {
     }
 
     /// The challenges this half shares with the inbound half; the driver
-    /// awaits [`Challenges::answer_wanted`] to answer at once.
+    /// polls [`Challenges::poll_answer_wanted`] to answer at once.
     pub fn challenges(&self) -> Arc<Challenges> {
         self.challenges.clone()
     }

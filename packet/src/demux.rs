@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use von_crypto::OnId;
 use von_crypto::frame::field;
 
-use crate::pipeline::{SocketCounters, counters_bump};
+use crate::{SocketCounters, counters_bump};
 
 /// Maps ON ids to the index of the VON serving them on this host.
 #[derive(Debug, Default, Clone)]

@@ -4,12 +4,12 @@
 
 use std::time::Instant;
 
-use von_agent::pipeline::{Action, DropReason, Underlay};
-use von_agent::twin::{self, Rng, TwinNet, address, ipv4_packet};
 use von_crypto::frame::{HEADER_LEN, TAG_LEN};
 use von_crypto::freshness::{Challenge, KeepaliveBody, MAX_BODY_LEN};
 use von_crypto::window::WINDOW_SIZE;
 use von_crypto::{Epoch, Flags, FrameKey, FrameType, Header, MemberId};
+use von_packet::twin::{self, Rng, TwinNet, address, ipv4_packet};
+use von_packet::{Action, DropReason, Underlay};
 
 const FAST: u64 = 10_000_000_000;
 

@@ -5,12 +5,18 @@
 //! a challenge it has not answered yet at once, not at the next round, so a
 //! restarted peer accepts this member's traffic about one round trip after
 //! its start. Touched per keepalive, never per data packet: a mutex is fine.
+//!
+//! "At once" crosses from the inbound task to the outbound one. The core
+//! does not know the runtime: it keeps a flag and a [`std::task::Waker`]
+//! slot, and [`Challenges::poll_answer_wanted`] is the poll the driver turns
+//! into a future (`std::future::poll_fn` in the agent), as quinn-proto hands
+//! wake-ups to quinn. No tokio type crosses this line.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::task::{Context, Poll, Waker};
 
-use tokio::sync::Notify;
 use von_crypto::MemberId;
 use von_crypto::freshness::Challenge;
 
@@ -21,8 +27,8 @@ pub struct Challenges {
     heard: Mutex<HashMap<MemberId, Heard>>,
     /// Some peer's challenge is not answered yet.
     pending: AtomicBool,
-    /// Wakes the outbound loop to answer.
-    wake: Notify,
+    /// The outbound driver waiting in [`Challenges::poll_answer_wanted`].
+    waiter: Mutex<Option<Waker>>,
 }
 
 /// The latest challenge heard from one peer.
@@ -43,7 +49,7 @@ impl Challenges {
             own,
             heard: Mutex::new(HashMap::new()),
             pending: AtomicBool::new(false),
-            wake: Notify::new(),
+            waiter: Mutex::new(None),
         }
     }
 
@@ -71,7 +77,10 @@ impl Challenges {
         );
         drop(heard);
         self.pending.store(true, Relaxed);
-        self.wake.notify_one();
+        let waiter = self.waiter.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = waiter {
+            w.wake();
+        }
     }
 
     /// The challenge to echo to `peer`, if any was heard.
@@ -97,9 +106,22 @@ impl Challenges {
         }
     }
 
-    /// Completes when a challenge waits for an answer (for the driver).
-    pub async fn answer_wanted(&self) {
-        self.wake.notified().await;
+    /// `Ready` when a challenge waits for an answer; else `Pending`, and
+    /// `cx`'s waker is woken by the next [`Challenges::heard`] that wants one.
+    /// Only the latest caller's waker is kept (one outbound driver per VON).
+    pub fn poll_answer_wanted(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.answer_pending() {
+            return Poll::Ready(());
+        }
+        let mut waiter = self.waiter.lock().unwrap_or_else(|p| p.into_inner());
+        *waiter = Some(cx.waker().clone());
+        drop(waiter);
+        // A `heard` between the check and the store set the flag and found
+        // no waker: look again so that wake-up is not lost.
+        if self.answer_pending() {
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MemberId, Heard>> {
@@ -133,5 +155,32 @@ mod tests {
         out.clear();
         c.take_pending(&mut out);
         assert_eq!(out, vec![p]);
+    }
+
+    #[test]
+    fn a_new_challenge_wakes_the_waiting_driver_once() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicUsize;
+        use std::task::Wake;
+
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Relaxed);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let c = Challenges::new(Challenge([0; 16]));
+        assert!(c.poll_answer_wanted(&mut cx).is_pending());
+        c.heard(MemberId(2), 1, Challenge([1; 16]));
+        assert_eq!(count.0.load(Relaxed), 1, "heard wakes the waiter");
+        assert!(c.poll_answer_wanted(&mut cx).is_ready());
+        let mut out = Vec::new();
+        c.take_pending(&mut out);
+        assert!(c.poll_answer_wanted(&mut cx).is_pending(), "answered");
+        c.heard(MemberId(2), 1, Challenge([1; 16]));
+        assert_eq!(count.0.load(Relaxed), 1, "the same challenge wakes nobody");
     }
 }

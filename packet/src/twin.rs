@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use von_crypto::freshness::Challenge;
 use von_crypto::{Cipher, Epoch, GroupKey, MemberId, OnId};
 
-use crate::pipeline::{
+use crate::{
     Action, DropReason, Endpoints, Ipv4Prefix, Member, OVERHEAD, PACKET_OFFSET, Pipeline,
     PipelineConfig, SharedSnapshot, Snapshot, Underlay, VonCounters,
 };
