@@ -15,6 +15,7 @@ pub mod health;
 pub mod logs;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
 pub mod state;
 pub mod static_mode;
 pub mod status;
