@@ -293,7 +293,7 @@ mod tests {
             [
                 "log changed",
                 "VON grid: rate changed (100mbit -> 50mbit)",
-                "VON grid: burst changed (125000 B -> 62500 B)",
+                "VON grid: burst changed (125000b -> 62500b)",
                 "VON grid: mtu changed (1432 -> 1400)",
                 "VON lab removed",
             ]

@@ -246,7 +246,7 @@ fn reload_applies_rate_and_dscp_live_and_refuses_a_bad_config() -> Result<()> {
     eprintln!("valid config:\n  {applied}\n  {mtu}");
     assert!(applied.contains("200mbit -> 10mbit"), "{applied}");
     assert!(applied.contains("dscp 46 -> 10"), "{applied}");
-    assert!(mtu.contains("1432 -> 1400: restart to apply"), "{mtu}");
+    assert!(mtu.contains("1432 -> 1400): restart to apply"), "{mtu}");
 
     let r = PingReport::parse(&ping.wait(Duration::from_secs(20))?)?;
     let s = w.status(1)?;
