@@ -48,6 +48,7 @@ use von_packet::{
 use crate::control;
 use crate::guard::{Guard, GuardError, GuardedVon};
 use crate::metrics::{self, MetricsError};
+use crate::reload::{Applied, Registry};
 use crate::state::{self, StateError};
 use crate::static_mode::{self, StaticModeError};
 use crate::status::{self, StatusError, StatusSource, VonFacts, VonSource};
@@ -76,6 +77,8 @@ pub enum AgentError {
     StaticMode(#[from] StaticModeError),
     #[error("VON {von}")]
     State { von: String, source: StateError },
+    #[error(transparent)]
+    StateDir(#[from] StateError),
     #[error(transparent)]
     Underlay(#[from] UnderlayError),
     #[error("VON {von}")]
@@ -138,51 +141,69 @@ impl Runtimes {
 }
 
 /// Runs the agent for `config` until `shutdown` completes, then removes the
-/// interfaces and the control socket.
+/// interfaces and the control socket. Each VON registers its live settings
+/// in `live` once it runs, for a reload to change (`reload.rs`).
 pub async fn run(
     config: &AgentConfig,
+    live: &Registry,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    // Every state stops on `shutdown`, the wait for a first view included.
+    let mut shutdown = std::pin::pin!(shutdown);
     // Views first: a bad file fails before anything is touched.
     let views = config.load_views()?;
+    // The first start creates state_dir (0700): the first view is saved there.
+    state::create_dir(&config.state_dir)?;
     let mut vons = Vec::with_capacity(config.vons.len());
     // Keymgr-mode VONs: restored or first view from the key manager (control/).
     let mut controls = Vec::new();
     for von in &config.vons {
         // Keymgr mode adds the lease that status shows and the outbound
         // loop's "sequence limit near" reporter; static mode has neither.
-        let (shared, lease, standing, near): (von_packet::SharedSnapshot, _, _, _) = match &von.mode
-        {
-            VonMode::Static(mode) => {
-                let local = views
-                    .iter()
-                    .find(|v| v.von == von.name)
-                    .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
-                let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
-                let shared = Arc::new(ArcSwap::from_pointee(snapshot));
-                (shared, Default::default(), Default::default(), None)
-            }
-            VonMode::Keymgr(mode) => {
-                let underlays = control::Underlays {
-                    a: config.underlay.a.bind.addr(),
-                    b: config.underlay.b.bind.addr(),
-                };
-                let k = control::start(&config.state_dir, von.name.as_str(), mode, underlays)
-                    .await
-                    .map_err(|source| AgentError::Control {
+        let (shared, lease, standing, near): (von_packet::SharedSnapshot, _, _, _) =
+            match &von.mode {
+                VonMode::Static(mode) => {
+                    let local = views
+                        .iter()
+                        .find(|v| v.von == von.name)
+                        .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
+                    let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
+                    let shared = Arc::new(ArcSwap::from_pointee(snapshot));
+                    (shared, Default::default(), Default::default(), None)
+                }
+                VonMode::Keymgr(mode) => {
+                    let underlays = control::Underlays {
+                        a: config.underlay.a.bind.addr(),
+                        b: config.underlay.b.bind.addr(),
+                    };
+                    let failed = |source| AgentError::Control {
                         von: von.name.to_string(),
                         source,
-                    })?;
-                let parts = (
-                    k.shared.clone(),
-                    k.lease.clone(),
-                    k.standing.clone(),
-                    Some(k.reporter()),
-                );
-                controls.push(k);
-                parts
-            }
-        };
+                    };
+                    let mut joining =
+                        control::start(&config.state_dir, von.name.as_str(), mode, underlays)
+                            .await
+                            .map_err(failed)?;
+                    let first = tokio::select! {
+                        r = joining.first_view() => r,
+                        () = &mut shutdown => {
+                            info!("stopped before the first view");
+                            joining.stop().await;
+                            control::stop_all(controls).await;
+                            return Ok(());
+                        }
+                    };
+                    let k = first.and_then(|()| joining.running()).map_err(failed)?;
+                    let parts = (
+                        k.shared.clone(),
+                        k.lease.clone(),
+                        k.standing.clone(),
+                        Some(k.reporter()),
+                    );
+                    controls.push(k);
+                    parts
+                }
+            };
         vons.push((von, shared, lease, standing, near));
     }
 
@@ -212,7 +233,16 @@ pub async fn run(
     }
 
     let runtimes = Runtimes::new()?;
-    let result = run_on(config, &runtimes, vons, incarnations, controls, shutdown).await;
+    let result = run_on(
+        config,
+        live,
+        &runtimes,
+        vons,
+        incarnations,
+        controls,
+        shutdown,
+    )
+    .await;
     runtimes.close();
     result
 }
@@ -222,6 +252,7 @@ pub async fn run(
 /// there and the status socket on the operator runtime, then waits.
 async fn run_on(
     config: &AgentConfig,
+    live: &Registry,
     runtimes: &Runtimes,
     vons: Vec<(
         &von_config::VonConfig,
@@ -299,13 +330,14 @@ async fn run_on(
         let span = info_span!(
             "von", name = %name, interface = von.interface.as_str(), on_id = me_on_id.0
         );
+        let settings = live.register(von);
         tasks.spawn_on(
             outbound_loop(
                 tun.clone(),
                 von.mtu.bytes(),
                 pipeline.outbound,
                 sockets.clone(),
-                TrafficClass::new(von.dscp.value()),
+                Applied::new(settings.clone()),
                 counters.clone(),
                 near,
             )
@@ -333,6 +365,7 @@ async fn run_on(
             health,
             lease,
             standing,
+            live: Some(settings),
         });
     }
     let demux =
@@ -404,9 +437,7 @@ async fn run_on(
         })),
     };
     // Leave keymgr-mode VONs cleanly (members move on at once), then stop.
-    for k in controls {
-        k.stop().await;
-    }
+    control::stop_all(controls).await;
     // Dropping the tasks drops the TUN devices: the interfaces disappear.
     tasks.shutdown().await;
     // Only now, with the TUNs gone, may VON addresses follow other routes.
@@ -424,7 +455,7 @@ async fn outbound_loop(
     mtu: u16,
     mut outbound: Outbound,
     sockets: Arc<[UnderlaySocket; 2]>,
-    class: TrafficClass,
+    mut live: Applied,
     counters: Arc<VonCounters>,
     mut near: Option<control::NearLimit>,
 ) -> &'static str {
@@ -436,12 +467,18 @@ async fn outbound_loop(
     let mut log = LogLimiter::default();
     let mut keepalive_buf = [0u8; MAX_KEEPALIVE_LEN];
     let challenges = outbound.challenges();
-    let out = Out {
-        sockets: &sockets,
-        class: &class,
-        counters: &counters,
-    };
+    let mut class = TrafficClass::new(live.current().dscp);
     loop {
+        // A reload's new rate and DSCP, from this wake-up on (reload.rs).
+        if let Some(s) = live.changed() {
+            outbound.set_rate(Instant::now(), s.rate_bps, s.burst_bytes);
+            class = TrafficClass::new(s.dscp);
+        }
+        let out = Out {
+            sockets: &sockets,
+            class: &class,
+            counters: &counters,
+        };
         // Once per wake-up, never per packet: a worn send key → key manager.
         if let Some(near) = near.as_mut() {
             near.poll(outbound.rekey_requested());

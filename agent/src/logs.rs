@@ -3,8 +3,8 @@
 //! Under systemd, stderr is a stream into journald (which sets
 //! `JOURNAL_STREAM`): journald stamps every line itself and shows colour
 //! codes as garbage, so lines go out plain — no ANSI colours, no timestamp.
-//! The same holds whenever stderr is not a terminal (a file, a pipe). On a
-//! terminal, lines carry both.
+//! Everywhere else every line starts with a UTC timestamp (a file or a pipe
+//! has no other clock), and colours are added only on a terminal.
 //!
 //! What the agent logs, and what it never does (key material, a line per
 //! packet), is in `docs/operations.md`: each VON's lines carry a `von` span
@@ -29,10 +29,10 @@ impl Style {
     /// The style for a stderr that is (or is not) a terminal, with
     /// `JOURNAL_STREAM` as found in the environment.
     pub fn for_stderr(is_terminal: bool, journal_stream: Option<&OsStr>) -> Self {
-        let decorated = is_terminal && journal_stream.is_none_or(OsStr::is_empty);
+        let journald = journal_stream.is_some_and(|s| !s.is_empty());
         Style {
-            ansi: decorated,
-            timestamps: decorated,
+            ansi: is_terminal && !journald,
+            timestamps: !journald,
         }
     }
 }
@@ -59,15 +59,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_under_journald_or_when_not_a_terminal() {
+    fn plain_under_journald_stamped_elsewhere() {
         let plain = Style {
             ansi: false,
             timestamps: false,
         };
         let journal = Some(OsStr::new("8:12345"));
         assert_eq!(Style::for_stderr(true, journal), plain, "systemd on a tty");
-        assert_eq!(Style::for_stderr(false, None), plain, "a pipe or file");
-        assert_eq!(Style::for_stderr(false, journal), plain);
+        assert_eq!(Style::for_stderr(false, journal), plain, "systemd");
+        let file = Style {
+            ansi: false,
+            timestamps: true,
+        };
+        assert_eq!(Style::for_stderr(false, None), file, "a pipe or file");
         let rich = Style::for_stderr(true, None);
         assert!(rich.ansi && rich.timestamps, "a person at a terminal");
         assert_eq!(Style::for_stderr(true, Some(OsStr::new(""))), rich);

@@ -28,6 +28,8 @@ enum Command {
     Keymgr(cli::keymgr::KeymgrArgs),
     /// Run the agent in the foreground (`von up --config FILE`).
     Up(cli::up::UpArgs),
+    /// Make the running agent read von.toml again (`von reload [--config FILE]`).
+    Reload(cli::reload::ReloadArgs),
     /// What the running agent reports (`von status [--json] [--socket PATH]`).
     Status(cli::status::StatusArgs),
     /// The whole idea on one machine: three hosts in namespaces, pings, an underlay cut (`sudo von demo`).
@@ -43,14 +45,37 @@ enum Command {
     Reserve(cli::reserve::ReserveArgs),
 }
 
-fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error for an operator: the message and its causes, never a backtrace
+/// (`RUST_BACKTRACE` is for panics, which still print theirs).
+fn report(e: &anyhow::Error) {
+    eprintln!("Error: {e}");
+    let causes: Vec<_> = e.chain().skip(1).collect();
+    if !causes.is_empty() {
+        eprintln!("\nCaused by:");
+        for (i, cause) in causes.iter().enumerate() {
+            eprintln!("    {i}: {cause}");
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => return cli::demo::run(args),
         Command::Ca(args) => cli::ca::run(args),
         Command::Cert(args) => cli::cert::run(args),
         Command::Keymgr(args) => cli::keymgr::run(args),
         Command::Up(args) => cli::up::run(args),
+        Command::Reload(args) => cli::reload::run(args),
         Command::Status(args) => cli::status::run(args),
         Command::Completions(args) => cli::completions::completions(args, Cli::command()),
         Command::Man(args) => cli::completions::man(args, Cli::command()),

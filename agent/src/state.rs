@@ -115,6 +115,21 @@ fn bump_with_clock(
     Ok(next)
 }
 
+/// Creates `state_dir` (and its parents) with mode 0700 if it is missing:
+/// the first start saves its first view and key there before anything else
+/// would create it. An existing directory is left as it is.
+pub fn create_dir(state_dir: &Path) -> Result<(), StateError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(|source| StateError::Io {
+            step: "creating",
+            path: state_dir.to_owned(),
+            source,
+        })
+}
+
 fn store_with_clock(
     state_dir: &Path,
     von: &str,
@@ -125,11 +140,7 @@ fn store_with_clock(
         let path = path.to_owned();
         move |source| StateError::Io { step, path, source }
     };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(state_dir)
-        .map_err(io_err("creating", state_dir))?;
+    create_dir(state_dir)?;
     let path = state_dir.join(format!("{von}.incarnation"));
     let stored = match fs::read_to_string(&path) {
         Ok(text) => Some(

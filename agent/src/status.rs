@@ -150,6 +150,8 @@ pub struct VonSource {
     pub lease: SharedLease,
     /// Standing with the key manager (empty in static mode).
     pub standing: SharedStanding,
+    /// Rate and DSCP as a reload last set them (`None`: the facts' ones).
+    pub live: Option<crate::reload::SharedLive>,
 }
 
 /// What the agent exposes to the status socket: shared, read-only handles.
@@ -174,6 +176,10 @@ impl StatusSource {
             .enumerate()
             .map(|(i, v)| {
                 let (facts, snap) = (&v.facts, v.snapshot.load());
+                let (rate_bps, dscp) = v.live.as_ref().map_or((facts.rate_bps, facts.dscp), |l| {
+                    let l = l.load();
+                    (l.rate_bps, l.dscp)
+                });
                 let me = snap.me();
                 let peers = peers(&snap, &v.health.peers(now));
                 VonStatus {
@@ -188,8 +194,8 @@ impl StatusSource {
                     epoch: snap.send_epoch().0,
                     accepted_epochs: snap.accepted_epochs().map(|e| e.0).collect(),
                     members: snap.members().len(),
-                    rate_bps: facts.rate_bps,
-                    dscp: facts.dscp,
+                    rate_bps,
+                    dscp,
                     mtu: facts.mtu,
                     counters: v.counters.snapshot(),
                     lease: v.lease.load().as_deref().map(|t| lease(*t, wall)),
@@ -349,6 +355,7 @@ mod tests {
                 health: Arc::default(),
                 lease,
                 standing: Arc::default(),
+                live: None,
             }],
             underlays: [(any, Arc::default()), (any, Arc::default())],
             guard: Arc::default(),

@@ -65,6 +65,7 @@ fn source(net: &TwinNet, host: usize, lease: Option<std::time::SystemTime>) -> S
             health: h.pipeline.inbound.health(),
             lease: Arc::new(ArcSwapOption::from_pointee(lease)),
             standing: Arc::default(),
+            live: None,
         }],
         underlays: [
             (addr, Arc::new(SocketCounters::default())),

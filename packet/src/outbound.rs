@@ -136,6 +136,12 @@ impl Outbound {
         seal(counters, snap, seq, buf, len, to)
     }
 
+    /// Applies a new contracted rate and burst from `now` on (a config
+    /// reload); the shaping queue keeps its size and its packets.
+    pub fn set_rate(&mut self, now: Instant, rate_bps: u64, burst_bytes: u64) {
+        self.bucket.set_rate(now, rate_bps, burst_bytes);
+    }
+
     /// When the oldest packet of the shaping queue may leave; `None` if the
     /// queue is empty.
     pub fn poll_queue(&self, now: Instant) -> Option<Instant> {

@@ -32,6 +32,17 @@ impl TokenBucket {
         }
     }
 
+    /// A new contract from `now` on (a config reload): the credit earned so
+    /// far is kept at the old rate, then the bucket refills at `rate_bps` and
+    /// holds at most `burst_bytes`. Nothing is reset: a reload neither grants
+    /// a fresh burst nor takes back what was earned.
+    pub fn set_rate(&mut self, now: Instant, rate_bps: u64, burst_bytes: u64) {
+        self.take(now, 0);
+        self.rate_bps = rate_bps;
+        self.capacity = u128::from(burst_bytes) * 8 * NANOS_PER_SEC;
+        self.tokens = self.tokens.min(self.capacity);
+    }
+
     /// Whether a packet of `bytes` can ever pass (it is not larger than the burst).
     pub fn can_ever_pass(&self, bytes: usize) -> bool {
         cost_of(bytes) <= self.capacity
@@ -101,6 +112,22 @@ mod tests {
         assert!(!b.take(t0 + Duration::from_millis(499), 500));
         assert!(b.take(t0 + Duration::from_millis(500), 500));
         assert!(!b.take(t0 + Duration::from_millis(500), 1));
+    }
+
+    #[test]
+    fn a_new_rate_applies_from_now_and_keeps_the_credit() {
+        // 8 kbit/s, burst 2000 bytes; spent at t0, half refilled at t0 + 1 s.
+        let mut b = TokenBucket::new(8_000, 2_000);
+        let t0 = Instant::now();
+        assert!(b.take(t0, 2_000));
+        let t1 = t0 + Duration::from_secs(1);
+        b.set_rate(t1, 16_000, 1_500);
+        // 1000 bytes earned at the old rate, capped by nothing (< 1500).
+        assert!(b.take(t1, 1_000));
+        assert!(!b.take(t1, 1));
+        // Then 2000 bytes/s: 1000 bytes in 0.5 s, the burst now 1500.
+        assert!(b.take(t1 + Duration::from_millis(500), 1_000));
+        assert!(!b.take(t1 + Duration::from_secs(3_600), 1_501));
     }
 
     #[test]

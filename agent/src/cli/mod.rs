@@ -6,6 +6,7 @@ pub mod completions;
 pub mod demo;
 pub mod keymgr;
 pub mod ledger;
+pub mod reload;
 pub mod reserve;
 pub mod router;
 pub mod status;

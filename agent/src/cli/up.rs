@@ -1,8 +1,11 @@
 //! `von up --config FILE`: the agent, in the foreground (systemd runs this).
 //!
 //! Reads the config, starts logging at its `log` level (`RUST_LOG` overrides),
-//! and runs the driver until SIGINT or SIGTERM, which stop it cleanly: the
-//! interfaces disappear and the control socket is removed.
+//! and runs the driver until SIGINT or SIGTERM, which stop it cleanly in
+//! every state — waiting for a first view included — within 2 s: the agent
+//! leaves its VONs, the interfaces disappear and the control socket is
+//! removed. SIGHUP never stops it: it reads the config again
+//! ([`von_agent::reload`]).
 //!
 //! `von up --check` reads the same files and stops before touching the
 //! system, so an operator can validate a change before restarting the unit.
@@ -49,13 +52,23 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut interrupt =
             signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        let (mut running, path) = (config.clone(), args.config.clone());
+        let live = std::sync::Arc::new(von_agent::reload::Registry::default());
+        let registry = live.clone();
         let shutdown = async move {
-            tokio::select! {
-                _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
-                _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+            loop {
+                tokio::select! {
+                    _ = terminate.recv() => break tracing::info!("SIGTERM: stopping"),
+                    _ = interrupt.recv() => break tracing::info!("SIGINT: stopping"),
+                    _ = hangup.recv() => {
+                        tracing::info!(config = %path.display(), "SIGHUP: reading the config again");
+                        von_agent::reload::reload(&path, &mut running, &registry);
+                    }
+                }
             }
         };
-        driver::run(&config, shutdown).await?;
+        driver::run(&config, &live, shutdown).await?;
         Ok(())
     })
 }

@@ -14,8 +14,11 @@
 //!    [`NearLimit`] (once per epoch), and the session publishes the lease
 //!    expiry into [`KeymgrVon::lease`], which `von status` shows.
 //!
-//! [`start`] returns once a snapshot exists: at once when one was restored,
-//! otherwise after the first commit from the key manager.
+//! [`start`] returns a [`Joining`] VON at once; [`Joining::first_view`]
+//! completes once a snapshot exists: at once when one was restored, otherwise
+//! after the first commit from the key manager. It can be abandoned at any
+//! point (SIGTERM while the key manager is unreachable) with
+//! [`Joining::stop`], which leaves like a running VON does.
 
 mod near;
 pub mod persist;
@@ -44,6 +47,10 @@ use crate::health::{KeymgrStanding, SharedLease, SharedStanding};
 
 /// Longest wait between reconnects to the key manager.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a stopping VON waits for its leave to finish.
+const LEAVE_WAIT: Duration = Duration::from_millis(1000);
+/// How long it then waits for its embedded key manager to stop.
+const EMBEDDED_WAIT: Duration = Duration::from_millis(400);
 
 /// A keymgr-mode VON could not start.
 #[derive(Debug, thiserror::Error)]
@@ -99,12 +106,32 @@ impl KeymgrVon {
 
     /// Leave the VON cleanly and stop the embedded key manager, if any.
     pub async fn stop(self) {
-        let _ = self.stop_session.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(3), self.session).await;
-        if let Some((stop, task)) = self.embedded {
-            let _ = stop.send(());
-            let _ = task.await;
-        }
+        stop_tasks(self.stop_session, self.session, self.embedded).await;
+    }
+}
+
+/// Stops every VON at once, so N VONs take no longer to leave than one.
+pub async fn stop_all(vons: Vec<KeymgrVon>) {
+    let stops: Vec<_> = vons.into_iter().map(|k| tokio::spawn(k.stop())).collect();
+    for stop in stops {
+        let _ = stop.await;
+    }
+}
+
+/// Ends a VON's session (it leaves, if joined), then its embedded key
+/// manager. The leave gets [`LEAVE_WAIT`] and the key manager
+/// [`EMBEDDED_WAIT`] more: the agent must be gone within 2 s of a SIGTERM
+/// even when no key manager answers.
+async fn stop_tasks(
+    stop_session: oneshot::Sender<()>,
+    session: JoinHandle<()>,
+    embedded: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+) {
+    let _ = stop_session.send(());
+    let _ = tokio::time::timeout(LEAVE_WAIT, session).await;
+    if let Some((stop, task)) = embedded {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(EMBEDDED_WAIT, task).await;
     }
 }
 
@@ -117,13 +144,72 @@ pub struct Underlays {
     pub b: SocketAddr,
 }
 
-/// Start VON `von` in keymgr mode. Returns when a snapshot exists.
+/// A keymgr-mode VON whose session runs but which may have no snapshot yet.
+#[derive(Debug)]
+pub struct Joining {
+    slot: Arc<OnceLock<SharedSnapshot>>,
+    first: Option<oneshot::Receiver<()>>,
+    shown: String,
+    span: tracing::Span,
+    near_limit: mpsc::UnboundedSender<Epoch>,
+    lease: SharedLease,
+    standing: SharedStanding,
+    stop_session: oneshot::Sender<()>,
+    session: JoinHandle<()>,
+    embedded: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl Joining {
+    /// Waits until a snapshot exists. Cancel-safe: dropping this future and
+    /// calling it again (or [`stop`](Self::stop)) loses nothing.
+    pub async fn first_view(&mut self) -> Result<(), ControlError> {
+        if self.slot.get().is_none() {
+            if self.first.is_some() {
+                info!(parent: &self.span, keymgr = %self.shown, "waiting for the key manager's first view");
+            }
+            if let Some(first) = self.first.as_mut() {
+                if first.await.is_err() {
+                    return Err(ControlError::NoView(self.shown.clone()));
+                }
+            }
+        }
+        self.first = None;
+        Ok(())
+    }
+
+    /// The running VON, once [`first_view`](Self::first_view) has returned.
+    pub fn running(self) -> Result<KeymgrVon, ControlError> {
+        let shared = self
+            .slot
+            .get()
+            .cloned()
+            .ok_or(ControlError::NoView(self.shown))?;
+        Ok(KeymgrVon {
+            shared,
+            near_limit: self.near_limit,
+            lease: self.lease,
+            standing: self.standing,
+            stop_session: self.stop_session,
+            session: self.session,
+            embedded: self.embedded,
+        })
+    }
+
+    /// Gives up before (or after) the first view: leaves the VON if the
+    /// session had joined and stops the embedded key manager, if any.
+    pub async fn stop(self) {
+        stop_tasks(self.stop_session, self.session, self.embedded).await;
+    }
+}
+
+/// Start VON `von` in keymgr mode; the session runs from here on. Call
+/// [`Joining::first_view`] to wait for a snapshot.
 pub async fn start(
     state_dir: &Path,
     von: &str,
     mode: &KeymgrMode,
     underlays: Underlays,
-) -> Result<KeymgrVon, ControlError> {
+) -> Result<Joining, ControlError> {
     let von_name: VonName =
         von.parse()
             .map_err(|e: von_crypto::cert::CertError| ControlError::Certificate {
@@ -257,15 +343,11 @@ pub async fn start(
         }
         .instrument(span.clone()),
     );
-    if slot.get().is_none() {
-        info!(parent: &span, keymgr = %shown, "waiting for the key manager's first view");
-        if first_rx.await.is_err() {
-            return Err(ControlError::NoView(shown));
-        }
-    }
-    let shared = slot.get().cloned().ok_or(ControlError::NoView(shown))?;
-    Ok(KeymgrVon {
-        shared,
+    Ok(Joining {
+        slot,
+        first: Some(first_rx),
+        shown,
+        span,
         near_limit,
         lease,
         standing,

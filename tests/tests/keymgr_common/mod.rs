@@ -212,6 +212,12 @@ impl KmWorld {
     /// Starts member `hN` (`von up`) without waiting for a view (one the key
     /// manager refuses never gets one).
     pub fn spawn_agent(&mut self, n: usize) -> Result<()> {
+        self.spawn_agent_env(n, &[])
+    }
+
+    /// Like [`spawn_agent`](Self::spawn_agent), with `env` added to the
+    /// agent's environment (`JOURNAL_STREAM`, `RUST_BACKTRACE`).
+    pub fn spawn_agent_env(&mut self, n: usize, env: &[(&str, &str)]) -> Result<()> {
         let h = format!("h{n}");
         let host = self.topo.host(n);
         let embeds = n == self.km_host;
@@ -252,6 +258,7 @@ impl KmWorld {
         cmd.arg("up")
             .arg("--config")
             .arg(config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log);
@@ -318,6 +325,60 @@ impl KmWorld {
         let _ = child.kill();
         let _ = child.wait();
         Ok(())
+    }
+
+    /// Sends `sig` to member `hN`'s agent and leaves it running (or not).
+    pub fn signal_agent(&self, n: usize, sig: &str) -> Result<()> {
+        signal(self.agents[&n].id(), sig)
+    }
+
+    /// Whether member `hN`'s agent is still running.
+    pub fn agent_running(&mut self, n: usize) -> bool {
+        let child = self.agents.get_mut(&n).expect("agent started");
+        matches!(child.try_wait(), Ok(None))
+    }
+
+    /// Sends `sig` to member `hN`'s agent and measures how long it takes to
+    /// exit: `None` if it still runs after `limit` (it is then killed).
+    pub fn stop_agent_within(
+        &mut self,
+        n: usize,
+        sig: &str,
+        limit: Duration,
+    ) -> Result<Option<(Duration, std::process::ExitStatus)>> {
+        let mut child = self.agents.remove(&n).expect("agent running");
+        let sent = Instant::now();
+        if let Err(e) = signal(child.id(), sig) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+        while sent.elapsed() < limit {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Ok(Some((sent.elapsed(), status)));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(None)
+    }
+
+    /// The whole log of `name` (`h1`, `keymgr`).
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// The test directory (configs, logs, state).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Runs `von ARGS` in host `hN`'s namespace; any exit status is returned.
+    pub fn von_in(&self, n: usize, args: &[&str]) -> Result<von_tests::process::Output> {
+        let mut cmd = self.topo.host(n).ns().command(&self.bin);
+        cmd.args(args);
+        process::run(&mut cmd, Duration::from_secs(10))
     }
 
     /// `von status --json` of member `hN`.
