@@ -9,8 +9,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 const UNITS: [&str; 2] = ["von.service", "von-keymgr.service"];
+/// The key manager replica template (`von-keymgr@grid.service`), packaged
+/// beside the units; verified through an instance name.
+const TEMPLATE: &str = "von-keymgr@.service";
 const EXAMPLES: [&str; 4] = [
     "grid.view.toml",
     "keymgr.toml",
@@ -105,16 +109,30 @@ fn verify_units(units: &[PathBuf], binary: &Path, dir: &Path) {
     );
 }
 
+/// A copy of the template unit under an instance's name, since
+/// `systemd-analyze verify` checks instances, not templates.
+fn template_instance(template: &Path, dir: &Path) -> PathBuf {
+    let instances = dir.join("instance");
+    std::fs::create_dir_all(&instances).unwrap();
+    let instance = instances.join("von-keymgr@grid.service");
+    std::fs::copy(template, &instance).unwrap();
+    instance
+}
+
 #[test]
 fn units_pass_systemd_analyze_verify() {
     if !have(&["systemd-analyze"], "apt-get install systemd") {
         return;
     }
     let dir = scratch("verify");
-    let units: Vec<PathBuf> = UNITS
+    let mut units: Vec<PathBuf> = UNITS
         .iter()
         .map(|u| packaging(&format!("systemd/{u}")))
         .collect();
+    units.push(template_instance(
+        &packaging(&format!("systemd/{TEMPLATE}")),
+        &dir,
+    ));
     // Any executable stands in for /usr/bin/von: this test's own binary.
     verify_units(&units, &std::env::current_exe().unwrap(), &dir);
     let _ = std::fs::remove_dir_all(&dir);
@@ -163,28 +181,58 @@ fn units_keep_their_hardening() {
     }
 }
 
+/// The .deb, built once for every test here that needs it (`cargo deb`
+/// takes a while); `None` when the tools are missing and the test skips.
+fn debian_package() -> Option<&'static Path> {
+    static DEB: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DEB.get_or_init(|| {
+        if !have(&["cargo", "deb"], "cargo install cargo-deb")
+            || !have(&["dpkg-deb"], "apt-get install dpkg")
+        {
+            return None;
+        }
+        let dir = scratch("deb-build");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        run(Command::new(cargo)
+            .current_dir(workspace())
+            .args(["deb", "-p", "von-agent", "--output"])
+            .arg(&dir));
+        let deb = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.extension().is_some_and(|e| e == "deb")
+                    && !p.to_string_lossy().contains("dbgsym")
+            })
+            .expect("cargo deb wrote no .deb");
+        Some(deb)
+    })
+    .as_deref()
+}
+
 #[test]
 fn debian_package_holds_binary_units_and_examples() {
-    if !have(&["cargo", "deb"], "cargo install cargo-deb")
-        || !have(&["dpkg-deb"], "apt-get install dpkg")
-    {
+    let Some(deb) = debian_package() else {
         return;
-    }
+    };
     let dir = scratch("deb");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
-        .current_dir(workspace())
-        .args(["deb", "-p", "von-agent", "--output"])
-        .arg(&dir));
-    let deb = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .expect("cargo deb wrote no .deb");
     let name = deb.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         name.starts_with("von_"),
         "package is named {name}, expected von_*"
+    );
+    // The symbols stripped from the binary, in their own package.
+    let dbgsym = std::fs::read_dir(deb.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("von-dbgsym_"))
+        .expect("cargo deb wrote no von-dbgsym package");
+    let symbols =
+        String::from_utf8(run(Command::new("dpkg-deb").arg("-c").arg(&dbgsym)).stdout).unwrap();
+    assert!(
+        symbols.lines().any(|l| l.contains("/usr/lib/debug/") && l.ends_with(".debug")),
+        "{} holds no .debug file:\n{symbols}",
+        dbgsym.display()
     );
 
     let listing =
@@ -192,6 +240,7 @@ fn debian_package_holds_binary_units_and_examples() {
     let has = |path: &str| listing.lines().any(|l| l.ends_with(path));
     let mut wanted = vec!["./usr/bin/von".to_owned()];
     wanted.extend(UNITS.iter().map(|u| format!("/systemd/system/{u}")));
+    wanted.push(format!("/systemd/system/{TEMPLATE}"));
     wanted.extend(
         EXAMPLES
             .iter()
@@ -239,6 +288,8 @@ fn debian_package_holds_binary_units_and_examples() {
         "packaged von --version said {version:?}"
     );
     if have(&["systemd-analyze"], "apt-get install systemd") {
+        let mut units = units.clone();
+        units.push(template_instance(&unit_dir.join(TEMPLATE), &dir));
         verify_units(&units, &root.join("usr/bin/von"), &dir);
     }
 
@@ -260,3 +311,138 @@ fn debian_package_holds_binary_units_and_examples() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What a Debian admin expects of the package, checked by installing it:
+/// `dpkg -i`, `dpkg -r` and `dpkg -P` run in a chroot onto an overlay of
+/// this machine's root file system, inside a private mount namespace, so
+/// the machine itself (its dpkg database, /usr, /etc) is never changed and
+/// every mount disappears with the namespace, pass or fail.
+#[test]
+fn debian_package_installs_removes_and_purges_cleanly() {
+    let Some(deb) = debian_package() else {
+        return;
+    };
+    if !have(&["unshare"], "apt-get install util-linux") {
+        return;
+    }
+    let dir = scratch("install");
+    let out = run(Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-eu", "-c"])
+        .arg(INSTALL_SCRIPT)
+        .arg("install-test")
+        .arg(&dir)
+        .arg(deb));
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = |step: &str, path: &str| -> bool {
+        let line = format!("{step} {path} ");
+        let found = report
+            .lines()
+            .find(|l| l.starts_with(&line))
+            .unwrap_or_else(|| panic!("no {step} line for {path} in:\n{report}"));
+        found.ends_with(" present")
+    };
+    let installed = [
+        "/usr/bin/von",
+        "/usr/share/man/man8/von.8.gz",
+        "/usr/share/man/man8/von-up.8.gz",
+        "/usr/share/man/man5/von.toml.5.gz",
+        "/usr/share/bash-completion/completions/von",
+        "/usr/share/zsh/vendor-completions/_von",
+        "/usr/share/fish/vendor_completions.d/von.fish",
+        "/usr/share/doc/von/README.md",
+        "/usr/share/doc/von/docs/configuration.md",
+        "/usr/share/doc/von/docs/crypto.md",
+        "/usr/share/doc/von/examples/von-keymgr.toml",
+        "/lib/systemd/system/von.service",
+        "/lib/systemd/system/von-keymgr@.service",
+        "/etc/von",
+    ];
+    for path in installed {
+        assert!(state("installed", path), "not installed: {path}\n{report}");
+        assert!(
+            path == "/etc/von" || !state("removed", path),
+            "`dpkg -r` left {path}\n{report}"
+        );
+    }
+    // Stripped: no DWARF in the binary (the symbols are in von-dbgsym).
+    let debug_sections = report
+        .lines()
+        .find_map(|l| l.strip_prefix("debug_sections "))
+        .expect("debug_sections line");
+    assert_eq!(debug_sections, "0", "the packaged von is not stripped");
+    for line in ["von_version ok", "man_finds_von /usr/share/man/man8/von.8.gz"] {
+        assert!(report.lines().any(|l| l == line), "no {line:?} in:\n{report}");
+    }
+    // remove keeps the operator's configuration and the state...
+    for path in ["/etc/von/von.toml", "/etc/von/h1/h1.key", "/var/lib/von/grid"] {
+        assert!(state("removed", path), "`dpkg -r` deleted {path}\n{report}");
+    }
+    // ...purge removes them, but never a VON's CA key.
+    for path in [
+        "/etc/von/von.toml",
+        "/etc/von/h1/h1.key",
+        "/etc/von/h1",
+        "/var/lib/von",
+    ] {
+        assert!(!state("purged", path), "`dpkg -P` left {path}\n{report}");
+    }
+    assert!(
+        state("purged", "/etc/von/grid/ca/ca.key"),
+        "`dpkg -P` deleted a CA key\n{report}"
+    );
+    assert!(
+        said.contains("kept these CA directories") && said.contains("/etc/von/grid/ca"),
+        "purge did not say which CA directory it kept:\n{said}"
+    );
+    assert!(
+        report.lines().any(|l| l == "dpkg_status not-installed"),
+        "dpkg still knows von after purge:\n{report}"
+    );
+}
+
+/// `$1` scratch directory, `$2` the .deb. Prints `STEP PATH present|absent`
+/// for each checked path after install, remove and purge.
+const INSTALL_SCRIPT: &str = r#"
+scratch=$1; deb=$2
+mount -t tmpfs tmpfs "$scratch"
+mkdir "$scratch/upper" "$scratch/work" "$scratch/root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$scratch/upper,workdir=$scratch/work" "$scratch/root"
+mount --bind /proc "$scratch/root/proc"
+mount --bind /dev "$scratch/root/dev"
+root=$scratch/root
+cp "$deb" "$root/von-under-test.deb"
+paths="/usr/bin/von /usr/share/man/man8/von.8.gz /usr/share/man/man8/von-up.8.gz
+ /usr/share/man/man5/von.toml.5.gz /usr/share/bash-completion/completions/von
+ /usr/share/zsh/vendor-completions/_von /usr/share/fish/vendor_completions.d/von.fish
+ /usr/share/doc/von/README.md /usr/share/doc/von/docs/configuration.md
+ /usr/share/doc/von/docs/crypto.md /usr/share/doc/von/examples/von-keymgr.toml
+ /lib/systemd/system/von.service /lib/systemd/system/von-keymgr@.service /etc/von
+ /etc/von/von.toml /etc/von/h1 /etc/von/h1/h1.key /etc/von/grid/ca/ca.key
+ /var/lib/von /var/lib/von/grid"
+report() {
+  for p in $paths; do
+    if [ -e "$root$p" ]; then echo "$1 $p present"; else echo "$1 $p absent"; fi
+  done
+}
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+# A von already installed on this machine would hide what the package does.
+in_root dpkg -P von >/dev/null 2>&1 || true
+rm -rf "$root/etc/von" "$root/var/lib/von"
+in_root dpkg -i /von-under-test.deb >&2
+report installed
+echo "debug_sections $(readelf -S "$root/usr/bin/von" | grep -c '\.debug_' || true)"
+in_root von --version >/dev/null && echo "von_version ok"
+echo "man_finds_von $(in_root man -w 8 von 2>/dev/null || echo none)"
+# What an operator adds: a config, a member's key, a CA, state.
+mkdir -p "$root/etc/von/h1" "$root/etc/von/grid/ca" "$root/var/lib/von/grid"
+echo 'log = "info"' > "$root/etc/von/von.toml"
+echo key > "$root/etc/von/h1/h1.key"
+echo ca > "$root/etc/von/grid/ca/ca.key"
+in_root dpkg -r von >&2
+report removed
+in_root dpkg -P von
+report purged
+if in_root dpkg -s von >/dev/null 2>&1; then echo "dpkg_status installed"; else echo "dpkg_status not-installed"; fi
+"#;

@@ -1,0 +1,169 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_von_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_von_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_von_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_von_using_subcommand
+    set -l cmd (__fish_von_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c von -n "__fish_von_needs_command" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_needs_command" -s V -l version -d 'Print version'
+complete -c von -n "__fish_von_needs_command" -f -a "ca" -d 'A VON\'s certificate authority (`von ca init`)'
+complete -c von -n "__fish_von_needs_command" -f -a "cert" -d 'Member certificates (`von cert issue`, `von cert show`)'
+complete -c von -n "__fish_von_needs_command" -f -a "keymgr" -d 'The standalone key manager (`von keymgr --config FILE`) and its operations (`von keymgr revoke|rekey|status --config FILE`)'
+complete -c von -n "__fish_von_needs_command" -f -a "up" -d 'Run the agent in the foreground (`von up --config FILE`)'
+complete -c von -n "__fish_von_needs_command" -f -a "status" -d 'What the running agent reports (`von status [--json] [--socket PATH]`)'
+complete -c von -n "__fish_von_needs_command" -f -a "demo" -d 'The whole idea on one machine: three hosts in namespaces, pings, an underlay cut (`sudo von demo`)'
+complete -c von -n "__fish_von_needs_command" -f -a "completions" -d 'A completion script for bash, zsh, fish, elvish or powershell (`von completions bash`)'
+complete -c von -n "__fish_von_needs_command" -f -a "man" -d 'Write the man pages into a directory (packaging runs it; hidden)'
+complete -c von -n "__fish_von_needs_command" -f -a "router" -d 'Shape a router\'s links for reserved ONs (`von router --config FILE`, `von router status`)'
+complete -c von -n "__fish_von_needs_command" -f -a "reserve" -d 'Reservations on routers (`von reserve serve|add|list|release`)'
+complete -c von -n "__fish_von_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c von -n "__fish_von_using_subcommand ca; and not __fish_seen_subcommand_from init upgrade help" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand ca; and not __fish_seen_subcommand_from init upgrade help" -f -a "init" -d 'Create a new VON: its CA key (ca.key), certificate (ca.crt) and ledger'
+complete -c von -n "__fish_von_using_subcommand ca; and not __fish_seen_subcommand_from init upgrade help" -f -a "upgrade" -d 'Give a CA directory made by an older von its ledger (ledger.json)'
+complete -c von -n "__fish_von_using_subcommand ca; and not __fish_seen_subcommand_from init upgrade help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from init" -l von -d 'The VON\'s name: a-z, 0-9 and \'-\', at most 11 characters' -r
+complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from init" -l on-id -d 'The VON\'s globally unique ON id (1 to 4294967295), first 4 bytes of every frame' -r
+complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from init" -l prefix -d 'The VON prefix, e.g. 100.64.0.0/24: every member\'s address must be a host of it; `von cert issue` refuses others' -r
+complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from init" -l out -d 'Directory to write ca.crt and ca.key into (created if missing)' -r -F
+complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from init" -l valid -d 'How long the CA is valid, in days' -r
+complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from init" -l force -d 'Replace ca.crt and ca.key if they exist'
+complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from upgrade" -l ca -d 'The CA directory (ca.crt, ca.key, issued.txt)' -r -F
+complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from upgrade" -l prefix -d 'The VON prefix, e.g. 100.64.0.0/24' -r
+complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from upgrade" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from help" -f -a "init" -d 'Create a new VON: its CA key (ca.key), certificate (ca.crt) and ledger'
+complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from help" -f -a "upgrade" -d 'Give a CA directory made by an older von its ledger (ledger.json)'
+complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list help" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list help" -f -a "issue" -d 'Issue a member\'s keys (TLS and X25519) and certificate'
+complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list help" -f -a "show" -d 'Print what a certificate says'
+complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list help" -f -a "list" -d 'Print the CA\'s ledger: every certificate it issued'
+complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l ca -d 'The CA directory written by `von ca init` (ca.crt, ca.key)' -r -F
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l name -d 'Member name, unique in the VON: a-z, 0-9 and \'-\', at most 63 characters' -r
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l addr -d 'The member\'s VON address and the VON prefix, e.g. 100.64.0.1/24' -r
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l valid -d 'Validity in days, from now' -r
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l role -d '`member`, or `keymgr` for the key manager\'s own certificate' -r -f -a "member\t''
+keymgr\t''"
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l out -d 'Directory to write NAME.crt, NAME.key and NAME.noise.key into' -r -F
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l force -d 'Replace existing files'
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from list" -l ca -d 'The CA directory (ca.crt, ca.key, ledger.json)' -r -F
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from list" -l json -d 'Print the ledger as JSON'
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "issue" -d 'Issue a member\'s keys (TLS and X25519) and certificate'
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print what a certificate says'
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "list" -d 'Print the CA\'s ledger: every certificate it issued'
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -l config -d 'The key manager\'s configuration (keymgr.toml)' -r -F
+complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -f -a "revoke" -d 'Revoke a member: it is dropped and the group rekeyed at once (if the key manager runs) and refused from then on'
+complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -f -a "rekey" -d 'Rekey now with the same members (a new epoch and group key)'
+complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -f -a "status" -d 'The committed epoch, the epoch being prepared, and the members'
+complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from revoke" -l name -d 'The member\'s name, as in its certificate' -r
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from revoke" -l config -d 'The key manager\'s configuration (keymgr.toml)' -r -F
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from rekey" -l config -d 'The key manager\'s configuration (keymgr.toml)' -r -F
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from rekey" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from status" -l config -d 'The key manager\'s configuration (keymgr.toml)' -r -F
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from status" -l json -d 'Print JSON instead of text'
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a member: it is dropped and the group rekeyed at once (if the key manager runs) and refused from then on'
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from help" -f -a "rekey" -d 'Rekey now with the same members (a new epoch and group key)'
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from help" -f -a "status" -d 'The committed epoch, the epoch being prepared, and the members'
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c von -n "__fish_von_using_subcommand up" -l config -d 'The agent\'s configuration (von.toml)' -r -F
+complete -c von -n "__fish_von_using_subcommand up" -l check -d 'Only validate: the config, every view file and every certificate and key it names; change nothing and exit 0 if all is well'
+complete -c von -n "__fish_von_using_subcommand up" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand status" -l socket -d 'The agent\'s control socket (its config\'s `control_socket`)' -r -F
+complete -c von -n "__fish_von_using_subcommand status" -l json -d 'Print the machine-readable JSON document'
+complete -c von -n "__fish_von_using_subcommand status" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand demo" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand man" -l dir -d 'Where to write the pages; created if missing' -r -F
+complete -c von -n "__fish_von_using_subcommand man" -l completions -d 'Where to write the packaged completion scripts; created if missing' -r -F
+complete -c von -n "__fish_von_using_subcommand man" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand router; and not __fish_seen_subcommand_from status help" -l config -d 'The router\'s configuration (router.toml); runs it in the foreground' -r -F
+complete -c von -n "__fish_von_using_subcommand router; and not __fish_seen_subcommand_from status help" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand router; and not __fish_seen_subcommand_from status help" -f -a "status" -d 'Reservations, link budgets and per-ON counters of a running router'
+complete -c von -n "__fish_von_using_subcommand router; and not __fish_seen_subcommand_from status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from status" -l addr -d 'The router\'s control address (its `listen`)' -r
+complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from status" -l key -d 'The router\'s key file' -r -F
+complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from status" -l json -d 'Print the JSON document'
+complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from help" -f -a "status" -d 'Reservations, link budgets and per-ON counters of a running router'
+complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c von -n "__fish_von_using_subcommand reserve; and not __fish_seen_subcommand_from serve add list release help" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand reserve; and not __fish_seen_subcommand_from serve add list release help" -f -a "serve" -d 'Run the reservation service in the foreground (renews leases)'
+complete -c von -n "__fish_von_using_subcommand reserve; and not __fish_seen_subcommand_from serve add list release help" -f -a "add" -d 'Reserve a VON\'s rate on every link of its path (all or nothing)'
+complete -c von -n "__fish_von_using_subcommand reserve; and not __fish_seen_subcommand_from serve add list release help" -f -a "list" -d 'The reservations the service holds'
+complete -c von -n "__fish_von_using_subcommand reserve; and not __fish_seen_subcommand_from serve add list release help" -f -a "release" -d 'Release a VON\'s reservation on every router'
+complete -c von -n "__fish_von_using_subcommand reserve; and not __fish_seen_subcommand_from serve add list release help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from serve" -l config -d 'The service\'s configuration (reserve.toml)' -r -F
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from serve" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l socket -d 'The service\'s socket (reserve.toml `socket`)' -r -F
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l name -d 'The VON\'s name' -r
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l on-id -d 'The VON\'s ON id' -r
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l rate -d 'The contracted rate of inner packets, as in von.toml (e.g. 20mbit)' -r
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l packet -d 'Inner packet size the wire rate is computed for' -r
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l dscp -d 'The VON\'s DSCP' -r
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l port -d 'The VON\'s underlay UDP port' -r
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l path -d 'A link a copy of the frames leaves by, ROUTER:DEV; repeat per link, and twice for a link carrying both underlays' -r
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from list" -l socket -r -F
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from list" -l json -d 'Print JSON'
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from release" -l socket -r -F
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from release" -l on-id -r
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from release" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from help" -f -a "serve" -d 'Run the reservation service in the foreground (renews leases)'
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from help" -f -a "add" -d 'Reserve a VON\'s rate on every link of its path (all or nothing)'
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from help" -f -a "list" -d 'The reservations the service holds'
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from help" -f -a "release" -d 'Release a VON\'s reservation on every router'
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c von -n "__fish_von_using_subcommand help; and not __fish_seen_subcommand_from ca cert keymgr up status demo completions man router reserve help" -f -a "ca" -d 'A VON\'s certificate authority (`von ca init`)'
+complete -c von -n "__fish_von_using_subcommand help; and not __fish_seen_subcommand_from ca cert keymgr up status demo completions man router reserve help" -f -a "cert" -d 'Member certificates (`von cert issue`, `von cert show`)'
+complete -c von -n "__fish_von_using_subcommand help; and not __fish_seen_subcommand_from ca cert keymgr up status demo completions man router reserve help" -f -a "keymgr" -d 'The standalone key manager (`von keymgr --config FILE`) and its operations (`von keymgr revoke|rekey|status --config FILE`)'
+complete -c von -n "__fish_von_using_subcommand help; and not __fish_seen_subcommand_from ca cert keymgr up status demo completions man router reserve help" -f -a "up" -d 'Run the agent in the foreground (`von up --config FILE`)'
+complete -c von -n "__fish_von_using_subcommand help; and not __fish_seen_subcommand_from ca cert keymgr up status demo completions man router reserve help" -f -a "status" -d 'What the running agent reports (`von status [--json] [--socket PATH]`)'
+complete -c von -n "__fish_von_using_subcommand help; and not __fish_seen_subcommand_from ca cert keymgr up status demo completions man router reserve help" -f -a "demo" -d 'The whole idea on one machine: three hosts in namespaces, pings, an underlay cut (`sudo von demo`)'
+complete -c von -n "__fish_von_using_subcommand help; and not __fish_seen_subcommand_from ca cert keymgr up status demo completions man router reserve help" -f -a "completions" -d 'A completion script for bash, zsh, fish, elvish or powershell (`von completions bash`)'
+complete -c von -n "__fish_von_using_subcommand help; and not __fish_seen_subcommand_from ca cert keymgr up status demo completions man router reserve help" -f -a "man" -d 'Write the man pages into a directory (packaging runs it; hidden)'
+complete -c von -n "__fish_von_using_subcommand help; and not __fish_seen_subcommand_from ca cert keymgr up status demo completions man router reserve help" -f -a "router" -d 'Shape a router\'s links for reserved ONs (`von router --config FILE`, `von router status`)'
+complete -c von -n "__fish_von_using_subcommand help; and not __fish_seen_subcommand_from ca cert keymgr up status demo completions man router reserve help" -f -a "reserve" -d 'Reservations on routers (`von reserve serve|add|list|release`)'
+complete -c von -n "__fish_von_using_subcommand help; and not __fish_seen_subcommand_from ca cert keymgr up status demo completions man router reserve help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from ca" -f -a "init" -d 'Create a new VON: its CA key (ca.key), certificate (ca.crt) and ledger'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from ca" -f -a "upgrade" -d 'Give a CA directory made by an older von its ledger (ledger.json)'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "issue" -d 'Issue a member\'s keys (TLS and X25519) and certificate'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "show" -d 'Print what a certificate says'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "list" -d 'Print the CA\'s ledger: every certificate it issued'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from keymgr" -f -a "revoke" -d 'Revoke a member: it is dropped and the group rekeyed at once (if the key manager runs) and refused from then on'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from keymgr" -f -a "rekey" -d 'Rekey now with the same members (a new epoch and group key)'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from keymgr" -f -a "status" -d 'The committed epoch, the epoch being prepared, and the members'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from router" -f -a "status" -d 'Reservations, link budgets and per-ON counters of a running router'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from reserve" -f -a "serve" -d 'Run the reservation service in the foreground (renews leases)'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from reserve" -f -a "add" -d 'Reserve a VON\'s rate on every link of its path (all or nothing)'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from reserve" -f -a "list" -d 'The reservations the service holds'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from reserve" -f -a "release" -d 'Release a VON\'s reservation on every router'
