@@ -37,6 +37,9 @@ _von() {
             von,man)
                 cmd="von__subcmd__man"
                 ;;
+            von,reload)
+                cmd="von__subcmd__reload"
+                ;;
             von,reserve)
                 cmd="von__subcmd__reserve"
                 ;;
@@ -111,6 +114,9 @@ _von() {
                 ;;
             von__subcmd__help,man)
                 cmd="von__subcmd__help__subcmd__man"
+                ;;
+            von__subcmd__help,reload)
+                cmd="von__subcmd__help__subcmd__reload"
                 ;;
             von__subcmd__help,reserve)
                 cmd="von__subcmd__help__subcmd__reserve"
@@ -236,7 +242,7 @@ _von() {
 
     case "${cmd}" in
         von)
-            opts="-h -V --help --version ca cert keymgr up status demo completions man router reserve help"
+            opts="-h -V --help --version ca cert keymgr up reload status demo completions man router reserve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -558,7 +564,7 @@ _von() {
             return 0
             ;;
         von__subcmd__help)
-            opts="ca cert keymgr up status demo completions man router reserve help"
+            opts="ca cert keymgr up reload status demo completions man router reserve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -768,6 +774,20 @@ _von() {
             return 0
             ;;
         von__subcmd__help__subcmd__man)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        von__subcmd__help__subcmd__reload)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1065,6 +1085,24 @@ _von() {
                     return 0
                     ;;
                 --completions)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        von__subcmd__reload)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
