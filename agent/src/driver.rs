@@ -160,50 +160,50 @@ pub async fn run(
     for von in &config.vons {
         // Keymgr mode adds the lease that status shows and the outbound
         // loop's "sequence limit near" reporter; static mode has neither.
-        let (shared, lease, standing, near): (von_packet::SharedSnapshot, _, _, _) =
-            match &von.mode {
-                VonMode::Static(mode) => {
-                    let local = views
-                        .iter()
-                        .find(|v| v.von == von.name)
-                        .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
-                    let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
-                    let shared = Arc::new(ArcSwap::from_pointee(snapshot));
-                    (shared, Default::default(), Default::default(), None)
-                }
-                VonMode::Keymgr(mode) => {
-                    let underlays = control::Underlays {
-                        a: config.underlay.a.bind.addr(),
-                        b: config.underlay.b.bind.addr(),
-                    };
-                    let failed = |source| AgentError::Control {
-                        von: von.name.to_string(),
-                        source,
-                    };
-                    let mut joining =
-                        control::start(&config.state_dir, von.name.as_str(), mode, underlays)
-                            .await
-                            .map_err(failed)?;
-                    let first = tokio::select! {
-                        r = joining.first_view() => r,
-                        () = &mut shutdown => {
-                            info!("stopped before the first view");
-                            joining.stop().await;
-                            control::stop_all(controls).await;
-                            return Ok(());
-                        }
-                    };
-                    let k = first.and_then(|()| joining.running()).map_err(failed)?;
-                    let parts = (
-                        k.shared.clone(),
-                        k.lease.clone(),
-                        k.standing.clone(),
-                        Some(k.reporter()),
-                    );
-                    controls.push(k);
-                    parts
-                }
-            };
+        let (shared, lease, standing, near): (von_packet::SharedSnapshot, _, _, _) = match &von.mode
+        {
+            VonMode::Static(mode) => {
+                let local = views
+                    .iter()
+                    .find(|v| v.von == von.name)
+                    .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
+                let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
+                let shared = Arc::new(ArcSwap::from_pointee(snapshot));
+                (shared, Default::default(), Default::default(), None)
+            }
+            VonMode::Keymgr(mode) => {
+                let underlays = control::Underlays {
+                    a: config.underlay.a.bind.addr(),
+                    b: config.underlay.b.bind.addr(),
+                };
+                let failed = |source| AgentError::Control {
+                    von: von.name.to_string(),
+                    source,
+                };
+                let mut joining =
+                    control::start(&config.state_dir, von.name.as_str(), mode, underlays)
+                        .await
+                        .map_err(failed)?;
+                let first = tokio::select! {
+                    r = joining.first_view() => r,
+                    () = &mut shutdown => {
+                        info!("stopped before the first view");
+                        joining.stop().await;
+                        control::stop_all(controls).await;
+                        return Ok(());
+                    }
+                };
+                let k = first.and_then(|()| joining.running()).map_err(failed)?;
+                let parts = (
+                    k.shared.clone(),
+                    k.lease.clone(),
+                    k.standing.clone(),
+                    Some(k.reporter()),
+                );
+                controls.push(k);
+                parts
+            }
+        };
         vons.push((von, shared, lease, standing, near));
     }
 

@@ -201,8 +201,7 @@ fn debian_package() -> Option<&'static Path> {
             .unwrap()
             .map(|e| e.unwrap().path())
             .find(|p| {
-                p.extension().is_some_and(|e| e == "deb")
-                    && !p.to_string_lossy().contains("dbgsym")
+                p.extension().is_some_and(|e| e == "deb") && !p.to_string_lossy().contains("dbgsym")
             })
             .expect("cargo deb wrote no .deb");
         Some(deb)
@@ -230,13 +229,15 @@ fn debian_package_holds_binary_units_and_examples() {
     let symbols =
         String::from_utf8(run(Command::new("dpkg-deb").arg("-c").arg(&dbgsym)).stdout).unwrap();
     assert!(
-        symbols.lines().any(|l| l.contains("/usr/lib/debug/") && l.ends_with(".debug")),
+        symbols
+            .lines()
+            .any(|l| l.contains("/usr/lib/debug/") && l.ends_with(".debug")),
         "{} holds no .debug file:\n{symbols}",
         dbgsym.display()
     );
 
     let listing =
-        String::from_utf8(run(Command::new("dpkg-deb").arg("-c").arg(&deb)).stdout).unwrap();
+        String::from_utf8(run(Command::new("dpkg-deb").arg("-c").arg(deb)).stdout).unwrap();
     let has = |path: &str| listing.lines().any(|l| l.ends_with(path));
     let mut wanted = vec!["./usr/bin/von".to_owned()];
     wanted.extend(UNITS.iter().map(|u| format!("/systemd/system/{u}")));
@@ -260,7 +261,7 @@ fn debian_package_holds_binary_units_and_examples() {
 
     // The packaged files are the repository's, and the units still verify.
     let root = dir.join("root");
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root));
     for e in EXAMPLES {
         let packaged = std::fs::read(root.join("usr/share/doc/von/examples").join(e)).unwrap();
         assert_eq!(
@@ -295,7 +296,7 @@ fn debian_package_holds_binary_units_and_examples() {
 
     // Maintainer scripts: /etc/von is created, units installed but not enabled.
     let control = dir.join("control");
-    run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
+    run(Command::new("dpkg-deb").arg("-e").arg(deb).arg(&control));
     let postinst = std::fs::read_to_string(control.join("postinst")).unwrap();
     assert!(
         postinst.contains("install -d -m 0755 /etc/von"),
@@ -373,11 +374,21 @@ fn debian_package_installs_removes_and_purges_cleanly() {
         .find_map(|l| l.strip_prefix("debug_sections "))
         .expect("debug_sections line");
     assert_eq!(debug_sections, "0", "the packaged von is not stripped");
-    for line in ["von_version ok", "man_finds_von /usr/share/man/man8/von.8.gz"] {
-        assert!(report.lines().any(|l| l == line), "no {line:?} in:\n{report}");
+    for line in [
+        "von_version ok",
+        "man_finds_von /usr/share/man/man8/von.8.gz",
+    ] {
+        assert!(
+            report.lines().any(|l| l == line),
+            "no {line:?} in:\n{report}"
+        );
     }
     // remove keeps the operator's configuration and the state...
-    for path in ["/etc/von/von.toml", "/etc/von/h1/h1.key", "/var/lib/von/grid"] {
+    for path in [
+        "/etc/von/von.toml",
+        "/etc/von/h1/h1.key",
+        "/var/lib/von/grid",
+    ] {
         assert!(state("removed", path), "`dpkg -r` deleted {path}\n{report}");
     }
     // ...purge removes them, but never a VON's CA key.

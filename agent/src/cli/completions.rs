@@ -209,7 +209,10 @@ mod tests {
         for section in [".SH FILES", ".SH EXAMPLES", ".SH SEE ALSO"] {
             assert!(top.contains(section), "von.8 lacks {section}");
         }
-        assert!(!top.contains("von\\-help"), "von.8 points to a von-help page");
+        assert!(
+            !top.contains("von\\-help"),
+            "von.8 points to a von-help page"
+        );
         assert!(
             top.contains("completions"),
             "von.1 lists no completions: {top}"
