@@ -63,7 +63,7 @@ fn keymgr_agent_example() {
     assert_eq!(icu.dscp.value(), 34);
     let e = i.embedded.as_ref().unwrap();
     assert_eq!(e.state_dir, Path::new("/var/lib/von/keymgr/icu"));
-    assert_eq!(e.ca, Path::new("/etc/von/icu/ca.crt"));
+    assert_eq!(e.ca, Path::new("/etc/von/icu/ca/ca.crt"));
     assert_eq!(
         e.timers,
         Timers::default(),
