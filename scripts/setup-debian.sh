@@ -11,6 +11,11 @@ command -v nft >/dev/null || need_apt+=(nftables)
 command -v tcpdump >/dev/null || need_apt+=(tcpdump)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
+# cargo-deb strips with strip/objcopy; the package test reads sections with
+# readelf, asks man for the page and installs in its own mount namespace.
+command -v objcopy >/dev/null || need_apt+=(binutils)
+command -v man >/dev/null || need_apt+=(man-db)
+command -v unshare >/dev/null || need_apt+=(util-linux)
 # Key manager replicas: the etcd cluster the tests start (bookworm's 3.4.23;
 # docs/dependencies.md says why), and protoc with its well-known types, which
 # the etcd-client crate's build script compiles the etcd API with.
