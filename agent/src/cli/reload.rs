@@ -38,6 +38,17 @@ pub fn run(args: ReloadArgs) -> anyhow::Result<()> {
     })?;
     let pid = peer_pid(&stream)
         .with_context(|| format!("finding the agent behind {}", socket.display()))?;
+    // As root, kill(2) reaches any process: a control_socket that names some
+    // other daemon's socket (a typo, a stale path) must not get it a SIGHUP.
+    let name = process_name(pid);
+    if name.as_deref() != Some("von") {
+        bail!(
+            "the process behind {} (pid {pid}, {}) is not a von agent; check control_socket in {}",
+            socket.display(),
+            name.map_or_else(|| "name unknown".to_owned(), |n| format!("named {n:?}")),
+            args.config.display()
+        );
+    }
     // SAFETY: kill(2) with a pid the kernel reported and a valid signal.
     if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
         let e = std::io::Error::last_os_error();
@@ -48,6 +59,12 @@ pub fn run(args: ReloadArgs) -> anyhow::Result<()> {
         args.config.display()
     );
     Ok(())
+}
+
+/// The process's name as the kernel keeps it (`/proc/PID/comm`).
+fn process_name(pid: libc::pid_t) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end().to_owned())
 }
 
 /// The pid of the process that accepted `stream`.
@@ -75,4 +92,28 @@ fn peer_pid(stream: &UnixStream) -> std::io::Result<libc::pid_t> {
         return Err(std::io::Error::other("the kernel names no process"));
     }
     Ok(cred.pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    /// The guard `von reload` puts before kill(2): the process behind a
+    /// socket this test binary listens on is found, and it is not `von`.
+    #[test]
+    fn a_socket_held_by_another_program_is_not_taken_for_the_agent() {
+        let dir = std::env::temp_dir().join(format!("von-reload-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let _ = std::fs::remove_file(&path);
+        let _listener = UnixListener::bind(&path).unwrap();
+        let stream = UnixStream::connect(&path).unwrap();
+        let pid = peer_pid(&stream).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(pid, std::process::id() as libc::pid_t);
+        let name = process_name(pid).expect("/proc names this process");
+        assert_ne!(name, "von");
+    }
 }
