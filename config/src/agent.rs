@@ -5,7 +5,7 @@
 //! resolved into the public types: defaults filled, "exactly one of" turned
 //! into an enum, and every cross-field rule checked with the field's path.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,8 +17,8 @@ use serde::Deserialize;
 use crate::error::{Origin, parse_toml, read};
 use crate::keymgr::EmbeddedFile;
 use crate::{
-    ByteSize, ConfigError, Dscp, Endpoint, InterfaceName, KeymgrConfig, MemberName, Mtu, Rate,
-    ValueError, VonName,
+    ByteSize, ConfigError, Dscp, Endpoint, InterfaceName, KeymgrConfig, MAX_UNDERLAYS, MemberName,
+    Mtu, PerUnderlay, Rate, UnderlayName, ValueError, VonName,
 };
 
 /// Default `state_dir`: sequence incarnations, last view and key.
@@ -43,28 +43,28 @@ pub struct AgentConfig {
     pub metrics: Option<Endpoint>,
     /// Log filter, tracing `EnvFilter` syntax (e.g. `info,von_agent=debug`).
     pub log: String,
-    /// The two underlay sockets shared by every VON.
-    pub underlay: Underlays,
+    /// The underlay sockets shared by every VON, one per `[underlay.NAME]`
+    /// table, in name order (the order copies are sent in).
+    pub underlays: PerUnderlay<UnderlayConfig>,
     /// One entry per `[[von]]` table, in file order.
     pub vons: Vec<VonConfig>,
 }
 
-/// Underlays A and B: two independent networks.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Underlays {
-    /// `[underlay.a]`.
-    pub a: Underlay,
-    /// `[underlay.b]`.
-    pub b: Underlay,
-}
-
-/// One underlay's UDP socket.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Underlay {
+/// One underlay, `[underlay.NAME]`: an independent network every frame is
+/// copied onto, reached through one UDP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnderlayConfig {
+    /// The table's name; peers' endpoints are matched to it by name.
+    pub name: UnderlayName,
     /// Local `IP:PORT` the underlay's UDP socket binds.
     pub bind: Endpoint,
+}
+
+/// `[underlay.NAME]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnderlayFile {
+    bind: Endpoint,
 }
 
 /// One VON the host belongs to.
@@ -262,7 +262,8 @@ struct AgentFile {
     control_socket: Option<PathBuf>,
     metrics: Option<Endpoint>,
     log: Option<String>,
-    underlay: Underlays,
+    #[serde(default)]
+    underlay: BTreeMap<UnderlayName, UnderlayFile>,
     #[serde(default, rename = "von")]
     vons: Vec<VonFile>,
 }
@@ -294,15 +295,7 @@ impl AgentFile {
         if log.trim().is_empty() {
             return Err(origin.field("log", "\"\" is empty (write a level such as \"info\")"));
         }
-        if self.underlay.a.bind == self.underlay.b.bind {
-            return Err(origin.field(
-                "underlay.b.bind",
-                format_args!(
-                    "\"{}\" is also underlay A's address (A and B must be two independent networks)",
-                    self.underlay.b.bind
-                ),
-            ));
-        }
+        let underlays = resolve_underlays(origin, self.underlay)?;
         if self.vons.is_empty() {
             return Err(origin.field(
                 "von",
@@ -311,7 +304,7 @@ impl AgentFile {
         }
         let mut vons = Vec::with_capacity(self.vons.len());
         for (i, von) in self.vons.into_iter().enumerate() {
-            vons.push(von.resolve(origin, &format!("von[{i}]"), &state_dir)?);
+            vons.push(von.resolve(origin, &format!("von[{i}]"), &state_dir, &underlays)?);
         }
         check_unique(origin, &vons, "name", |v| Some(v.name.to_string()))?;
         check_unique(origin, &vons, "interface", |v| {
@@ -325,7 +318,7 @@ impl AgentFile {
         })?;
         for (i, v) in vons.iter().enumerate() {
             if let Some(k) = embedded(v) {
-                if k.listen == self.underlay.a.bind || k.listen == self.underlay.b.bind {
+                if underlays.values().any(|u| u.bind == k.listen) {
                     return Err(origin.field(
                         format_args!("von[{i}].embedded_keymgr.listen"),
                         format_args!(
@@ -343,10 +336,42 @@ impl AgentFile {
                 .unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into()),
             metrics: self.metrics,
             log,
-            underlay: self.underlay,
+            underlays,
             vons,
         })
     }
+}
+
+/// Checks the `[underlay.NAME]` tables: 1 to 4, each its own address.
+fn resolve_underlays(
+    origin: Origin<'_>,
+    tables: BTreeMap<UnderlayName, UnderlayFile>,
+) -> Result<PerUnderlay<UnderlayConfig>, ConfigError> {
+    if tables.is_empty() || tables.len() > MAX_UNDERLAYS {
+        return Err(origin.field(
+            "underlay",
+            format_args!(
+                "{} [underlay.NAME] tables: give 1 to {MAX_UNDERLAYS}, one per independent network (example: [underlay.a] bind = \"192.0.2.1:4789\" and [underlay.b] bind = \"198.51.100.1:4789\")",
+                tables.len()
+            ),
+        ));
+    }
+    let list: Vec<UnderlayConfig> = tables
+        .into_iter()
+        .map(|(name, t)| UnderlayConfig { name, bind: t.bind })
+        .collect();
+    for (i, u) in list.iter().enumerate() {
+        if let Some(first) = list[..i].iter().find(|f| f.bind == u.bind) {
+            return Err(origin.field(
+                format_args!("underlay.{}.bind", u.name),
+                format_args!(
+                    "\"{}\" is also underlay {}'s address (underlays must be independent networks, each with its own address)",
+                    u.bind, first.name
+                ),
+            ));
+        }
+    }
+    Ok(PerUnderlay::from_fn(list.len(), |u| list[u.index()]))
 }
 
 fn embedded(v: &VonConfig) -> Option<&KeymgrConfig> {
@@ -382,8 +407,11 @@ impl VonFile {
         origin: Origin<'_>,
         at: &str,
         state_dir: &Path,
+        underlays: &PerUnderlay<UnderlayConfig>,
     ) -> Result<VonConfig, ConfigError> {
-        let mtu = self.mtu.unwrap_or(Mtu::DEFAULT);
+        let mtu = self.mtu.unwrap_or_else(|| {
+            Mtu::default_over(underlays.values().map(|u| u.bind.addr().ip()))
+        });
         let burst = match self.burst {
             Some(b) if b.bytes() < u64::from(mtu.bytes()) => {
                 return Err(origin.field(

@@ -200,6 +200,8 @@ pub struct Mtu(u16);
 pub const FRAME_OVERHEAD: u16 = 40;
 /// Outer IPv4 and UDP headers.
 pub const OUTER_IPV4_UDP: u16 = 20 + 8;
+/// Outer IPv6 (without extension headers) and UDP headers.
+pub const OUTER_IPV6_UDP: u16 = 40 + 8;
 
 impl Mtu {
     /// The smallest MTU (RFC 791's 576).
@@ -209,9 +211,23 @@ impl Mtu {
     /// The default: an Ethernet underlay's 1500 less IPv4, UDP and frame.
     pub const DEFAULT: Self = Self(1500 - OUTER_IPV4_UDP - FRAME_OVERHEAD);
 
+    /// The default over IPv6 underlays: 1500 less IPv6, UDP and frame.
+    pub const DEFAULT_IPV6: Self = Self(1500 - OUTER_IPV6_UDP - FRAME_OVERHEAD);
+
     /// The MTU in bytes.
     pub const fn bytes(self) -> u16 {
         self.0
+    }
+
+    /// The default for a VON whose copies leave from `underlays`: every copy
+    /// must fit its own 1500-byte link, so the smallest family default wins
+    /// (1432 over IPv4 only, 1412 once any underlay is IPv6).
+    pub fn default_over(underlays: impl IntoIterator<Item = std::net::IpAddr>) -> Self {
+        if underlays.into_iter().any(|ip| ip.is_ipv6()) {
+            Self::DEFAULT_IPV6
+        } else {
+            Self::DEFAULT
+        }
     }
 }
 

@@ -10,7 +10,10 @@ use std::path::Path;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{Origin, parse_toml, read};
-use crate::{Cipher, ConfigError, Endpoint, Epoch, HexKey, MemberId, MemberName, OnId, Prefix};
+use crate::{
+    Cipher, ConfigError, Endpoint, Epoch, HexKey, MemberId, MemberName, OnId, Prefix,
+    UnderlayEndpoints, UnderlayName,
+};
 
 /// A VON's fixed membership and key.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -34,7 +37,7 @@ pub struct StaticView {
 
 /// One member of a static view.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "MemberFile")]
 pub struct Member {
     /// Its id, the frame's sender field.
     pub id: MemberId,
@@ -43,10 +46,57 @@ pub struct Member {
     /// Its VON address, inside `prefix`.
     #[serde(deserialize_with = "ip_address")]
     pub address: IpAddr,
-    /// Where it receives on underlay A.
-    pub a: Endpoint,
-    /// Where it receives on underlay B.
-    pub b: Endpoint,
+    /// Where it receives, per underlay name.
+    pub underlay: UnderlayEndpoints,
+}
+
+/// A `[[member]]` table as written: `underlay = { a = "...", b = "..." }`,
+/// or the first release's `a = "..."` and `b = "..."`, which still read as
+/// the underlays named `a` and `b`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberFile {
+    id: MemberId,
+    name: MemberName,
+    #[serde(deserialize_with = "ip_address")]
+    address: IpAddr,
+    underlay: Option<UnderlayEndpoints>,
+    a: Option<Endpoint>,
+    b: Option<Endpoint>,
+}
+
+impl TryFrom<MemberFile> for Member {
+    type Error = String;
+    fn try_from(m: MemberFile) -> Result<Self, String> {
+        let underlay = match (m.underlay, m.a, m.b) {
+            (Some(u), None, None) => u,
+            (None, a, b) if a.is_some() || b.is_some() => {
+                let named = |n: &str, e: Option<Endpoint>| {
+                    e.map(|e| (n.parse::<UnderlayName>().expect("a valid name"), e.addr()))
+                };
+                UnderlayEndpoints::new(named("a", a).into_iter().chain(named("b", b)))
+                    .map_err(|e| e.to_string())?
+            }
+            (Some(_), _, _) => {
+                return Err(format!(
+                    "member {:?} has both underlay = {{...}} and a/b (keep underlay = {{ a = \"IP:PORT\", b = \"IP:PORT\" }} only)",
+                    m.name.as_str()
+                ));
+            }
+            (None, _, _) => {
+                return Err(format!(
+                    "member {:?} has no endpoints (add underlay = {{ a = \"192.0.2.1:4789\", b = \"198.51.100.1:4789\" }}, one per underlay name)",
+                    m.name.as_str()
+                ));
+            }
+        };
+        Ok(Member {
+            id: m.id,
+            name: m.name,
+            address: m.address,
+            underlay,
+        })
+    }
 }
 
 impl StaticView {
@@ -83,8 +133,21 @@ impl StaticView {
         unique(origin, &self.members, "id", |m| m.id)?;
         unique(origin, &self.members, "name", |m| m.name.clone())?;
         unique(origin, &self.members, "address", |m| m.address)?;
-        unique(origin, &self.members, "a", |m| m.a)?;
-        unique(origin, &self.members, "b", |m| m.b)?;
+        // No endpoint twice in the view, on any underlay: two members (or
+        // two underlays) sharing one would receive each other's copies.
+        let mut endpoints = HashMap::new();
+        for (i, m) in self.members.iter().enumerate() {
+            for (name, e) in m.underlay.iter() {
+                if let Some((first, first_name)) = endpoints.insert(e, (i, name)) {
+                    return Err(origin.field(
+                        format_args!("member[{i}].underlay.{name}"),
+                        format_args!(
+                            "\"{e}\" is also member[{first}]'s endpoint on underlay {first_name} (each member needs its own address on each underlay)"
+                        ),
+                    ));
+                }
+            }
+        }
         for (i, m) in self.members.iter().enumerate() {
             let prefix = self.prefix;
             if !prefix.contains(m.address) {
@@ -105,25 +168,15 @@ impl StaticView {
                     ),
                 ));
             }
-            for (field, e) in [("a", m.a), ("b", m.b)] {
-                if e.addr().ip().is_unspecified() {
+            for (name, e) in m.underlay.iter() {
+                if e.ip().is_unspecified() || e.port() == 0 {
                     return Err(origin.field(
-                        format_args!("member[{i}].{field}"),
+                        format_args!("member[{i}].underlay.{name}"),
                         format_args!(
-                            "\"{e}\" cannot be reached by peers (write the member's own address on underlay {})",
-                            field.to_uppercase()
+                            "\"{e}\" cannot be reached by peers (write the member's own IP:PORT on underlay {name})"
                         ),
                     ));
                 }
-            }
-            if m.a == m.b {
-                return Err(origin.field(
-                    format_args!("member[{i}].b"),
-                    format_args!(
-                        "\"{}\" is also its underlay A endpoint (A and B must be two independent networks)",
-                        m.b
-                    ),
-                ));
             }
         }
         Ok(())

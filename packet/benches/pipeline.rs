@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use von_packet::twin::{TwinNet, address, ipv4_packet};
-use von_packet::{Action, OVERHEAD, PACKET_OFFSET, Underlay};
+use von_packet::twin::{self, TwinNet, address, ipv4_packet};
+use von_packet::{Action, OVERHEAD, PACKET_OFFSET};
 
 const SIZES: [usize; 3] = [64, 512, 1400];
 /// Frames prepared (untimed) per timed chunk of the inbound benches.
@@ -76,12 +76,12 @@ fn inbound(c: &mut Criterion) {
                                 let mut f = f.clone();
                                 net.hosts[1]
                                     .pipeline
-                                    .handle_inbound(now, Underlay::A, &mut f);
+                                    .handle_inbound(now, twin::A, &mut f);
                             }
                         }
                         let start = Instant::now();
                         for f in &mut batch {
-                            let a = net.hosts[1].pipeline.handle_inbound(start, Underlay::B, f);
+                            let a = net.hosts[1].pipeline.handle_inbound(start, twin::B, f);
                             black_box(a);
                         }
                         spent += start.elapsed();

@@ -2,92 +2,29 @@
 //!
 //! The core never touches a socket or the TUN: it returns an [`Action`] that
 //! borrows the caller's buffer (the bytes to send or deliver) and the current
-//! snapshot (where to send them). "Sent twice" is therefore visible to a unit
-//! test as one `Send` naming both underlays' endpoints.
+//! snapshot (where to send them). "Sent on every underlay" is therefore
+//! visible to a unit test as one `Send` naming each underlay's endpoints.
 
 use std::net::SocketAddr;
 use std::ops::Range;
 
-use serde::Serialize;
 
-/// One of the two independent underlay networks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Underlay {
-    /// Underlay A (PRP's LAN A).
-    A,
-    /// Underlay B (PRP's LAN B).
-    B,
-}
+pub use von_ids::{MAX_UNDERLAYS, PerUnderlay, Underlay, UnderlayName};
 
-impl Underlay {
-    /// Both underlays, in the order frames are sent.
-    pub const ALL: [Underlay; 2] = [Underlay::A, Underlay::B];
-
-    /// Index for per-underlay arrays (`A` = 0, `B` = 1).
-    pub const fn index(self) -> usize {
-        match self {
-            Underlay::A => 0,
-            Underlay::B => 1,
-        }
-    }
-
-    /// Lower-case name, as in the config (`[underlay.a]`) and in status output.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Underlay::A => "a",
-            Underlay::B => "b",
-        }
-    }
-
-    /// The other underlay.
-    pub const fn other(self) -> Underlay {
-        match self {
-            Underlay::A => Underlay::B,
-            Underlay::B => Underlay::A,
-        }
-    }
-
-    /// The bit this underlay owns in a per-sequence "seen on" mask.
-    pub(crate) const fn bit(self) -> u8 {
-        1 << self.index()
-    }
-}
-
-impl std::fmt::Display for Underlay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Where a member receives frames: one endpoint per underlay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Endpoints {
-    /// The member's address on underlay A.
-    pub a: SocketAddr,
-    /// The member's address on underlay B.
-    pub b: SocketAddr,
-}
-
-impl Endpoints {
-    /// The endpoint on `underlay`.
-    pub const fn on(&self, underlay: Underlay) -> SocketAddr {
-        match underlay {
-            Underlay::A => self.a,
-            Underlay::B => self.b,
-        }
-    }
-}
+/// Where a member receives frames: its endpoint on each of this agent's
+/// underlays, `None` where it runs no underlay of that name (it then gets
+/// fewer copies, and its missing underlays count as down).
+pub type Endpoints = PerUnderlay<Option<SocketAddr>>;
 
 /// The outcome of handling one packet.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action<'a> {
-    /// Send `frame` to every endpoint pair in `to`, once on A and once on B.
-    /// One pair for unicast, every other member for broadcast/multicast.
+    /// Send `frame` to every member in `to`, once on each underlay: one
+    /// member for unicast, every other member for broadcast/multicast.
     Send {
         /// The sealed frame, a prefix of the caller's output buffer.
         frame: &'a [u8],
-        /// Destinations; send to `to[i].a` on A and `to[i].b` on B.
+        /// Destinations; send to `to[i][u]` on underlay `u` where it is `Some`.
         to: &'a [Endpoints],
     },
     /// Write the bytes at `packet` of the caller's datagram buffer to the TUN.
@@ -129,7 +66,7 @@ pub enum DropReason {
     UnknownEpoch,
     /// Inbound: a frame type other than data (handled elsewhere, not an error).
     NotData,
-    /// Inbound: already accepted from the other underlay (PRP duplicate discard).
+    /// Inbound: already accepted from another underlay (PRP duplicate discard).
     Duplicate,
     /// Inbound: already seen on this same underlay (replayed).
     Replay,

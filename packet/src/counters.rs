@@ -7,11 +7,12 @@
 //! kernel refused). [`VonCounters::snapshot`] turns them into the plain,
 //! serializable form whose field names `docs/status.md` fixes.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
-use super::action::{DropReason, Underlay};
+use super::action::{DropReason, PerUnderlay, Underlay, UnderlayName};
 
 /// Counts of one VON on one underlay.
 #[derive(Debug, Default)]
@@ -32,13 +33,15 @@ pub struct UnderlayCounters {
 /// Counts of one VON. See `docs/status.md` for what each one means.
 #[derive(Debug, Default)]
 pub struct VonCounters {
-    /// Per underlay, indexed by [`Underlay::index`].
-    pub underlay: [UnderlayCounters; 2],
+    /// Each underlay's name, for the snapshot.
+    names: PerUnderlay<UnderlayName>,
+    /// Per underlay, indexed by [`Underlay`].
+    pub underlay: PerUnderlay<UnderlayCounters>,
     /// Inner packets read from the TUN that passed every check and were sealed.
     pub tx_packets: AtomicU64,
     /// Inner packets written to the TUN.
     pub delivered: AtomicU64,
-    /// Copies discarded because the other underlay delivered them first.
+    /// Copies discarded because another underlay delivered them first.
     pub duplicates: AtomicU64,
     /// Frames already seen on the same underlay they arrived on.
     pub replays: AtomicU64,
@@ -101,9 +104,23 @@ pub fn bump(counter: &AtomicU64) {
 }
 
 impl VonCounters {
+    /// Zeroed counters for a VON sent over the underlays `names`.
+    pub fn new(names: &PerUnderlay<UnderlayName>) -> Self {
+        VonCounters {
+            names: names.clone(),
+            underlay: names.map(|_, _| UnderlayCounters::default()),
+            ..Default::default()
+        }
+    }
+
     /// The counters of `underlay`.
     pub fn on(&self, underlay: Underlay) -> &UnderlayCounters {
-        &self.underlay[underlay.index()]
+        &self.underlay[underlay]
+    }
+
+    /// The underlays' names, in order.
+    pub fn names(&self) -> &PerUnderlay<UnderlayName> {
+        &self.names
     }
 
     /// Counts one drop under the counter its reason maps to.
@@ -131,8 +148,7 @@ impl VonCounters {
 
     /// A plain copy for reporting.
     pub fn snapshot(&self) -> VonCountersSnapshot {
-        let u = |x: Underlay| {
-            let c = self.on(x);
+        let u = |c: &UnderlayCounters| {
             UnderlayCountersSnapshot {
                 tx_frames: c.tx_frames.load(Relaxed),
                 tx_errors: c.tx_errors.load(Relaxed),
@@ -143,8 +159,11 @@ impl VonCounters {
         };
         let l = |c: &AtomicU64| c.load(Relaxed);
         VonCountersSnapshot {
-            a: u(Underlay::A),
-            b: u(Underlay::B),
+            underlay: self
+                .underlay
+                .iter()
+                .map(|(x, c)| (self.names[x], u(c)))
+                .collect(),
             tx_packets: l(&self.tx_packets),
             delivered: l(&self.delivered),
             duplicates: l(&self.duplicates),
@@ -195,11 +214,11 @@ pub struct UnderlayCountersSnapshot {
 }
 
 /// Serializable counts of one VON (JSON names are stable; see `docs/status.md`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct VonCountersSnapshot {
-    pub a: UnderlayCountersSnapshot,
-    pub b: UnderlayCountersSnapshot,
+    /// Per underlay, by name.
+    pub underlay: BTreeMap<UnderlayName, UnderlayCountersSnapshot>,
     pub tx_packets: u64,
     pub delivered: u64,
     pub duplicates: u64,
@@ -222,6 +241,22 @@ pub struct VonCountersSnapshot {
     pub tun_errors: u64,
     pub unproven: u64,
     pub stale: u64,
+}
+
+impl VonCountersSnapshot {
+    /// The counts on the underlay called `name`; zero if there is none.
+    pub fn on(&self, name: &str) -> UnderlayCountersSnapshot {
+        self.underlay
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, c)| *c)
+            .unwrap_or_default()
+    }
+
+    /// A counter summed over every underlay.
+    pub fn sum(&self, field: impl Fn(&UnderlayCountersSnapshot) -> u64) -> u64 {
+        self.underlay.values().map(field).sum()
+    }
 }
 
 /// Serializable host-wide counts of one underlay socket.

@@ -7,7 +7,7 @@
 //!
 //! 1. Sender ([`KeepaliveRounds`], inside [`super::Outbound`]): every
 //!    [`KEEPALIVE_INTERVAL`] a round sends one keepalive to every other
-//!    member on underlay A and a *separate* one on underlay B. Each is a
+//!    member on each underlay, a *separate* one per underlay. Each is a
 //!    frame of type keepalive, sealed like data under the send epoch's key
 //!    with its own sequence number from the same send counter — so it cannot
 //!    be forged or replayed, and it moves the receiver's window like any
@@ -26,8 +26,8 @@
 //! frame; the second copy stops at the window before any AEAD work. So data
 //! alone proves only the faster underlay alive. A keepalive sent on one
 //! underlay only is the first and only copy of its sequence number and is
-//! always authenticated on that underlay. The price is four 116-byte packets
-//! a second per peer; the counters keep them apart from data (see
+//! always authenticated on that underlay. The price is two 116-byte packets
+//! a second per peer and underlay; the counters keep them apart from data (see
 //! `docs/operations.md`), so "frames sent on A = on B = inner packets" still
 //! holds for data frames.
 //!
@@ -44,10 +44,10 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use von_crypto::MemberId;
 
-use super::action::Underlay;
+use super::action::{PerUnderlay, Underlay};
 use super::snapshot::Snapshot;
 
-/// How often a round of keepalives goes to every peer on both underlays.
+/// How often a round of keepalives goes to every peer on every underlay.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
 /// Silence after which a (peer, underlay) link counts as down.
 pub const DOWN_AFTER: Duration = Duration::from_millis(2_500);
@@ -60,7 +60,8 @@ const MAX_EVENTS: usize = 1_024;
 pub struct KeepaliveRounds {
     /// Start of the next round; `None` before the first (due at once).
     next_round: Option<Instant>,
-    /// Position in the current round: peer `cursor / 2`, underlay `cursor % 2`.
+    /// Position in the current round: peer `cursor / n`, underlay
+    /// `cursor % n` for `n` underlays.
     cursor: Option<usize>,
 }
 
@@ -73,9 +74,15 @@ impl KeepaliveRounds {
         }
     }
 
-    /// The next (peer index among `peers`, underlay) to send a keepalive to
-    /// at `now`, or `None` when the round is done or not yet due.
-    pub fn next(&mut self, now: Instant, peers: usize) -> Option<(usize, Underlay)> {
+    /// The next (peer index among `peers`, underlay among `underlays`) to
+    /// send a keepalive to at `now`, or `None` when the round is done or not
+    /// yet due.
+    pub fn next(
+        &mut self,
+        now: Instant,
+        peers: usize,
+        underlays: usize,
+    ) -> Option<(usize, Underlay)> {
         let cursor = match self.cursor {
             Some(c) => c,
             None if self.next_round.is_none_or(|t| now >= t) => {
@@ -84,12 +91,14 @@ impl KeepaliveRounds {
             }
             None => return None,
         };
-        if cursor >= peers * 2 {
+        let underlays = underlays.max(1);
+        let Some(underlay) = Underlay::at(cursor % underlays).filter(|_| cursor < peers * underlays)
+        else {
             self.cursor = None;
             return None;
-        }
+        };
         self.cursor = Some(cursor + 1);
-        Some((cursor / 2, Underlay::ALL[cursor % 2]))
+        Some((cursor / underlays, underlay))
     }
 }
 
@@ -117,12 +126,12 @@ struct LinkCell {
     downs: AtomicU64,
 }
 
-/// One peer's two links.
+/// One peer's links, one per underlay.
 #[derive(Debug)]
 struct PeerCell {
     id: MemberId,
     name: String,
-    links: [LinkCell; 2],
+    links: PerUnderlay<LinkCell>,
 }
 
 /// The peers of one view; replaced (values carried over) when the view
@@ -159,8 +168,8 @@ pub struct PeerHealth {
     pub id: MemberId,
     /// Member name.
     pub name: String,
-    /// Links on A and B, indexed by [`Underlay::index`].
-    pub links: [LinkHealth; 2],
+    /// One link per underlay.
+    pub links: PerUnderlay<LinkHealth>,
 }
 
 impl HealthBoard {
@@ -176,8 +185,7 @@ impl HealthBoard {
             .map(|p| PeerHealth {
                 id: p.id,
                 name: p.name.clone(),
-                links: Underlay::ALL.map(|u| {
-                    let l = &p.links[u.index()];
+                links: p.links.map(|_, l| {
                     let heard = l.heard.load(Relaxed);
                     LinkHealth {
                         up: l.up.load(Relaxed),
@@ -221,9 +229,12 @@ impl Liveness {
             .iter()
             .filter(|m| m.id != me)
             .map(|m| {
-                let links = Underlay::ALL.map(|u| {
-                    let prev =
-                        old.and_then(|t| t.index.get(&m.id).map(|&i| &t.peers[i].links[u.index()]));
+                let links = PerUnderlay::from_fn(snap.underlays(), |u| {
+                    let prev = old.and_then(|t| {
+                        t.index
+                            .get(&m.id)
+                            .and_then(|&i| t.peers[i].links.get(u))
+                    });
                     LinkCell {
                         heard: AtomicU64::new(prev.map_or(0, |l| l.heard.load(Relaxed))),
                         up: AtomicBool::new(prev.is_some_and(|l| l.up.load(Relaxed))),
@@ -250,7 +261,9 @@ impl Liveness {
             return;
         };
         let peer = &table.peers[i];
-        let link = &peer.links[underlay.index()];
+        let Some(link) = peer.links.get(underlay) else {
+            return;
+        };
         let since = now.saturating_duration_since(table.base).as_nanos();
         link.heard
             .store(u64::try_from(since).unwrap_or(u64::MAX - 1) + 1, Relaxed);
@@ -284,8 +297,7 @@ impl Liveness {
         };
         let mut next: Option<Instant> = None;
         for peer in &table.peers {
-            for u in Underlay::ALL {
-                let link = &peer.links[u.index()];
+            for (u, link) in peer.links.iter() {
                 if !link.up.load(Relaxed) {
                     continue;
                 }
@@ -322,7 +334,7 @@ impl Liveness {
 }
 
 /// A keepalive sealed by [`super::Outbound::handle_timeout`]: send `frame`
-/// to `to` on `underlay` only (never on both: see the module doc).
+/// to `to` on `underlay` only (never on every one: see the module doc).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Keepalive<'a> {
     /// The underlay to send it on.

@@ -26,13 +26,14 @@
 //!    next sequence (incarnation ‖ counter; never reused under one key).
 //! 5. Framing and sealing: header (ON id first) written, payload sealed in
 //!    place under the send epoch's key, header as associated data.
-//! 6. Transmission: [`Action::Send`] names the frame and the endpoint pairs —
-//!    one member for unicast, every other member for broadcast/multicast. The
-//!    driver sends each on underlay A *and* on underlay B.
+//! 6. Transmission: [`Action::Send`] names the frame and the members'
+//!    endpoints — one member for unicast, every other member for
+//!    broadcast/multicast. The driver sends it on *every* underlay (1 to
+//!    [`MAX_UNDERLAYS`], named in the config) the member runs.
 //!
-//! Inbound flow (either underlay → TUN), [`Inbound::handle`]:
+//! Inbound flow (any underlay → TUN), [`Inbound::handle`]:
 //!
-//! 1. The driver reads one datagram from underlay A or B and hands it to the
+//! 1. The driver reads one datagram from one underlay and hands it to the
 //!    VON its ON id (bytes 0..4) names ([`crate::demux`]).
 //! 2. Parse: the header must be complete and valid (`malformed`).
 //! 3. Look-up, with no AEAD work: the sender must be in the view
@@ -40,7 +41,7 @@
 //! 4. Window pre-check on the (sender, epoch) window: a sequence already
 //!    accepted is a `duplicate` if it is the first copy from this underlay, a
 //!    `replay` if this underlay delivered it before; beyond the window it is
-//!    `too_old`. The second copy of every doubled frame stops here.
+//!    `too_old`. Every copy after the first stops here.
 //! 5. Open: AEAD under the epoch's key (`aead_opens`; failure: `auth_failures`).
 //! 6. Window mark: only now does the frame move the window (created on the
 //!    first authenticated frame of a (sender, epoch)); the underlay it came
@@ -76,7 +77,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use von_crypto::freshness::Challenge;
 
-pub use action::{Action, DropReason, Endpoints, Underlay};
+pub use action::{Action, DropReason, Endpoints, MAX_UNDERLAYS, PerUnderlay, Underlay, UnderlayName};
 pub use challenges::Challenges;
 pub use counters::bump as counters_bump;
 pub use counters::{

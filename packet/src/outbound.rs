@@ -212,26 +212,33 @@ impl Outbound {
         if self.answers.is_empty() {
             self.challenges.take_pending(&mut self.pending);
             for peer in self.pending.drain(..) {
-                self.answers.extend(Underlay::ALL.map(|u| (peer, u)));
+                self.answers
+                    .extend((0..snap.underlays()).filter_map(Underlay::at).map(|u| (peer, u)));
             }
         }
-        let (peer, underlay, seq) = loop {
+        let (peer, underlay, to, seq) = loop {
             let (peer, underlay) = match self.answers.pop_front() {
                 Some((id, underlay)) => match snap.member(id) {
                     Some(peer) => (peer, underlay),
                     None => continue,
                 },
                 None => {
-                    let (i, underlay) = self.keepalives.next(now, snap.members().len())?;
+                    let (i, underlay) =
+                        self.keepalives
+                            .next(now, snap.members().len(), snap.underlays())?;
                     (&snap.members()[i], underlay)
                 }
             };
             if peer.id == me {
                 continue;
             }
+            // A peer that runs no underlay of this name gets nothing on it.
+            let Some(to) = peer.endpoints.get(underlay).copied().flatten() else {
+                continue;
+            };
             // A spent sequence space skips the keepalive; data reports it.
             if let Ok(seq) = self.counters_next(&snap) {
-                break (peer, underlay, seq);
+                break (peer, underlay, to, seq);
             }
         };
         let mut body = KeepaliveBody::new(self.challenges.own(), self.challenges.echo_for(peer.id));
@@ -254,7 +261,7 @@ impl Outbound {
         let len = key.seal_in_place(&header, buf, body_len).ok()?;
         Some(Keepalive {
             underlay,
-            to: peer.endpoints.on(underlay),
+            to,
             peer: peer.id,
             frame: &buf[..len],
         })

@@ -1,19 +1,20 @@
 //! Which underlay(s) delivered each sequence number still inside the window.
 //!
-//! The replay window answers "was this sequence accepted already?". With two
-//! underlays that is not enough for honest counters: the copy of a frame that
-//! arrives on the *other* underlay after the first was accepted is the expected
-//! PRP duplicate, while a frame already seen on the *same* underlay it arrives
-//! on has been captured and resent — a replay. This ring remembers, per window
-//! position, a two-bit "seen on A / seen on B" mask, so that a clean run adds
-//! up exactly (delivered = duplicates = inner packets, replays = 0).
+//! The replay window answers "was this sequence accepted already?". With
+//! several underlays that is not enough for honest counters: the copy of a
+//! frame that arrives on *another* underlay after the first was accepted is
+//! the expected PRP duplicate, while a frame already seen on the *same*
+//! underlay it arrives on has been captured and resent — a replay. This ring
+//! remembers, per window position, a "seen on" mask with one bit per
+//! underlay, so that a clean run adds up exactly (delivered = inner packets,
+//! duplicates = (underlays − 1) × inner packets, replays = 0).
 //!
-//! Each slot holds `(seq mod 2^30) << 2 | mask`. Slot `seq % SLOTS` can only
+//! Each slot holds `(seq mod 2^28) << 4 | mask`. Slot `seq % SLOTS` can only
 //! have been overwritten by a later accepted sequence `seq + k·SLOTS`, which
 //! would have pushed `seq` out of a window no wider than `SLOTS`, so a
 //! sequence the window calls a duplicate always finds its own slot.
 
-use super::action::Underlay;
+use super::action::{MAX_UNDERLAYS, Underlay};
 
 /// Slots in the ring; a power of two at least as wide as the replay window.
 pub const SLOTS: usize = 16_384;
@@ -21,13 +22,13 @@ pub const SLOTS: usize = 16_384;
 // A duplicate lies at most WINDOW_SIZE behind the newest sequence; see the module doc.
 const _: () = assert!(SLOTS.is_power_of_two() && SLOTS as u64 > von_crypto::window::WINDOW_SIZE);
 
-const MASK_BITS: u32 = 2;
+const MASK_BITS: u32 = MAX_UNDERLAYS as u32;
 const MASK: u32 = (1 << MASK_BITS) - 1;
 
 /// How a frame the window already accepted is classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
-    /// First time on this underlay: the other copy (expected with PRP).
+    /// First time on this underlay: another copy (expected with PRP).
     OtherUnderlay,
     /// Already seen on this same underlay: a replay.
     SameUnderlay,
@@ -89,7 +90,11 @@ fn tag(seq: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Underlay::{A, B};
+    const A: Underlay = Underlay::FIRST;
+    const B: Underlay = match Underlay::at(1) {
+        Some(u) => u,
+        None => unreachable!(),
+    };
 
     #[test]
     fn table() {

@@ -73,7 +73,7 @@ pub struct Member {
     pub name: String,
     /// The member's VON address.
     pub address: Ipv4Addr,
-    /// Where the member receives frames on A and B.
+    /// Where the member receives frames, per underlay of this agent.
     pub endpoints: Endpoints,
 }
 
@@ -107,6 +107,13 @@ pub enum SnapshotError {
     /// Two keys for one epoch.
     #[error("epoch {0} has two keys")]
     DuplicateEpoch(u32),
+    /// A member's endpoints are not laid out over this agent's underlays.
+    #[error("member {name} has endpoints for {got} underlays, this agent runs {want}")]
+    UnderlayCount {
+        name: String,
+        got: usize,
+        want: usize,
+    },
 }
 
 /// The view and keys of one VON at one moment. Immutable once built.
@@ -114,6 +121,7 @@ pub enum SnapshotError {
 pub struct Snapshot {
     on_id: OnId,
     me: usize,
+    underlays: usize,
     prefix: Ipv4Prefix,
     members: Vec<Member>,
     /// `members[i].endpoints`, so a unicast target is a one-element slice.
@@ -159,6 +167,14 @@ impl Snapshot {
             }
         }
         let me = *by_id.get(&me).ok_or(SnapshotError::SelfNotInView(me.0))?;
+        let underlays = members[me].endpoints.len();
+        if let Some(m) = members.iter().find(|m| m.endpoints.len() != underlays) {
+            return Err(SnapshotError::UnderlayCount {
+                name: m.name.clone(),
+                got: m.endpoints.len(),
+                want: underlays,
+            });
+        }
         let mut expanded: Vec<(Epoch, FrameKey)> = Vec::with_capacity(keys.len());
         for (epoch, key) in keys {
             if expanded.iter().any(|(e, _)| e == epoch) {
@@ -169,16 +185,17 @@ impl Snapshot {
         if !expanded.iter().any(|(e, _)| *e == send_epoch) {
             return Err(SnapshotError::NoSendKey(send_epoch.0));
         }
-        let endpoints = members.iter().map(|m| m.endpoints).collect();
+        let endpoints = members.iter().map(|m| m.endpoints.clone()).collect();
         let others = members
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != me)
-            .map(|(_, m)| m.endpoints)
+            .map(|(_, m)| m.endpoints.clone())
             .collect();
         Ok(Snapshot {
             on_id,
             me,
+            underlays,
             prefix,
             members,
             endpoints,
@@ -198,6 +215,11 @@ impl Snapshot {
     /// This host's member.
     pub fn me(&self) -> &Member {
         &self.members[self.me]
+    }
+
+    /// How many underlays this agent sends every frame on.
+    pub fn underlays(&self) -> usize {
+        self.underlays
     }
 
     /// The VON's prefix.
@@ -261,7 +283,7 @@ impl Snapshot {
 /// Result of [`Snapshot::targets`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Targets<'a> {
-    /// Send to these endpoint pairs.
+    /// Send to these members' endpoints.
     Some(&'a [Endpoints]),
     /// Only this member would receive it.
     Me,

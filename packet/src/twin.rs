@@ -1,8 +1,8 @@
 //! In-memory twins of the TUN and the underlays, with a fault injector, for
 //! tests and benchmarks that need neither root nor sockets.
 //!
-//! A [`TwinNet`] holds one static VON of `n` members, each a real
-//! [`Pipeline`] over one shared key. "Sending" a packet runs the sender's
+//! A [`TwinNet`] holds one static VON of `n` members over 1 to 4 underlays
+//! (two unless asked), each member a real [`Pipeline`] over one shared key. "Sending" a packet runs the sender's
 //! outbound half and queues every resulting frame on its underlay, through
 //! that underlay's [`FaultInjector`] (drop / corrupt / duplicate / reorder a
 //! share, like smoltcp's `phy/fault_injector.rs`); [`TwinNet::step`] hands
@@ -19,8 +19,9 @@ use von_crypto::freshness::Challenge;
 use von_crypto::{Cipher, Epoch, GroupKey, MemberId, OnId};
 
 use crate::{
-    Action, DropReason, Endpoints, Ipv4Prefix, Member, OVERHEAD, PACKET_OFFSET, Pipeline,
-    PipelineConfig, SharedSnapshot, Snapshot, Underlay, VonCounters,
+    Action, DropReason, Endpoints, Ipv4Prefix, MAX_UNDERLAYS, Member, OVERHEAD, PACKET_OFFSET,
+    PerUnderlay, Pipeline, PipelineConfig, SharedSnapshot, Snapshot, Underlay, UnderlayName,
+    VonCounters,
 };
 
 /// ON id of the twin VON.
@@ -35,21 +36,70 @@ pub fn address(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(100, 64, 0, (i + 1) as u8)
 }
 
-/// The endpoints of member `i`: 192.0.2.(i+1):4789 and 198.51.100.(i+1):4789.
+/// The twin's first underlay, `a`.
+pub const A: Underlay = Underlay::FIRST;
+/// The twin's second underlay, `b`.
+pub const B: Underlay = underlay(1);
+
+/// The twin's underlay at position `i` (`a`, `b`, `c`, `d`).
+pub const fn underlay(i: usize) -> Underlay {
+    match Underlay::at(i) {
+        Some(u) => u,
+        None => panic!("at most MAX_UNDERLAYS underlays"),
+    }
+}
+
+/// The names of the twin's first `k` underlays: `a`, `b`, `c`, `d`.
+pub fn underlay_names(k: usize) -> PerUnderlay<UnderlayName> {
+    PerUnderlay::from_fn(k, |u| {
+        ["a", "b", "c", "d"][u.index()]
+            .parse()
+            .unwrap_or_else(|_| unreachable!("valid names"))
+    })
+}
+
+/// Member `i`'s endpoint on underlay `u`: 192.0.2.(i+1), 198.51.100.(i+1),
+/// 203.0.113.(i+1) or 100.127.0.(i+1), port 4789.
+pub fn endpoint(i: usize, u: Underlay) -> SocketAddr {
+    let host = (i + 1) as u8;
+    let ip = match u.index() {
+        0 => Ipv4Addr::new(192, 0, 2, host),
+        1 => Ipv4Addr::new(198, 51, 100, host),
+        2 => Ipv4Addr::new(203, 0, 113, host),
+        _ => Ipv4Addr::new(100, 127, 0, host),
+    };
+    SocketAddr::from((ip, 4789))
+}
+
+/// The endpoints of member `i` on the first two underlays.
 pub fn endpoints(i: usize) -> Endpoints {
-    let a = SocketAddr::from((Ipv4Addr::new(192, 0, 2, (i + 1) as u8), 4789));
-    let b = SocketAddr::from((Ipv4Addr::new(198, 51, 100, (i + 1) as u8), 4789));
-    Endpoints { a, b }
+    endpoints_on(i, 2)
+}
+
+/// The endpoints of member `i` on the first `k` underlays.
+pub fn endpoints_on(i: usize, k: usize) -> Endpoints {
+    PerUnderlay::from_fn(k, |u| Some(endpoint(i, u)))
 }
 
 /// The view of an `n`-member twin VON, as member `me` sees it, under `keys`.
 pub fn snapshot(n: usize, me: usize, send: Epoch, keys: &[(Epoch, GroupKey)]) -> Snapshot {
+    snapshot_on(n, 2, me, send, keys)
+}
+
+/// [`snapshot`] over `k` underlays.
+pub fn snapshot_on(
+    n: usize,
+    k: usize,
+    me: usize,
+    send: Epoch,
+    keys: &[(Epoch, GroupKey)],
+) -> Snapshot {
     let members = (0..n)
         .map(|i| Member {
             id: MemberId(i as u32 + 1),
             name: format!("h{}", i + 1),
             address: address(i),
-            endpoints: endpoints(i),
+            endpoints: endpoints_on(i, k),
         })
         .collect();
     let prefix =
@@ -174,13 +224,13 @@ pub struct TwinHost {
     pub config: PipelineConfig,
 }
 
-/// An `n`-member VON over two in-memory underlays.
+/// An `n`-member VON over in-memory underlays.
 #[derive(Debug)]
 pub struct TwinNet {
     /// The hosts; member `i` is `hosts[i]`.
     pub hosts: Vec<TwinHost>,
-    /// Faults per underlay, indexed by [`Underlay::index`].
-    pub faults: [FaultInjector; 2],
+    /// Faults per underlay.
+    pub faults: PerUnderlay<FaultInjector>,
     wire: VecDeque<InFlight>,
     /// Every frame that left a host, before faults: for replay tests.
     pub captured: Vec<(Underlay, SocketAddr, Vec<u8>)>,
@@ -203,15 +253,29 @@ impl TwinNet {
     /// proven anything, so data frames are refused until keepalives have
     /// gone both ways.
     pub fn unproven(n: usize, rate_bps: u64, seed: u64) -> Self {
+        Self::unproven_on(n, 2, rate_bps, seed)
+    }
+
+    /// Like [`TwinNet::new`], over `k` underlays (1 to [`MAX_UNDERLAYS`]).
+    pub fn with_underlays(n: usize, k: usize, rate_bps: u64, seed: u64) -> Self {
+        let mut net = Self::unproven_on(n, k, rate_bps, seed);
+        net.prove(Instant::now());
+        net
+    }
+
+    fn unproven_on(n: usize, k: usize, rate_bps: u64, seed: u64) -> Self {
+        assert!((1..=MAX_UNDERLAYS).contains(&k), "1 to 4 underlays");
+        let names = underlay_names(k);
         let hosts = (0..n)
             .map(|i| {
-                let snap: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot(
+                let snap: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot_on(
                     n,
+                    k,
                     i,
                     EPOCH,
                     &[(EPOCH, group_key())],
                 )));
-                let counters = Arc::new(VonCounters::default());
+                let counters = Arc::new(VonCounters::new(&names));
                 let config = PipelineConfig {
                     rate_bps,
                     burst_bytes: (rate_bps / 8).max(3_000),
@@ -229,10 +293,10 @@ impl TwinNet {
             .collect();
         TwinNet {
             hosts,
-            faults: [
-                FaultInjector::new(seed),
-                FaultInjector::new(seed.rotate_left(17) ^ 1),
-            ],
+            faults: PerUnderlay::from_fn(k, |u| match u.index() {
+                0 => FaultInjector::new(seed),
+                i => FaultInjector::new(seed.rotate_left(17 * i as u32) ^ i as u64),
+            }),
             wire: VecDeque::new(),
             captured: Vec::new(),
             capture: false,
@@ -245,7 +309,7 @@ impl TwinNet {
     /// `kill -9` and `von up`. What it delivered so far is kept.
     pub fn restart(&mut self, i: usize, incarnation: u32) {
         let host = &mut self.hosts[i];
-        let counters = Arc::new(VonCounters::default());
+        let counters = Arc::new(VonCounters::new(host.counters.names()));
         let mut challenge = [i as u8 + 1; 16];
         challenge[..4].copy_from_slice(&incarnation.to_be_bytes());
         let config = PipelineConfig {
@@ -326,7 +390,7 @@ impl TwinNet {
     /// Puts a raw datagram on `underlay` addressed to host `to` (no faults):
     /// forged, replayed or foreign frames.
     pub fn inject_raw(&mut self, underlay: Underlay, to: usize, bytes: Vec<u8>) {
-        let to = endpoints(to).on(underlay);
+        let to = endpoint(to, underlay);
         self.wire.push_back(InFlight {
             underlay,
             to,
@@ -338,7 +402,7 @@ impl TwinNet {
     pub fn step(&mut self, now: Instant) -> usize {
         let mut arrived = 0;
         while let Some(mut f) = self.wire.pop_front() {
-            let Some(i) = (0..self.hosts.len()).find(|&i| endpoints(i).on(f.underlay) == f.to)
+            let Some(i) = (0..self.hosts.len()).find(|&i| endpoint(i, f.underlay) == f.to)
             else {
                 continue;
             };
@@ -357,7 +421,7 @@ impl TwinNet {
 /// Puts the frames of an outbound action on the wire.
 fn put_on_wire(
     action: Action<'_>,
-    faults: &mut [FaultInjector; 2],
+    faults: &mut PerUnderlay<FaultInjector>,
     wire: &mut VecDeque<InFlight>,
     captured: &mut Vec<(Underlay, SocketAddr, Vec<u8>)>,
     capture: bool,
@@ -366,17 +430,18 @@ fn put_on_wire(
         Action::Send { frame, to } => {
             let mut frames = 0;
             for target in to {
-                for u in Underlay::ALL {
+                for (u, to) in target.iter() {
+                    let Some(to) = *to else { continue };
                     frames += 1;
                     let f = InFlight {
                         underlay: u,
-                        to: target.on(u),
+                        to,
                         bytes: frame.to_vec(),
                     };
                     if capture {
                         captured.push((u, f.to, f.bytes.clone()));
                     }
-                    inject(&mut faults[u.index()], wire, f);
+                    inject(&mut faults[u], wire, f);
                 }
             }
             Ok(frames)

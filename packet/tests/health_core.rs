@@ -34,7 +34,7 @@ fn pump(net: &mut TwinNet, from: usize, now: Instant, cut: &[Underlay]) -> usize
             .handle_timeout(now, &mut buf)
         {
             let to = (0..hosts)
-                .find(|&i| twin::endpoints(i).on(k.underlay) == k.to)
+                .find(|&i| twin::endpoint(i, k.underlay) == k.to)
                 .expect("keepalive goes to a member's endpoint");
             sealed.push((k.underlay, to, k.frame.to_vec()));
         }
@@ -78,21 +78,21 @@ fn rounds_go_to_every_peer_on_each_underlay_then_wait_an_interval() {
     let t0 = Instant::now();
     let mut r = KeepaliveRounds::default();
     assert_eq!(r.poll_timeout(), None, "the first round is due at once");
-    let round: Vec<_> = std::iter::from_fn(|| r.next(t0, 3)).collect();
+    let round: Vec<_> = std::iter::from_fn(|| r.next(t0, 3, 2)).collect();
     assert_eq!(
         round,
         vec![
-            (0, Underlay::A),
-            (0, Underlay::B),
-            (1, Underlay::A),
-            (1, Underlay::B),
-            (2, Underlay::A),
-            (2, Underlay::B)
+            (0, twin::A),
+            (0, twin::B),
+            (1, twin::A),
+            (1, twin::B),
+            (2, twin::A),
+            (2, twin::B)
         ]
     );
     assert_eq!(r.poll_timeout(), Some(t0 + KEEPALIVE_INTERVAL));
-    assert_eq!(r.next(t0 + KEEPALIVE_INTERVAL / 2, 3), None, "not yet due");
-    assert_eq!(r.next(t0 + KEEPALIVE_INTERVAL, 3), Some((0, Underlay::A)));
+    assert_eq!(r.next(t0 + KEEPALIVE_INTERVAL / 2, 3, 2), None, "not yet due");
+    assert_eq!(r.next(t0 + KEEPALIVE_INTERVAL, 3, 2), Some((0, twin::A)));
 }
 
 #[test]
@@ -139,7 +139,7 @@ fn a_cut_underlay_goes_down_after_the_silence_and_comes_back() {
     let now = run(&mut net, t0, Duration::from_secs(2), &[]);
     let h = links(&net, 1, now);
     assert_eq!(h.len(), 1, "one peer: {h:?}");
-    assert!(h[0].links.iter().all(|l| l.up), "both up: {h:?}");
+    assert!(h[0].links.values().all(|l| l.up), "both up: {h:?}");
     let up = events(&mut net, 1);
     assert_eq!(up.len(), 2, "A and B came up once each: {up:?}");
 
@@ -148,10 +148,10 @@ fn a_cut_underlay_goes_down_after_the_silence_and_comes_back() {
     let mut now = now;
     let mut down_at = None;
     while now < cut_at + Duration::from_secs(5) {
-        now = run(&mut net, now, STEP, &[Underlay::A]);
+        now = run(&mut net, now, STEP, &[twin::A]);
         let h = links(&net, 1, now);
-        assert!(h[0].links[Underlay::B.index()].up, "B stays up at {now:?}");
-        if down_at.is_none() && !h[0].links[Underlay::A.index()].up {
+        assert!(h[0].links[twin::B].up, "B stays up at {now:?}");
+        if down_at.is_none() && !h[0].links[twin::A].up {
             down_at = Some(now - cut_at);
         }
     }
@@ -166,11 +166,11 @@ fn a_cut_underlay_goes_down_after_the_silence_and_comes_back() {
         vec![HealthEvent {
             peer: MemberId(1),
             name: "h1".into(),
-            underlay: Underlay::A,
+            underlay: twin::A,
             up: false
         }]
     );
-    let a = links(&net, 1, now)[0].links[Underlay::A.index()];
+    let a = links(&net, 1, now)[0].links[twin::A];
     assert_eq!(a.downs, 1);
     assert!(a.last_heard.expect("heard before") >= DOWN_AFTER);
 
@@ -179,7 +179,7 @@ fn a_cut_underlay_goes_down_after_the_silence_and_comes_back() {
     let mut up_at = None;
     while now < restored + Duration::from_secs(2) {
         now = run(&mut net, now, STEP, &[]);
-        if up_at.is_none() && links(&net, 1, now)[0].links[Underlay::A.index()].up {
+        if up_at.is_none() && links(&net, 1, now)[0].links[twin::A].up {
             up_at = Some(now - restored);
         }
     }
@@ -188,7 +188,7 @@ fn a_cut_underlay_goes_down_after_the_silence_and_comes_back() {
     assert!(
         events(&mut net, 1)
             .iter()
-            .any(|e| e.up && e.underlay == Underlay::A)
+            .any(|e| e.up && e.underlay == twin::A)
     );
 }
 
@@ -200,7 +200,7 @@ fn nothing_heard_means_no_timer_and_links_down() {
     assert_eq!(net.hosts[1].pipeline.inbound.poll_timeout(), None);
     let h = links(&net, 1, t0);
     assert_eq!(h.len(), 1);
-    assert!(h[0].links.iter().all(|l| !l.up && l.last_heard.is_none()));
+    assert!(h[0].links.values().all(|l| !l.up && l.last_heard.is_none()));
 }
 
 #[test]
@@ -210,17 +210,17 @@ fn keepalives_stay_out_of_the_data_counters() {
     let now = run(&mut net, t0, Duration::from_secs(3), &[]);
     let c = net.hosts[1].counters.snapshot();
     assert!(
-        c.a.rx_keepalives >= 6 && c.a.rx_keepalives == c.b.rx_keepalives,
+        c.on("a").rx_keepalives >= 6 && c.on("a").rx_keepalives == c.on("b").rx_keepalives,
         "{c:?}"
     );
     // The twin's start: one keepalive each way before the challenge was
     // answered (`unproven`); every later one is a control frame.
     assert_eq!(
         c.control_frames + c.unproven,
-        c.a.rx_keepalives + c.b.rx_keepalives
+        c.on("a").rx_keepalives + c.on("b").rx_keepalives
     );
     assert_eq!(c.keepalive_opens, c.control_frames + c.unproven);
-    assert_eq!((c.a.rx_frames, c.b.rx_frames, c.aead_opens), (0, 0, 0));
+    assert_eq!((c.on("a").rx_frames, c.on("b").rx_frames, c.aead_opens), (0, 0, 0));
     assert_eq!((c.duplicates, c.delivered, c.replays), (0, 0, 0));
     assert!(
         net.hosts[1].delivered.is_empty(),
@@ -234,7 +234,7 @@ fn keepalives_stay_out_of_the_data_counters() {
     }
     net.step(now);
     let d = net.hosts[1].counters.snapshot();
-    assert_eq!((d.a.rx_frames, d.b.rx_frames), (10, 10));
+    assert_eq!((d.on("a").rx_frames, d.on("b").rx_frames), (10, 10));
     assert_eq!((d.delivered, d.duplicates, d.aead_opens), (10, 10, 10));
 }
 
@@ -249,12 +249,12 @@ fn a_replayed_keepalive_is_refused_and_proves_nothing() {
         .outbound
         .handle_timeout(t0, &mut buf)
         .expect("a keepalive");
-    assert_eq!(k.underlay, Underlay::A);
+    assert_eq!(k.underlay, twin::A);
     let frame = k.frame.to_vec();
     let mut first = frame.clone();
     let inbound = &mut net.hosts[1].pipeline.inbound;
     assert_eq!(
-        inbound.handle(t0, Underlay::A, &mut first),
+        inbound.handle(t0, twin::A, &mut first),
         Action::Drop(DropReason::NotData)
     );
     // Captured on A and resent later on B: refused by the window, so B is
@@ -262,7 +262,7 @@ fn a_replayed_keepalive_is_refused_and_proves_nothing() {
     // heard at the twin's start, an interval before t0: down by then.)
     let later = t0 + DOWN_AFTER - STEP;
     let mut again = frame;
-    let verdict = inbound.handle(later, Underlay::B, &mut again);
+    let verdict = inbound.handle(later, twin::B, &mut again);
     assert!(
         matches!(
             verdict,
@@ -272,6 +272,6 @@ fn a_replayed_keepalive_is_refused_and_proves_nothing() {
     );
     inbound.handle_timeout(later);
     let h = inbound.health().peers(later);
-    assert!(h[0].links[Underlay::A.index()].up);
-    assert!(!h[0].links[Underlay::B.index()].up, "{h:?}");
+    assert!(h[0].links[twin::A].up);
+    assert!(!h[0].links[twin::B].up, "{h:?}");
 }

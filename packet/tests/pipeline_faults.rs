@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use von_packet::twin::{TwinNet, address, ipv4_packet};
+use von_packet::twin::{self, TwinNet, address, ipv4_packet};
 
 const FAST: u64 = 10_000_000_000;
 const PACKETS: u32 = 2_000;
@@ -28,19 +28,19 @@ fn run(net: &mut TwinNet) -> Vec<Vec<u8>> {
 #[test]
 fn independent_loss_on_both_underlays_loses_only_what_both_lost() {
     let mut net = TwinNet::new(2, FAST, 11);
-    net.faults[0].drop_pct = 30;
-    net.faults[1].drop_pct = 30;
+    net.faults[twin::A].drop_pct = 30;
+    net.faults[twin::B].drop_pct = 30;
     let sent = run(&mut net);
     let c = net.hosts[1].counters.snapshot();
-    let lost_a = net.faults[0].done.dropped;
-    let lost_b = net.faults[1].done.dropped;
+    let lost_a = net.faults[twin::A].done.dropped;
+    let lost_b = net.faults[twin::B].done.dropped;
     // Each packet had two copies: frames that arrived = 2N - lost.
     assert_eq!(
-        c.a.rx_frames + c.b.rx_frames,
+        c.on("a").rx_frames + c.on("b").rx_frames,
         2 * u64::from(PACKETS) - lost_a - lost_b
     );
     // Every arrival is either the first copy (delivered) or the second (duplicate).
-    assert_eq!(c.delivered + c.duplicates, c.a.rx_frames + c.b.rx_frames);
+    assert_eq!(c.delivered + c.duplicates, c.on("a").rx_frames + c.on("b").rx_frames);
     assert_eq!(c.replays, 0);
     // ~9% of packets lose both copies (0.3²); far fewer than either alone.
     let lost = u64::from(PACKETS) - c.delivered;
@@ -55,11 +55,11 @@ fn independent_loss_on_both_underlays_loses_only_what_both_lost() {
 #[test]
 fn corrupted_frames_are_refused_and_never_delivered_altered() {
     let mut net = TwinNet::new(2, FAST, 12);
-    net.faults[0].corrupt_pct = 25;
-    net.faults[1].corrupt_pct = 25;
+    net.faults[twin::A].corrupt_pct = 25;
+    net.faults[twin::B].corrupt_pct = 25;
     let sent = run(&mut net);
     let c = net.hosts[1].counters.snapshot();
-    let corrupted = net.faults[0].done.corrupted + net.faults[1].done.corrupted;
+    let corrupted = net.faults[twin::A].done.corrupted + net.faults[twin::B].done.corrupted;
     let refused = c.auth_failures + c.malformed + c.unknown_sender + c.unknown_epoch + c.from_self;
     assert!(corrupted > 0);
     // A flipped bit in the header or payload fails somewhere; one in a
@@ -79,7 +79,7 @@ fn corrupted_frames_are_refused_and_never_delivered_altered() {
 #[test]
 fn duplicated_frames_on_one_underlay_are_replays() {
     let mut net = TwinNet::new(2, FAST, 13);
-    net.faults[0].duplicate_pct = 20;
+    net.faults[twin::A].duplicate_pct = 20;
     run(&mut net);
     let c = net.hosts[1].counters.snapshot();
     assert_eq!(c.delivered, u64::from(PACKETS));
@@ -89,7 +89,7 @@ fn duplicated_frames_on_one_underlay_are_replays() {
         "the other underlay's copy"
     );
     assert_eq!(
-        c.replays, net.faults[0].done.duplicated,
+        c.replays, net.faults[twin::A].done.duplicated,
         "the same underlay's second copy"
     );
 }
@@ -97,12 +97,12 @@ fn duplicated_frames_on_one_underlay_are_replays() {
 #[test]
 fn reordering_within_the_window_loses_nothing() {
     let mut net = TwinNet::new(2, FAST, 14);
-    net.faults[0].reorder_pct = 40;
-    net.faults[1].reorder_pct = 40;
-    net.faults[1].drop_pct = 50;
+    net.faults[twin::A].reorder_pct = 40;
+    net.faults[twin::B].reorder_pct = 40;
+    net.faults[twin::B].drop_pct = 50;
     run(&mut net);
     let c = net.hosts[1].counters.snapshot();
-    assert!(net.faults[0].done.reordered > 0);
+    assert!(net.faults[twin::A].done.reordered > 0);
     assert_eq!(c.delivered, u64::from(PACKETS));
     assert_eq!(c.too_old + c.replays, 0);
 }
@@ -110,7 +110,7 @@ fn reordering_within_the_window_loses_nothing() {
 #[test]
 fn everything_at_once_never_panics_and_every_frame_is_counted_once() {
     let mut net = TwinNet::new(3, FAST, 15);
-    for f in &mut net.faults {
+    for f in net.faults.values_mut() {
         f.drop_pct = 10;
         f.corrupt_pct = 10;
         f.duplicate_pct = 10;
@@ -132,6 +132,6 @@ fn everything_at_once_never_panics_and_every_frame_is_counted_once() {
         + c.unproven
         + c.stale;
     // Keepalives included: the twin's start exchanged some.
-    let received = c.a.rx_frames + c.b.rx_frames + c.a.rx_keepalives + c.b.rx_keepalives;
+    let received = c.on("a").rx_frames + c.on("b").rx_frames + c.on("a").rx_keepalives + c.on("b").rx_keepalives;
     assert_eq!(outcomes, received, "{c:?}");
 }

@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use von_packet::twin::{TwinNet, address, endpoints, ipv4_packet};
-use von_packet::{Action, DropReason, PACKET_OFFSET, Underlay};
+use von_packet::twin::{self, TwinNet, address, endpoints, ipv4_packet};
+use von_packet::{Action, DropReason, PACKET_OFFSET};
 
 const FAST: u64 = 10_000_000_000;
 
@@ -28,7 +28,7 @@ fn a_clean_run_adds_up_exactly() {
     let tx = net.hosts[0].counters.snapshot();
     assert_eq!(tx.tx_packets, 1_000);
     assert_eq!((rx.delivered, rx.duplicates, rx.replays), (1_000, 1_000, 0));
-    assert_eq!((rx.a.rx_frames, rx.b.rx_frames), (1_000, 1_000));
+    assert_eq!((rx.on("a").rx_frames, rx.on("b").rx_frames), (1_000, 1_000));
     assert_eq!(rx.aead_opens, 1_000, "the second copy costs no decryption");
     assert_eq!(rx.auth_failures + rx.malformed + rx.too_old, 0);
 }
@@ -213,21 +213,50 @@ fn a_packet_larger_than_the_burst_is_dropped_not_queued() {
 }
 
 #[test]
-fn losing_either_underlay_loses_no_packet() {
-    for down in Underlay::ALL {
-        let mut net = TwinNet::new(3, FAST, 7);
-        net.faults[down.index()].down = true;
+fn losing_all_underlays_but_one_loses_no_packet() {
+    // 1 to 4 underlays; for each, every underlay in turn is the survivor.
+    for k in 1..=von_packet::MAX_UNDERLAYS {
+        for survivor in 0..k {
+            let mut net = TwinNet::with_underlays(3, k, FAST, 7);
+            for i in (0..k).filter(|&i| i != survivor) {
+                net.faults[twin::underlay(i)].down = true;
+            }
+            let t0 = Instant::now();
+            for i in 0..500u32 {
+                let p = ipv4_packet(address(0), address(1 + (i as usize % 2)), 200, i as u8);
+                net.send(t0, 0, &p).unwrap();
+            }
+            net.step(t0);
+            let (c1, c2) = (
+                net.hosts[1].counters.snapshot(),
+                net.hosts[2].counters.snapshot(),
+            );
+            let what = format!("{k} underlays, only #{survivor} up");
+            assert_eq!(c1.delivered + c2.delivered, 500, "{what}");
+            assert_eq!(c1.duplicates + c2.duplicates, 0, "{what}");
+            assert_eq!(c1.underlay.len(), k, "{what}");
+        }
+    }
+}
+
+#[test]
+fn every_underlay_carries_a_copy_and_all_but_the_first_are_duplicates() {
+    for k in 1..=von_packet::MAX_UNDERLAYS {
+        let mut net = TwinNet::with_underlays(2, k, FAST, 3);
         let t0 = Instant::now();
-        for i in 0..500u32 {
-            let p = ipv4_packet(address(0), address(1 + (i as usize % 2)), 200, i as u8);
-            net.send(t0, 0, &p).unwrap();
+        for i in 0..100u32 {
+            let sent = net
+                .send(t0, 0, &ipv4_packet(address(0), address(1), 64, i as u8))
+                .unwrap();
+            assert_eq!(sent, k, "one frame per underlay");
         }
         net.step(t0);
-        let (c1, c2) = (
-            net.hosts[1].counters.snapshot(),
-            net.hosts[2].counters.snapshot(),
-        );
-        assert_eq!(c1.delivered + c2.delivered, 500, "underlay {down} down");
-        assert_eq!(c1.duplicates + c2.duplicates, 0);
+        let c = net.hosts[1].counters.snapshot();
+        assert_eq!(c.delivered, 100, "{k} underlays");
+        assert_eq!(c.duplicates, 100 * (k as u64 - 1), "{k} underlays");
+        assert_eq!((c.replays, c.aead_opens), (0, 100), "{k} underlays");
+        for (name, u) in &c.underlay {
+            assert_eq!(u.rx_frames, 100, "{k} underlays: {name}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use von_crypto::freshness::{Challenge, KeepaliveBody, MAX_BODY_LEN};
 use von_crypto::window::WINDOW_SIZE;
 use von_crypto::{Epoch, Flags, FrameKey, FrameType, Header, MemberId};
 use von_packet::twin::{self, Rng, TwinNet, address, ipv4_packet};
-use von_packet::{Action, DropReason, Underlay};
+use von_packet::{Action, DropReason};
 
 const FAST: u64 = 10_000_000_000;
 
@@ -42,7 +42,7 @@ fn a_captured_frame_resent_is_a_replay_on_either_underlay() {
     let captured = net.captured.clone();
     for (u, _, bytes) in &captured {
         net.inject_raw(*u, 1, bytes.clone());
-        net.inject_raw(u.other(), 1, bytes.clone());
+        net.inject_raw(if *u == twin::A { twin::B } else { twin::A }, 1, bytes.clone());
     }
     net.step(t0);
     let c = net.hosts[1].counters.snapshot();
@@ -59,7 +59,7 @@ fn a_frame_behind_the_window_is_too_old() {
     net.send(t0, 0, &p).unwrap();
     let (u, _, first) = net.captured[0].clone();
     net.capture = false;
-    net.faults[1].down = true;
+    net.faults[twin::B].down = true;
     for _ in 0..=WINDOW_SIZE {
         net.send(t0, 0, &p).unwrap();
     }
@@ -75,9 +75,9 @@ fn a_frame_behind_the_window_is_too_old() {
 fn strangers_and_unknown_epochs_cost_no_decryption() {
     let mut net = TwinNet::new(2, FAST, 1);
     let inner = ipv4_packet(address(0), address(1), 20, 0);
-    net.inject_raw(Underlay::A, 1, sealed(9, 1, 0, &inner)); // not in the view
-    net.inject_raw(Underlay::A, 1, sealed(1, 5, 0, &inner)); // epoch not accepted
-    net.inject_raw(Underlay::B, 1, sealed(2, 1, 0, &inner)); // the receiver's own id
+    net.inject_raw(twin::A, 1, sealed(9, 1, 0, &inner)); // not in the view
+    net.inject_raw(twin::A, 1, sealed(1, 5, 0, &inner)); // epoch not accepted
+    net.inject_raw(twin::B, 1, sealed(2, 1, 0, &inner)); // the receiver's own id
     net.step(Instant::now());
     let c = net.hosts[1].counters.snapshot();
     assert_eq!((c.unknown_sender, c.unknown_epoch, c.from_self), (1, 1, 1));
@@ -103,9 +103,9 @@ fn a_forged_tag_fails_and_never_moves_the_window() {
     let mut ahead = sealed(1, 1, (1 << 40) + 1_000_000, &inner);
     ahead[HEADER_LEN] ^= 1;
     for f in [forged, ahead] {
-        net.inject_raw(Underlay::A, 1, f);
+        net.inject_raw(twin::A, 1, f);
     }
-    net.inject_raw(Underlay::B, 1, good);
+    net.inject_raw(twin::B, 1, good);
     net.step(Instant::now());
     let c = net.hosts[1].counters.snapshot();
     assert_eq!((c.auth_failures, c.delivered, c.too_old), (2, 1, 0));
@@ -117,9 +117,9 @@ fn an_insider_spoofing_another_members_address_is_refused() {
     let mut net = TwinNet::new(3, FAST, 1);
     // Member 1 (id 1) seals a packet claiming to come from member 3's address.
     let spoofed = ipv4_packet(address(2), address(1), 20, 0);
-    net.inject_raw(Underlay::A, 1, sealed(1, 1, 1 << 40, &spoofed));
+    net.inject_raw(twin::A, 1, sealed(1, 1, 1 << 40, &spoofed));
     let garbage_inner = vec![0xffu8; 30];
-    net.inject_raw(Underlay::A, 1, sealed(1, 1, (1 << 40) + 1, &garbage_inner));
+    net.inject_raw(twin::A, 1, sealed(1, 1, (1 << 40) + 1, &garbage_inner));
     net.step(Instant::now());
     let c = net.hosts[1].counters.snapshot();
     assert_eq!((c.inner_source_rejected, c.delivered), (2, 0));
@@ -141,7 +141,7 @@ fn garbage_is_counted_never_a_panic() {
             bytes[6] = 0;
             bytes[7] = 0;
         }
-        net.inject_raw(if i % 3 == 0 { Underlay::A } else { Underlay::B }, 1, bytes);
+        net.inject_raw(if i % 3 == 0 { twin::A } else { twin::B }, 1, bytes);
     }
     net.step(Instant::now());
     let c = net.hosts[1].counters.snapshot();
@@ -180,7 +180,7 @@ fn a_keepalive_authenticates_but_delivers_nothing() {
     let mut frame = keepalive(1 << 40, &body[..len]);
     let action = net.hosts[1]
         .pipeline
-        .handle_inbound(Instant::now(), Underlay::A, &mut frame);
+        .handle_inbound(Instant::now(), twin::A, &mut frame);
     assert_eq!(action, Action::Drop(DropReason::NotData));
     let c = net.hosts[1].counters.snapshot();
     // Keepalive opens are counted apart, so data's `aead_opens` stays exact.
@@ -194,7 +194,7 @@ fn a_keepalive_authenticates_but_delivers_nothing() {
         (1, 1, 0, 0)
     );
     assert_eq!(
-        (c.a.rx_keepalives - before.a.rx_keepalives, c.a.rx_frames),
+        (c.on("a").rx_keepalives - before.on("a").rx_keepalives, c.on("a").rx_frames),
         (1, 0)
     );
     // One without a body (an agent from before freshness proofs) or with a
@@ -206,7 +206,7 @@ fn a_keepalive_authenticates_but_delivers_nothing() {
         let mut frame = keepalive((1 << 40) + 1 + i as u64, bad);
         let action = net.hosts[1]
             .pipeline
-            .handle_inbound(Instant::now(), Underlay::A, &mut frame);
+            .handle_inbound(Instant::now(), twin::A, &mut frame);
         assert_eq!(action, Action::Drop(DropReason::Malformed), "case {i}");
     }
 }

@@ -4,11 +4,11 @@
 //! (real group key, positions proven, see `von_packet::twin`). Host 0 is the
 //! receiver under test; its inbound half sees, in the fuzzer's order:
 //!
-//! - raw bytes, on underlay A or B (the attacker's view: anything at all);
+//! - raw bytes, on any of three underlays (the attacker's view: anything at all);
 //! - genuine frames host 1 or 2 sealed for it, as the sender's outbound half
 //!   made them;
 //! - a genuine frame with one byte flipped (header or ciphertext);
-//! - an earlier genuine frame again (a duplicate on the other underlay, or a
+//! - an earlier genuine frame again (a duplicate on another underlay, or a
 //!   replay on the same);
 //! - time passing (liveness timers fire).
 //!
@@ -22,8 +22,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use von_packet::twin::{TwinNet, address, ipv4_packet};
-use von_packet::{Action, OVERHEAD, PACKET_OFFSET, Underlay};
+use von_packet::twin::{self, TwinNet, address, ipv4_packet};
+use von_packet::{Action, OVERHEAD, PACKET_OFFSET};
+
+/// Underlays of the twin VON: more than two, so "another underlay" is not
+/// just "the other one".
+const UNDERLAYS: usize = 3;
 
 /// Largest inner payload a genuine frame carries here.
 const MAX_PAYLOAD: usize = 255;
@@ -54,7 +58,7 @@ struct Genuine {
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
-    let mut net = TwinNet::new(3, 1_000_000_000, 1);
+    let mut net = TwinNet::with_underlays(3, UNDERLAYS, 1_000_000_000, 1);
     let mut now = Instant::now();
     let mut genuine: Vec<Genuine> = Vec::new();
     // Frame bytes → index in `genuine`.
@@ -63,11 +67,7 @@ fuzz_target!(|data: &[u8]| {
 
     while !input.0.is_empty() {
         let op = input.byte();
-        let underlay = if op & 0x80 == 0 {
-            Underlay::A
-        } else {
-            Underlay::B
-        };
+        let underlay = twin::underlay(usize::from(op >> 6) % UNDERLAYS);
         let mut datagram = match op % 5 {
             0 => {
                 let len = usize::from(input.byte()) * 8 + usize::from(input.byte() % 8);
