@@ -36,13 +36,14 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::task::JoinSet;
 use tracing::{Instrument, Span, info, info_span, warn};
-use von_config::{AgentConfig, ConfigError, VonMode};
+use von_config::{AgentConfig, ConfigError, UnderlayEndpoints, VonMode};
 use von_crypto::SendCounter;
 use von_crypto::freshness::{Challenge, MAX_KEEPALIVE_LEN};
 use von_packet::demux::{Demux, Unrouted, datagrams};
 use von_packet::{
     Action, Challenges, DOWN_AFTER, DropReason, Inbound, Outbound, PACKET_OFFSET, Pipeline,
-    PipelineConfig, SocketCounters, Underlay, VonCounters, counters_bump,
+    PerUnderlay, PipelineConfig, SocketCounters, Underlay, UnderlayName, VonCounters,
+    counters_bump,
 };
 
 use crate::control;
@@ -167,14 +168,18 @@ pub async fn run(
                     .iter()
                     .find(|v| v.von == von.name)
                     .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
-                let snapshot = static_mode::snapshot(local, &mode.view.display().to_string())?;
+                let snapshot = static_mode::snapshot(
+                    local,
+                    &mode.view.display().to_string(),
+                    &underlay_names(config),
+                )?;
                 let shared = Arc::new(ArcSwap::from_pointee(snapshot));
                 (shared, Default::default(), Default::default(), None)
             }
             VonMode::Keymgr(mode) => {
                 let underlays = control::Underlays {
-                    a: config.underlay.a.bind.addr(),
-                    b: config.underlay.b.bind.addr(),
+                    names: underlay_names(config),
+                    own: own_endpoints(config),
                 };
                 let failed = |source| AgentError::Control {
                     von: von.name.to_string(),
@@ -267,14 +272,13 @@ async fn run_on(
 ) -> Result<(), AgentError> {
     let data = runtimes.data.handle();
     let entered = data.enter();
-    let sockets = Arc::new([
-        UnderlaySocket::bind(Underlay::A, config.underlay.a.bind.addr())?,
-        UnderlaySocket::bind(Underlay::B, config.underlay.b.bind.addr())?,
-    ]);
-    let socket_counters = [
-        Arc::new(SocketCounters::default()),
-        Arc::new(SocketCounters::default()),
-    ];
+    let names = underlay_names(config);
+    let sockets: Arc<PerUnderlay<UnderlaySocket>> =
+        Arc::new(PerUnderlay::try_from_fn(config.underlays.len(), |u| {
+            let c = &config.underlays[u];
+            UnderlaySocket::bind(u, c.name, c.bind.addr())
+        })?);
+    let socket_counters = sockets.map(|_, _| Arc::new(SocketCounters::default()));
     // The leak guard before any TUN exists; removed when `guard` drops.
     let guarded = vons.iter().map(|(von, shared, ..)| GuardedVon {
         name: von.name.to_string(),
@@ -283,7 +287,7 @@ async fn run_on(
     });
     let guard = Guard::install(
         guarded.collect(),
-        [sockets[0].local_addr(), sockets[1].local_addr()],
+        sockets.values().map(|s| (s.name(), s.local_addr())).collect(),
     )?;
 
     let mut tasks = JoinSet::new();
@@ -300,7 +304,7 @@ async fn run_on(
         let me_on_id = snapshot.on_id();
         on_ids.push(me_on_id);
         let members = snapshot.members().len();
-        let counters = Arc::new(VonCounters::default());
+        let counters = Arc::new(VonCounters::new(&names));
         let tun = Arc::new(
             Tun::open(
                 von.interface.as_str(),
@@ -378,6 +382,7 @@ async fn run_on(
             tuns,
             spans,
             socket_counters.clone(),
+            names.clone(),
         ),
         data,
     );
@@ -399,10 +404,7 @@ async fn run_on(
     };
     let source = Arc::new(StatusSource {
         vons: status_vons,
-        underlays: [
-            (sockets[0].local_addr(), socket_counters[0].clone()),
-            (sockets[1].local_addr(), socket_counters[1].clone()),
-        ],
+        underlays: sockets.map(|u, s| (s.name(), s.local_addr(), socket_counters[u].clone())),
         guard: guard.shared(),
     });
     if let Some(addr) = config.metrics {
@@ -447,14 +449,14 @@ async fn run_on(
     result
 }
 
-/// TUN → both underlays for one VON. One TUN read gives a batch (a TCP
+/// TUN → every underlay for one VON. One TUN read gives a batch (a TCP
 /// super-packet split into segments); every packet of it goes through the
-/// core, then the sealed frames leave together, on A and then on B.
+/// core, then the sealed frames leave together, underlay by underlay.
 async fn outbound_loop(
     tun: Arc<Tun>,
     mtu: u16,
     mut outbound: Outbound,
-    sockets: Arc<[UnderlaySocket; 2]>,
+    sockets: Arc<PerUnderlay<UnderlaySocket>>,
     mut live: Applied,
     counters: Arc<VonCounters>,
     mut near: Option<control::NearLimit>,
@@ -495,12 +497,13 @@ async fn outbound_loop(
                 let now = Instant::now();
                 while let Some(k) = outbound.handle_timeout(now, &mut keepalive_buf) {
                     let c = counters.on(k.underlay);
-                    match sockets[k.underlay.index()].send_to(k.frame, k.to, &class).await {
+                    let socket = &sockets[k.underlay];
+                    match socket.send_to(k.frame, k.to, &class).await {
                         Ok(_) => counters_bump(&c.tx_keepalives),
                         Err(e) => {
                             counters_bump(&c.tx_errors);
-                            log.warn(now, k.underlay.name(), || {
-                                format!("underlay {}: keepalive to {}: {e}", k.underlay, k.to)
+                            log.warn_on(now, "send", Some(k.underlay), || {
+                                format!("underlay {}: keepalive to {}: {e}", socket.name(), k.to)
                             });
                         }
                     }
@@ -531,7 +534,7 @@ async fn outbound_loop(
             match outbound.handle(now, buf, len) {
                 // The frame is a prefix of packet i's buffer: send it from there.
                 Action::Send { frame, to } if frame.as_ptr() == start => {
-                    to.iter().for_each(|t| outgoing.push(i, frame.len(), *t));
+                    to.iter().for_each(|t| outgoing.push(i, frame.len(), t));
                 }
                 action => out.act(now, action, &mut log).await,
             }
@@ -544,13 +547,14 @@ async fn outbound_loop(
 
 /// Where one VON's outbound frames go.
 struct Out<'a> {
-    sockets: &'a [UnderlaySocket; 2],
+    sockets: &'a PerUnderlay<UnderlaySocket>,
     class: &'a TrafficClass,
     counters: &'a VonCounters,
 }
 
 impl Out<'_> {
-    /// Sends a batch of sealed frames, all of them on A, then on B.
+    /// Sends a batch of sealed frames, all of them on the first underlay,
+    /// then all on the next, and so on.
     async fn send_batch(
         &self,
         now: Instant,
@@ -558,37 +562,38 @@ impl Out<'_> {
         batch: &ReadBatch,
         log: &mut LogLimiter,
     ) {
-        for u in Underlay::ALL {
+        for (u, socket) in self.sockets.iter() {
             let c = self.counters.on(u);
-            let report = self.sockets[u.index()]
+            let report = socket
                 .send_all(outgoing, |i| batch.buf(i), self.class)
                 .await;
             c.tx_frames.fetch_add(report.sent, Ordering::Relaxed);
             c.tx_errors.fetch_add(report.failed, Ordering::Relaxed);
             if let Some((to, e)) = report.last_error {
-                log.warn(now, u.name(), || {
-                    format!("underlay {u}: sending to {to}: {e}")
+                log.warn_on(now, "send", Some(u), || {
+                    format!("underlay {}: sending to {to}: {e}", socket.name())
                 });
             }
         }
     }
 
-    /// Carries out an outbound action: a frame to every target, on A and on B.
+    /// Carries out an outbound action: a frame to every target, on every
+    /// underlay the target runs.
     async fn act(&self, now: Instant, action: Action<'_>, log: &mut LogLimiter) {
         match action {
             Action::Send { frame, to } => {
                 for target in to {
-                    for u in Underlay::ALL {
+                    for (u, socket) in self.sockets.iter() {
+                        let Some(dst) = target.get(u).copied().flatten() else {
+                            continue;
+                        };
                         let c = self.counters.on(u);
-                        match self.sockets[u.index()]
-                            .send_to(frame, target.on(u), self.class)
-                            .await
-                        {
+                        match socket.send_to(frame, dst, self.class).await {
                             Ok(_) => counters_bump(&c.tx_frames),
                             Err(e) => {
                                 counters_bump(&c.tx_errors);
-                                log.warn(now, u.name(), || {
-                                    format!("underlay {u}: sending to {}: {e}", target.on(u))
+                                log.warn_on(now, "send", Some(u), || {
+                                    format!("underlay {}: sending to {dst}: {e}", socket.name())
                                 });
                             }
                         }
@@ -618,17 +623,18 @@ async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Both underlays → the VONs' TUNs. A wake-up drains up to [`RECV_BURST`]
-/// receives from the socket that is ready (one receive may hold many
+/// Every underlay → the VONs' TUNs. A wake-up drains up to [`RECV_BURST`]
+/// receives from a socket that is ready (one receive may hold many
 /// datagrams), opens every frame, and writes each VON's delivered packets to
 /// its TUN in one batch.
 async fn inbound_loop(
-    sockets: Arc<[UnderlaySocket; 2]>,
+    sockets: Arc<PerUnderlay<UnderlaySocket>>,
     demux: Demux,
     mut inbounds: Vec<Inbound>,
     tuns: Vec<Arc<Tun>>,
     spans: Vec<Span>,
-    socket_counters: [Arc<SocketCounters>; 2],
+    socket_counters: PerUnderlay<Arc<SocketCounters>>,
+    names: PerUnderlay<UnderlayName>,
 ) -> &'static str {
     let mut buf = vec![0u8; MAX_PACKET];
     let mut writes: Vec<WriteBatch> = tuns
@@ -641,6 +647,9 @@ async fn inbound_loop(
     // Start every VON's health clock, so peers never heard show as down.
     let start = Instant::now();
     inbounds.iter_mut().for_each(|i| i.handle_timeout(start));
+    // Which socket a wake-up looks at first: the one after the last served,
+    // so a busy underlay never starves the others.
+    let mut next_first = 0;
     loop {
         // The earliest instant a link may go down, over every VON.
         let due = inbounds
@@ -649,23 +658,24 @@ async fn inbound_loop(
             .min()
             .map(tokio::time::Instant::from_std);
         let (underlay, ready) = tokio::select! {
-            r = sockets[0].readable() => (Underlay::A, r),
-            r = sockets[1].readable() => (Underlay::B, r),
+            r = any_readable(&sockets, next_first) => r,
             () = sleep_until_opt(due.or(Some(tokio::time::Instant::now() + IDLE_TICK))) => {
                 let now = Instant::now();
                 for (inbound, span) in inbounds.iter_mut().zip(&spans) {
                     inbound.handle_timeout(now);
-                    log_health(inbound, span);
+                    log_health(inbound, span, &names);
                 }
                 continue;
             }
         };
-        let socket = &sockets[underlay.index()];
-        let counters = &socket_counters[underlay.index()];
+        next_first = underlay.index() + 1;
+        let socket = &sockets[underlay];
+        let counters = &socket_counters[underlay];
+        let name = socket.name();
         if let Err(e) = ready {
             counters_bump(&counters.rx_errors);
-            log.warn(Instant::now(), "recv", || {
-                format!("underlay {underlay}: receive: {e}")
+            log.warn_on(Instant::now(), "recv", Some(underlay), || {
+                format!("underlay {name}: receive: {e}")
             });
             tokio::task::yield_now().await;
             continue;
@@ -676,8 +686,8 @@ async fn inbound_loop(
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     counters_bump(&counters.rx_errors);
-                    log.warn(Instant::now(), "recv", || {
-                        format!("underlay {underlay}: receive: {e}")
+                    log.warn_on(Instant::now(), "recv", Some(underlay), || {
+                        format!("underlay {name}: receive: {e}")
                     });
                     break;
                 }
@@ -688,20 +698,20 @@ async fn inbound_loop(
                 let von = match demux.route(datagram, counters) {
                     Ok(von) => von,
                     Err(Unrouted::Malformed) => {
-                        log.warn(now, "short", || {
-                            format!("underlay {underlay}: datagram of {len} bytes")
+                        log.warn_on(now, "short", Some(underlay), || {
+                            format!("underlay {name}: datagram of {len} bytes")
                         });
                         continue;
                     }
                     Err(Unrouted::UnknownOnId(id)) => {
-                        log.warn(now, "on_id", || {
-                            format!("underlay {underlay}: unknown ON id {}", id.0)
+                        log.warn_on(now, "on_id", Some(underlay), || {
+                            format!("underlay {name}: unknown ON id {}", id.0)
                         });
                         continue;
                     }
                 };
                 let action = inbounds[von].handle(now, underlay, datagram);
-                log_health(&mut inbounds[von], &spans[von]);
+                log_health(&mut inbounds[von], &spans[von], &names);
                 match action {
                     Action::Deliver { packet } => {
                         if writes[von].is_full() {
@@ -750,25 +760,58 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Logs every link that went up or down, in the VON's span.
-fn log_health(inbound: &mut Inbound, span: &Span) {
+fn log_health(inbound: &mut Inbound, span: &Span, names: &PerUnderlay<UnderlayName>) {
     while let Some(e) = inbound.poll_event() {
         let _entered = span.enter();
+        let underlay = names.get(e.underlay).map_or("?", UnderlayName::as_str);
         if e.up {
-            info!(peer = %e.name, peer_id = e.peer.0, underlay = e.underlay.name(), "link up");
+            info!(peer = %e.name, peer_id = e.peer.0, underlay, "link up");
         } else {
             warn!(
-                peer = %e.name, peer_id = e.peer.0, underlay = e.underlay.name(),
+                peer = %e.name, peer_id = e.peer.0, underlay,
                 silent_ms = DOWN_AFTER.as_millis() as u64, "link down: nothing authenticated"
             );
         }
     }
 }
 
+/// The agent's underlay names, by position.
+fn underlay_names(config: &AgentConfig) -> PerUnderlay<UnderlayName> {
+    config.underlays.map(|_, u| u.name)
+}
+
+/// Where this member receives, per underlay name: its bind addresses.
+fn own_endpoints(config: &AgentConfig) -> UnderlayEndpoints {
+    UnderlayEndpoints::new(config.underlays.values().map(|u| (u.name, u.bind.addr())))
+        .unwrap_or_else(|e| unreachable!("the config checked its underlays: {e}"))
+}
+
+/// The first of `sockets` with a datagram waiting, looking from position
+/// `first` on: as `select!` over every socket, for any number of them.
+async fn any_readable(
+    sockets: &PerUnderlay<UnderlaySocket>,
+    first: usize,
+) -> (Underlay, std::io::Result<()>) {
+    std::future::poll_fn(|cx| {
+        let n = sockets.len();
+        for k in 0..n {
+            let Some(u) = Underlay::at((first + k) % n) else {
+                continue;
+            };
+            if let std::task::Poll::Ready(r) = sockets[u].poll_recv_ready(cx) {
+                return std::task::Poll::Ready((u, r));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 /// At most one warning per kind per [`LOG_EVERY`], with the count of the
 /// ones it held back: bad input never turns into a log line per packet.
 #[derive(Debug, Default)]
 struct LogLimiter {
-    kinds: Vec<(&'static str, Instant, u64)>,
+    kinds: Vec<((&'static str, Option<Underlay>), Instant, u64)>,
 }
 
 impl LogLimiter {
@@ -779,7 +822,20 @@ impl LogLimiter {
     }
 
     fn warn(&mut self, now: Instant, kind: &'static str, message: impl FnOnce() -> String) {
-        match self.kinds.iter_mut().find(|(k, _, _)| *k == kind) {
+        self.warn_on(now, kind, None, message);
+    }
+
+    /// [`LogLimiter::warn`], limited per underlay: one noisy underlay never
+    /// hides another's trouble.
+    fn warn_on(
+        &mut self,
+        now: Instant,
+        kind: &'static str,
+        underlay: Option<Underlay>,
+        message: impl FnOnce() -> String,
+    ) {
+        let key = (kind, underlay);
+        match self.kinds.iter_mut().find(|(k, _, _)| *k == key) {
             Some((_, last, held)) if now.duration_since(*last) < LOG_EVERY => *held += 1,
             Some((_, last, held)) => {
                 warn!(kind, suppressed = *held, "{}", message());
@@ -792,7 +848,7 @@ impl LogLimiter {
                     "{} (similar ones at most every {LOG_EVERY:?})",
                     message()
                 );
-                self.kinds.push((kind, now, 0));
+                self.kinds.push((key, now, 0));
             }
         }
     }

@@ -1,9 +1,11 @@
-//! The health part of the status document: each peer's two links, each
+//! The health part of the status document: each peer's links (one per
+//! underlay, by name), each
 //! underlay's summary, and this member's lease. Field names are stable
 //! (`docs/status.md`); the link states come from the pipeline's
 //! [`von_packet::HealthBoard`], whose timing `packet/src/keepalive.rs`
 //! explains.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use serde::{Deserialize, Serialize};
 
-use von_packet::{PeerHealth, Snapshot, Underlay};
+use von_packet::{PeerHealth, PerUnderlay, Snapshot, UnderlayName};
 
 /// When this member's lease in the view runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,14 +33,13 @@ pub struct PeerStatus {
     pub id: u32,
     /// Its VON address.
     pub address: Ipv4Addr,
-    /// The link to it over underlay A.
-    pub a: LinkStatus,
-    /// The link to it over underlay B.
-    pub b: LinkStatus,
+    /// The link to it over each underlay, by name.
+    pub underlay: BTreeMap<UnderlayName, LinkStatus>,
 }
 
 /// A link's state: `up` while something authenticated arrived within the
-/// last 2.5 s, `down` otherwise (also before anything was heard).
+/// last 2.5 s, `down` otherwise (also before anything was heard, and when
+/// the peer runs no underlay of this name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LinkState {
@@ -51,8 +52,9 @@ pub enum LinkState {
 /// One (peer, underlay) link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkStatus {
-    /// The peer's endpoint on this underlay.
-    pub endpoint: SocketAddr,
+    /// The peer's endpoint on this underlay; `null` if it runs none of
+    /// this name (then the link is always `down`).
+    pub endpoint: Option<SocketAddr>,
     /// `up` or `down`.
     pub state: LinkState,
     /// Milliseconds since the last authenticated frame on this link; `null`
@@ -89,22 +91,18 @@ pub enum UnderlayState {
     None,
 }
 
-/// Both underlays' health in one VON.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthSummary {
-    /// Underlay A.
-    pub a: UnderlayHealth,
-    /// Underlay B.
-    pub b: UnderlayHealth,
-}
+/// Every underlay's health in one VON, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HealthSummary(pub BTreeMap<UnderlayName, UnderlayHealth>);
 
 impl HealthSummary {
-    /// The summary of `peers`.
-    pub fn of(peers: &[PeerStatus]) -> Self {
-        let one = |link: fn(&PeerStatus) -> &LinkStatus| {
+    /// The summary of `peers` over the underlays `names`.
+    pub fn of(peers: &[PeerStatus], names: &PerUnderlay<UnderlayName>) -> Self {
+        let one = |name: &UnderlayName| {
             let peers_up = peers
                 .iter()
-                .filter(|p| link(p).state == LinkState::Up)
+                .filter(|p| p.underlay.get(name).is_some_and(|l| l.state == LinkState::Up))
                 .count();
             let peers_down = peers.len() - peers_up;
             let state = match (peers_up, peers_down) {
@@ -119,10 +117,16 @@ impl HealthSummary {
                 peers_down,
             }
         };
-        HealthSummary {
-            a: one(|p| &p.a),
-            b: one(|p| &p.b),
-        }
+        HealthSummary(names.values().map(|n| (*n, one(n))).collect())
+    }
+
+    /// The health of the underlay called `name`.
+    pub fn on(&self, name: &str) -> UnderlayHealth {
+        self.0
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, h)| *h)
+            .unwrap_or_default()
     }
 }
 
@@ -150,17 +154,21 @@ pub type SharedStanding = Arc<ArcSwapOption<KeymgrStanding>>;
 
 /// Every member of `snap` but this host, with what `health` knows of it
 /// (a member the board does not know yet is down, never heard).
-pub(crate) fn peers(snap: &Snapshot, health: &[PeerHealth]) -> Vec<PeerStatus> {
+pub(crate) fn peers(
+    snap: &Snapshot,
+    health: &[PeerHealth],
+    names: &PerUnderlay<UnderlayName>,
+) -> Vec<PeerStatus> {
     let me = snap.me().id;
     snap.members()
         .iter()
         .filter(|m| m.id != me)
         .map(|m| {
             let known = health.iter().find(|h| h.id == m.id);
-            let link = |u: Underlay| {
-                let l = known.map(|h| h.links[u.index()]);
+            let link = |u| {
+                let l = known.and_then(|h| h.links.get(u).copied());
                 LinkStatus {
-                    endpoint: m.endpoints.on(u),
+                    endpoint: m.endpoints.get(u).copied().flatten(),
                     state: if l.is_some_and(|l| l.up) {
                         LinkState::Up
                     } else {
@@ -176,8 +184,7 @@ pub(crate) fn peers(snap: &Snapshot, health: &[PeerHealth]) -> Vec<PeerStatus> {
                 name: m.name.clone(),
                 id: m.id.0,
                 address: m.address,
-                a: link(Underlay::A),
-                b: link(Underlay::B),
+                underlay: names.iter().map(|(u, n)| (*n, link(u))).collect(),
             }
         })
         .collect()

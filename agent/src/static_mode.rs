@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use von_config::{Cipher as ConfigCipher, LocalView, StaticView};
 use von_crypto::{Cipher, Epoch, GroupKey, MemberId, OnId};
 
-use von_packet::{Endpoints, Ipv4Prefix, Member, Snapshot, SnapshotError};
+use von_packet::{Ipv4Prefix, Member, PerUnderlay, Snapshot, SnapshotError, UnderlayName};
 
 /// Why a static view cannot become a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,11 @@ pub enum StaticModeError {
 }
 
 /// Builds the snapshot of one static VON.
-pub fn snapshot(local: &LocalView, path: &str) -> Result<Snapshot, StaticModeError> {
+pub fn snapshot(
+    local: &LocalView,
+    path: &str,
+    underlays: &PerUnderlay<UnderlayName>,
+) -> Result<Snapshot, StaticModeError> {
     let von = local.von.as_str();
     let view: &StaticView = &local.view;
     let v4 = |what: &'static str, addr: IpAddr| -> Result<Ipv4Addr, StaticModeError> {
@@ -64,10 +68,7 @@ pub fn snapshot(local: &LocalView, path: &str) -> Result<Snapshot, StaticModeErr
                 id: MemberId(m.id.value()),
                 name: m.name.as_str().to_owned(),
                 address: v4("member address", m.address)?,
-                endpoints: Endpoints {
-                    a: m.a.addr(),
-                    b: m.b.addr(),
-                },
+                endpoints: m.underlay.on(underlays),
             })
         })
         .collect::<Result<Vec<_>, StaticModeError>>()?;

@@ -8,6 +8,7 @@
 //! last-heard, underlay health), add fields to these structs — new fields are
 //! additions, never renames — and fill them in [`StatusSource::report`].
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -18,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use von_packet::{
-    HealthBoard, SharedSnapshot, SocketCounters, SocketCountersSnapshot, Underlay, VonCounters,
-    VonCountersSnapshot,
+    HealthBoard, PerUnderlay, SharedSnapshot, SocketCounters, SocketCountersSnapshot,
+    UnderlayName, VonCounters, VonCountersSnapshot,
 };
 
 pub use crate::guard::{ConflictKind, GuardStatus, RouteConflict, SharedGuard, VonGuard};
@@ -30,7 +31,9 @@ pub use crate::health::{
 use crate::health::{lease, peers};
 
 /// Version of the status document; bumped only on an incompatible change.
-pub const STATUS_VERSION: u32 = 1;
+/// Version 2 keys every per-underlay part by the underlay's name (`underlay`
+/// maps) where version 1 had fixed `a` and `b` fields.
+pub const STATUS_VERSION: u32 = 2;
 
 /// How long a client may take to send its command.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,8 +45,8 @@ pub struct StatusReport {
     pub version: u32,
     /// One entry per VON, in config order.
     pub vons: Vec<VonStatus>,
-    /// Host-wide counts of each underlay socket.
-    pub underlays: UnderlaysStatus,
+    /// Host-wide counts of each underlay socket, by name.
+    pub underlays: BTreeMap<UnderlayName, UnderlayStatus>,
     /// The leak guard's nftables table (docs/leaks.md).
     #[serde(default)]
     pub leak_guard: GuardStatus,
@@ -89,7 +92,7 @@ pub struct VonStatus {
     /// ...); `None` in static mode.
     #[serde(default)]
     pub keymgr: Option<KeymgrStanding>,
-    /// Every other member with the health of its two links.
+    /// Every other member with the health of its links.
     #[serde(default)]
     pub peers: Vec<PeerStatus>,
     /// Each underlay's health over all peers of this VON.
@@ -98,15 +101,6 @@ pub struct VonStatus {
     /// What the leak guard dropped and which routes conflict with the prefix.
     #[serde(default)]
     pub guard: VonGuard,
-}
-
-/// Both underlay sockets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UnderlaysStatus {
-    /// Underlay A.
-    pub a: UnderlayStatus,
-    /// Underlay B.
-    pub b: UnderlayStatus,
 }
 
 /// One underlay socket.
@@ -159,8 +153,8 @@ pub struct VonSource {
 pub struct StatusSource {
     /// Per VON, in config order.
     pub vons: Vec<VonSource>,
-    /// Per underlay: bound address and socket counters, indexed by [`Underlay::index`].
-    pub underlays: [(SocketAddr, Arc<SocketCounters>); 2],
+    /// Per underlay: name, bound address and socket counters.
+    pub underlays: PerUnderlay<(UnderlayName, SocketAddr, Arc<SocketCounters>)>,
     /// The leak guard's last check (per VON in the same order).
     pub guard: SharedGuard,
 }
@@ -181,7 +175,8 @@ impl StatusSource {
                     (l.rate_bps, l.dscp)
                 });
                 let me = snap.me();
-                let peers = peers(&snap, &v.health.peers(now));
+                let names = v.counters.names();
+                let peers = peers(&snap, &v.health.peers(now), names);
                 VonStatus {
                     name: facts.name.clone(),
                     interface: facts.interface.clone(),
@@ -200,26 +195,26 @@ impl StatusSource {
                     counters: v.counters.snapshot(),
                     lease: v.lease.load().as_deref().map(|t| lease(*t, wall)),
                     keymgr: v.standing.load().as_deref().cloned(),
-                    health: HealthSummary::of(&peers),
+                    health: HealthSummary::of(&peers, names),
                     peers,
                     guard: guard.vons.get(i).cloned().unwrap_or_default(),
                 }
             })
             .collect();
-        let underlay = |u: Underlay| {
-            let (bind, counters) = &self.underlays[u.index()];
-            UnderlayStatus {
-                bind: *bind,
-                counters: counters.snapshot(),
-            }
-        };
         StatusReport {
             version: STATUS_VERSION,
             vons,
-            underlays: UnderlaysStatus {
-                a: underlay(Underlay::A),
-                b: underlay(Underlay::B),
-            },
+            underlays: self
+                .underlays
+                .values()
+                .map(|(name, bind, counters)| {
+                    let status = UnderlayStatus {
+                        bind: *bind,
+                        counters: counters.snapshot(),
+                    };
+                    (*name, status)
+                })
+                .collect(),
             leak_guard: guard.status(wall),
         }
     }
@@ -351,13 +346,13 @@ mod tests {
                     mtu: 1400,
                 },
                 snapshot: Arc::new(ArcSwap::from_pointee(snap)),
-                counters: Arc::default(),
+                counters: Arc::new(VonCounters::new(&twin::underlay_names(2))),
                 health: Arc::default(),
                 lease,
                 standing: Arc::default(),
                 live: None,
             }],
-            underlays: [(any, Arc::default()), (any, Arc::default())],
+            underlays: twin::underlay_names(2).map(|_, n| (*n, any, Arc::default())),
             guard: Arc::default(),
         }
     }

@@ -31,7 +31,7 @@ use socket2::{
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use von_packet::Underlay;
+use von_packet::{Underlay, UnderlayName};
 
 /// Kernel send buffer asked for each socket: room for many 64 KB GSO runs.
 const SEND_BUFFER: usize = 4 << 20;
@@ -65,7 +65,7 @@ pub enum UnderlayError {
         port = addr.port()
     )]
     AddrInUse {
-        underlay: Underlay,
+        underlay: UnderlayName,
         addr: SocketAddr,
     },
     /// The IP address is not configured on any interface of this host/namespace.
@@ -74,13 +74,13 @@ pub enum UnderlayError {
          add it (`ip addr add ...`) or fix [underlay.{underlay}] bind"
     )]
     AddrNotAvailable {
-        underlay: Underlay,
+        underlay: UnderlayName,
         addr: SocketAddr,
     },
     /// Any other failure, with the step that failed.
     #[error("underlay {underlay}: {step} for {addr} failed")]
     Io {
-        underlay: Underlay,
+        underlay: UnderlayName,
         addr: SocketAddr,
         step: &'static str,
         source: io::Error,
@@ -117,6 +117,7 @@ impl TrafficClass {
 #[derive(Debug)]
 pub struct UnderlaySocket {
     underlay: Underlay,
+    name: UnderlayName,
     local: SocketAddr,
     socket: UdpSocket,
     /// Whether sends may use `UDP_SEGMENT`; cleared for good when the
@@ -127,12 +128,16 @@ pub struct UnderlaySocket {
 }
 
 impl UnderlaySocket {
-    /// Binds `addr` for `underlay`, with don't-fragment set. Must run inside a
-    /// tokio runtime.
-    pub fn bind(underlay: Underlay, addr: SocketAddr) -> Result<Self, UnderlayError> {
+    /// Binds `addr` for the underlay at position `underlay`, called `name`,
+    /// with don't-fragment set. Must run inside a tokio runtime.
+    pub fn bind(
+        underlay: Underlay,
+        name: UnderlayName,
+        addr: SocketAddr,
+    ) -> Result<Self, UnderlayError> {
         let io_err = |step: &'static str| {
             move |source: io::Error| UnderlayError::Io {
-                underlay,
+                underlay: name,
                 addr,
                 step,
                 source,
@@ -152,10 +157,14 @@ impl UnderlaySocket {
         socket
             .bind(&addr.into())
             .map_err(|source| match source.kind() {
-                io::ErrorKind::AddrInUse => UnderlayError::AddrInUse { underlay, addr },
-                io::ErrorKind::AddrNotAvailable => {
-                    UnderlayError::AddrNotAvailable { underlay, addr }
-                }
+                io::ErrorKind::AddrInUse => UnderlayError::AddrInUse {
+                    underlay: name,
+                    addr,
+                },
+                io::ErrorKind::AddrNotAvailable => UnderlayError::AddrNotAvailable {
+                    underlay: name,
+                    addr,
+                },
                 _ => io_err("bind()")(source),
             })?;
         let local = socket
@@ -166,6 +175,7 @@ impl UnderlaySocket {
         let socket = UdpSocket::from_std(socket.into()).map_err(io_err("register with tokio"))?;
         Ok(UnderlaySocket {
             underlay,
+            name,
             local,
             socket,
             gso: AtomicBool::new(gso),
@@ -176,6 +186,11 @@ impl UnderlaySocket {
     /// Which underlay this socket serves.
     pub fn underlay(&self) -> Underlay {
         self.underlay
+    }
+
+    /// That underlay's name, for logs.
+    pub fn name(&self) -> UnderlayName {
+        self.name
     }
 
     /// The bound address (with the port the kernel chose if 0 was asked).
@@ -191,6 +206,11 @@ impl UnderlaySocket {
     /// Waits until a datagram may be ready for [`UnderlaySocket::try_recv`].
     pub async fn readable(&self) -> io::Result<()> {
         self.socket.readable().await
+    }
+
+    /// [`UnderlaySocket::readable`] as a poll, to wait on several sockets.
+    pub fn poll_recv_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        self.socket.poll_recv_ready(cx)
     }
 
     /// Receives what is queued without waiting: the bytes and the size of
@@ -225,13 +245,13 @@ impl UnderlaySocket {
         class: &TrafficClass,
     ) -> SendReport {
         let mut report = SendReport::default();
-        let entries = &out.entries;
+        let entries = out.on(self.underlay);
         let mut i = 0;
         while i < entries.len() {
-            let dst = entries[i].to.on(self.underlay);
+            let dst = entries[i].to;
             let segment = entries[i].len;
             let end = if self.gso.load(Ordering::Relaxed) {
-                run_end(entries, i, self.underlay)
+                run_end(entries, i)
             } else {
                 i + 1
             };
@@ -439,6 +459,11 @@ mod tests {
     use super::*;
     use von_packet::Endpoints;
 
+    fn bind(i: usize, addr: &str) -> UnderlaySocket {
+        let name = ["a", "b"][i].parse().unwrap();
+        UnderlaySocket::bind(Underlay::at(i).unwrap(), name, addr.parse().unwrap()).unwrap()
+    }
+
     #[test]
     fn control_message_layout_matches_the_kernel_macros() {
         let class = TrafficClass::new(46);
@@ -461,8 +486,8 @@ mod tests {
 
     #[tokio::test]
     async fn loopback_send_and_receive_with_a_traffic_class() {
-        let a = UnderlaySocket::bind(Underlay::A, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let b = UnderlaySocket::bind(Underlay::B, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let a = bind(0, "127.0.0.1:0");
+        let b = bind(1, "127.0.0.1:0");
         let class = TrafficClass::new(46);
         let sent = a.send_to(b"frame", b.local_addr(), &class).await.unwrap();
         assert_eq!(sent, 5);
@@ -474,19 +499,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_arrives_as_the_same_datagrams_with_or_without_offloads() {
-        let a = UnderlaySocket::bind(Underlay::A, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let b = UnderlaySocket::bind(Underlay::A, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let a = bind(0, "127.0.0.1:0");
+        let b = bind(0, "127.0.0.1:0");
         let frames: Vec<Vec<u8>> = [1000usize, 1000, 1000, 400]
             .iter()
             .enumerate()
             .map(|(i, &n)| vec![i as u8 + 1; n])
             .collect();
         let mut out = Outgoing::with_capacity(4);
-        let to = Endpoints {
-            a: b.local_addr(),
-            b: b.local_addr(),
-        };
-        (0..frames.len()).for_each(|i| out.push(i, frames[i].len(), to));
+        let to = Endpoints::from_fn(1, |_| Some(b.local_addr()));
+        (0..frames.len()).for_each(|i| out.push(i, frames[i].len(), &to));
         let report = a
             .send_all(&out, |i| &frames[i], &TrafficClass::new(46))
             .await;
@@ -511,8 +533,9 @@ mod tests {
 
     #[tokio::test]
     async fn address_in_use_names_the_address() {
-        let a = UnderlaySocket::bind(Underlay::A, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let err = UnderlaySocket::bind(Underlay::B, a.local_addr()).unwrap_err();
+        let a = bind(0, "127.0.0.1:0");
+        let name = "b".parse().unwrap();
+        let err = UnderlaySocket::bind(Underlay::at(1).unwrap(), name, a.local_addr()).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, UnderlayError::AddrInUse { .. }), "{text}");
         assert!(text.contains(&a.local_addr().to_string()), "{text}");
@@ -520,7 +543,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_receive_buffer_is_sized_for_delay() {
-        let a = UnderlaySocket::bind(Underlay::A, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let a = bind(0, "127.0.0.1:0");
         let limit = |name: &str| -> usize {
             let path = format!("/proc/sys/net/core/{name}");
             // Linux always has these sysctls; the agent is Linux-only.
@@ -544,7 +567,7 @@ mod tests {
 
     #[tokio::test]
     async fn sockets_never_fragment() {
-        let a = UnderlaySocket::bind(Underlay::A, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let a = bind(0, "127.0.0.1:0");
         let mut value: libc::c_int = -1;
         let mut len = size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: the fd is live for the call; value/len point to locals of the

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use crate::{IdError, MAX_UNDERLAYS, UnderlayName};
+use crate::{IdError, MAX_UNDERLAYS, PerUnderlay, UnderlayName};
 
 /// A member's receiving `IP:PORT` on each underlay it runs, by name, as views,
 /// certificates of membership and the key manager carry it. Names are unique
@@ -30,6 +30,17 @@ impl UnderlayEndpoints {
         Ok(me)
     }
 
+    /// Like [`UnderlayEndpoints::new`] with names as text (tests, tools).
+    pub fn from_names<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, SocketAddr)>,
+    ) -> Result<Self, IdError> {
+        let named: Result<Vec<_>, IdError> = pairs
+            .into_iter()
+            .map(|(n, a)| Ok((n.parse::<UnderlayName>()?, a)))
+            .collect();
+        Self::new(named?)
+    }
+
     fn check(&self) -> Result<(), IdError> {
         if self.0.is_empty() || self.0.len() > MAX_UNDERLAYS {
             return Err(IdError(format!(
@@ -52,6 +63,13 @@ impl UnderlayEndpoints {
     /// The endpoint on the underlay called `name`, if the member runs it.
     pub fn get(&self, name: &UnderlayName) -> Option<SocketAddr> {
         self.0.get(name).copied()
+    }
+
+    /// Laid out over an agent's underlays `local` (by position): where to
+    /// send this member's copy on each, `None` where it runs no underlay of
+    /// that name.
+    pub fn on(&self, local: &PerUnderlay<UnderlayName>) -> PerUnderlay<Option<SocketAddr>> {
+        local.map(|_, name| self.get(name))
     }
 
     /// Each underlay name with its endpoint, in name order.
@@ -103,6 +121,16 @@ mod tests {
         assert!(UnderlayEndpoints::new([]).is_err());
         let five = (0..5).map(|i| (n(&format!("u{i}")), SocketAddr::from(([192, 0, 2, i], 1))));
         assert!(UnderlayEndpoints::new(five).unwrap_err().0.contains("1 to 4"));
+    }
+
+    #[test]
+    fn lays_out_over_local_underlays_by_name() {
+        let a: SocketAddr = "192.0.2.1:4789".parse().unwrap();
+        let c: SocketAddr = "203.0.113.1:4789".parse().unwrap();
+        let peer = UnderlayEndpoints::new([(n("a"), a), (n("c"), c)]).unwrap();
+        let local = PerUnderlay::from_fn(2, |u| [n("a"), n("b")][u.index()]);
+        let on = peer.on(&local);
+        assert_eq!(on.values().copied().collect::<Vec<_>>(), [Some(a), None]);
     }
 
     #[test]

@@ -26,6 +26,22 @@ impl<T> PerUnderlay<T> {
         Self((0..count).filter_map(Underlay::at).map(f).collect())
     }
 
+    /// Like [`PerUnderlay::from_fn`], stopping at the first error.
+    pub fn try_from_fn<E>(
+        count: usize,
+        f: impl FnMut(Underlay) -> Result<T, E>,
+    ) -> Result<Self, E> {
+        assert!(
+            count <= MAX_UNDERLAYS,
+            "{count} underlays: at most {MAX_UNDERLAYS}"
+        );
+        (0..count)
+            .filter_map(Underlay::at)
+            .map(f)
+            .collect::<Result<Vec<T>, E>>()
+            .map(Self)
+    }
+
     /// How many underlays.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -47,7 +47,8 @@ fn manager<S: Store>(store: S) -> KeyManager<S, Wrapper> {
         };
         let a = SocketAddr::from((Ipv4Addr::from(0xc000_0200 + n), 4789));
         let b = SocketAddr::from((Ipv4Addr::from(0xc633_6400 + n), 4789));
-        km.member_joined(now, who, a, b, None).expect("join");
+        let underlay = von_config::UnderlayEndpoints::from_names([("a", a), ("b", b)]).unwrap();
+        km.member_joined(now, who, underlay, None).expect("join");
     }
     // Two rekeys bring all members into the committed view.
     for _ in 0..2 {

@@ -30,6 +30,7 @@
 //! though it refuses a revoked member's handshake); unreachable when the
 //! active link is lost or every link is down.
 
+use von_config::UnderlayEndpoints;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -129,10 +130,8 @@ pub struct Params {
     pub noise: NoiseSecret,
     /// The VON's ON id.
     pub on_id: OnId,
-    /// Own underlay A endpoint, as others should send to it.
-    pub a: SocketAddr,
-    /// Own underlay B endpoint.
-    pub b: SocketAddr,
+    /// Where it receives, per underlay name.
+    pub underlay: UnderlayEndpoints,
     /// Longest wait between reconnects.
     pub backoff_max: Duration,
 }
@@ -356,8 +355,7 @@ impl Session {
                 endpoint: self.endpoint.clone(),
                 client: self.client.clone(),
                 server_name: server_name.clone(),
-                a: self.params.a,
-                b: self.params.b,
+                underlay: self.params.underlay.clone(),
                 have: have_rx.clone(),
                 backoff_max: self.params.backoff_max,
             };
@@ -515,8 +513,7 @@ struct LinkCtx {
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
     server_name: String,
-    a: SocketAddr,
-    b: SocketAddr,
+    underlay: UnderlayEndpoints,
     /// The newest epoch the member holds, for `Join`.
     have: watch::Receiver<Option<u32>>,
     backoff_max: Duration,
@@ -611,8 +608,7 @@ impl LinkCtx {
             Err(e) => return ended_by(&conn, e.to_string()),
         };
         let join = ClientMsg::Join {
-            a: self.a,
-            b: self.b,
+            underlay: self.underlay.clone(),
             have_epoch: *self.have.borrow(),
         };
         if let Err(e) = write_msg(&mut send, &join).await {

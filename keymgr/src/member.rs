@@ -369,8 +369,11 @@ mod tests {
             id,
             name: name.into(),
             address: address.into(),
-            a: ([192, 0, 2, id as u8], 4789).into(),
-            b: ([198, 51, 100, id as u8], 4789).into(),
+            underlay: von_config::UnderlayEndpoints::from_names([
+                ("a", ([192, 0, 2, id as u8], 4789).into()),
+                ("b", ([198, 51, 100, id as u8], 4789).into()),
+            ])
+            .unwrap(),
         }
     }
 

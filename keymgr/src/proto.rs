@@ -7,7 +7,7 @@
 //! Group keys never travel in the clear here: `Prepare` carries the key
 //! wrapped with Noise for the one member it is addressed to.
 
-use std::net::SocketAddr;
+use von_config::UnderlayEndpoints;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -19,9 +19,12 @@ pub const MAX_MESSAGE: usize = 4 << 20;
 
 /// The ALPN protocol id both sides require, so nothing else talks to us.
 /// Version 2 added `Refuse` (a member's "no" to a prepared view) and the
-/// `code` of `Refused`; a version 1 peer fails the handshake with "no
-/// application protocol" instead of misreading a message.
-pub const ALPN: &[u8] = b"von-keymgr/2";
+/// `code` of `Refused`; version 3 replaced each member's `a` and `b`
+/// endpoints with `underlay`, a map from underlay name to endpoint (1 to 4
+/// named underlays). An older peer fails the handshake with "no application
+/// protocol" instead of misreading a message: upgrade key managers and
+/// agents together (docs/upgrade.md).
+pub const ALPN: &[u8] = b"von-keymgr/3";
 
 /// Member → key manager.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,10 +33,8 @@ pub enum ClientMsg {
     /// First message: where to reach this member, and the newest epoch it
     /// holds (from its state directory), if any.
     Join {
-        /// Underlay A endpoint.
-        a: SocketAddr,
-        /// Underlay B endpoint.
-        b: SocketAddr,
+        /// Where it receives, per underlay name.
+        underlay: UnderlayEndpoints,
         /// The newest epoch the member has installed.
         have_epoch: Option<u32>,
     },
@@ -198,8 +199,11 @@ mod tests {
     #[test]
     fn round_trip_with_prefix() {
         let msg = ClientMsg::Join {
-            a: "192.0.2.1:4789".parse().unwrap(),
-            b: "198.51.100.1:4789".parse().unwrap(),
+            underlay: UnderlayEndpoints::from_names([
+                ("a", "192.0.2.1:4789".parse().unwrap()),
+                ("b", "198.51.100.1:4789".parse().unwrap()),
+            ])
+            .unwrap(),
             have_epoch: Some(7),
         };
         let bytes = encode(&msg);

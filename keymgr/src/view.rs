@@ -4,7 +4,8 @@
 //! refuses frames from any sender id not in it. It travels in `Prepare` and
 //! `Commit` messages, so it is plain serde data with raw integers on the wire.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use von_config::UnderlayEndpoints;
+use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,10 +21,8 @@ pub struct Member {
     pub name: String,
     /// The member's address inside the VON.
     pub address: Ipv4Addr,
-    /// The member's endpoint on underlay A.
-    pub a: SocketAddr,
-    /// The member's endpoint on underlay B.
-    pub b: SocketAddr,
+    /// Where it receives, per underlay name.
+    pub underlay: UnderlayEndpoints,
 }
 
 /// The members of a VON at one epoch, sorted by member id.
@@ -63,17 +62,17 @@ impl View {
                     id: m.id.0,
                     name: m.name.clone(),
                     address: m.address,
-                    a: m.a,
-                    b: m.b,
+                    underlay: m.underlay.clone(),
                 })
                 .collect(),
         }
     }
 }
 
-/// [`Member`] on the wire.
+/// [`Member`] on the wire, and in the view an agent saves in its state
+/// directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "WireMemberFile")]
 pub struct WireMember {
     /// Member id.
     pub id: u32,
@@ -81,10 +80,40 @@ pub struct WireMember {
     pub name: String,
     /// VON address.
     pub address: Ipv4Addr,
-    /// Underlay A endpoint.
-    pub a: SocketAddr,
-    /// Underlay B endpoint.
-    pub b: SocketAddr,
+    /// Where it receives, per underlay name.
+    pub underlay: UnderlayEndpoints,
+}
+
+/// [`WireMember`] as read: a view saved by the first release names its
+/// endpoints `a` and `b`; they read as the underlays named `a` and `b`, so an
+/// agent upgraded in place still starts from its saved view.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireMemberFile {
+    id: u32,
+    name: String,
+    address: Ipv4Addr,
+    underlay: Option<UnderlayEndpoints>,
+    a: Option<std::net::SocketAddr>,
+    b: Option<std::net::SocketAddr>,
+}
+
+impl TryFrom<WireMemberFile> for WireMember {
+    type Error = String;
+    fn try_from(m: WireMemberFile) -> Result<Self, String> {
+        let underlay = match (m.underlay, m.a, m.b) {
+            (Some(u), None, None) => u,
+            (None, Some(a), Some(b)) => UnderlayEndpoints::from_names([("a", a), ("b", b)])
+                .map_err(|e| e.to_string())?,
+            _ => return Err(format!("member {}: give `underlay` (or the old `a` and `b`)", m.id)),
+        };
+        Ok(WireMember {
+            id: m.id,
+            name: m.name,
+            address: m.address,
+            underlay,
+        })
+    }
 }
 
 /// [`View`] on the wire.
@@ -109,8 +138,7 @@ impl WireView {
                 id: MemberId(m.id),
                 name: m.name,
                 address: m.address,
-                a: m.a,
-                b: m.b,
+                underlay: m.underlay.clone(),
             })
             .collect();
         members.sort_by_key(|m| m.id.0);

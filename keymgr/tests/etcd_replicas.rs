@@ -60,8 +60,11 @@ fn member(id: u32) -> StoredMember {
         id: MemberId(id),
         name: format!("h{id}"),
         address: Ipv4Addr::new(100, 64, 0, id as u8),
-        a: format!("192.0.2.{id}:4789").parse().unwrap(),
-        b: format!("198.51.100.{id}:4789").parse().unwrap(),
+        underlay: von_config::UnderlayEndpoints::from_names([
+            ("a", format!("192.0.2.{id}:4789").parse().unwrap()),
+            ("b", format!("198.51.100.{id}:4789").parse().unwrap()),
+        ])
+        .unwrap(),
         noise_public: [id as u8; 32],
     }
 }

@@ -72,7 +72,9 @@ impl World {
         };
         let a = SocketAddr::from(([192, 0, 2, n as u8], 4789));
         let b = SocketAddr::from(([198, 51, 100, n as u8], 4789));
-        let (_, out) = self.km.member_joined(self.now, who, a, b, None).unwrap();
+        let (_, out) = self
+            .km
+            .member_joined(self.now, who, von_config::UnderlayEndpoints::from_names([("a", a), ("b", b)]).unwrap(), None).unwrap();
         self.deliver(out);
     }
 

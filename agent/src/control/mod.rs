@@ -41,7 +41,10 @@ use von_keymgr::View;
 use von_keymgr::client::{OnStanding, Params, Session, Standing};
 use von_keymgr::member::{KeySet, MemberKeys, ViewRules};
 use von_keymgr::server::{Params as ServerParams, Server};
-use von_packet::{Endpoints, Ipv4Prefix, Member, SharedSnapshot, Snapshot, SnapshotError};
+use von_config::UnderlayEndpoints;
+use von_packet::{
+    Ipv4Prefix, Member, PerUnderlay, SharedSnapshot, Snapshot, SnapshotError, UnderlayName,
+};
 
 use crate::health::{KeymgrStanding, SharedLease, SharedStanding};
 
@@ -135,13 +138,13 @@ async fn stop_tasks(
     }
 }
 
-/// Where this member sends and receives: its underlay endpoints.
-#[derive(Debug, Clone, Copy)]
+/// Where this member sends and receives: its underlays.
+#[derive(Debug, Clone)]
 pub struct Underlays {
-    /// Underlay A bind address.
-    pub a: SocketAddr,
-    /// Underlay B bind address.
-    pub b: SocketAddr,
+    /// This agent's underlay names, by position (the pipeline's order).
+    pub names: PerUnderlay<UnderlayName>,
+    /// Where this member receives on each, announced in `Join`.
+    pub own: UnderlayEndpoints,
 }
 
 /// A keymgr-mode VON whose session runs but which may have no snapshot yet.
@@ -293,6 +296,7 @@ pub async fn start(
     let (first_tx, first_rx) = oneshot::channel::<()>();
     let first_tx = Mutex::new(Some(first_tx));
     let ctx = Installer {
+        underlays: underlays.names.clone(),
         me,
         prefix,
         on_id,
@@ -319,8 +323,7 @@ pub async fn start(
             tls: loaded.tls,
             noise: loaded.noise,
             on_id,
-            a: underlays.a,
-            b: underlays.b,
+            underlay: underlays.own.clone(),
             backoff_max: BACKOFF_MAX,
         },
         keys,
@@ -378,6 +381,7 @@ fn publish_standing(shared: SharedStanding) -> OnStanding {
 
 /// Turns key sets into snapshots and saves committed epochs.
 struct Installer {
+    underlays: PerUnderlay<UnderlayName>,
     me: MemberId,
     prefix: Ipv4Prefix,
     on_id: OnId,
@@ -390,7 +394,7 @@ struct Installer {
 impl Installer {
     fn install(&self, keys: &MemberKeys) {
         let set = keys.keys();
-        let snapshot = match build(self.on_id, self.me, self.prefix, &set) {
+        let snapshot = match build(self.on_id, self.me, self.prefix, &self.underlays, &set) {
             Some(Ok(s)) => s,
             Some(Err(e)) => {
                 return warn!(error = %e, "view not installed; keeping the previous one");
@@ -442,6 +446,7 @@ fn build(
     on_id: OnId,
     me: MemberId,
     prefix: Ipv4Prefix,
+    underlays: &PerUnderlay<UnderlayName>,
     set: &KeySet<'_>,
 ) -> Option<Result<Snapshot, SnapshotError>> {
     let view = set.view?;
@@ -453,7 +458,7 @@ fn build(
             id: m.id,
             name: m.name.clone(),
             address: m.address,
-            endpoints: Endpoints { a: m.a, b: m.b },
+            endpoints: m.underlay.on(underlays),
         })
         .collect();
     let keys: Vec<_> = set

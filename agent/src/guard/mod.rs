@@ -31,7 +31,7 @@ use tracing::{error, info, warn};
 pub use routes::{ConflictKind, RouteConflict};
 pub use ruleset::{Drops, GuardedVon, TABLE};
 
-use von_packet::{SharedSnapshot, Underlay};
+use von_packet::{SharedSnapshot, UnderlayName};
 
 /// How often the watcher reads counters and routes. A conflict shows in
 /// status within this time, and so does a drop.
@@ -131,14 +131,17 @@ pub type SharedGuard = Arc<ArcSwap<GuardReport>>;
 #[derive(Debug)]
 pub struct Guard {
     vons: Vec<GuardedVon>,
-    underlays: [SocketAddr; 2],
+    underlays: Vec<(UnderlayName, SocketAddr)>,
     shared: SharedGuard,
 }
 
 impl Guard {
     /// Installs (or replaces) the table for `vons`, sparing the agent's own
     /// underlay sockets at `underlays`.
-    pub fn install(vons: Vec<GuardedVon>, underlays: [SocketAddr; 2]) -> Result<Self, GuardError> {
+    pub fn install(
+        vons: Vec<GuardedVon>,
+        underlays: Vec<(UnderlayName, SocketAddr)>,
+    ) -> Result<Self, GuardError> {
         check_interfaces(vons.iter().map(|v| (v.name.as_str(), v.interface.as_str())))?;
         let stale = nft(&["list", "table", "inet", "von"], None)
             .map_err(nft_error)?
@@ -146,7 +149,7 @@ impl Guard {
             .success();
         let out = nft(
             &["-f", "-"],
-            Some(&ruleset::install_script(&vons, &underlays)),
+            Some(&ruleset::install_script(&vons, &binds(&underlays))),
         )
         .map_err(nft_error)?;
         if !out.status.success() {
@@ -191,7 +194,7 @@ impl Guard {
     ) -> impl std::future::Future<Output = &'static str> + Send + 'static {
         let mut watcher = Watcher {
             vons: self.vons.clone(),
-            underlays: self.underlays,
+            underlays: self.underlays.clone(),
             snapshots,
             shared: self.shared.clone(),
             base: vec![Drops::default(); self.vons.len()],
@@ -272,7 +275,7 @@ fn nft(args: &[&str], stdin: Option<&str>) -> std::io::Result<std::process::Outp
 /// The watcher's state between checks.
 struct Watcher {
     vons: Vec<GuardedVon>,
-    underlays: [SocketAddr; 2],
+    underlays: Vec<(UnderlayName, SocketAddr)>,
     snapshots: Vec<SharedSnapshot>,
     shared: SharedGuard,
     /// Counts of tables removed under the agent, so totals never go back.
@@ -343,7 +346,7 @@ impl Watcher {
             base.injections += last.injections;
             *last = Drops::default();
         }
-        let script = ruleset::install_script(&self.vons, &self.underlays);
+        let script = ruleset::install_script(&self.vons, &binds(&self.underlays));
         match run_with_stdin("nft", &["-f", "-"], script).await {
             Ok(()) => {
                 report.installed = true;
@@ -374,15 +377,19 @@ impl Watcher {
             .map_err(|e| ("ip addr", e))?;
         for (i, von) in self.vons.iter().enumerate() {
             let snapshot = self.snapshots[i].load();
-            let mut endpoints: Vec<(String, SocketAddr)> = Underlay::ALL
+            let mut endpoints: Vec<(String, SocketAddr)> = self
+                .underlays
                 .iter()
-                .zip(self.underlays)
-                .map(|(u, addr)| (format!("this host's underlay {u} bind"), addr))
+                .map(|(u, addr)| (format!("this host's underlay {u} bind"), *addr))
                 .collect();
             for m in snapshot.members() {
-                for u in Underlay::ALL {
-                    let label = format!("member {}'s underlay {u} endpoint", m.name);
-                    endpoints.push((label, m.endpoints.on(u)));
+                for (u, addr) in m.endpoints.iter() {
+                    let (Some(addr), Some((name, _))) = (addr, self.underlays.get(u.index()))
+                    else {
+                        continue;
+                    };
+                    let label = format!("member {}'s underlay {name} endpoint", m.name);
+                    endpoints.push((label, *addr));
                 }
             }
             let found = routes::conflicts(
@@ -393,7 +400,7 @@ impl Watcher {
                 },
                 &routes,
                 &addresses,
-                &self.underlays,
+                &binds(&self.underlays),
             );
             let now: HashSet<RouteConflict> = found.iter().cloned().collect();
             for c in found.iter().filter(|c| !self.conflicts[i].contains(*c)) {
@@ -464,3 +471,9 @@ async fn run_with_stdin(program: &str, args: &[&str], stdin: String) -> Result<(
         Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
     }
 }
+
+/// The bind addresses alone.
+fn binds(underlays: &[(UnderlayName, SocketAddr)]) -> Vec<SocketAddr> {
+    underlays.iter().map(|(_, a)| *a).collect()
+}
+

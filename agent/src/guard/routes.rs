@@ -163,7 +163,7 @@ pub fn conflicts(
     von: &VonRoutes<'_>,
     routes: &[Route],
     addresses: &[Address],
-    underlay_binds: &[SocketAddr; 2],
+    underlay_binds: &[SocketAddr],
 ) -> Vec<RouteConflict> {
     let p = von.prefix;
     let tun = von.interface;
@@ -283,8 +283,8 @@ mod tests {
         }
     }
 
-    fn binds() -> [SocketAddr; 2] {
-        [
+    fn binds() -> Vec<SocketAddr> {
+        vec![
             "192.0.2.1:4789".parse().unwrap(),
             "198.51.100.1:4789".parse().unwrap(),
         ]

@@ -84,7 +84,7 @@ pub fn plain_interface_name(name: &str) -> bool {
 }
 
 /// The `nft -f` script that installs (or replaces) the table.
-pub fn install_script(vons: &[GuardedVon], underlays: &[SocketAddr; 2]) -> String {
+pub fn install_script(vons: &[GuardedVon], underlays: &[SocketAddr]) -> String {
     let mut s = format!("table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{\n");
     s.push_str("  comment \"von agent: VON addresses only through their TUN (docs/leaks.md)\"\n");
     for von in vons {

@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use super::UDP_GRO;
-use von_packet::{Endpoints, Underlay};
+use von_packet::{Endpoints, MAX_UNDERLAYS, Underlay};
 
 /// Most datagrams the kernel cuts one GSO send into (`UDP_MAX_SEGMENTS`).
 pub(super) const GSO_MAX_SEGMENTS: usize = 64;
@@ -26,41 +26,53 @@ pub struct Received {
     pub segment: usize,
 }
 
-/// The frames of one outbound batch: which buffer holds each, its length,
-/// and where it goes (one entry per destination). Sent once per underlay.
+/// The frames of one outbound batch, per underlay: which buffer holds each,
+/// its length, and the endpoint it goes to on that underlay (one entry per
+/// destination). The lists keep their room between batches, so a batch
+/// allocates nothing once the agent has warmed up.
 #[derive(Debug, Default)]
 pub struct Outgoing {
-    pub(super) entries: Vec<Entry>,
+    entries: [Vec<Entry>; MAX_UNDERLAYS],
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Entry {
     pub(super) buf: usize,
     pub(super) len: usize,
-    pub(super) to: Endpoints,
+    pub(super) to: SocketAddr,
 }
 
 impl Outgoing {
-    /// Room for `capacity` frames before the first reallocation.
+    /// Room for `capacity` frames per underlay before the first reallocation.
     pub fn with_capacity(capacity: usize) -> Self {
         Outgoing {
-            entries: Vec::with_capacity(capacity),
+            entries: std::array::from_fn(|_| Vec::with_capacity(capacity)),
         }
     }
 
-    /// Adds the frame `buf[..len]` of buffer `buf`, for `to`.
-    pub fn push(&mut self, buf: usize, len: usize, to: Endpoints) {
-        self.entries.push(Entry { buf, len, to });
+    /// Adds the frame `buf[..len]` of buffer `buf`, for the member at `to`:
+    /// one entry on each underlay it runs.
+    pub fn push(&mut self, buf: usize, len: usize, to: &Endpoints) {
+        for (u, addr) in to.iter() {
+            if let (Some(to), Some(list)) = (*addr, self.entries.get_mut(u.index())) {
+                list.push(Entry { buf, len, to });
+            }
+        }
+    }
+
+    /// The frames to send on `underlay`, in order.
+    pub(super) fn on(&self, underlay: Underlay) -> &[Entry] {
+        self.entries.get(underlay.index()).map_or(&[], Vec::as_slice)
     }
 
     /// Forgets every frame (keeps the room).
     pub fn clear(&mut self) {
-        self.entries.clear();
+        self.entries.iter_mut().for_each(Vec::clear);
     }
 
     /// Whether no frame waits.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.iter().all(Vec::is_empty)
     }
 }
 
@@ -75,16 +87,16 @@ pub struct SendReport {
     pub last_error: Option<(SocketAddr, io::Error)>,
 }
 
-/// Where the GSO run starting at `start` ends: same endpoint on `underlay`,
-/// every frame as long as the first but the last, within the kernel's limits.
-pub(super) fn run_end(entries: &[Entry], start: usize, underlay: Underlay) -> usize {
-    let dst = entries[start].to.on(underlay);
+/// Where the GSO run starting at `start` ends: same endpoint, every frame as
+/// long as the first but the last, within the kernel's limits.
+pub(super) fn run_end(entries: &[Entry], start: usize) -> usize {
+    let dst = entries[start].to;
     let segment = entries[start].len;
     let mut total = segment;
     let mut end = start + 1;
     while end < entries.len() && end - start < GSO_MAX_SEGMENTS {
         let next = &entries[end];
-        if next.to.on(underlay) != dst || next.len > segment || total + next.len > GSO_MAX_BYTES {
+        if next.to != dst || next.len > segment || total + next.len > GSO_MAX_BYTES {
             break;
         }
         total += next.len;
@@ -140,10 +152,8 @@ mod tests {
     use super::*;
 
     fn endpoints(port: u16) -> Endpoints {
-        Endpoints {
-            a: SocketAddr::from(([127, 0, 0, 1], port)),
-            b: SocketAddr::from(([127, 0, 0, 2], port)),
-        }
+        let at = [[127, 0, 0, 1], [127, 0, 0, 2]];
+        Endpoints::from_fn(2, |u| Some(SocketAddr::from((at[u.index()], port))))
     }
 
     #[test]
@@ -156,23 +166,18 @@ mod tests {
             (3, 100, 1),
             (4, 100, 2),
         ] {
-            out.push(buf, len, endpoints(port));
+            out.push(buf, len, &endpoints(port));
         }
-        let e = &out.entries;
-        assert_eq!(
-            run_end(e, 0, Underlay::A),
-            3,
-            "the shorter frame closes the run"
-        );
-        assert_eq!(
-            run_end(e, 3, Underlay::A),
-            4,
-            "another endpoint starts a new run"
-        );
-        assert_eq!(run_end(e, 4, Underlay::B), 5);
+        let first = Underlay::FIRST;
+        let e = out.on(first);
+        assert_eq!(run_end(e, 0), 3, "the shorter frame closes the run");
+        assert_eq!(run_end(e, 3), 4, "another endpoint starts a new run");
+        let second = Underlay::at(1).unwrap();
+        assert_eq!(out.on(second).len(), 5, "every frame on each underlay");
+        assert_eq!(run_end(out.on(second), 4), 5);
         let mut long = Outgoing::with_capacity(100);
-        (0..100).for_each(|i| long.push(i, 1440, endpoints(1)));
-        let end = run_end(&long.entries, 0, Underlay::A);
+        (0..100).for_each(|i| long.push(i, 1440, &endpoints(1)));
+        let end = run_end(long.on(first), 0);
         assert_eq!(
             end,
             GSO_MAX_BYTES / 1440,

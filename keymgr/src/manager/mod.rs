@@ -35,8 +35,8 @@ pub struct Refused {
     pub count: u64,
 }
 
+use von_config::UnderlayEndpoints;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -172,8 +172,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
                         id: m.id,
                         name: m.name,
                         address: m.address,
-                        a: m.a,
-                        b: m.b,
+                        underlay: m.underlay.clone(),
                     },
                     noise_public: m.noise_public,
                     lease_until,
@@ -236,8 +235,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
         &mut self,
         now: Instant,
         who: Identity,
-        a: SocketAddr,
-        b: SocketAddr,
+        underlay: UnderlayEndpoints,
         have_epoch: Option<Epoch>,
     ) -> Result<(MemberId, Vec<Output>), JoinError> {
         if let Err(e) = self.admit(now, &who) {
@@ -250,8 +248,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             id,
             name: who.name,
             address: who.address,
-            a,
-            b,
+            underlay,
         };
         let mut out = vec![Output::Send {
             to: id,
@@ -559,8 +556,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
                 id: e.member.id,
                 name: e.member.name.clone(),
                 address: e.member.address,
-                a: e.member.a,
-                b: e.member.b,
+                underlay: e.member.underlay.clone(),
                 noise_public: e.noise_public,
             })
             .collect()

@@ -77,8 +77,11 @@ async fn run(
         Ok(Err(e)) => return debug!(error = %e, "connection ended before opening a stream"),
         Err(_) => return conn.close(2u32.into(), b"no control stream within 10 s"),
     };
-    let (a, b, have) = match timeout(JOIN_TIMEOUT, read_msg::<ClientMsg, _>(&mut recv)).await {
-        Ok(Ok(Some(ClientMsg::Join { a, b, have_epoch }))) => (a, b, have_epoch.map(Epoch)),
+    let (underlay, have) = match timeout(JOIN_TIMEOUT, read_msg::<ClientMsg, _>(&mut recv)).await {
+        Ok(Ok(Some(ClientMsg::Join {
+            underlay,
+            have_epoch,
+        }))) => (underlay, have_epoch.map(Epoch)),
         Ok(Ok(Some(other))) => {
             debug!(?other, "first message was not Join");
             return conn.close(2u32.into(), b"the first message must be Join");
@@ -93,8 +96,7 @@ async fn run(
         .send(Event::Join {
             conn: conn_id,
             who,
-            a,
-            b,
+            underlay,
             have,
             tx,
         })

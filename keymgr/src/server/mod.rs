@@ -23,6 +23,7 @@ mod control;
 mod params;
 mod replica;
 
+use von_config::UnderlayEndpoints;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,8 +80,7 @@ enum Event {
     Join {
         conn: u64,
         who: Identity,
-        a: SocketAddr,
-        b: SocketAddr,
+        underlay: UnderlayEndpoints,
         have: Option<Epoch>,
         tx: mpsc::UnboundedSender<ConnCmd>,
     },
@@ -431,13 +431,12 @@ impl Core {
             Event::Join {
                 conn,
                 who,
-                a,
-                b,
+                underlay,
                 have,
                 tx,
             } => {
                 let id = who.id;
-                match km.member_joined(now, who, a, b, have) {
+                match km.member_joined(now, who, underlay, have) {
                     Ok((_, out)) => {
                         if let Some((_, old)) = routes.insert(id, (conn, tx)) {
                             let _ =

@@ -10,8 +10,8 @@
 //! prepare timeout later). Stepping down, it drops the manager and closes
 //! every member's connection; their links reconnect and are held again.
 
+use von_config::UnderlayEndpoints;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -47,8 +47,7 @@ pub(super) struct Replica {
 struct Held {
     conn: u64,
     who: Identity,
-    a: SocketAddr,
-    b: SocketAddr,
+    underlay: UnderlayEndpoints,
     have: Option<Epoch>,
     tx: mpsc::UnboundedSender<ConnCmd>,
 }
@@ -115,8 +114,7 @@ impl Core {
                     out.extend(self.handle(Event::Join {
                         conn: h.conn,
                         who: h.who,
-                        a: h.a,
-                        b: h.b,
+                        underlay: h.underlay.clone(),
                         have: h.have,
                         tx: h.tx,
                     })?);
@@ -151,8 +149,7 @@ impl Core {
             Event::Join {
                 conn,
                 who,
-                a,
-                b,
+                underlay,
                 have,
                 tx,
             } => {
@@ -160,8 +157,7 @@ impl Core {
                 let held = Held {
                     conn,
                     who,
-                    a,
-                    b,
+                    underlay,
                     have,
                     tx,
                 };

@@ -17,6 +17,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 pub use self::etcd::EtcdStore;
 pub use self::redb::RedbStore;
+use von_config::{UnderlayEndpoints, UnderlayName};
+
 use crate::ids::{Epoch, MemberId};
 
 /// A committed member as stored: enough to rebuild the view after a restart.
@@ -28,21 +30,29 @@ pub struct StoredMember {
     pub name: String,
     /// VON address.
     pub address: Ipv4Addr,
-    /// Underlay A endpoint.
-    pub a: SocketAddr,
-    /// Underlay B endpoint.
-    pub b: SocketAddr,
+    /// Where it receives, per underlay name.
+    pub underlay: UnderlayEndpoints,
     /// The member's Noise public key, to wrap the next key for it.
     pub noise_public: [u8; 32],
 }
 
 /// [`StoredMember`] as both stores write it: JSON, keyed by member id.
+///
+/// Records written before underlays were named carry `a` and `b` instead of
+/// `underlay`; they read as the underlays named `a` and `b` (the names the
+/// first release's `[underlay.a]` and `[underlay.b]` gave them), so a store
+/// from then loads unchanged and is rewritten in the new form at the next
+/// commit.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Record {
     name: String,
     address: Ipv4Addr,
-    a: SocketAddr,
-    b: SocketAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    underlay: Option<UnderlayEndpoints>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    a: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    b: Option<SocketAddr>,
     noise_public: String,
 }
 
@@ -51,8 +61,9 @@ impl Record {
         let record = Record {
             name: m.name.clone(),
             address: m.address,
-            a: m.a,
-            b: m.b,
+            underlay: Some(m.underlay.clone()),
+            a: None,
+            b: None,
             noise_public: hex::encode(m.noise_public),
         };
         // A struct of strings and addresses always serializes.
@@ -65,12 +76,20 @@ impl Record {
             .ok()
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
             .ok_or("noise key is not 64 hex digits")?;
+        let underlay = match (r.underlay, r.a, r.b) {
+            (Some(u), None, None) => u,
+            (None, Some(a), Some(b)) => {
+                let name = |n: &str| n.parse::<UnderlayName>().map_err(|e| e.to_string());
+                UnderlayEndpoints::new([(name("a")?, a), (name("b")?, b)])
+                    .map_err(|e| e.to_string())?
+            }
+            _ => return Err("record has neither `underlay` nor both `a` and `b`".into()),
+        };
         Ok(StoredMember {
             id: MemberId(id),
             name: r.name,
             address: r.address,
-            a: r.a,
-            b: r.b,
+            underlay,
             noise_public,
         })
     }

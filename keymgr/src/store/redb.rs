@@ -168,8 +168,11 @@ mod tests {
             id: MemberId(id),
             name: name.into(),
             address: format!("100.64.0.{id}").parse().unwrap(),
-            a: format!("192.0.2.{id}:4789").parse().unwrap(),
-            b: format!("198.51.100.{id}:4789").parse().unwrap(),
+            underlay: von_config::UnderlayEndpoints::from_names([
+                ("a", format!("192.0.2.{id}:4789").parse().unwrap()),
+                ("b", format!("198.51.100.{id}:4789").parse().unwrap()),
+            ])
+            .unwrap(),
             noise_public: [id as u8; 32],
         }
     }

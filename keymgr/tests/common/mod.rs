@@ -181,8 +181,11 @@ pub fn start_loaded(loaded: files::Loaded, n: u8, keymgr: SocketAddr) -> Running
         tls: loaded.tls,
         noise: loaded.noise,
         on_id: OnId(ON_ID),
-        a: SocketAddr::from((Ipv4Addr::new(192, 0, 2, n), 4789)),
-        b: SocketAddr::from((Ipv4Addr::new(198, 51, 100, n), 4789)),
+        underlay: von_config::UnderlayEndpoints::from_names([
+            ("a", SocketAddr::from((Ipv4Addr::new(192, 0, 2, n), 4789))),
+            ("b", SocketAddr::from((Ipv4Addr::new(198, 51, 100, n), 4789))),
+        ])
+        .unwrap(),
         backoff_max: Duration::from_secs(1),
     };
     let installs: Installs = Arc::default();
@@ -300,8 +303,11 @@ pub async fn anonymous_connect(pki: &Pki, keymgr: SocketAddr) -> Result<String, 
         .map_err(|e| e.to_string())?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
     let join = von_keymgr::proto::ClientMsg::Join {
-        a: "192.0.2.99:4789".parse().unwrap(),
-        b: "198.51.100.99:4789".parse().unwrap(),
+        underlay: von_config::UnderlayEndpoints::from_names([
+            ("a", "192.0.2.99:4789".parse().unwrap()),
+            ("b", "198.51.100.99:4789".parse().unwrap()),
+        ])
+        .unwrap(),
         have_epoch: None,
     };
     von_keymgr::wire::write_msg(&mut send, &join)

@@ -18,14 +18,14 @@ fn a_member_outside_the_prefix_is_refused_with_the_reason() {
     // Outside 100.64.0.0/16 …
     let mut far = who(4);
     far.address = Ipv4Addr::new(100, 65, 0, 4);
-    let err = reason_of(km.member_joined(t0, far, a(4), b(4), None));
+    let err = reason_of(km.member_joined(t0, far, ep(4), None));
     assert!(matches!(err, JoinError::OutsidePrefix { .. }), "{err}");
     assert!(err.to_string().contains("100.64.0.0/16"), "{err}");
     assert_eq!(err.refusal(), crate::proto::Refusal::OutsidePrefix);
     // … or inside it, but the certificate names another prefix length.
     let mut narrow = who(5);
     narrow.prefix_len = 24;
-    let err = reason_of(km.member_joined(t0, narrow, a(5), b(5), None));
+    let err = reason_of(km.member_joined(t0, narrow, ep(5), None));
     assert!(
         matches!(err, JoinError::OutsidePrefix { prefix_len: 24, .. }),
         "{err}"
@@ -34,7 +34,7 @@ fn a_member_outside_the_prefix_is_refused_with_the_reason() {
     let mut net = who(6);
     net.address = Ipv4Addr::new(100, 64, 0, 0);
     assert!(matches!(
-        reason_of(km.member_joined(t0, net, a(6), b(6), None)),
+        reason_of(km.member_joined(t0, net, ep(6), None)),
         JoinError::OutsidePrefix { .. }
     ));
     assert!(
@@ -51,7 +51,7 @@ fn a_duplicate_address_is_refused_naming_its_holder() {
     let mut km = three(t0);
     let mut twin = who(4);
     twin.address = who(2).address;
-    let err = reason_of(km.member_joined(t0, twin, a(4), b(4), None));
+    let err = reason_of(km.member_joined(t0, twin, ep(4), None));
     assert!(
         matches!(err, JoinError::AddressTaken { ref holder, .. } if holder == "h2"),
         "{err}"
@@ -64,7 +64,7 @@ fn a_duplicate_address_is_refused_naming_its_holder() {
     let mut late = who(5);
     late.address = who(4).address;
     assert!(matches!(
-        reason_of(km.member_joined(t0, late, a(5), b(5), None)),
+        reason_of(km.member_joined(t0, late, ep(5), None)),
         JoinError::AddressTaken { ref holder, .. } if holder == "h4"
     ));
 }
@@ -75,7 +75,7 @@ fn a_duplicate_name_under_another_id_is_refused() {
     let mut km = three(t0);
     let mut clone = who(9);
     clone.name = "h2".into();
-    let err = reason_of(km.member_joined(t0, clone, a(9), b(9), None));
+    let err = reason_of(km.member_joined(t0, clone, ep(9), None));
     assert!(
         matches!(
             err,
@@ -90,7 +90,7 @@ fn a_duplicate_name_under_another_id_is_refused() {
     assert_eq!(err.refusal(), crate::proto::Refusal::NameTaken);
     // The holder itself reconnecting is no conflict.
     assert!(
-        km.member_joined(t0, who(2), a(2), b(2), Some(Epoch(3)))
+        km.member_joined(t0, who(2), ep(2), Some(Epoch(3)))
             .is_ok()
     );
 }
@@ -155,7 +155,7 @@ fn a_member_refusing_the_view_is_dropped_and_the_rest_commit_at_once() {
     assert_eq!(km.refusals()["h3"].count, 1);
     assert!(km.refusals()["h3"].reason.contains("given to both"));
     // Held out for a lease, so refusing every view cannot force a rekey per rejoin.
-    let err = reason_of(km.member_joined(t0 + Duration::from_secs(1), who(3), a(3), b(3), None));
+    let err = reason_of(km.member_joined(t0 + Duration::from_secs(1), who(3), ep(3), None));
     assert!(
         matches!(
             err,
@@ -170,7 +170,7 @@ fn a_member_refusing_the_view_is_dropped_and_the_rest_commit_at_once() {
     assert_eq!(err.refusal(), crate::proto::Refusal::HeldOut);
     let later = t0 + Duration::from_secs(30);
     ack_all(&mut km, later);
-    assert!(km.member_joined(later, who(3), a(3), b(3), None).is_ok());
+    assert!(km.member_joined(later, who(3), ep(3), None).is_ok());
 }
 
 #[test]
@@ -219,7 +219,7 @@ fn a_revocation_cuts_the_member_off_while_another_refuses_every_view() {
     assert!(km.view().epoch.0 >= 6, "epoch {}", km.view().epoch.0);
     assert!(km.pending_epoch().is_none());
     assert!(matches!(
-        reason_of(km.member_joined(now, who(2), a(2), b(2), None)),
+        reason_of(km.member_joined(now, who(2), ep(2), None)),
         JoinError::Revoked { .. }
     ));
 }
@@ -232,8 +232,7 @@ fn a_reloaded_state_with_conflicting_members_keeps_only_a_valid_view() {
         id: MemberId(n),
         name: format!("h{n}"),
         address,
-        a: a(n),
-        b: b(n),
+        underlay: ep(n),
         noise_public: [n as u8; 32],
     };
     store

@@ -33,7 +33,7 @@ impl Store for FailingEpoch {
 fn no_key_leaves_when_the_epoch_cannot_be_stored() {
     let t0 = Instant::now();
     let mut km = KeyManager::new(settings(), FailingEpoch(MemStore::new()), Tagged, t0).unwrap();
-    let err = km.member_joined(t0, who(1), a(1), b(1), None).unwrap_err();
+    let err = km.member_joined(t0, who(1), ep(1), None).unwrap_err();
     assert!(
         matches!(err, JoinError::Store(StoreError::Io { .. })),
         "{err}"
@@ -81,7 +81,7 @@ fn restart_continues_epochs_and_keeps_members() {
 }
 
 fn join_any<S: Store>(km: &mut KeyManager<S, Tagged>, now: Instant, n: u32) -> Vec<Output> {
-    km.member_joined(now, who(n), a(n), b(n), Some(Epoch(3)))
+    km.member_joined(now, who(n), ep(n), Some(Epoch(3)))
         .unwrap()
         .1
 }

@@ -4,7 +4,7 @@ mod admission;
 mod durability;
 mod takeover;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -61,12 +61,11 @@ fn who(n: u32) -> Identity {
     }
 }
 
-fn a(n: u32) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::from(0xc000_0200 + n), 4789))
-}
-
-fn b(n: u32) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::from(0xc633_6400 + n), 4789))
+/// Member `n`'s endpoints: 192.0.2.n on underlay a, 198.51.100.n on b.
+fn ep(n: u32) -> von_config::UnderlayEndpoints {
+    let on = |base: u32| SocketAddr::from((Ipv4Addr::from(base + n), 4789));
+    von_config::UnderlayEndpoints::from_names([("a", on(0xc000_0200)), ("b", on(0xc633_6400))])
+        .unwrap()
 }
 
 type Km = KeyManager<MemStore, Tagged>;
@@ -76,7 +75,7 @@ fn km(now: Instant) -> Km {
 }
 
 fn join(km: &mut Km, now: Instant, n: u32) -> (MemberId, Vec<Output>) {
-    km.member_joined(now, who(n), a(n), b(n), None).unwrap()
+    km.member_joined(now, who(n), ep(n), None).unwrap()
 }
 
 /// The prepares in `out`: (recipient, epoch, wrapped key, member ids).
@@ -311,7 +310,7 @@ fn revoked_member_is_removed_and_refused_on_rejoin() {
     ack_all(&mut km, t0);
     assert!(!km.view().contains(MemberId(2)));
     let err = km
-        .member_joined(t0, who(2), a(2), b(2), Some(Epoch(3)))
+        .member_joined(t0, who(2), ep(2), Some(Epoch(3)))
         .unwrap_err();
     assert!(
         matches!(err, JoinError::Revoked { ref name } if name == "h2"),
@@ -354,18 +353,18 @@ fn reconnect_with_same_endpoints_is_not_a_change_but_catches_up() {
     let mut km = three(t0);
     // h2 reconnects holding epoch 3: only its Joined.
     let out = km
-        .member_joined(t0, who(2), a(2), b(2), Some(Epoch(3)))
+        .member_joined(t0, who(2), ep(2), Some(Epoch(3)))
         .unwrap()
         .1;
     assert_eq!(out.len(), 1);
     // h2 reconnects with nothing on disk: it gets epoch 3 again, no rekey.
-    let out = km.member_joined(t0, who(2), a(2), b(2), None).unwrap().1;
+    let out = km.member_joined(t0, who(2), ep(2), None).unwrap().1;
     assert_eq!(prepares(&out).len(), 1);
     assert_eq!(commits(&out).len(), 1);
     assert!(km.pending_epoch().is_none());
     // h2 moved to new endpoints: a change, everyone rekeys.
     let out = km
-        .member_joined(t0, who(2), a(9), b(9), Some(Epoch(3)))
+        .member_joined(t0, who(2), ep(9), Some(Epoch(3)))
         .unwrap()
         .1;
     assert_eq!(prepares(&out).len(), 3);
@@ -377,7 +376,7 @@ fn a_second_name_with_a_taken_id_is_refused() {
     let mut km = three(t0);
     let mut other = who(9);
     other.id = MemberId(2);
-    let err = km.member_joined(t0, other, a(9), b(9), None).unwrap_err();
+    let err = km.member_joined(t0, other, ep(9), None).unwrap_err();
     assert!(
         matches!(err, JoinError::IdTaken { id: 2, ref holder, .. } if holder == "h2"),
         "{err}"
@@ -391,7 +390,7 @@ fn unwrappable_member_is_left_out_of_the_view() {
     let mut km = three(t0);
     let mut bad = who(4);
     bad.noise_public = [0xff; 32];
-    let out = km.member_joined(t0, bad, a(4), b(4), None).unwrap().1;
+    let out = km.member_joined(t0, bad, ep(4), None).unwrap().1;
     assert_eq!(
         disconnects(&out),
         vec![(MemberId(4), Departure::WrapFailed)]
