@@ -41,9 +41,8 @@ use von_crypto::SendCounter;
 use von_crypto::freshness::{Challenge, MAX_KEEPALIVE_LEN};
 use von_packet::demux::{Demux, Unrouted, datagrams};
 use von_packet::{
-    Action, Challenges, DOWN_AFTER, DropReason, Inbound, Outbound, PACKET_OFFSET, Pipeline,
-    PerUnderlay, PipelineConfig, SocketCounters, Underlay, UnderlayName, VonCounters,
-    counters_bump,
+    Action, Challenges, DOWN_AFTER, DropReason, Inbound, Outbound, PACKET_OFFSET, PerUnderlay,
+    Pipeline, PipelineConfig, SocketCounters, Underlay, UnderlayName, VonCounters, counters_bump,
 };
 
 use crate::control;
@@ -287,7 +286,10 @@ async fn run_on(
     });
     let guard = Guard::install(
         guarded.collect(),
-        sockets.values().map(|s| (s.name(), s.local_addr())).collect(),
+        sockets
+            .values()
+            .map(|s| (s.name(), s.local_addr()))
+            .collect(),
     )?;
 
     let mut tasks = JoinSet::new();

@@ -102,7 +102,11 @@ impl HealthSummary {
         let one = |name: &UnderlayName| {
             let peers_up = peers
                 .iter()
-                .filter(|p| p.underlay.get(name).is_some_and(|l| l.state == LinkState::Up))
+                .filter(|p| {
+                    p.underlay
+                        .get(name)
+                        .is_some_and(|l| l.state == LinkState::Up)
+                })
                 .count();
             let peers_down = peers.len() - peers_up;
             let state = match (peers_up, peers_down) {

@@ -250,8 +250,8 @@ pub fn render(report: &StatusReport) -> String {
     for &(name, help, get) in UNDERLAY_COUNTERS {
         let f = counter(&mut r, name, help);
         for v in &report.vons {
-            for (u, c) in [("a", &v.counters.a), ("b", &v.counters.b)] {
-                let labels = vec![("von", v.name.clone()), ("underlay", u.to_owned())];
+            for (u, c) in &v.counters.underlay {
+                let labels = vec![("von", v.name.clone()), ("underlay", u.to_string())];
                 inc(&f, labels, get(c));
             }
         }
@@ -316,18 +316,18 @@ pub fn render(report: &StatusReport) -> String {
             inc(&views_refused, von(), k.views_refused);
             inc(&refusals, von(), k.refusals);
         }
-        for (u, h) in [("a", &v.health.a), ("b", &v.health.b)] {
-            let labels = || vec![("von", v.name.clone()), ("underlay", u.to_owned())];
+        for (u, h) in &v.health.0 {
+            let labels = || vec![("von", v.name.clone()), ("underlay", u.to_string())];
             set(&peers_up, labels(), h.peers_up as i64);
             set(&peers_down, labels(), h.peers_down as i64);
         }
         for p in &v.peers {
-            for (u, link) in [("a", &p.a), ("b", &p.b)] {
+            for (u, link) in &p.underlay {
                 let labels = || {
                     vec![
                         ("von", v.name.clone()),
                         ("peer", p.name.clone()),
-                        ("underlay", u.to_owned()),
+                        ("underlay", u.to_string()),
                     ]
                 };
                 let LinkStatus {
@@ -380,8 +380,8 @@ pub fn render(report: &StatusReport) -> String {
 
     for &(name, help, get) in SOCKET_COUNTERS {
         let f = counter(&mut r, &format!("socket_{name}"), help);
-        for (u, s) in [("a", &report.underlays.a), ("b", &report.underlays.b)] {
-            inc(&f, vec![("underlay", u.to_owned())], get(&s.counters));
+        for (u, s) in &report.underlays {
+            inc(&f, vec![("underlay", u.to_string())], get(&s.counters));
         }
     }
 

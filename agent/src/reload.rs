@@ -188,8 +188,7 @@ pub fn diff(old: &AgentConfig, new: &AgentConfig) -> Vec<String> {
     field("control_socket", old.control_socket != new.control_socket);
     field("metrics", old.metrics != new.metrics);
     field("log", old.log != new.log);
-    field("underlay A bind", old.underlay.a != new.underlay.a);
-    field("underlay B bind", old.underlay.b != new.underlay.b);
+    field("underlays", old.underlays != new.underlays);
     for von in &old.vons {
         match new.vons.iter().find(|v| v.name == von.name) {
             None => out.push(format!("VON {} removed", von.name)),

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use von_packet::{
-    HealthBoard, PerUnderlay, SharedSnapshot, SocketCounters, SocketCountersSnapshot,
-    UnderlayName, VonCounters, VonCountersSnapshot,
+    HealthBoard, PerUnderlay, SharedSnapshot, SocketCounters, SocketCountersSnapshot, UnderlayName,
+    VonCounters, VonCountersSnapshot,
 };
 
 pub use crate::guard::{ConflictKind, GuardStatus, RouteConflict, SharedGuard, VonGuard};

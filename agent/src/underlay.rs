@@ -209,7 +209,10 @@ impl UnderlaySocket {
     }
 
     /// [`UnderlaySocket::readable`] as a poll, to wait on several sockets.
-    pub fn poll_recv_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+    pub fn poll_recv_ready(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
         self.socket.poll_recv_ready(cx)
     }
 

@@ -33,7 +33,7 @@ fn run(secs: u64, cut_after: Option<u64>) -> (TwinNet, Instant) {
                 out.push((k.underlay, k.frame.to_vec()));
             }
             for (u, bytes) in out {
-                if !(cut && h == 0 && u == von_packet::Underlay::A) {
+                if !(cut && h == 0 && u == twin::A) {
                     net.inject_raw(u, 1 - h, bytes);
                 }
             }
@@ -45,6 +45,10 @@ fn run(secs: u64, cut_after: Option<u64>) -> (TwinNet, Instant) {
         now += Duration::from_millis(100);
     }
     (net, now)
+}
+
+fn name(n: &str) -> von_packet::UnderlayName {
+    n.parse().expect("a valid name")
 }
 
 fn source(net: &TwinNet, host: usize, lease: Option<std::time::SystemTime>) -> StatusSource {
@@ -67,10 +71,8 @@ fn source(net: &TwinNet, host: usize, lease: Option<std::time::SystemTime>) -> S
             standing: Arc::default(),
             live: None,
         }],
-        underlays: [
-            (addr, Arc::new(SocketCounters::default())),
-            (addr, Arc::new(SocketCounters::default())),
-        ],
+        underlays: twin::underlay_names(2)
+            .map(|_, n| (*n, addr, Arc::new(SocketCounters::default()))),
         guard: Arc::default(),
     }
 }
@@ -103,19 +105,21 @@ fn status_shows_each_link_and_each_underlay() {
     assert_eq!(v.peers.len(), 1);
     let p = &v.peers[0];
     assert_eq!((p.name.as_str(), p.id), ("h1", 1));
-    assert_eq!(p.a.state, LinkState::Down, "{p:?}");
-    assert_eq!(p.b.state, LinkState::Up, "{p:?}");
-    assert_eq!(p.a.downs, 1);
-    assert_eq!(p.a.endpoint, twin::endpoints(0).a);
-    assert_eq!(v.health.a.state, UnderlayState::Down);
-    assert_eq!(v.health.b.state, UnderlayState::Up);
-    assert_eq!((v.health.b.peers_up, v.health.b.peers_down), (1, 0));
+    let (a, b) = (&p.underlay[&name("a")], &p.underlay[&name("b")]);
+    assert_eq!(a.state, LinkState::Down, "{p:?}");
+    assert_eq!(b.state, LinkState::Up, "{p:?}");
+    assert_eq!(a.downs, 1);
+    assert_eq!(a.endpoint, Some(twin::endpoint(0, twin::A)));
+    assert_eq!(v.health.on("a").state, UnderlayState::Down);
+    assert_eq!(v.health.on("b").state, UnderlayState::Up);
+    let hb = v.health.on("b");
+    assert_eq!((hb.peers_up, hb.peers_down), (1, 0));
     // The JSON names are the documented ones.
     let json = serde_json::to_value(&report).expect("serializes");
     let peer = &json["vons"][0]["peers"][0];
-    assert_eq!(peer["a"]["state"], "down");
-    assert_eq!(peer["b"]["state"], "up");
-    assert!(peer["b"]["last_heard_ms"].is_u64(), "{peer}");
+    assert_eq!(peer["underlay"]["a"]["state"], "down");
+    assert_eq!(peer["underlay"]["b"]["state"], "up");
+    assert!(peer["underlay"]["b"]["last_heard_ms"].is_u64(), "{peer}");
     assert_eq!(json["vons"][0]["health"]["a"]["state"], "down");
     assert!(json["vons"][0]["lease"].is_null());
     // Round trip: `von status` parses what the agent sends.
@@ -146,7 +150,7 @@ fn a_lease_is_reported_when_the_control_client_sets_one() {
 fn metrics_carry_the_status_values_with_labels() {
     let (mut net, now) = run(6, Some(2));
     // A is still cut: data arriving on A would (rightly) bring its link up.
-    net.faults[von_packet::Underlay::A.index()].down = true;
+    net.faults[twin::A].down = true;
     for i in 0..5 {
         let p = twin::ipv4_packet(twin::address(0), twin::address(1), 40, i);
         net.send(now, 0, &p).expect("sent");
@@ -165,8 +169,8 @@ fn metrics_carry_the_status_values_with_labels() {
         sample(&text, "von_duplicates_discarded_total", &von),
         Some(c.duplicates as f64)
     );
-    for (u, uc) in [("a", &c.a), ("b", &c.b)] {
-        let labels = [("von", "grid"), ("underlay", u)];
+    for (u, uc) in &c.underlay {
+        let labels = [("von", "grid"), ("underlay", u.as_str())];
         assert_eq!(
             sample(&text, "von_frames_received_total", &labels),
             Some(uc.rx_frames as f64),

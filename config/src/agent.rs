@@ -262,7 +262,6 @@ struct AgentFile {
     control_socket: Option<PathBuf>,
     metrics: Option<Endpoint>,
     log: Option<String>,
-    #[serde(default)]
     underlay: BTreeMap<UnderlayName, UnderlayFile>,
     #[serde(default, rename = "von")]
     vons: Vec<VonFile>,
@@ -409,9 +408,9 @@ impl VonFile {
         state_dir: &Path,
         underlays: &PerUnderlay<UnderlayConfig>,
     ) -> Result<VonConfig, ConfigError> {
-        let mtu = self.mtu.unwrap_or_else(|| {
-            Mtu::default_over(underlays.values().map(|u| u.bind.addr().ip()))
-        });
+        let mtu = self
+            .mtu
+            .unwrap_or_else(|| Mtu::default_over(underlays.values().map(|u| u.bind.addr().ip())));
         let burst = match self.burst {
             Some(b) if b.bytes() < u64::from(mtu.bytes()) => {
                 return Err(origin.field(

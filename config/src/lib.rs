@@ -28,8 +28,7 @@ mod views;
 
 pub use agent::{
     AgentConfig, DEFAULT_BURST_PACKETS, DEFAULT_BURST_TIME, DEFAULT_CONTROL_SOCKET, DEFAULT_LOG,
-    DEFAULT_STATE_DIR, KeymgrEndpoint, KeymgrMode, StaticMode, UnderlayConfig, VonConfig,
-    VonMode,
+    DEFAULT_STATE_DIR, KeymgrEndpoint, KeymgrMode, StaticMode, UnderlayConfig, VonConfig, VonMode,
 };
 pub use error::{ConfigError, ValueError};
 pub use ids::{Epoch, MemberId, OnId};
@@ -37,8 +36,8 @@ pub use key::{Cipher, HexKey};
 pub use keymgr::{DEFAULT_KEYMGR_STATE_DIR, EtcdSettings, KeymgrConfig, Timers};
 pub use names::{IFNAME_MAX, INTERFACE_PREFIX, InterfaceName, MemberName, VonName};
 pub use net::{Dscp, Endpoint, FRAME_OVERHEAD, Mtu, OUTER_IPV4_UDP, OUTER_IPV6_UDP, Prefix};
-pub use von_ids::{MAX_UNDERLAYS, PerUnderlay, Underlay, UnderlayEndpoints, UnderlayName};
 pub use secret::private_key_problem;
 pub use units::{ByteSize, Period, Rate};
 pub use view::{Member, StaticView};
 pub use views::LocalView;
+pub use von_ids::{MAX_UNDERLAYS, PerUnderlay, Underlay, UnderlayEndpoints, UnderlayName};

@@ -133,12 +133,31 @@ fn unknown_keys_are_refused_by_name() {
     assert_eq!(err.path(), Some("von[0].rates"));
     assert!(err.to_string().contains(r#"unknown key "rates""#), "{err}");
 
+    // Underlays are named by the operator: `c` is as good as `b`, and a
+    // bad name is refused at its table.
     let text = format!(
         "{}{STATIC_VON}",
         BASE.replace("[underlay.b]", "[underlay.c]")
     );
+    let names: Vec<String> = parse(&text)
+        .unwrap()
+        .underlays
+        .values()
+        .map(|u| u.name.to_string())
+        .collect();
+    assert_eq!(names, ["a", "c"]);
+    let text = format!(
+        "{}{STATIC_VON}",
+        BASE.replace("[underlay.b]", "[underlay.B]")
+    );
     let err = parse(&text).unwrap_err();
-    assert_eq!(err.path(), Some("underlay.c"));
+    assert!(err.to_string().contains("not an underlay name"), "{err}");
+    let text = format!(
+        "{}{STATIC_VON}",
+        BASE.replace("[underlay.b]", "[underlay.b]\nport = 1")
+    );
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.path(), Some("underlay.b.port"));
 
     let text = format!(
         "{BASE}{}",
@@ -294,7 +313,7 @@ fn vons_are_unique() {
     );
     assert_eq!(
         error(&BASE.replace("198.51.100.1:4789", "192.0.2.1:4789")),
-        r#"von.toml: underlay.b.bind: "192.0.2.1:4789" is also underlay A's address (A and B must be two independent networks)"#
+        r#"von.toml: underlay.b.bind: "192.0.2.1:4789" is also underlay a's address (underlays must be independent networks, each with its own address)"#
     );
 }
 

@@ -37,8 +37,10 @@ fn view_example_matches_the_agent_example() {
     // h1 of the view is the host of von-static.toml: same underlay addresses.
     let agent = AgentConfig::load(example("von-static.toml")).unwrap();
     let h1 = view.member_named(&"h1".parse().unwrap()).unwrap();
-    assert_eq!(h1.a, agent.underlay.a.bind);
-    assert_eq!(h1.b, agent.underlay.b.bind);
+    for u in agent.underlays.values() {
+        assert_eq!(h1.underlay.get(&u.name), Some(u.bind.addr()), "{}", u.name);
+    }
+    assert_eq!(h1.underlay.len(), agent.underlays.len());
 }
 
 #[test]

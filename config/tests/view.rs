@@ -13,7 +13,7 @@ fn view(on_id: u32, members: &str) -> String {
 
 fn member(id: u32, name: &str, host: u8) -> String {
     format!(
-        "[[member]]\nid = {id}\nname = \"{name}\"\naddress = \"100.64.0.{host}\"\na = \"192.0.2.{host}:4789\"\nb = \"198.51.100.{host}:4789\"\n"
+        "[[member]]\nid = {id}\nname = \"{name}\"\naddress = \"100.64.0.{host}\"\nunderlay = {{ a = \"192.0.2.{host}:4789\", b = \"198.51.100.{host}:4789\" }}\n"
     )
 }
 
@@ -39,7 +39,8 @@ fn parses() {
     assert_eq!(v.members.len(), 2);
     let h2 = v.member_named(&"h2".parse().unwrap()).unwrap();
     assert_eq!(h2.address.to_string(), "100.64.0.2");
-    assert_eq!(h2.b.to_string(), "198.51.100.2:4789");
+    let b = h2.underlay.get(&"b".parse().unwrap()).unwrap();
+    assert_eq!(b.to_string(), "198.51.100.2:4789");
     assert_eq!(v.member(h2.id).unwrap().name.as_str(), "h2");
     assert!(v.member_named(&"h3".parse().unwrap()).is_none());
     let chacha = two().replace("epoch = 1", "epoch = 1\ncipher = \"chacha20-poly1305\"");
@@ -62,11 +63,49 @@ fn field_errors() {
     );
     assert_eq!(
         error(&two().replace("198.51.100.2:4789", "198.51.100.2")),
-        r#"grid.view.toml: member[1].b: "198.51.100.2" is not IP:PORT (example: "198.51.100.2:4789")"#
+        r#"grid.view.toml: member[1].underlay.b: "198.51.100.2" is not IP:PORT (examples: "192.0.2.1:4789", "[2001:db8::1]:4789")"#
     );
     let err = parse(&two().replace("id = 2", "id = 2\nport = 4789")).unwrap_err();
     assert_eq!(err.path(), Some("member[1].port"));
     assert!(err.to_string().contains("unknown key \"port\""), "{err}");
+}
+
+#[test]
+fn one_to_four_named_underlays_and_the_first_release_form() {
+    // Three underlays, one of them IPv6; a member may run fewer.
+    let three = view(
+        7,
+        "[[member]]\nid = 1\nname = \"h1\"\naddress = \"100.64.0.1\"\n\
+         underlay = { a = \"192.0.2.1:4789\", b = \"198.51.100.1:4789\", lan6 = \"[2001:db8::1]:4789\" }\n\
+         [[member]]\nid = 2\nname = \"h2\"\naddress = \"100.64.0.2\"\nunderlay = { a = \"192.0.2.2:4789\" }\n",
+    );
+    let v = parse(&three).unwrap();
+    assert_eq!(v.members[0].underlay.len(), 3);
+    assert_eq!(v.members[1].underlay.len(), 1);
+    // The first release wrote `a` and `b`: the same member, as names a and b.
+    let old = view(
+        7,
+        "[[member]]\nid = 1\nname = \"h1\"\naddress = \"100.64.0.1\"\na = \"192.0.2.1:4789\"\nb = \"198.51.100.1:4789\"\n",
+    );
+    let new = view(7, &member(1, "h1", 1));
+    assert_eq!(parse(&old).unwrap(), parse(&new).unwrap());
+    let both = new.replace("underlay = {", "a = \"192.0.2.9:4789\"\nunderlay = {");
+    assert!(
+        error(&both).contains("has both underlay"),
+        "{}",
+        error(&both)
+    );
+    let five = new.replace(
+        "b = \"198.51.100.1:4789\"",
+        "b = \"198.51.100.1:4789\", c = \"203.0.113.1:1\", d = \"10.0.0.1:1\", e = \"10.0.0.2:1\"",
+    );
+    assert!(error(&five).contains("give 1 to 4"), "{}", error(&five));
+    let upper = new.replace("a = \"192", "A = \"192");
+    assert!(
+        error(&upper).contains("not an underlay name"),
+        "{}",
+        error(&upper)
+    );
 }
 
 #[test]
@@ -86,7 +125,7 @@ fn members_are_unique_and_inside_the_prefix() {
         ),
         (
             two().replace("192.0.2.2:4789", "192.0.2.1:4789"),
-            r#"grid.view.toml: member[1].a: "192.0.2.1:4789" is also member[0]'s a (each member needs its own)"#,
+            r#"grid.view.toml: member[1].underlay.a: "192.0.2.1:4789" is also member[0]'s endpoint on underlay a (each member needs its own address on each underlay)"#,
         ),
         (
             two().replace("100.64.0.2\"", "100.64.1.2\""),
@@ -98,11 +137,11 @@ fn members_are_unique_and_inside_the_prefix() {
         ),
         (
             two().replace("192.0.2.2:4789", "0.0.0.0:4789"),
-            r#"grid.view.toml: member[1].a: "0.0.0.0:4789" cannot be reached by peers (write the member's own address on underlay A)"#,
+            r#"grid.view.toml: member[1].underlay.a: "0.0.0.0:4789" cannot be reached by peers (write the member's own IP:PORT on underlay a)"#,
         ),
         (
             two().replace("198.51.100.2:4789", "192.0.2.2:4789"),
-            r#"grid.view.toml: member[1].b: "192.0.2.2:4789" is also its underlay A endpoint (A and B must be two independent networks)"#,
+            r#"grid.view.toml: member[1].underlay: "192.0.2.2:4789" is the endpoint on both "a" and "b" (underlays must be independent networks, each with its own address)"#,
         ),
         (
             view(7, ""),

@@ -88,10 +88,24 @@ impl UnderlayEndpoints {
     }
 }
 
+/// An endpoint as read, with an error that shows the value and an example.
+struct Addr(SocketAddr);
+
+impl<'de> serde::Deserialize<'de> for Addr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        text.parse().map(Addr).map_err(|_| {
+            serde::de::Error::custom(format_args!(
+                "{text:?} is not IP:PORT (examples: \"192.0.2.1:4789\", \"[2001:db8::1]:4789\")"
+            ))
+        })
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for UnderlayEndpoints {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let map = BTreeMap::<UnderlayName, SocketAddr>::deserialize(d)?;
-        let me = Self(map);
+        let map = BTreeMap::<UnderlayName, Addr>::deserialize(d)?;
+        let me = Self(map.into_iter().map(|(n, a)| (n, a.0)).collect());
         me.check().map_err(serde::de::Error::custom)?;
         Ok(me)
     }
@@ -110,7 +124,10 @@ mod tests {
         let a: SocketAddr = "192.0.2.1:4789".parse().unwrap();
         let b: SocketAddr = "[2001:db8::1]:4789".parse().unwrap();
         let e = UnderlayEndpoints::new([(n("b"), b), (n("a"), a)]).unwrap();
-        assert_eq!(e.iter().map(|(k, _)| k).collect::<Vec<_>>(), [n("a"), n("b")]);
+        assert_eq!(
+            e.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            [n("a"), n("b")]
+        );
         assert_eq!(e.get(&n("b")), Some(b));
         assert_eq!(e.get(&n("c")), None);
 
@@ -120,7 +137,12 @@ mod tests {
         assert!(twice.0.contains("listed twice"), "{twice}");
         assert!(UnderlayEndpoints::new([]).is_err());
         let five = (0..5).map(|i| (n(&format!("u{i}")), SocketAddr::from(([192, 0, 2, i], 1))));
-        assert!(UnderlayEndpoints::new(five).unwrap_err().0.contains("1 to 4"));
+        assert!(
+            UnderlayEndpoints::new(five)
+                .unwrap_err()
+                .0
+                .contains("1 to 4")
+        );
     }
 
     #[test]

@@ -73,7 +73,10 @@ mod tests {
     #[test]
     fn positions_stop_at_the_maximum() {
         assert_eq!(Underlay::at(0), Some(Underlay::FIRST));
-        assert_eq!(Underlay::at(MAX_UNDERLAYS - 1).map(Underlay::bit), Some(1 << 3));
+        assert_eq!(
+            Underlay::at(MAX_UNDERLAYS - 1).map(Underlay::bit),
+            Some(1 << 3)
+        );
         assert_eq!(Underlay::at(MAX_UNDERLAYS), None);
         // Every bit fits the u8 masks the packet core keeps per sequence.
         assert!(MAX_UNDERLAYS <= 8);

@@ -30,10 +30,10 @@
 //! though it refuses a revoked member's handshake); unreachable when the
 //! active link is lost or every link is down.
 
-use von_config::UnderlayEndpoints;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use von_config::UnderlayEndpoints;
 
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{mpsc, oneshot, watch};

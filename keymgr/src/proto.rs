@@ -7,8 +7,8 @@
 //! Group keys never travel in the clear here: `Prepare` carries the key
 //! wrapped with Noise for the one member it is addressed to.
 
-use von_config::UnderlayEndpoints;
 use std::sync::Arc;
+use von_config::UnderlayEndpoints;
 
 use serde::{Deserialize, Serialize};
 

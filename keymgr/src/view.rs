@@ -4,8 +4,8 @@
 //! refuses frames from any sender id not in it. It travels in `Prepare` and
 //! `Commit` messages, so it is plain serde data with raw integers on the wire.
 
-use von_config::UnderlayEndpoints;
 use std::net::Ipv4Addr;
+use von_config::UnderlayEndpoints;
 
 use serde::{Deserialize, Serialize};
 
@@ -103,9 +103,15 @@ impl TryFrom<WireMemberFile> for WireMember {
     fn try_from(m: WireMemberFile) -> Result<Self, String> {
         let underlay = match (m.underlay, m.a, m.b) {
             (Some(u), None, None) => u,
-            (None, Some(a), Some(b)) => UnderlayEndpoints::from_names([("a", a), ("b", b)])
-                .map_err(|e| e.to_string())?,
-            _ => return Err(format!("member {}: give `underlay` (or the old `a` and `b`)", m.id)),
+            (None, Some(a), Some(b)) => {
+                UnderlayEndpoints::from_names([("a", a), ("b", b)]).map_err(|e| e.to_string())?
+            }
+            _ => {
+                return Err(format!(
+                    "member {}: give `underlay` (or the old `a` and `b`)",
+                    m.id
+                ));
+            }
         };
         Ok(WireMember {
             id: m.id,

@@ -74,7 +74,13 @@ impl World {
         let b = SocketAddr::from(([198, 51, 100, n as u8], 4789));
         let (_, out) = self
             .km
-            .member_joined(self.now, who, von_config::UnderlayEndpoints::from_names([("a", a), ("b", b)]).unwrap(), None).unwrap();
+            .member_joined(
+                self.now,
+                who,
+                von_config::UnderlayEndpoints::from_names([("a", a), ("b", b)]).unwrap(),
+                None,
+            )
+            .unwrap();
         self.deliver(out);
     }
 

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::netns::QUICK;
 use crate::process;
 use crate::status::{Status, VonCounters};
-use crate::topology::{Host, Topology, UNDERLAY_PORT, Underlay};
+use crate::topology::{Host, Topology};
 use crate::vonbin::von_bin;
 
 /// How long an agent may take to bring its interfaces up on a busy machine.
@@ -72,7 +72,7 @@ impl VonSpec {
     }
 
     /// The static view file, the same on every member.
-    pub fn view_toml(&self, key: &[u8; 32]) -> String {
+    pub fn view_toml(&self, key: &[u8; 32], topo: &Topology) -> String {
         let mut s = format!(
             "on_id = {}\nepoch = 1\ncipher = \"aes-256-gcm\"\nkey = \"{}\"\nprefix = \"100.64.{}.0/24\"\n",
             self.on_id,
@@ -81,12 +81,16 @@ impl VonSpec {
         );
         for &m in &self.members {
             // Writing to a String cannot fail.
+            let host = topo.host(usize::from(m));
+            let endpoints: Vec<String> = host
+                .underlays()
+                .map(|u| format!("{} = \"{}\"", u.key(), host.underlay_endpoint(u)))
+                .collect();
             let _ = write!(
                 s,
-                "\n[[member]]\nid = {m}\nname = \"h{m}\"\naddress = \"{}\"\na = \"{}:{UNDERLAY_PORT}\"\nb = \"{}:{UNDERLAY_PORT}\"\n",
+                "\n[[member]]\nid = {m}\nname = \"h{m}\"\naddress = \"{}\"\nunderlay = {{ {} }}\n",
                 self.address(m),
-                Underlay::A.address(m),
-                Underlay::B.address(m),
+                endpoints.join(", "),
             );
         }
         s
@@ -123,10 +127,10 @@ impl Topology {
         for von in vons {
             let mut key = [0u8; 32];
             rand::rng().fill_bytes(&mut key);
-            views.push(
-                self.dir()
-                    .write(&format!("{}.view.toml", von.name), &von.view_toml(&key))?,
-            );
+            views.push(self.dir().write(
+                &format!("{}.view.toml", von.name),
+                &von.view_toml(&key, self),
+            )?);
             self.keys.push((von.name.clone(), key));
         }
         let mut started = Vec::new();
@@ -147,18 +151,24 @@ impl Topology {
     }
 
     /// The head of `von.toml` every agent here gets: state directory,
-    /// control socket (where [`Agent::status`] asks) and both underlays.
+    /// control socket (where [`Agent::status`] asks) and every underlay.
     /// Append `[[von]]` tables and pass it to [`Topology::start_agent`].
     pub fn agent_config_head(&self, host: &Host) -> String {
         let base = self.dir().path().join(host.name());
-        format!(
-            "state_dir = \"{}\"\ncontrol_socket = \"{}\"\nlog = \"info\"\n\n\
-             [underlay.a]\nbind = \"{}:{UNDERLAY_PORT}\"\n[underlay.b]\nbind = \"{}:{UNDERLAY_PORT}\"\n",
+        let mut head = format!(
+            "state_dir = \"{}\"\ncontrol_socket = \"{}\"\nlog = \"info\"\n\n",
             base.join("state").display(),
             base.join("control.sock").display(),
-            host.underlay_addr(Underlay::A),
-            host.underlay_addr(Underlay::B),
-        )
+        );
+        for u in host.underlays() {
+            let _ = writeln!(
+                head,
+                "[underlay.{}]\nbind = \"{}\"",
+                u.key(),
+                host.underlay_endpoint(u)
+            );
+        }
+        head
     }
 
     /// Starts `von up` on host `hN` with `toml`, a config the caller wrote

@@ -40,7 +40,7 @@ pub use link::{Link, link};
 pub use netns::Netns;
 pub use ping::{Ping, PingReport};
 pub use status::{Status, VonCounters};
-pub use topology::{Host, Topology, UNDERLAY_PORT, Underlay};
+pub use topology::{Family, Host, Topology, UNDERLAY_PORT, Underlay};
 
 /// Whether this process runs as root (effective uid 0): namespaces, veth
 /// links and TUN interfaces need it.

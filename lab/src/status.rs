@@ -73,10 +73,11 @@ impl VonCounters {
     /// A per-underlay counter such as `tx_frames` on A.
     pub fn on(&self, underlay: Underlay, name: &str) -> Result<u64> {
         self.json
-            .get(underlay.key())
+            .get("underlay")
+            .and_then(|u| u.get(underlay.key()))
             .and_then(|u| u.get(name))
             .and_then(Value::as_u64)
-            .ok_or_else(|| self.missing(&format!("{}.{name}", underlay.key())))
+            .ok_or_else(|| self.missing(&format!("underlay.{}.{name}", underlay.key())))
     }
 
     /// `later - self` for a counter (counters only grow).
@@ -100,10 +101,19 @@ impl VonCounters {
         VERDICTS.iter().map(|name| self.delta(later, name)).sum()
     }
 
-    /// `later - self` of `rx_frames` on both underlays.
+    /// `later - self` of `rx_frames` summed over every underlay.
     pub fn received(&self, later: &VonCounters) -> Result<u64> {
-        Ok(self.delta_on(later, Underlay::A, "rx_frames")?
-            + self.delta_on(later, Underlay::B, "rx_frames")?)
+        let sum = |c: &VonCounters| -> u64 {
+            c.json
+                .get("underlay")
+                .and_then(Value::as_object)
+                .map_or(0, |m| {
+                    m.values()
+                        .filter_map(|u| u.get("rx_frames").and_then(Value::as_u64))
+                        .sum()
+                })
+        };
+        Ok(sum(later).saturating_sub(sum(self)))
     }
 
     fn missing(&self, name: &str) -> Error {
@@ -179,10 +189,11 @@ mod tests {
     const SAMPLE: &str = r#"{
         "vons": [
             {"name": "grid", "interface": "von-grid",
-             "counters": {"a": {"tx_frames": 10, "tx_errors": 0, "rx_frames": 9},
-                          "b": {"tx_frames": 10, "tx_errors": 1, "rx_frames": 8},
+             "counters": {"underlay": {
+                            "a": {"tx_frames": 10, "tx_errors": 0, "rx_frames": 9},
+                            "b": {"tx_frames": 10, "tx_errors": 1, "rx_frames": 8}},
                           "tx_packets": 10, "delivered": 9, "duplicates": 8}},
-            {"name": "med", "counters": {"a": {"tx_frames": 0}, "delivered": 0}}
+            {"name": "med", "counters": {"underlay": {"a": {"tx_frames": 0}}, "delivered": 0}}
         ]
     }"#;
 
@@ -236,7 +247,8 @@ mod tests {
     #[test]
     fn judged_sums_the_verdicts_and_received_both_underlays() {
         let counters = |delivered: u64, replays: u64, rx_a: u64| {
-            let mut c = serde_json::json!({"a": {"rx_frames": rx_a}, "b": {"rx_frames": 1}});
+            let mut c =
+                serde_json::json!({"underlay": {"a": {"rx_frames": rx_a}, "b": {"rx_frames": 1}}});
             for name in VERDICTS {
                 c[name] = 0.into();
             }

@@ -1,14 +1,16 @@
-//! Hosts as network namespaces, each with two underlay interfaces `ua` and
-//! `ub` on two separate links.
+//! Hosts as network namespaces, each with one interface per underlay (`ua`,
+//! `ub`, `uc`, `ud`; two unless a test asks for 1 to 4), each underlay on a
+//! separate link, over IPv4 or IPv6.
 //!
 //! Two hosts are joined by one veth pair per underlay. Three or more are
-//! joined per underlay on a bridge of its own (`lana`, `lanb`) that lives in
-//! the test's switch namespace, so the root namespace is never touched
-//! beyond creating namespaces. Host `hN` has 192.0.2.N/24 on A and
-//! 198.51.100.N/24 on B.
+//! joined per underlay on a bridge of its own (`lana`, `lanb`, ...) that lives
+//! in the test's switch namespace, so the root namespace is never touched
+//! beyond creating namespaces. Host `hN` has 192.0.2.N/24 on A,
+//! 198.51.100.N/24 on B, 203.0.113.N/24 on C and 10.99.4.N/24 on D; over
+//! IPv6, 2001:db8:a::N/64, 2001:db8:b::N/64 and so on.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::agent::Agent;
 use crate::error::Result;
@@ -17,56 +19,80 @@ use crate::netns::{Netns, TestDir, unique_prefix};
 /// The UDP port every agent binds on both underlays.
 pub const UNDERLAY_PORT: u16 = 4789;
 
-/// One of the two independent underlay networks.
+/// One of a topology's independent underlay networks: `a` to `d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Underlay(u8);
+
+/// The address family of an underlay's links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Underlay {
-    A,
-    B,
+pub enum Family {
+    /// 192.0.2.N and friends, /24.
+    V4,
+    /// 2001:db8:X::N, /64.
+    V6,
 }
 
 impl Underlay {
-    /// Both, in order.
+    /// Underlay `a`.
+    pub const A: Underlay = Underlay(0);
+    /// Underlay `b`.
+    pub const B: Underlay = Underlay(1);
+    /// Underlay `c`.
+    pub const C: Underlay = Underlay(2);
+    /// Underlay `d`.
+    pub const D: Underlay = Underlay(3);
+    /// The first two, in order: what [`Topology::new`] builds.
     pub const BOTH: [Underlay; 2] = [Underlay::A, Underlay::B];
+    /// All four a topology can have.
+    pub const ALL: [Underlay; 4] = [Underlay::A, Underlay::B, Underlay::C, Underlay::D];
 
     /// The host-side interface name.
     pub fn interface(self) -> &'static str {
-        match self {
-            Underlay::A => "ua",
-            Underlay::B => "ub",
-        }
+        ["ua", "ub", "uc", "ud"][usize::from(self.0)]
     }
 
-    /// Host `index`'s (1-based) address on this underlay.
+    /// Host `index`'s (1-based) IPv4 address on this underlay.
     pub fn address(self, index: u8) -> Ipv4Addr {
-        match self {
-            Underlay::A => Ipv4Addr::new(192, 0, 2, index),
-            Underlay::B => Ipv4Addr::new(198, 51, 100, index),
+        match self.0 {
+            0 => Ipv4Addr::new(192, 0, 2, index),
+            1 => Ipv4Addr::new(198, 51, 100, index),
+            2 => Ipv4Addr::new(203, 0, 113, index),
+            _ => Ipv4Addr::new(10, 99, 4, index),
         }
     }
 
-    /// Lower-case name as the config and status use it (`a`, `b`).
+    /// Host `index`'s (1-based) IPv6 address on this underlay.
+    pub fn address_v6(self, index: u8) -> Ipv6Addr {
+        Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            0xa + u16::from(self.0),
+            0,
+            0,
+            0,
+            0,
+            u16::from(index),
+        )
+    }
+
+    /// Lower-case name as the config and status use it (`a`, `b`, ...).
     pub fn key(self) -> &'static str {
-        match self {
-            Underlay::A => "a",
-            Underlay::B => "b",
-        }
+        ["a", "b", "c", "d"][usize::from(self.0)]
     }
 }
 
 impl fmt::Display for Underlay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Underlay::A => "A",
-            Underlay::B => "B",
-        })
+        f.write_str(["A", "B", "C", "D"][usize::from(self.0)])
     }
 }
 
-/// One host: a namespace with `ua` and `ub`.
+/// One host: a namespace with one interface per underlay.
 #[derive(Debug)]
 pub struct Host {
     index: u8,
     ns: Netns,
+    families: Vec<Family>,
 }
 
 impl Host {
@@ -86,9 +112,28 @@ impl Host {
         &self.ns
     }
 
-    /// This host's address on `underlay`.
+    /// This host's IPv4 address on `underlay` (the IPv4 plan, whatever
+    /// the underlay's family: see [`Host::underlay_ip`]).
     pub fn underlay_addr(&self, underlay: Underlay) -> Ipv4Addr {
         underlay.address(self.index)
+    }
+
+    /// This host's address on `underlay`, in the underlay's family.
+    pub fn underlay_ip(&self, underlay: Underlay) -> IpAddr {
+        match self.families.get(usize::from(underlay.0)) {
+            Some(Family::V6) => underlay.address_v6(self.index).into(),
+            _ => underlay.address(self.index).into(),
+        }
+    }
+
+    /// Where this host's agent binds on `underlay`.
+    pub fn underlay_endpoint(&self, underlay: Underlay) -> SocketAddr {
+        SocketAddr::new(self.underlay_ip(underlay), UNDERLAY_PORT)
+    }
+
+    /// The underlays this host has, in order.
+    pub fn underlays(&self) -> impl Iterator<Item = Underlay> + '_ {
+        (0..self.families.len()).map(|i| Underlay(i as u8))
     }
 
     /// Takes the host's interface on `underlay` down: that underlay fails
@@ -154,11 +199,22 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Builds `hosts` hosts (at least 2, at most 250).
+    /// Builds `hosts` hosts (at least 2, at most 250) on underlays A and B,
+    /// both IPv4.
     pub fn new(hosts: usize) -> Result<Self> {
+        Self::with_underlays(hosts, &[Family::V4, Family::V4])
+    }
+
+    /// Builds `hosts` hosts on one underlay per entry of `families` (1 to
+    /// 4: A, B, C, D), each over its family.
+    pub fn with_underlays(hosts: usize, families: &[Family]) -> Result<Self> {
         assert!(
             (2..=250).contains(&hosts),
             "a topology has 2..=250 hosts, not {hosts}"
+        );
+        assert!(
+            (1..=4).contains(&families.len()),
+            "a topology has 1 to 4 underlays"
         );
         let prefix = unique_prefix();
         let dir = TestDir::create(&prefix)?;
@@ -174,7 +230,12 @@ impl Topology {
             // `hosts` <= 250 was checked above.
             let index = u8::try_from(i).expect("at most 250 hosts");
             let ns = Netns::create(&format!("{}-h{index}", topo.prefix))?;
-            topo.hosts.push(Host { index, ns });
+            let families = families.to_vec();
+            topo.hosts.push(Host {
+                index,
+                ns,
+                families,
+            });
         }
         if hosts == 2 {
             topo.link_pair()?;
@@ -182,9 +243,23 @@ impl Topology {
             topo.link_bridges()?;
         }
         for host in &topo.hosts {
-            for u in Underlay::BOTH {
-                let cidr = format!("{}/24", host.underlay_addr(u));
-                host.ns.ip(&["addr", "add", &cidr, "dev", u.interface()])?;
+            for u in host.underlays() {
+                match host.underlay_ip(u) {
+                    IpAddr::V4(ip) => {
+                        let cidr = format!("{ip}/24");
+                        host.ns.ip(&["addr", "add", &cidr, "dev", u.interface()])?;
+                    }
+                    IpAddr::V6(ip) => {
+                        // The host may start namespaces with IPv6 off.
+                        let sysctl = format!("net.ipv6.conf.{}.disable_ipv6=0", u.interface());
+                        host.ns.exec_ok(["sysctl", "-qw", &sysctl])?;
+                        // No duplicate address detection: the address is
+                        // usable at once, as on a configured server.
+                        let cidr = format!("{ip}/64");
+                        host.ns
+                            .ip(&["addr", "add", &cidr, "dev", u.interface(), "nodad"])?;
+                    }
+                }
                 host.ns.ip(&["link", "set", u.interface(), "up"])?;
             }
         }
@@ -234,9 +309,14 @@ impl Topology {
         self.hosts.iter().try_for_each(|h| h.restore(underlay))
     }
 
+    /// The underlays of this topology, in order.
+    pub fn underlays(&self) -> Vec<Underlay> {
+        self.hosts[0].underlays().collect()
+    }
+
     fn link_pair(&mut self) -> Result<()> {
         let (h1, h2) = (&self.hosts[0], &self.hosts[1]);
-        for u in Underlay::BOTH {
+        for u in h1.underlays() {
             let name = u.interface();
             h1.ns.ip(&[
                 "link",
@@ -256,7 +336,7 @@ impl Topology {
 
     fn link_bridges(&mut self) -> Result<()> {
         let sw = Netns::create(&format!("{}-sw", self.prefix))?;
-        for u in Underlay::BOTH {
+        for u in self.underlays() {
             let bridge = format!("lan{}", u.key());
             sw.ip(&["link", "add", &bridge, "type", "bridge"])?;
             sw.ip(&["link", "set", &bridge, "up"])?;

@@ -74,9 +74,7 @@ fn inbound(c: &mut Criterion) {
                             let now = Instant::now();
                             for f in &batch {
                                 let mut f = f.clone();
-                                net.hosts[1]
-                                    .pipeline
-                                    .handle_inbound(now, twin::A, &mut f);
+                                net.hosts[1].pipeline.handle_inbound(now, twin::A, &mut f);
                             }
                         }
                         let start = Instant::now();

@@ -8,7 +8,6 @@
 use std::net::SocketAddr;
 use std::ops::Range;
 
-
 pub use von_ids::{MAX_UNDERLAYS, PerUnderlay, Underlay, UnderlayName};
 
 /// Where a member receives frames: its endpoint on each of this agent's

@@ -148,14 +148,12 @@ impl VonCounters {
 
     /// A plain copy for reporting.
     pub fn snapshot(&self) -> VonCountersSnapshot {
-        let u = |c: &UnderlayCounters| {
-            UnderlayCountersSnapshot {
-                tx_frames: c.tx_frames.load(Relaxed),
-                tx_errors: c.tx_errors.load(Relaxed),
-                rx_frames: c.rx_frames.load(Relaxed),
-                tx_keepalives: c.tx_keepalives.load(Relaxed),
-                rx_keepalives: c.rx_keepalives.load(Relaxed),
-            }
+        let u = |c: &UnderlayCounters| UnderlayCountersSnapshot {
+            tx_frames: c.tx_frames.load(Relaxed),
+            tx_errors: c.tx_errors.load(Relaxed),
+            rx_frames: c.rx_frames.load(Relaxed),
+            tx_keepalives: c.tx_keepalives.load(Relaxed),
+            rx_keepalives: c.rx_keepalives.load(Relaxed),
         };
         let l = |c: &AtomicU64| c.load(Relaxed);
         VonCountersSnapshot {

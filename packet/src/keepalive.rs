@@ -92,7 +92,8 @@ impl KeepaliveRounds {
             None => return None,
         };
         let underlays = underlays.max(1);
-        let Some(underlay) = Underlay::at(cursor % underlays).filter(|_| cursor < peers * underlays)
+        let Some(underlay) =
+            Underlay::at(cursor % underlays).filter(|_| cursor < peers * underlays)
         else {
             self.cursor = None;
             return None;
@@ -230,11 +231,8 @@ impl Liveness {
             .filter(|m| m.id != me)
             .map(|m| {
                 let links = PerUnderlay::from_fn(snap.underlays(), |u| {
-                    let prev = old.and_then(|t| {
-                        t.index
-                            .get(&m.id)
-                            .and_then(|&i| t.peers[i].links.get(u))
-                    });
+                    let prev =
+                        old.and_then(|t| t.index.get(&m.id).and_then(|&i| t.peers[i].links.get(u)));
                     LinkCell {
                         heard: AtomicU64::new(prev.map_or(0, |l| l.heard.load(Relaxed))),
                         up: AtomicBool::new(prev.is_some_and(|l| l.up.load(Relaxed))),

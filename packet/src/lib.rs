@@ -77,7 +77,9 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use von_crypto::freshness::Challenge;
 
-pub use action::{Action, DropReason, Endpoints, MAX_UNDERLAYS, PerUnderlay, Underlay, UnderlayName};
+pub use action::{
+    Action, DropReason, Endpoints, MAX_UNDERLAYS, PerUnderlay, Underlay, UnderlayName,
+};
 pub use challenges::Challenges;
 pub use counters::bump as counters_bump;
 pub use counters::{

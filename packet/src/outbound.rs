@@ -212,8 +212,11 @@ impl Outbound {
         if self.answers.is_empty() {
             self.challenges.take_pending(&mut self.pending);
             for peer in self.pending.drain(..) {
-                self.answers
-                    .extend((0..snap.underlays()).filter_map(Underlay::at).map(|u| (peer, u)));
+                self.answers.extend(
+                    (0..snap.underlays())
+                        .filter_map(Underlay::at)
+                        .map(|u| (peer, u)),
+                );
             }
         }
         let (peer, underlay, to, seq) = loop {

@@ -402,8 +402,7 @@ impl TwinNet {
     pub fn step(&mut self, now: Instant) -> usize {
         let mut arrived = 0;
         while let Some(mut f) = self.wire.pop_front() {
-            let Some(i) = (0..self.hosts.len()).find(|&i| endpoint(i, f.underlay) == f.to)
-            else {
+            let Some(i) = (0..self.hosts.len()).find(|&i| endpoint(i, f.underlay) == f.to) else {
                 continue;
             };
             arrived += 1;

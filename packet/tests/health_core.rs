@@ -91,7 +91,11 @@ fn rounds_go_to_every_peer_on_each_underlay_then_wait_an_interval() {
         ]
     );
     assert_eq!(r.poll_timeout(), Some(t0 + KEEPALIVE_INTERVAL));
-    assert_eq!(r.next(t0 + KEEPALIVE_INTERVAL / 2, 3, 2), None, "not yet due");
+    assert_eq!(
+        r.next(t0 + KEEPALIVE_INTERVAL / 2, 3, 2),
+        None,
+        "not yet due"
+    );
     assert_eq!(r.next(t0 + KEEPALIVE_INTERVAL, 3, 2), Some((0, twin::A)));
 }
 
@@ -220,7 +224,10 @@ fn keepalives_stay_out_of_the_data_counters() {
         c.on("a").rx_keepalives + c.on("b").rx_keepalives
     );
     assert_eq!(c.keepalive_opens, c.control_frames + c.unproven);
-    assert_eq!((c.on("a").rx_frames, c.on("b").rx_frames, c.aead_opens), (0, 0, 0));
+    assert_eq!(
+        (c.on("a").rx_frames, c.on("b").rx_frames, c.aead_opens),
+        (0, 0, 0)
+    );
     assert_eq!((c.duplicates, c.delivered, c.replays), (0, 0, 0));
     assert!(
         net.hosts[1].delivered.is_empty(),

@@ -40,7 +40,10 @@ fn independent_loss_on_both_underlays_loses_only_what_both_lost() {
         2 * u64::from(PACKETS) - lost_a - lost_b
     );
     // Every arrival is either the first copy (delivered) or the second (duplicate).
-    assert_eq!(c.delivered + c.duplicates, c.on("a").rx_frames + c.on("b").rx_frames);
+    assert_eq!(
+        c.delivered + c.duplicates,
+        c.on("a").rx_frames + c.on("b").rx_frames
+    );
     assert_eq!(c.replays, 0);
     // ~9% of packets lose both copies (0.3²); far fewer than either alone.
     let lost = u64::from(PACKETS) - c.delivered;
@@ -89,7 +92,8 @@ fn duplicated_frames_on_one_underlay_are_replays() {
         "the other underlay's copy"
     );
     assert_eq!(
-        c.replays, net.faults[twin::A].done.duplicated,
+        c.replays,
+        net.faults[twin::A].done.duplicated,
         "the same underlay's second copy"
     );
 }
@@ -132,6 +136,9 @@ fn everything_at_once_never_panics_and_every_frame_is_counted_once() {
         + c.unproven
         + c.stale;
     // Keepalives included: the twin's start exchanged some.
-    let received = c.on("a").rx_frames + c.on("b").rx_frames + c.on("a").rx_keepalives + c.on("b").rx_keepalives;
+    let received = c.on("a").rx_frames
+        + c.on("b").rx_frames
+        + c.on("a").rx_keepalives
+        + c.on("b").rx_keepalives;
     assert_eq!(outcomes, received, "{c:?}");
 }

@@ -42,7 +42,11 @@ fn a_captured_frame_resent_is_a_replay_on_either_underlay() {
     let captured = net.captured.clone();
     for (u, _, bytes) in &captured {
         net.inject_raw(*u, 1, bytes.clone());
-        net.inject_raw(if *u == twin::A { twin::B } else { twin::A }, 1, bytes.clone());
+        net.inject_raw(
+            if *u == twin::A { twin::B } else { twin::A },
+            1,
+            bytes.clone(),
+        );
     }
     net.step(t0);
     let c = net.hosts[1].counters.snapshot();
@@ -194,7 +198,10 @@ fn a_keepalive_authenticates_but_delivers_nothing() {
         (1, 1, 0, 0)
     );
     assert_eq!(
-        (c.on("a").rx_keepalives - before.on("a").rx_keepalives, c.on("a").rx_frames),
+        (
+            c.on("a").rx_keepalives - before.on("a").rx_keepalives,
+            c.on("a").rx_frames
+        ),
         (1, 0)
     );
     // One without a body (an agent from before freshness proofs) or with a

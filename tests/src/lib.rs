@@ -43,8 +43,8 @@ use std::sync::{Mutex, MutexGuard};
 pub use iperf::{IperfReport, iperf3};
 pub use tool::{Record, Tool};
 pub use von_lab::{
-    Agent, Error, Host, Link, Netns, Ping, PingReport, Result, Status, Topology, UNDERLAY_PORT,
-    Underlay, VonCounters, VonSpec, wait_for,
+    Agent, Error, Family, Host, Link, Netns, Ping, PingReport, Result, Status, Topology,
+    UNDERLAY_PORT, Underlay, VonCounters, VonSpec, wait_for,
 };
 pub use von_lab::{agent, error, link, netns, ping, process, status, topology, vonbin};
 

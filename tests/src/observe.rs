@@ -22,7 +22,7 @@ pub fn link<'a>(status: &'a Status, von: &str, peer: &str, u: Underlay) -> Resul
         .and_then(|vons| vons.iter().find(|v| v["name"] == von))
         .and_then(|v| v["peers"].as_array())
         .and_then(|peers| peers.iter().find(|p| p["name"] == peer))
-        .map(|p| &p[u.key()])
+        .map(|p| &p["underlay"][u.key()])
         .filter(|l| l.is_object())
         .ok_or_else(|| Error::Parse {
             what: "von status --json peers",

@@ -62,7 +62,7 @@ fn human(report: &StatusReport) -> String {
         }
     );
     let _ = writeln!(out, "underlays (host-wide, before matching a VON):");
-    for (name, u) in [("a", &report.underlays.a), ("b", &report.underlays.b)] {
+    for (name, u) in &report.underlays {
         let c = &u.counters;
         let _ = writeln!(
             out,
@@ -124,31 +124,30 @@ fn von(out: &mut String, v: &VonStatus) {
             u.tx_frames, u.tx_errors, u.rx_frames, u.tx_keepalives, u.rx_keepalives
         );
     };
-    let _ = writeln!(
-        out,
-        "  underlay a: {}   underlay b: {}",
-        summary(&v.health.a),
-        summary(&v.health.b)
-    );
+    let health: Vec<String> = v
+        .health
+        .0
+        .iter()
+        .map(|(n, h)| format!("underlay {n}: {}", summary(h)))
+        .collect();
+    let _ = writeln!(out, "  {}", health.join("   "));
     if !v.peers.is_empty() {
-        let _ = writeln!(
-            out,
-            "  {:<14}{:>5}  {:<28}{:<28}",
-            "peer", "id", "underlay a", "underlay b"
-        );
+        let mut head = format!("  {:<14}{:>5}  ", "peer", "id");
+        for n in v.health.0.keys() {
+            let _ = write!(head, "{:<28}", format!("underlay {n}"));
+        }
+        let _ = writeln!(out, "{}", head.trim_end());
     }
     for p in &v.peers {
-        let _ = writeln!(
-            out,
-            "  {:<14}{:>5}  {:<28}{:<28}",
-            p.name,
-            p.id,
-            link(&p.a),
-            link(&p.b)
-        );
+        let mut row = format!("  {:<14}{:>5}  ", p.name, p.id);
+        for l in p.underlay.values() {
+            let _ = write!(row, "{:<28}", link(l));
+        }
+        let _ = writeln!(out, "{}", row.trim_end());
     }
-    line(out, "a", &c.a);
-    line(out, "b", &c.b);
+    for (name, u) in &c.underlay {
+        line(out, name.as_str(), u);
+    }
     let _ = writeln!(
         out,
         "  packets sent {}  delivered {}  duplicates discarded {}  AEAD opens {}",

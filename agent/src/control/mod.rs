@@ -34,6 +34,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, info_span, warn};
+use von_config::UnderlayEndpoints;
 use von_config::{KeymgrEndpoint, KeymgrMode};
 use von_crypto::cert::{Holder, Role, VonName, VonPrefix};
 use von_crypto::{Epoch, GroupKey, MemberId, OnId};
@@ -41,7 +42,6 @@ use von_keymgr::View;
 use von_keymgr::client::{OnStanding, Params, Session, Standing};
 use von_keymgr::member::{KeySet, MemberKeys, ViewRules};
 use von_keymgr::server::{Params as ServerParams, Server};
-use von_config::UnderlayEndpoints;
 use von_packet::{
     Ipv4Prefix, Member, PerUnderlay, SharedSnapshot, Snapshot, SnapshotError, UnderlayName,
 };

@@ -144,8 +144,11 @@ mod tests {
                 id: MemberId(1),
                 name: "h1".into(),
                 address: "100.64.0.1".parse().unwrap(),
-                a: "192.0.2.1:4789".parse().unwrap(),
-                b: "198.51.100.1:4789".parse().unwrap(),
+                underlay: von_config::UnderlayEndpoints::from_names([
+                    ("a", "192.0.2.1:4789".parse().unwrap()),
+                    ("b", "198.51.100.1:4789".parse().unwrap()),
+                ])
+                .unwrap(),
             }],
         };
         let key = GroupKey::new(Cipher::ChaCha20Poly1305, [9; 32]);
@@ -158,6 +161,14 @@ mod tests {
         assert_eq!(v, view);
         assert_eq!(k.secret_bytes(), key.secret_bytes());
         assert_eq!(k.cipher(), Cipher::ChaCha20Poly1305);
+        // A file saved by the first release names endpoints `a` and `b`:
+        // it still loads, as the underlays called a and b.
+        let text = fs::read_to_string(&file).unwrap();
+        let new_form = r#""underlay":{"a":"192.0.2.1:4789","b":"198.51.100.1:4789"}"#;
+        assert!(text.contains(new_form), "{text}");
+        let old = text.replace(new_form, r#""a":"192.0.2.1:4789","b":"198.51.100.1:4789""#);
+        fs::write(&file, old).unwrap();
+        assert_eq!(load(&file).unwrap().unwrap().0, view, "the old form loads");
         fs::write(&file, b"{}").unwrap();
         assert!(matches!(load(&file), Err(PersistError::Corrupt { .. })));
         fs::remove_dir_all(dir).unwrap();

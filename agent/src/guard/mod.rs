@@ -476,4 +476,3 @@ async fn run_with_stdin(program: &str, args: &[&str], stdin: String) -> Result<(
 fn binds(underlays: &[(UnderlayName, SocketAddr)]) -> Vec<SocketAddr> {
     underlays.iter().map(|(_, a)| *a).collect()
 }
-

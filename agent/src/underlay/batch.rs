@@ -62,7 +62,9 @@ impl Outgoing {
 
     /// The frames to send on `underlay`, in order.
     pub(super) fn on(&self, underlay: Underlay) -> &[Entry] {
-        self.entries.get(underlay.index()).map_or(&[], Vec::as_slice)
+        self.entries
+            .get(underlay.index())
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Forgets every frame (keeps the room).

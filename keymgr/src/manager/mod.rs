@@ -35,9 +35,9 @@ pub struct Refused {
     pub count: u64,
 }
 
-use von_config::UnderlayEndpoints;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+use von_config::UnderlayEndpoints;
 
 use tracing::{info, warn};
 use von_crypto::cert::VonPrefix;

@@ -23,10 +23,10 @@ mod control;
 mod params;
 mod replica;
 
-use von_config::UnderlayEndpoints;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use von_config::UnderlayEndpoints;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};

@@ -10,8 +10,8 @@
 //! prepare timeout later). Stepping down, it drops the manager and closes
 //! every member's connection; their links reconnect and are held again.
 
-use von_config::UnderlayEndpoints;
 use std::collections::HashMap;
+use von_config::UnderlayEndpoints;
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};

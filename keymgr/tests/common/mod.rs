@@ -183,7 +183,10 @@ pub fn start_loaded(loaded: files::Loaded, n: u8, keymgr: SocketAddr) -> Running
         on_id: OnId(ON_ID),
         underlay: von_config::UnderlayEndpoints::from_names([
             ("a", SocketAddr::from((Ipv4Addr::new(192, 0, 2, n), 4789))),
-            ("b", SocketAddr::from((Ipv4Addr::new(198, 51, 100, n), 4789))),
+            (
+                "b",
+                SocketAddr::from((Ipv4Addr::new(198, 51, 100, n), 4789)),
+            ),
         ])
         .unwrap(),
         backoff_max: Duration::from_secs(1),

@@ -89,10 +89,7 @@ fn a_duplicate_name_under_another_id_is_refused() {
     );
     assert_eq!(err.refusal(), crate::proto::Refusal::NameTaken);
     // The holder itself reconnecting is no conflict.
-    assert!(
-        km.member_joined(t0, who(2), ep(2), Some(Epoch(3)))
-            .is_ok()
-    );
+    assert!(km.member_joined(t0, who(2), ep(2), Some(Epoch(3))).is_ok());
 }
 
 #[test]
