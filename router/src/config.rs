@@ -301,9 +301,9 @@ mod tests {
     fn service_etcd_section_is_checked_field_by_field() {
         let head = "socket = \"/s\"\nkey = \"/k\"\nlease = \"9s\"\n";
         let router = "[[router]]\nname = \"r1\"\naddr = \"10.0.0.1:7300\"\n";
-        let (p, _rm) = write(&format!(
-            "{head}[etcd]\nendpoints = [\"192.0.2.1:2379\"]\nreplica = \"rs1\"\n{router}"
-        ));
+        let text =
+            format!("{head}[etcd]\nendpoints = [\"192.0.2.1:2379\"]\nreplica = \"rs1\"\n{router}");
+        let (p, _rm) = write(&text);
         let cfg = ServiceConfig::load(&p).expect("valid");
         let e = cfg.etcd.expect("[etcd]");
         assert_eq!(
@@ -336,7 +336,8 @@ mod tests {
                 "set lease to at least 3 × etcd.lease + 3 s (\"12s\")",
             ),
         ] {
-            let (p, _rm) = write(&format!("{head}[etcd]\n{etcd}{router}"));
+            let text = format!("{head}[etcd]\n{etcd}{router}");
+            let (p, _rm) = write(&text);
             let err = ServiceConfig::load(&p).expect_err(etcd).to_string();
             assert!(err.contains(want), "{etcd}: {err}");
         }
