@@ -591,7 +591,9 @@ fn partitioned_leader_and_lost_quorum_never_hand_out_an_epoch() -> Result<()> {
         w.gauge(leader, "replica_role", ",role=\"unavailable\"")?,
         w.gauge(leader, "etcd_reachable", "")?,
     );
-    eprintln!("without etcd quorum, km{leader}'s metrics: replica_leader, role unavailable, etcd_reachable = {scraped:?}");
+    eprintln!(
+        "without etcd quorum, km{leader}'s metrics: replica_leader, role unavailable, etcd_reachable = {scraped:?}"
+    );
     assert_eq!(scraped, (0, 1, 0), "km{leader}'s gauges without quorum");
     let refused = w.keymgr_ctl(leader, &["rekey"]);
     assert!(refused.is_err(), "a rekey without quorum: {refused:?}");
