@@ -14,6 +14,7 @@ pub mod control;
 pub mod driver;
 pub mod guard;
 pub mod health;
+pub mod keymgr_metrics;
 pub mod logs;
 pub mod metrics;
 pub mod reload;

@@ -71,27 +71,45 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
 
 /// Answers scrapes on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, source: Arc<StatusSource>) {
+    serve_with(listener, move || {
+        let source = source.clone();
+        async move { render(&source.report()) }
+    })
+    .await;
+}
+
+/// Answers scrapes on `listener` with what `body` renders at each one, until
+/// the task is dropped (the key manager's endpoint uses it too).
+pub async fn serve_with<F, Fut>(listener: TcpListener, body: F)
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = String> + Send + 'static,
+{
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Accept fails only on resource exhaustion; back off briefly.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let source = source.clone();
+        let body = body.clone();
         tokio::spawn(async move {
-            let _ = answer(stream, &source).await;
+            let _ = answer(stream, body).await;
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, source: &StatusSource) -> io::Result<()> {
+async fn answer<F, Fut>(mut stream: TcpStream, body: F) -> io::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = String>,
+{
     let head = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request"))??;
     let mut words = head.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => ("200 OK", CONTENT_TYPE, render(&source.report())),
+        ("GET", "/metrics") => ("200 OK", CONTENT_TYPE, body().await),
         ("GET", _) => (
             "404 Not Found",
             "text/plain",

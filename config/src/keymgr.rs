@@ -38,6 +38,9 @@ pub struct KeymgrConfig {
     pub timers: Timers,
     /// Replicated state in etcd (`[etcd]`); `None`: the embedded redb store.
     pub etcd: Option<EtcdSettings>,
+    /// Prometheus endpoint of a standalone key manager (`metrics`): its
+    /// epoch, replica role and etcd health; `None`: no endpoint.
+    pub metrics: Option<Endpoint>,
 }
 
 /// `[etcd]`: this key manager is one of the VON's replicas, sharing its
@@ -127,6 +130,7 @@ impl KeymgrConfig {
             noise_key: file.noise_key,
             timers,
             etcd,
+            metrics: file.metrics,
         })
     }
 }
@@ -146,6 +150,7 @@ struct KeymgrFile {
     #[serde(default)]
     timers: TimerFields,
     etcd: Option<EtcdFields>,
+    metrics: Option<Endpoint>,
 }
 
 /// `[etcd]` as written.
@@ -268,6 +273,8 @@ impl EmbeddedFile {
             // An embedded key manager serves its own agent's VON on one
             // machine; replicas run as `von keymgr`.
             etcd: None,
+            // The agent's own `metrics` endpoint serves its process.
+            metrics: None,
         })
     }
 }
@@ -352,6 +359,16 @@ noise_key = "/etc/von/grid/keymgr.noise"
         assert_eq!(c.timers.key_max_age.duration().as_secs(), 3600);
         assert_eq!(c.timers.grace.duration().as_secs(), 2);
         assert_eq!(c.timers.prepare_timeout.duration().as_secs(), 3);
+        assert_eq!(c.metrics, None);
+        let c = KeymgrConfig::from_toml_str(
+            &format!("{MINIMAL}metrics = \"127.0.0.1:9470\"\n"),
+            "keymgr.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.metrics.map(|m| m.addr().to_string()).as_deref(),
+            Some("127.0.0.1:9470")
+        );
     }
 
     #[test]

@@ -126,7 +126,7 @@ complete -c von -n "__fish_von_using_subcommand reserve; and not __fish_seen_sub
 complete -c von -n "__fish_von_using_subcommand reserve; and not __fish_seen_subcommand_from serve add list release help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from serve" -l config -d 'The service\'s configuration (reserve.toml)' -r -F
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from serve" -s h -l help -d 'Print help'
-complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l socket -d 'The service\'s socket (reserve.toml `socket`)' -r -F
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l socket -d 'The service\'s socket (reserve.toml `socket`); repeat for each replica of a service on etcd: the one that leads answers' -r -F
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l name -d 'The VON\'s name' -r
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l on-id -d 'The VON\'s ON id' -r
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l rate -d 'The contracted rate of inner packets, as in von.toml (e.g. 20mbit)' -r
@@ -135,10 +135,10 @@ complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcomm
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l port -d 'The VON\'s underlay UDP port' -r
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l path -d 'A link a copy of the frames leaves by, ROUTER:DEV; repeat per link, and twice for a link carrying both underlays' -r
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
-complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from list" -l socket -r -F
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from list" -l socket -d 'A service replica\'s socket; repeat for each replica (the one that leads answers)' -r -F
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from list" -l json -d 'Print JSON'
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
-complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from release" -l socket -r -F
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from release" -l socket -d 'A service replica\'s socket; repeat for each replica' -r -F
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from release" -l on-id -r
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from release" -s h -l help -d 'Print help'
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from help" -f -a "serve" -d 'Run the reservation service in the foreground (renews leases)'

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use von_config::{Period, Rate};
@@ -51,11 +52,48 @@ pub struct ServiceConfig {
     #[serde(default = "default_lease")]
     pub lease: Period,
     /// The registry's redb file: reservations survive a crash or restart.
+    /// Not used with `[etcd]`.
     #[serde(default = "default_state")]
     pub state: PathBuf,
+    /// The registry in etcd, shared by two or more replicas of the service,
+    /// one of which leads (docs/isolation.md, "Service replicas on etcd");
+    /// absent: the redb file `state`, one service.
+    pub etcd: Option<ServiceEtcd>,
     /// The routers reservations may use.
     #[serde(rename = "router")]
     pub routers: Vec<RouterEntry>,
+}
+
+/// `[etcd]` of `reserve.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEtcd {
+    /// The etcd cluster's client endpoints (`IP:PORT`, plain HTTP).
+    pub endpoints: Vec<String>,
+    /// This replica's name, unique among the service's replicas.
+    pub replica: String,
+    /// Where the registry lives in etcd.
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+    /// The replica's etcd lease: a killed leader's seat is free this long
+    /// after its last keep-alive (whole seconds, at least 2).
+    #[serde(default = "default_etcd_lease")]
+    pub lease: Period,
+    /// How long one etcd request may take on one endpoint.
+    #[serde(default = "default_etcd_timeout")]
+    pub timeout: Period,
+}
+
+fn default_etcd_prefix() -> String {
+    "/von/reserve".into()
+}
+
+fn default_etcd_lease() -> Period {
+    Period::from_secs(2)
+}
+
+fn default_etcd_timeout() -> Period {
+    Period::from_millis(500)
 }
 
 /// One `[[router]]` of `reserve.toml`.
@@ -131,6 +169,9 @@ impl ServiceConfig {
             path: path.to_owned(),
             reason,
         };
+        if let Some(e) = &cfg.etcd {
+            check_etcd(e, cfg.lease).map_err(fail)?;
+        }
         for (i, r) in cfg.routers.iter().enumerate() {
             if r.key.is_none() && cfg.key.is_none() {
                 return Err(fail(format!(
@@ -147,6 +188,59 @@ impl ServiceConfig {
         }
         Ok(cfg)
     }
+}
+
+fn check_etcd(e: &ServiceEtcd, lease: Period) -> std::result::Result<(), String> {
+    if e.endpoints.is_empty() {
+        return Err(
+            "etcd.endpoints is empty: list the etcd cluster's client addresses, \
+             e.g. [\"192.0.2.11:2379\", \"192.0.2.12:2379\", \"192.0.2.13:2379\"]"
+                .into(),
+        );
+    }
+    for (i, ep) in e.endpoints.iter().enumerate() {
+        if ep.parse::<SocketAddr>().is_err() {
+            return Err(format!(
+                "etcd.endpoints[{i}] {ep:?} is not IP:PORT (e.g. \"192.0.2.11:2379\")"
+            ));
+        }
+    }
+    if e.replica.is_empty() || e.replica.contains('/') {
+        return Err(format!(
+            "etcd.replica {:?}: name this replica (no '/'), unique among the service's replicas",
+            e.replica
+        ));
+    }
+    if !e.prefix.starts_with('/') {
+        return Err(format!(
+            "etcd.prefix {:?} must start with '/' (default \"/von/reserve\")",
+            e.prefix
+        ));
+    }
+    let ttl = e.lease.duration();
+    if ttl < Duration::from_secs(2) || ttl.subsec_nanos() != 0 {
+        return Err(format!(
+            "etcd.lease \"{}\" is not a whole number of seconds of at least 2 \
+             (etcd's leases count whole seconds and its minimum is 2 s; default \"2s\")",
+            e.lease
+        ));
+    }
+    if e.timeout.duration().is_zero() {
+        return Err("etcd.timeout is zero; give each etcd request time (default \"500ms\")".into());
+    }
+    // A failover takes up to the etcd lease plus a poll and the reload; the
+    // routers' classes must outlive it after the last renewal (a third of
+    // the lease before the kill, at worst).
+    if lease.duration() < ttl * 3 + Duration::from_secs(3) {
+        return Err(format!(
+            "lease \"{lease}\" is too short for etcd.lease \"{}\": a failover takes up to \
+             etcd.lease + 1 s and the routers must not let a class lapse meanwhile; \
+             set lease to at least 3 × etcd.lease + 3 s (\"{}s\")",
+            e.lease,
+            ttl.as_secs() * 3 + 3
+        ));
+    }
+    Ok(())
 }
 
 fn load_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
@@ -201,6 +295,52 @@ mod tests {
         let (p, _rm) =
             write("name = \"r1\"\nlisten = \"10.0.0.1:7300\"\nkey = \"/k\"\nlinks = []\n");
         assert!(RouterConfig::load(&p).is_err());
+    }
+
+    #[test]
+    fn service_etcd_section_is_checked_field_by_field() {
+        let head = "socket = \"/s\"\nkey = \"/k\"\nlease = \"9s\"\n";
+        let router = "[[router]]\nname = \"r1\"\naddr = \"10.0.0.1:7300\"\n";
+        let text =
+            format!("{head}[etcd]\nendpoints = [\"192.0.2.1:2379\"]\nreplica = \"rs1\"\n{router}");
+        let (p, _rm) = write(&text);
+        let cfg = ServiceConfig::load(&p).expect("valid");
+        let e = cfg.etcd.expect("[etcd]");
+        assert_eq!(
+            (e.prefix.as_str(), e.lease.duration()),
+            ("/von/reserve", Duration::from_secs(2))
+        );
+        for (etcd, want) in [
+            (
+                "endpoints = []\nreplica = \"a\"\n",
+                "etcd.endpoints is empty",
+            ),
+            (
+                "endpoints = [\"etcd1\"]\nreplica = \"a\"\n",
+                "etcd.endpoints[0]",
+            ),
+            (
+                "endpoints = [\"192.0.2.1:2379\"]\nreplica = \"\"\n",
+                "etcd.replica",
+            ),
+            (
+                "endpoints = [\"192.0.2.1:2379\"]\nreplica = \"a\"\nprefix = \"x\"\n",
+                "etcd.prefix",
+            ),
+            (
+                "endpoints = [\"192.0.2.1:2379\"]\nreplica = \"a\"\nlease = \"1500ms\"\n",
+                "etcd.lease",
+            ),
+            (
+                "endpoints = [\"192.0.2.1:2379\"]\nreplica = \"a\"\nlease = \"3s\"\n",
+                "set lease to at least 3 × etcd.lease + 3 s (\"12s\")",
+            ),
+        ] {
+            let text = format!("{head}[etcd]\n{etcd}{router}");
+            let (p, _rm) = write(&text);
+            let err = ServiceConfig::load(&p).expect_err(etcd).to_string();
+            assert!(err.contains(want), "{etcd}: {err}");
+        }
     }
 
     #[test]

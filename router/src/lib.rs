@@ -32,6 +32,7 @@ pub mod model;
 pub mod net;
 pub mod participant;
 pub mod proto;
+pub mod replica;
 pub mod service;
 pub mod store;
 pub mod tc;

@@ -2,9 +2,9 @@
 //! alive by renewing their leases. The key manager can host it (it is a
 //! plain value driven by its caller); `von reserve serve` runs it alone.
 //!
-//! With a [`RegistryStore`] the registry survives a crash: a reservation is
-//! stored only once every router committed it, and removed before it is
-//! released, so a restarted service (within the lease) resumes renewing
+//! With a [`Registry`] (the redb file, or etcd for replicas) the registry
+//! survives a crash: a reservation is stored only once every router
+//! committed it, and removed before it is released, so a restarted service (within the lease) resumes renewing
 //! exactly what the routers hold, and ON-id uniqueness still holds.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::coordinator::{self, Transport};
 use crate::error::{Error, Result};
 use crate::model::ReservationSpec;
-use crate::store::RegistryStore;
+use crate::store::Registry;
 
 /// The registry: one reservation per ON id, one ON id per name.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub struct Service {
     lease: Duration,
     next_tx: u64,
     reservations: BTreeMap<u32, ReservationSpec>,
-    store: Option<RegistryStore>,
+    store: Option<Box<dyn Registry>>,
 }
 
 /// What `von reserve` asks the service.
@@ -40,8 +40,19 @@ pub enum ServiceRequest {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum ServiceResponse {
     Ok,
-    Error { message: String },
-    List { reservations: Vec<ReservationSpec> },
+    Error {
+        message: String,
+    },
+    List {
+        reservations: Vec<ReservationSpec>,
+    },
+    /// A replica that does not lead (reserve.toml `[etcd]`): ask another.
+    Standby {
+        /// This replica's name.
+        replica: String,
+        /// The leader's name, when etcd names one.
+        leader: Option<String>,
+    },
 }
 
 impl Service {
@@ -58,12 +69,16 @@ impl Service {
 
     /// A service whose registry lives in `store`: reloads what it holds, so
     /// the caller should [`Service::renew_all`] at once to resume the leases.
-    pub fn with_store(lease: Duration, first_tx: u64, store: RegistryStore) -> Result<Self> {
+    pub fn with_store(
+        lease: Duration,
+        first_tx: u64,
+        store: impl Registry + 'static,
+    ) -> Result<Self> {
         Ok(Self {
             lease,
             next_tx: first_tx,
             reservations: store.load()?,
-            store: Some(store),
+            store: Some(Box::new(store)),
         })
     }
 

@@ -1,7 +1,9 @@
-//! The reservation service's registry on disk: one redb file (`state` in
-//! reserve.toml), every write a durable (fsync'ed) transaction, so a service
-//! killed at any instant restarts with exactly the reservations that every
-//! router committed and that were not yet released.
+//! The reservation service's registry: the [`Registry`] seam and its
+//! default, one redb file on disk (`state` in reserve.toml), every write a
+//! durable (fsync'ed) transaction, so a service killed at any instant
+//! restarts with exactly the reservations that every router committed and
+//! that were not yet released. The replicated registry behind the same seam
+//! is [`crate::replica::EtcdRegistry`].
 //!
 //! Same pattern as the key manager's store (`keymgr/src/store/redb.rs`): the
 //! tables are created at open, values are JSON so a field added later reads
@@ -17,6 +19,29 @@ use crate::model::ReservationSpec;
 
 /// ON id → the reservation (JSON of [`ReservationSpec`]: name, rate, path).
 const RESERVATIONS: TableDefinition<u32, &[u8]> = TableDefinition::new("reservations");
+
+/// Where the service keeps its registry: written only once every router
+/// committed a reservation, and forgotten before it is released.
+pub trait Registry: Send + std::fmt::Debug {
+    /// Every stored reservation, by ON id.
+    fn load(&self) -> Result<BTreeMap<u32, ReservationSpec>>;
+    /// Records a reservation (durably, before it returns).
+    fn put(&self, spec: &ReservationSpec) -> Result<()>;
+    /// Forgets `on_id` (durably); a missing one is not an error.
+    fn remove(&self, on_id: u32) -> Result<()>;
+}
+
+impl Registry for RegistryStore {
+    fn load(&self) -> Result<BTreeMap<u32, ReservationSpec>> {
+        RegistryStore::load(self)
+    }
+    fn put(&self, spec: &ReservationSpec) -> Result<()> {
+        RegistryStore::put(self, spec)
+    }
+    fn remove(&self, on_id: u32) -> Result<()> {
+        RegistryStore::remove(self, on_id)
+    }
+}
 
 /// The registry in a redb file.
 pub struct RegistryStore {

@@ -38,6 +38,8 @@ const MEMBERS: [usize; 3] = [1, 2, 3];
 const REPLICAS: [usize; 3] = [4, 5, 6];
 /// The issue's bound on a failover: kill to the next committed epoch.
 const FAILOVER_BOUND: Duration = Duration::from_secs(5);
+/// Each replica's Prometheus endpoint (on its namespace's loopback).
+const METRICS: u16 = 9470;
 
 struct World {
     topo: Topology,
@@ -103,7 +105,7 @@ impl World {
                 &[&name],
             )?;
             let toml = format!(
-                "von = \"{VON}\"\non_id = 7\nlisten = \"192.0.2.{n}:4433\"\nstate_dir = \"{state}\"\n\
+                "von = \"{VON}\"\non_id = 7\nlisten = \"192.0.2.{n}:4433\"\nstate_dir = \"{state}\"\nmetrics = \"127.0.0.1:{METRICS}\"\n\
                  ca = \"{ca}/ca.crt\"\ncert = \"{d}/{name}.crt\"\nkey = \"{d}/{name}.key\"\nnoise_key = \"{d}/{name}.noise.key\"\n\
                  [timers]\nlease = \"3s\"\nrenew = \"1s\"\nprepare_timeout = \"2s\"\ngrace = \"1s\"\n\
                  [etcd]\nendpoints = [\"192.0.2.4:2379\", \"192.0.2.5:2379\", \"192.0.2.6:2379\"]\nreplica = \"{name}\"\n",
@@ -198,6 +200,18 @@ impl World {
     fn replica_status(&self, n: usize) -> Result<Value> {
         let out = self.keymgr_ctl(n, &["status", "--json"])?;
         Ok(serde_json::from_str(&out).expect("status --json is JSON"))
+    }
+
+    /// One gauge of replica `n`'s metrics endpoint, e.g.
+    /// `replica_leader` (`von_keymgr_` prefix and labels added here).
+    fn gauge(&self, n: usize, name: &str, extra: &str) -> Result<i64> {
+        let body = von_tests::router::scrape(self.topo.host(n).ns(), METRICS)?;
+        let want = format!("von_keymgr_{name}{{von=\"{VON}\",replica=\"km{n}\"{extra}}} ");
+        let value = body
+            .lines()
+            .find_map(|l| l.strip_prefix(want.as_str()))
+            .unwrap_or_else(|| panic!("{want} not scraped from km{n}:\n{body}"));
+        Ok(value.trim().parse().expect("a gauge value"))
     }
 
     fn role(&self, n: usize) -> Option<String> {
@@ -503,6 +517,19 @@ fn partitioned_leader_and_lost_quorum_never_hand_out_an_epoch() -> Result<()> {
     for n in REPLICAS.iter().filter(|&&n| n != old) {
         w.wait_held(*n)?;
     }
+    // Role and etcd health in the metrics, scraped.
+    for n in REPLICAS {
+        let (lead, standby) = (
+            w.gauge(n, "replica_leader", "")?,
+            w.gauge(n, "replica_role", ",role=\"standby\"")?,
+        );
+        assert_eq!(
+            (lead, standby),
+            if n == old { (1, 0) } else { (0, 1) },
+            "km{n}'s leader and standby gauges (km{old} leads)"
+        );
+        assert_eq!(w.gauge(n, "etcd_reachable", "")?, 1, "km{n} reaches etcd");
+    }
     let before = w.max_epoch();
     let cut = Instant::now();
     isolate(&w, old)?;
@@ -559,6 +586,15 @@ fn partitioned_leader_and_lost_quorum_never_hand_out_an_epoch() -> Result<()> {
     let status = w.keymgr_ctl(leader, &["status"])?;
     eprintln!("without etcd quorum, km{leader}: {status}");
     assert!(status.contains("unavailable"), "{status}");
+    let scraped = (
+        w.gauge(leader, "replica_leader", "")?,
+        w.gauge(leader, "replica_role", ",role=\"unavailable\"")?,
+        w.gauge(leader, "etcd_reachable", "")?,
+    );
+    eprintln!(
+        "without etcd quorum, km{leader}'s metrics: replica_leader, role unavailable, etcd_reachable = {scraped:?}"
+    );
+    assert_eq!(scraped, (0, 1, 0), "km{leader}'s gauges without quorum");
     let refused = w.keymgr_ctl(leader, &["rekey"]);
     assert!(refused.is_err(), "a rekey without quorum: {refused:?}");
     std::thread::sleep(Duration::from_secs(5));

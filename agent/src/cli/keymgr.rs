@@ -106,7 +106,24 @@ async fn serve(config: KeymgrConfig) -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let params = Params::from_config(&config)?;
+    // Bound before the key manager starts, so a taken port changes nothing.
+    let scrape = match config.metrics {
+        Some(addr) => Some(von_agent::metrics::bind(addr.addr()).await?),
+        None => None,
+    };
     let server = Server::bind(params)?;
+    if let Some(listener) = scrape {
+        let socket = control_socket_path(&config.state_dir);
+        let von = config.von.as_str().to_owned();
+        tracing::info!(metrics = %listener.local_addr()?, "serving Prometheus metrics at /metrics");
+        tokio::spawn(von_agent::metrics::serve_with(listener, move || {
+            let (socket, von) = (socket.clone(), von.clone());
+            async move {
+                let reply = request(&socket, &ControlRequest::Status).await.ok();
+                von_agent::keymgr_metrics::render(&von, reply.as_ref())
+            }
+        }));
+    }
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

@@ -33,16 +33,19 @@ enum ReserveCommand {
     Add(AddArgs),
     /// The reservations the service holds.
     List {
-        #[arg(long, value_name = "PATH")]
-        socket: PathBuf,
+        /// A service replica's socket; repeat for each replica (the one
+        /// that leads answers).
+        #[arg(long, value_name = "PATH", required = true)]
+        socket: Vec<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Release a VON's reservation on every router.
     Release {
-        #[arg(long, value_name = "PATH")]
-        socket: PathBuf,
+        /// A service replica's socket; repeat for each replica.
+        #[arg(long, value_name = "PATH", required = true)]
+        socket: Vec<PathBuf>,
         #[arg(long, value_name = "ID")]
         on_id: u32,
     },
@@ -50,9 +53,10 @@ enum ReserveCommand {
 
 #[derive(Debug, Args)]
 struct AddArgs {
-    /// The service's socket (reserve.toml `socket`).
-    #[arg(long, value_name = "PATH")]
-    socket: PathBuf,
+    /// The service's socket (reserve.toml `socket`); repeat for each
+    /// replica of a service on etcd: the one that leads answers.
+    #[arg(long, value_name = "PATH", required = true)]
+    socket: Vec<PathBuf>,
     /// The VON's name.
     #[arg(long)]
     name: String,
@@ -99,39 +103,59 @@ pub fn run(args: ReserveArgs) -> anyhow::Result<()> {
                 path: a.path,
             };
             let wire = spec.wire_rate();
-            expect_ok(service_call(&a.socket, &ServiceRequest::Add { spec })?)?;
+            expect_ok(ask(&a.socket, &ServiceRequest::Add { spec })?)?;
             println!("reserved: {wire} bit/s on the wire per copy on every link of the path");
             Ok(())
         }
-        ReserveCommand::List { socket, json } => {
-            match service_call(&socket, &ServiceRequest::List)? {
-                ServiceResponse::List { reservations } if json => {
-                    println!("{}", serde_json::to_string_pretty(&reservations)?);
-                    Ok(())
-                }
-                ServiceResponse::List { reservations } => {
-                    for r in reservations {
-                        let path: Vec<String> = r.path.iter().map(ToString::to_string).collect();
-                        println!(
-                            "ON {} ({}): {} bit/s contracted, {} bit/s per copy on the wire, dscp {}, port {}, path {}",
-                            r.on_id,
-                            r.name,
-                            r.rate_bps,
-                            r.wire_rate(),
-                            r.dscp,
-                            r.port,
-                            path.join(" ")
-                        );
-                    }
-                    Ok(())
-                }
-                other => expect_ok(other),
+        ReserveCommand::List { socket, json } => match ask(&socket, &ServiceRequest::List)? {
+            ServiceResponse::List { reservations } if json => {
+                println!("{}", serde_json::to_string_pretty(&reservations)?);
+                Ok(())
             }
-        }
+            ServiceResponse::List { reservations } => {
+                for r in reservations {
+                    let path: Vec<String> = r.path.iter().map(ToString::to_string).collect();
+                    println!(
+                        "ON {} ({}): {} bit/s contracted, {} bit/s per copy on the wire, dscp {}, port {}, path {}",
+                        r.on_id,
+                        r.name,
+                        r.rate_bps,
+                        r.wire_rate(),
+                        r.dscp,
+                        r.port,
+                        path.join(" ")
+                    );
+                }
+                Ok(())
+            }
+            other => expect_ok(other),
+        },
         ReserveCommand::Release { socket, on_id } => {
-            expect_ok(service_call(&socket, &ServiceRequest::Release { on_id })?)
+            expect_ok(ask(&socket, &ServiceRequest::Release { on_id })?)
         }
     }
+}
+
+/// Sends `req` to each socket in turn until a replica that serves answers:
+/// an unreachable socket or a standby replica passes it to the next.
+fn ask(sockets: &[PathBuf], req: &ServiceRequest) -> anyhow::Result<ServiceResponse> {
+    let mut tried = Vec::new();
+    for socket in sockets {
+        match service_call(socket, req) {
+            Ok(ServiceResponse::Standby { replica, leader }) => tried.push(format!(
+                "{}: replica {replica} stands by (leader: {})",
+                socket.display(),
+                leader.as_deref().unwrap_or("none yet")
+            )),
+            Ok(resp) => return Ok(resp),
+            Err(e) => tried.push(e.to_string()),
+        }
+    }
+    anyhow::bail!(
+        "no reservation service replica serves: {}; give every replica's socket with --socket, \
+         and check that etcd has a quorum",
+        tried.join("; ")
+    )
 }
 
 fn expect_ok(resp: ServiceResponse) -> anyhow::Result<()> {
@@ -139,5 +163,8 @@ fn expect_ok(resp: ServiceResponse) -> anyhow::Result<()> {
         ServiceResponse::Ok => Ok(()),
         ServiceResponse::Error { message } => anyhow::bail!("{message}"),
         ServiceResponse::List { .. } => anyhow::bail!("the service answered a list"),
+        ServiceResponse::Standby { replica, .. } => {
+            anyhow::bail!("replica {replica} stands by")
+        }
     }
 }

@@ -1,0 +1,303 @@
+//! Issue 13, the reservation service on etcd: two `von reserve serve`
+//! replicas share the registry in a real 3-member etcd cluster; one leads,
+//! the other stands by. `kill -9` of the leader, again and again: the
+//! router's class stays (sampled every 100 ms, never missing), the standby
+//! takes over within the etcd lease and a poll, and a new reservation
+//! succeeds afterwards.
+//!
+//! ```text
+//!  h1: etcd e1 + von reserve serve (rs1) ─┐
+//!  h2: etcd e2 + von reserve serve (rs2) ─┼─ 192.0.2.0/24 (underlay A)
+//!  h3: etcd e3 + von router r1 ───────────┘   link `sha`: a veth end, HTB    
+//! ```
+//!
+//! The router's lease is 9 s and the replicas' etcd lease 2 s; the run
+//! lasts several router leases, so the class could only stay if each new
+//! leader renewed it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use von_lab::EtcdCluster;
+use von_tests::router::{self, VonProcess, von};
+use von_tests::{Netns, Result, Topology, Underlay, wait_for};
+
+/// Replicas run on h1 and h2; the router on h3.
+const SERVICES: [usize; 2] = [1, 2];
+const ROUTER: usize = 3;
+const FAILOVERS: usize = 6;
+/// The router lease the service grants (reserve.toml `lease`).
+const LEASE: Duration = Duration::from_secs(9);
+/// The bound the issue sets: a failover ends within the lease.
+const FAILOVER_BOUND: Duration = LEASE;
+/// The class the first reservation gets on `sha`.
+const CLASS: &str = "class htb 1:10 ";
+
+struct World {
+    topo: Topology,
+    _etcd: EtcdCluster,
+    sockets: Vec<String>,
+    configs: Vec<String>,
+    services: Vec<Option<VonProcess>>,
+}
+
+impl World {
+    fn ns(&self, n: usize) -> &Netns {
+        self.topo.host(n).ns()
+    }
+
+    fn start_service(&mut self, i: usize) -> Result<()> {
+        let ns = self.topo.host(SERVICES[i]).ns();
+        let p = VonProcess::spawn(ns, &["reserve", "serve", "--config", &self.configs[i]])?;
+        self.services[i] = Some(p);
+        Ok(())
+    }
+
+    /// `von reserve ARGS --socket S...` on h1.
+    fn reserve(&self, args: &[&str], sockets: &[&String]) -> Result<von_tests::process::Output> {
+        let mut all: Vec<&str> = args.to_vec();
+        for s in sockets {
+            all.extend(["--socket", s.as_str()]);
+        }
+        von(self.ns(SERVICES[0]), &all)
+    }
+
+    /// The index of the replica that serves, if exactly one does.
+    fn leader(&self) -> Result<Option<usize>> {
+        let mut serving = Vec::new();
+        for (i, s) in self.sockets.iter().enumerate() {
+            if self
+                .reserve(&["reserve", "list", "--json"], &[s])?
+                .status
+                .success()
+            {
+                serving.push(i);
+            }
+        }
+        Ok(match serving.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        })
+    }
+}
+
+#[test]
+fn the_router_keeps_its_class_through_service_failovers() -> Result<()> {
+    if !von_tests::e2e_enabled("reservation service replicas on etcd")? {
+        return Ok(());
+    }
+    let topo = Topology::new(3)?;
+    let at: Vec<_> = (1..=3)
+        .map(|n| (topo.host(n).ns(), topo.host(n).underlay_addr(Underlay::A)))
+        .collect();
+    let etcd = EtcdCluster::in_namespaces(topo.dir().path(), &at)?;
+    let endpoints: Vec<String> = etcd
+        .endpoints()
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect();
+    let rns = topo.host(ROUTER).ns();
+    // The shaped link: one end of a veth pair (the kernel may lack dummy).
+    rns.ip(&["link", "add", "sha", "type", "veth", "peer", "name", "shz"])?;
+    rns.ip(&["link", "set", "sha", "up"])?;
+    rns.ip(&["link", "set", "shz", "up"])?;
+    let control = format!("{}:7300", topo.host(ROUTER).underlay_addr(Underlay::A));
+    let key = router::write_key(&topo, "router.key")?;
+    let router_toml = topo.dir().write(
+        "router.toml",
+        &format!(
+            "name = \"r1\"\nlisten = \"{control}\"\nkey = \"{}\"\n\n[[link]]\ndev = \"sha\"\ncapacity = \"100mbit\"\n",
+            key.display()
+        ),
+    )?;
+    let mut sockets = Vec::new();
+    let mut configs = Vec::new();
+    for (i, _) in SERVICES.iter().enumerate() {
+        let name = format!("rs{}", i + 1);
+        let socket = topo.dir().path().join(format!("{name}.sock"));
+        let toml = topo.dir().write(
+            &format!("{name}.toml"),
+            &format!(
+                "socket = \"{}\"\nkey = \"{}\"\nlease = \"{}s\"\n\n[etcd]\nendpoints = [{}]\nreplica = \"{name}\"\nlease = \"2s\"\n\n[[router]]\nname = \"r1\"\naddr = \"{control}\"\n",
+                socket.display(),
+                key.display(),
+                LEASE.as_secs(),
+                endpoints.join(", "),
+            ),
+        )?;
+        sockets.push(socket.to_string_lossy().into_owned());
+        configs.push(toml.to_string_lossy().into_owned());
+    }
+    let router_proc =
+        VonProcess::spawn(rns, &["router", "--config", &router_toml.to_string_lossy()])?;
+    let mut w = World {
+        topo,
+        _etcd: etcd,
+        sockets,
+        configs,
+        services: vec![None, None],
+    };
+    for i in 0..SERVICES.len() {
+        w.start_service(i)?;
+    }
+    wait_for("the HTB root on sha", Duration::from_secs(20), || {
+        let c = router::classes(w.ns(ROUTER), "sha")?;
+        Ok(if c.contains("1:2") { Ok(()) } else { Err(c) })
+    })?;
+    let mut leader = wait_for("one replica leading", Duration::from_secs(20), || {
+        Ok(w.leader()?.ok_or_else(|| "none or both".to_owned()))
+    })?;
+    eprintln!("rs{} leads", leader + 1);
+    let standby = 1 - leader;
+    let out = w.reserve(&["reserve", "list"], &[&w.sockets[standby]])?;
+    assert!(
+        !out.status.success() && out.stderr.contains("stands by"),
+        "the standby must refuse and say so: {out:?}"
+    );
+
+    let sockets = w.sockets.clone();
+    let all: Vec<&String> = sockets.iter().collect();
+    let out = w.reserve(
+        &[
+            "reserve", "add", "--name", "grid", "--on-id", "7", "--rate", "20mbit", "--path",
+            "r1:sha",
+        ],
+        &all,
+    )?;
+    assert!(out.status.success(), "reserve add: {out:?}");
+    wait_for("the ON's class on sha", Duration::from_secs(5), || {
+        let c = router::classes(w.ns(ROUTER), "sha")?;
+        Ok(if c.contains(CLASS) { Ok(()) } else { Err(c) })
+    })?;
+
+    // The class, sampled every 100 ms from here to the end.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (samples, misses) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let sampler = {
+        let (stop, samples, misses) = (stop.clone(), samples.clone(), misses.clone());
+        let ns = w.ns(ROUTER).name().to_owned();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let out = std::process::Command::new("ip")
+                    .args(["netns", "exec", &ns, "tc", "class", "show", "dev", "sha"])
+                    .output();
+                samples.fetch_add(1, Ordering::Relaxed);
+                match out {
+                    Ok(o) if String::from_utf8_lossy(&o.stdout).contains(CLASS) => {}
+                    _ => {
+                        misses.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let started = Instant::now();
+
+    let mut times = Vec::new();
+    for round in 1..=FAILOVERS {
+        let standby = 1 - leader;
+        let killed = w.services[leader].take().expect("the leader runs");
+        let t0 = Instant::now();
+        let _ = killed.stop("KILL")?;
+        let standby_socket = w.sockets[standby].clone();
+        wait_for("the standby to take over", FAILOVER_BOUND, || {
+            let out = w.reserve(&["reserve", "list", "--json"], &[&standby_socket])?;
+            Ok(if out.status.success() && out.stdout.contains("\"grid\"") {
+                Ok(())
+            } else {
+                Err(format!("{}{}", out.stdout, out.stderr))
+            })
+        })?;
+        let took = t0.elapsed();
+        eprintln!(
+            "failover {round}: kill -9 rs{} -> rs{} serves the reservation in {took:?}",
+            leader + 1,
+            standby + 1
+        );
+        times.push(took);
+        // The killed replica comes back as the standby.
+        w.start_service(leader)?;
+        let back = w.sockets[leader].clone();
+        wait_for(
+            "the restarted replica to stand by",
+            Duration::from_secs(10),
+            || {
+                let out = w.reserve(&["reserve", "list"], &[&back])?;
+                Ok(if out.stderr.contains("stands by") {
+                    Ok(())
+                } else {
+                    Err(format!("{}{}", out.stdout, out.stderr))
+                })
+            },
+        )?;
+        leader = standby;
+    }
+
+    // A new reservation through the last leader, given both sockets.
+    let out = w.reserve(
+        &[
+            "reserve", "add", "--name", "grid2", "--on-id", "8", "--rate", "10mbit", "--path",
+            "r1:sha",
+        ],
+        &all,
+    )?;
+    assert!(
+        out.status.success(),
+        "reserve add after the failovers: {out:?}"
+    );
+    wait_for(
+        "the second ON's class on sha",
+        Duration::from_secs(5),
+        || {
+            let c = router::classes(w.ns(ROUTER), "sha")?;
+            Ok(if c.contains("class htb 1:11 ") {
+                Ok(())
+            } else {
+                Err(c)
+            })
+        },
+    )?;
+    // And one ON id stays unique across the terms.
+    let out = w.reserve(
+        &[
+            "reserve", "add", "--name", "other", "--on-id", "7", "--rate", "1mbit", "--path",
+            "r1:sha",
+        ],
+        &all,
+    )?;
+    assert!(
+        !out.status.success() && out.stderr.contains("already registered"),
+        "ON id 7 must stay taken after the failovers: {out:?}"
+    );
+
+    // Past one more router lease, so the class lived on the successors'
+    // renewals alone.
+    let ran = started.elapsed();
+    if ran < LEASE + Duration::from_secs(2) {
+        std::thread::sleep(LEASE + Duration::from_secs(2) - ran);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    let (n, missed) = (
+        samples.load(Ordering::Relaxed),
+        misses.load(Ordering::Relaxed),
+    );
+    times.sort();
+    eprintln!(
+        "failover over {FAILOVERS} kills: min {:?}, median {:?}, max {:?}; the class sampled {n} times over {:?}, missing {missed} times",
+        times[0],
+        times[times.len() / 2],
+        times[times.len() - 1],
+        started.elapsed()
+    );
+    assert_eq!(
+        missed, 0,
+        "the ON's class vanished from the router during a failover"
+    );
+    assert!(n > 50, "too few samples ({n}) to say the class stayed");
+    let out = router_proc.stop("TERM")?;
+    assert!(out.status.success(), "router: {}", out.stderr);
+    Ok(())
+}
