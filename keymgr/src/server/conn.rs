@@ -20,7 +20,7 @@ use super::{ConnCmd, Event};
 use crate::Epoch;
 use crate::manager::Identity;
 use crate::proto::ClientMsg;
-use crate::wire::{read_msg, write_msg};
+use crate::wire::read_msg;
 
 /// How long a new connection may take to send `Join`.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -135,8 +135,9 @@ async fn run(
     );
     while let Some(cmd) = rx.recv().await {
         match cmd {
-            ConnCmd::Send(msg) => {
-                if let Err(e) = write_msg(&mut send, &msg).await {
+            ConnCmd::Send(mut frame) => {
+                // Chunks are shared with the other members' frames, not copied.
+                if let Err(e) = send.write_all_chunks(&mut frame).await {
                     debug!(error = %e, "write failed");
                     break;
                 }

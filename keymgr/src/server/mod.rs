@@ -20,6 +20,7 @@
 
 mod conn;
 mod control;
+mod encode;
 mod params;
 mod replica;
 
@@ -102,9 +103,14 @@ enum Event {
 /// What the core task tells a connection task.
 #[derive(Debug)]
 enum ConnCmd {
-    Send(ServerMsg),
+    /// A message already encoded ([`encode`]): a rekey's frames share their view.
+    Send(encode::Frame),
     Close(String),
 }
+
+/// The most events one step takes from the queue: bounds how long the
+/// timer and the control socket wait behind a burst.
+const MAX_BATCH: usize = 4096;
 
 /// A bound key manager, ready to [`run`](Server::run).
 #[derive(Debug)]
@@ -140,7 +146,10 @@ type Routes = HashMap<MemberId, (u64, mpsc::UnboundedSender<ConnCmd>)>;
 /// election's verdict, or revocations another replica stored.
 #[derive(Debug)]
 enum Step {
-    Event(Event),
+    /// Every event queued when the core got to them, in arrival order: one
+    /// trip to the blocking pool for a rekey's n acks, not n trips (each a
+    /// thread wake-up, milliseconds on a loaded machine).
+    Events(Vec<Event>),
     Tick,
     Role(Role),
     Revoked(std::collections::BTreeSet<String>),
@@ -288,7 +297,16 @@ impl Server {
                 biased;
                 () = &mut shutdown => break Ok(()),
                 Some(r) = role_changed(&mut role) => Step::Role(r),
-                Some(ev) = events.recv() => Step::Event(ev),
+                Some(ev) = events.recv() => {
+                    let mut batch = vec![ev];
+                    while batch.len() < MAX_BATCH {
+                        match events.try_recv() {
+                            Ok(ev) => batch.push(ev),
+                            Err(_) => break,
+                        }
+                    }
+                    Step::Events(batch)
+                }
                 Some(incoming) = self.endpoint.accept() => {
                     next_conn += 1;
                     tokio::spawn(conn::serve(incoming, next_conn, events_tx.clone(), refusals.clone()));
@@ -330,8 +348,24 @@ impl Server {
             .take()
             .unwrap_or_else(|| unreachable!("every step puts the core back"));
         let (core, result) = tokio::task::spawn_blocking(move || {
+            let mut encoder = encode::Encoder::default();
             let result = match step {
-                Step::Event(ev) => core.handle(ev),
+                Step::Events(events) => {
+                    // Each event's outputs are routed before the next event
+                    // runs, as if it had had a step of its own: a join
+                    // after a disconnect must find its own new route.
+                    let mut result = Ok(Vec::new());
+                    for ev in events {
+                        match core.handle(ev) {
+                            Ok(out) => route(out, &mut core.routes, &mut encoder),
+                            Err(e) => {
+                                result = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    result
+                }
                 Step::Tick => match core.km.as_mut() {
                     Some(km) => km.tick(now()).map_err(Into::into),
                     None => Ok(Vec::new()),
@@ -341,7 +375,7 @@ impl Server {
             };
             let result = match result {
                 Ok(out) => {
-                    route(out, &mut core.routes);
+                    route(out, &mut core.routes, &mut encoder);
                     Ok(())
                 }
                 // A replica that cannot write under its term steps down and
@@ -447,10 +481,10 @@ impl Core {
                     Err(JoinError::Store(e)) => return Err(e.into()),
                     Err(e) => {
                         // The key manager logged it and counts it for status.
-                        let _ = tx.send(ConnCmd::Send(ServerMsg::Refused {
+                        let _ = tx.send(ConnCmd::Send(encode::frame(ServerMsg::Refused {
                             code: e.refusal(),
                             reason: e.to_string(),
-                        }));
+                        })));
                         let _ = tx.send(ConnCmd::Close(e.to_string()));
                         Vec::new()
                     }
@@ -529,12 +563,12 @@ impl Core {
     }
 }
 
-fn route(out: Vec<Output>, routes: &mut Routes) {
+fn route(out: Vec<Output>, routes: &mut Routes, encoder: &mut encode::Encoder) {
     for o in out {
         match o {
             Output::Send { to, msg } => {
                 if let Some((_, tx)) = routes.get(&to) {
-                    let _ = tx.send(ConnCmd::Send(msg));
+                    let _ = tx.send(ConnCmd::Send(encoder.frame(msg)));
                 }
             }
             Output::Disconnect { member, reason } => {
@@ -542,10 +576,10 @@ fn route(out: Vec<Output>, routes: &mut Routes) {
                     // Say why before closing: a revoked member must learn it
                     // is revoked, not just see the connection end.
                     if let Some(code) = reason.refusal() {
-                        let _ = tx.send(ConnCmd::Send(ServerMsg::Refused {
+                        let _ = tx.send(ConnCmd::Send(encode::frame(ServerMsg::Refused {
                             code,
                             reason: reason.to_string(),
-                        }));
+                        })));
                     }
                     let _ = tx.send(ConnCmd::Close(reason.to_string()));
                 }
