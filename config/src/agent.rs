@@ -231,10 +231,71 @@ impl AgentConfig {
         Ok(())
     }
 
+    /// Every file `[[von]]` tables name (view, certificates, keys), checked
+    /// to exist and be readable: a missing one is refused at its field,
+    /// e.g. `von.toml: von[0].key: "/x" (VON "grid"): No such file or
+    /// directory`, before the agent contacts anything. `origin` names
+    /// von.toml as the operator should read it.
+    pub fn check_files(&self, origin: &str) -> Result<(), ConfigError> {
+        let origin = Origin(origin);
+        for (i, von) in self.vons.iter().enumerate() {
+            let mut files: Vec<(String, &Path, &str)> = Vec::new();
+            match &von.mode {
+                VonMode::Static(s) => files.push((
+                    "static.view".into(),
+                    &s.view,
+                    "the static view file every member shares",
+                )),
+                VonMode::Keymgr(k) => {
+                    let issue = "`von cert issue --out DIR` writes NAME.crt, NAME.key and NAME.noise.key";
+                    files.push(("ca".into(), &k.ca, "`von ca init --out DIR` writes DIR/ca.crt"));
+                    files.push(("cert".into(), &k.cert, issue));
+                    files.push(("key".into(), &k.key, issue));
+                    files.push(("noise_key".into(), &k.noise_key, issue));
+                    if let Some(km) = &k.embedded {
+                        let issue = "`von cert issue --role keymgr --out DIR` writes them";
+                        files.push(("embedded_keymgr.cert".into(), &km.cert, issue));
+                        files.push(("embedded_keymgr.key".into(), &km.key, issue));
+                        files.push(("embedded_keymgr.noise_key".into(), &km.noise_key, issue));
+                    }
+                }
+            }
+            for (field, path, hint) in files {
+                if let Err(e) = std::fs::File::open(path) {
+                    return Err(origin.field(
+                        format_args!("von[{i}].{field}"),
+                        format_args!(
+                            "\"{}\" (VON \"{}\"): {e} (fix the path, or create the file: {hint})",
+                            path.display(),
+                            von.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Parses and checks `text`; errors name `origin` as the file.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let file: AgentFile = parse_toml(text, origin)?;
         file.resolve(Origin(origin))
+    }
+
+    /// Only `control_socket` of the von.toml at `path` (the default when it
+    /// is not set), for tools such as `von status` that must find the agent
+    /// even when the rest of the file would not validate.
+    pub fn read_control_socket(path: impl AsRef<Path>) -> Result<PathBuf, ConfigError> {
+        #[derive(Deserialize)]
+        struct ControlOnly {
+            control_socket: Option<PathBuf>,
+        }
+        let path = path.as_ref();
+        let origin = path.display().to_string();
+        let file: ControlOnly = parse_toml(&read(path)?, &origin)?;
+        Ok(file
+            .control_socket
+            .unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into()))
     }
 
     /// The VON called `name`.
@@ -294,15 +355,7 @@ impl AgentFile {
         if log.trim().is_empty() {
             return Err(origin.field("log", "\"\" is empty (write a level such as \"info\")"));
         }
-        if self.underlay.a.bind == self.underlay.b.bind {
-            return Err(origin.field(
-                "underlay.b.bind",
-                format_args!(
-                    "\"{}\" is also underlay A's address (A and B must be two independent networks)",
-                    self.underlay.b.bind
-                ),
-            ));
-        }
+        check_underlays_apart(origin, &self.underlay)?;
         if self.vons.is_empty() {
             return Err(origin.field(
                 "von",
@@ -347,6 +400,41 @@ impl AgentFile {
             vons,
         })
     }
+}
+
+/// Each underlay's name and bind address, in file order. Checks loop over
+/// this list rather than naming A and B.
+pub fn underlay_binds(underlays: &Underlays) -> Vec<(&'static str, Endpoint)> {
+    vec![("a", underlays.a.bind), ("b", underlays.b.bind)]
+}
+
+/// Two underlays on one IP address are one network path: a fault on it
+/// takes both, so the second copy of every packet buys no redundancy.
+fn check_underlays_apart(origin: Origin<'_>, underlays: &Underlays) -> Result<(), ConfigError> {
+    let binds = underlay_binds(underlays);
+    for (i, (name, bind)) in binds.iter().enumerate() {
+        let Some((first, earlier)) = binds[..i]
+            .iter()
+            .find(|(_, e)| e.addr().ip() == bind.addr().ip())
+        else {
+            continue;
+        };
+        let why = if earlier == bind {
+            format!("\"{bind}\" is also underlay {}'s address", first.to_uppercase())
+        } else {
+            format!(
+                "\"{bind}\" has the IP address of underlay {} (\"{earlier}\"): a second port on one address is the same network path, so it gives no redundancy",
+                first.to_uppercase()
+            )
+        };
+        return Err(origin.field(
+            format_args!("underlay.{name}.bind"),
+            format_args!(
+                "{why} (underlays must be independent networks: bind each to an address on its own network)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn embedded(v: &VonConfig) -> Option<&KeymgrConfig> {

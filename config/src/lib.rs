@@ -29,7 +29,7 @@ mod views;
 pub use agent::{
     AgentConfig, DEFAULT_BURST_PACKETS, DEFAULT_BURST_TIME, DEFAULT_CONTROL_SOCKET, DEFAULT_LOG,
     DEFAULT_STATE_DIR, KeymgrEndpoint, KeymgrMode, StaticMode, Underlay, Underlays, VonConfig,
-    VonMode,
+    VonMode, underlay_binds,
 };
 pub use error::{ConfigError, ValueError};
 pub use ids::{Epoch, MemberId, OnId};
