@@ -16,6 +16,7 @@ pub mod guard;
 pub mod health;
 pub mod logs;
 pub mod metrics;
+pub mod preflight;
 pub mod reload;
 pub mod state;
 pub mod static_mode;
