@@ -113,10 +113,7 @@ pub fn check(
     for (i, von) in config.vons.iter().enumerate() {
         if let VonMode::Keymgr(k) = &von.mode {
             if let Some(km) = &k.embedded {
-                udp.push((
-                    format!("von[{i}].embedded_keymgr.listen"),
-                    km.listen.addr(),
-                ));
+                udp.push((format!("von[{i}].embedded_keymgr.listen"), km.listen.addr()));
             }
         }
     }

@@ -264,7 +264,11 @@ pub enum StatusError {
     NotRunning { path: PathBuf, source: io::Error },
     /// The agent runs but has no view yet for some VON: nothing is forwarded.
     #[error("{}", waiting_text(.report))]
-    Waiting { path: PathBuf, report: WaitingReport, text: String },
+    Waiting {
+        path: PathBuf,
+        report: WaitingReport,
+        text: String,
+    },
     /// The answer was not a status document.
     #[error("the agent on {path} answered something that is not a status document: {reason}")]
     BadAnswer { path: PathBuf, reason: String },

@@ -247,8 +247,13 @@ impl AgentConfig {
                     "the static view file every member shares",
                 )),
                 VonMode::Keymgr(k) => {
-                    let issue = "`von cert issue --out DIR` writes NAME.crt, NAME.key and NAME.noise.key";
-                    files.push(("ca".into(), &k.ca, "`von ca init --out DIR` writes DIR/ca.crt"));
+                    let issue =
+                        "`von cert issue --out DIR` writes NAME.crt, NAME.key and NAME.noise.key";
+                    files.push((
+                        "ca".into(),
+                        &k.ca,
+                        "`von ca init --out DIR` writes DIR/ca.crt",
+                    ));
                     files.push(("cert".into(), &k.cert, issue));
                     files.push(("key".into(), &k.key, issue));
                     files.push(("noise_key".into(), &k.noise_key, issue));
@@ -420,7 +425,10 @@ fn check_underlays_apart(origin: Origin<'_>, underlays: &Underlays) -> Result<()
             continue;
         };
         let why = if earlier == bind {
-            format!("\"{bind}\" is also underlay {}'s address", first.to_uppercase())
+            format!(
+                "\"{bind}\" is also underlay {}'s address",
+                first.to_uppercase()
+            )
         } else {
             format!(
                 "\"{bind}\" has the IP address of underlay {} (\"{earlier}\"): a second port on one address is the same network path, so it gives no redundancy",

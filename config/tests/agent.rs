@@ -370,7 +370,11 @@ fn control_socket_alone_is_read_even_from_a_file_that_would_not_validate() {
     let dir = std::env::temp_dir().join(format!("von-config-sock-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let with = dir.join("with.toml");
-    std::fs::write(&with, "control_socket = \"/run/x.sock\"\n[underlay.a]\nbogus = 1\n").unwrap();
+    std::fs::write(
+        &with,
+        "control_socket = \"/run/x.sock\"\n[underlay.a]\nbogus = 1\n",
+    )
+    .unwrap();
     assert_eq!(
         AgentConfig::read_control_socket(&with).unwrap(),
         Path::new("/run/x.sock")

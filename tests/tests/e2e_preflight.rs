@@ -117,7 +117,9 @@ fn each_local_failure_stops_von_up_before_the_key_manager_hears_of_it() -> Resul
             ),
             wrap: vec![],
             says: vec![
-                format!("{config}: metrics: \"127.0.0.1:{metrics_port}\": TCP port {metrics_port} is already in use"),
+                format!(
+                    "{config}: metrics: \"127.0.0.1:{metrics_port}\": TCP port {metrics_port} is already in use"
+                ),
                 "ss -tlpn".into(),
             ],
             check_fails: true,
@@ -143,7 +145,9 @@ fn each_local_failure_stops_von_up_before_the_key_manager_hears_of_it() -> Resul
             toml: base.replace(&key, &loose),
             wrap: vec![],
             says: vec![
-                format!("{config}: von[0].key: {loose} is a private key readable by group or others (mode 0644)"),
+                format!(
+                    "{config}: von[0].key: {loose} is a private key readable by group or others (mode 0644)"
+                ),
                 format!("chmod 600 {loose}"),
             ],
             check_fails: true,
@@ -218,7 +222,12 @@ fn each_local_failure_stops_von_up_before_the_key_manager_hears_of_it() -> Resul
         }
 
         // The key manager saw nothing: no join, no rekey.
-        assert_eq!(keymgr_view(&w)?, before, "{}: the key manager changed", case.what);
+        assert_eq!(
+            keymgr_view(&w)?,
+            before,
+            "{}: the key manager changed",
+            case.what
+        );
         assert_eq!(w.epoch(1)?, e1, "{}: h1 rekeyed", case.what);
     }
     // h1 kept its socket through the attempt to share it.
@@ -227,7 +236,12 @@ fn each_local_failure_stops_von_up_before_the_key_manager_hears_of_it() -> Resul
 
     // The control: the unchanged config joins, and the key manager shows it.
     let ok = w.run_up(2, &base, &[], &["--check"])?;
-    assert!(ok.status.success(), "--check of the good config: {}{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.status.success(),
+        "--check of the good config: {}{}",
+        ok.stdout,
+        ok.stderr
+    );
     w.start_agent(2)?;
     w.wait(10, "h2 in the key manager's view", |w| {
         keymgr_view(w).is_ok_and(|(e, names)| e > before.0 && names == ["h1", "h2"])

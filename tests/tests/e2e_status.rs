@@ -135,7 +135,10 @@ fn status_finds_its_agent_and_tells_each_state_apart() -> Result<()> {
         let at = head.find(column).expect("last heard column");
         let cell = row.get(at..).unwrap_or_default();
         assert!(
-            cell.split("  ").next().unwrap_or_default().ends_with(" ago"),
+            cell.split("  ")
+                .next()
+                .unwrap_or_default()
+                .ends_with(" ago"),
             "{column:?}:\n{head}\n{row}"
         );
     }
@@ -149,7 +152,11 @@ fn status_finds_its_agent_and_tells_each_state_apart() -> Result<()> {
     );
     assert!(!text.contains("REVOKED"), "{text}");
     // --socket still overrides the config.
-    let out = status(&w, &["--config", "/nonexistent.toml", "--socket", &sock], false)?;
+    let out = status(
+        &w,
+        &["--config", "/nonexistent.toml", "--socket", &sock],
+        false,
+    )?;
     assert!(out.status.success(), "{}", out.stderr);
 
     // Revoked: said plainly.
@@ -168,6 +175,9 @@ fn status_finds_its_agent_and_tells_each_state_apart() -> Result<()> {
         .lines()
         .position(|l| l.contains("! REVOKED by the key manager"))
         .unwrap_or_else(|| panic!("no REVOKED line:\n{text}"));
-    assert!(warning <= von_line + 2, "the revocation is not said first:\n{text}");
+    assert!(
+        warning <= von_line + 2,
+        "the revocation is not said first:\n{text}"
+    );
     Ok(())
 }

@@ -137,9 +137,7 @@ fn underlays(report: &StatusReport) -> Vec<(&'static str, &UnderlayStatus)> {
 }
 
 /// A VON's per-underlay data as a list, in the host's underlay order.
-fn von_underlays(
-    v: &VonStatus,
-) -> Vec<(&'static str, &UnderlayHealth, &UnderlayCountersSnapshot)> {
+fn von_underlays(v: &VonStatus) -> Vec<(&'static str, &UnderlayHealth, &UnderlayCountersSnapshot)> {
     vec![
         ("a", &v.health.a, &v.counters.a),
         ("b", &v.health.b, &v.counters.b),
