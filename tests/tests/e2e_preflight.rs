@@ -70,7 +70,7 @@ fn each_local_failure_stops_von_up_before_the_key_manager_hears_of_it() -> Resul
     let config = w.path("h2-once.toml");
     let metrics_port = 5399;
     // Another program holds h2's metrics port.
-    let _holder = Background::spawn(&mut w.topo.host(2).ns().command("iperf3").args([
+    let _holder = Background::spawn(w.topo.host(2).ns().command("iperf3").args([
         "-s",
         "-B",
         "127.0.0.1",
