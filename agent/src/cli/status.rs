@@ -227,7 +227,7 @@ fn von(out: &mut String, v: &VonStatus) {
         );
     }
     if let Some(l) = v.lease {
-        let _ = writeln!(out, "  lease: {}", lease_text(l.expires_in_ms));
+        let _ = writeln!(out, "  lease {}", lease_text(l.expires_in_ms));
     }
 
     // One row per peer, one group of columns per underlay.
