@@ -149,11 +149,34 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     // Every state stops on `shutdown`, the wait for a first view included.
-    let mut shutdown = std::pin::pin!(shutdown);
     // Views first: a bad file fails before anything is touched.
     let views = config.load_views()?;
     // The first start creates state_dir (0700): the first view is saved there.
     state::create_dir(&config.state_dir)?;
+    // The control socket is claimed before any key manager is asked (a live
+    // agent on it is refused), and answers "waiting" until the views are in.
+    let claimed = status::claim(&config.control_socket)?;
+    let result = run_claimed(config, live, claimed, views, shutdown).await;
+    let _ = std::fs::remove_file(&config.control_socket);
+    result
+}
+
+/// [`run`] once the control socket is this agent's.
+async fn run_claimed(
+    config: &AgentConfig,
+    live: &Registry,
+    claimed: std::os::unix::net::UnixListener,
+    views: Vec<von_config::LocalView>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let waiting = status::SharedWaiting::default();
+    let (stop_waiting, waiting_stopped) = tokio::sync::oneshot::channel();
+    let waiter = tokio::spawn(status::serve_waiting(
+        claimed,
+        waiting.clone(),
+        waiting_stopped,
+    ));
     let mut vons = Vec::with_capacity(config.vons.len());
     // Keymgr-mode VONs: restored or first view from the key manager (control/).
     let mut controls = Vec::new();
@@ -188,6 +211,15 @@ pub async fn run(
                     control::start(&config.state_dir, von.name.as_str(), mode, underlays)
                         .await
                         .map_err(failed)?;
+                waiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(status::WaitingSource {
+                        name: von.name.to_string(),
+                        keymgr: mode.endpoint.to_string(),
+                        since: Instant::now(),
+                        standing: joining.standing(),
+                    });
                 let first = tokio::select! {
                     r = joining.first_view() => r,
                     () = &mut shutdown => {
@@ -197,6 +229,10 @@ pub async fn run(
                         return Ok(());
                     }
                 };
+                waiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|w| w.name != von.name.as_str());
                 let k = first.and_then(|()| joining.running()).map_err(failed)?;
                 let parts = (
                     k.shared.clone(),
@@ -236,11 +272,25 @@ pub async fn run(
         })?;
     }
 
+    // Every view is in: the real status answers from here on.
+    let _ = stop_waiting.send(());
+    let listener = waiter
+        .await
+        .map_err(|_| AgentError::TaskEnded("status"))?
+        .map_err(|source| {
+            AgentError::Status(StatusError::Io {
+                step: "serving",
+                path: config.control_socket.clone(),
+                source,
+            })
+        })?;
+
     let runtimes = Runtimes::new()?;
     let result = run_on(
         config,
         live,
         &runtimes,
+        listener,
         vons,
         incarnations,
         controls,
@@ -254,10 +304,15 @@ pub async fn run(
 /// The second half of [`run`]: opens the OS edges on the data-plane runtime
 /// (tokio I/O stays with the runtime it was registered on), spawns the loops
 /// there and the status socket on the operator runtime, then waits.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the halves of one start, handed over once; a struct would only rename them"
+)]
 async fn run_on(
     config: &AgentConfig,
     live: &Registry,
     runtimes: &Runtimes,
+    listener: std::os::unix::net::UnixListener,
     vons: Vec<(
         &von_config::VonConfig,
         von_packet::SharedSnapshot,
@@ -398,11 +453,12 @@ async fn run_on(
     let operator = runtimes.operator.handle();
     let control: PathBuf = config.control_socket.clone();
     let listener = {
-        let control = control.clone();
-        operator
-            .spawn(async move { status::bind(&control).await })
-            .await
-            .map_err(|_| AgentError::TaskEnded("status"))??
+        let _operator = operator.enter();
+        tokio::net::UnixListener::from_std(listener).map_err(|source| StatusError::Io {
+            step: "serving",
+            path: control.clone(),
+            source,
+        })?
     };
     let source = Arc::new(StatusSource {
         vons: status_vons,

@@ -17,6 +17,7 @@ pub mod health;
 pub mod keymgr_metrics;
 pub mod logs;
 pub mod metrics;
+pub mod preflight;
 pub mod reload;
 pub mod state;
 pub mod static_mode;

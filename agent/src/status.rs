@@ -236,12 +236,34 @@ pub enum StatusError {
         path: PathBuf,
         source: io::Error,
     },
-    /// The agent is not running (nothing listens on the path).
+    /// No socket file: no agent has started with this control_socket.
     #[error(
-        "no agent answers on {path}; is `von up` running? pass --socket with \
-         the config's control_socket"
+        "no agent: {} does not exist (is `von up` running? `systemctl status von`; \
+         the path is control_socket in von.toml, or pass --socket PATH)",
+        path.display()
+    )]
+    NoSocket { path: PathBuf },
+    /// The socket exists but this user may not connect to it.
+    #[error(
+        "permission denied on {}: only root (the agent's user) may read its status; \
+         run `sudo von status`",
+        path.display()
+    )]
+    PermissionDenied { path: PathBuf },
+    /// The socket file exists, but nothing listens on it.
+    #[error(
+        "no agent answers on {}: the socket was left by an agent that crashed or was killed \
+         (start it: `systemctl start von`; its log says why it stopped: `journalctl -u von`)",
+        path.display()
     )]
     NotRunning { path: PathBuf, source: io::Error },
+    /// The agent runs but has no view yet for some VON: nothing is forwarded.
+    #[error("{}", waiting_text(.report))]
+    Waiting {
+        path: PathBuf,
+        report: WaitingReport,
+        text: String,
+    },
     /// The answer was not a status document.
     #[error("the agent on {path} answered something that is not a status document: {reason}")]
     BadAnswer { path: PathBuf, reason: String },
@@ -282,22 +304,8 @@ pub async fn serve(listener: UnixListener, source: Arc<StatusSource>) {
 }
 
 async fn answer(stream: UnixStream, source: &StatusSource) -> io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(read.take(256));
-    tokio::time::timeout(COMMAND_TIMEOUT, reader.read_line(&mut line))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no command"))??;
-    let body = match line.trim() {
-        "status" => serde_json::to_string(&source.report()).map_err(io::Error::other)?,
-        other => serde_json::json!({
-            "error": format!("unknown command {other:?}; this agent knows: status")
-        })
-        .to_string(),
-    };
-    write.write_all(body.as_bytes()).await?;
-    write.write_all(b"\n").await?;
-    write.shutdown().await
+    let body = serde_json::to_string(&source.report()).map_err(io::Error::other)?;
+    answer_with(stream, body).await
 }
 
 /// Asks the agent on `path` for its status; returns the raw JSON text and
@@ -305,10 +313,7 @@ async fn answer(stream: UnixStream, source: &StatusSource) -> io::Result<()> {
 pub async fn query(path: &Path) -> Result<(String, StatusReport), StatusError> {
     let mut stream = UnixStream::connect(path)
         .await
-        .map_err(|source| StatusError::NotRunning {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| connect_error(path, source))?;
     let io_err = |source: io::Error| StatusError::Io {
         step: "talking to",
         path: path.to_owned(),
@@ -317,11 +322,185 @@ pub async fn query(path: &Path) -> Result<(String, StatusReport), StatusError> {
     stream.write_all(b"status\n").await.map_err(io_err)?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await.map_err(io_err)?;
-    let report = serde_json::from_str(&text).map_err(|e| StatusError::BadAnswer {
+    let bad = |e: serde_json::Error| StatusError::BadAnswer {
         path: path.to_owned(),
         reason: format!("{e}: {}", text.chars().take(200).collect::<String>()),
-    })?;
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+    if value.get("waiting").is_some() {
+        let report = serde_json::from_value(value).map_err(bad)?;
+        return Err(StatusError::Waiting {
+            path: path.to_owned(),
+            report,
+            text: text.trim_end().to_owned(),
+        });
+    }
+    let report = serde_json::from_value(value).map_err(bad)?;
     Ok((text.trim_end().to_owned(), report))
+}
+
+/// A failed connect, told apart: no socket file, no permission, or a file
+/// nothing listens on.
+fn connect_error(path: &Path, source: io::Error) -> StatusError {
+    let path = path.to_owned();
+    match source.kind() {
+        io::ErrorKind::NotFound => StatusError::NoSocket { path },
+        io::ErrorKind::PermissionDenied => StatusError::PermissionDenied { path },
+        _ => StatusError::NotRunning { path, source },
+    }
+}
+
+/// What an agent answers while some VON has no first view yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitingReport {
+    /// [`STATUS_VERSION`].
+    pub version: u32,
+    /// The VONs still without a view, in config order.
+    pub waiting: Vec<WaitingVon>,
+}
+
+/// One VON waiting for its first view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitingVon {
+    /// The VON's name.
+    pub name: String,
+    /// The key manager it asks (`embedded`, or its addresses).
+    pub keymgr: String,
+    /// Milliseconds since it started waiting.
+    pub waiting_ms: u64,
+    /// Where it stands with the key manager (`connecting`, `unreachable`,
+    /// `refused`, `revoked`, ...) and why.
+    pub standing: Option<KeymgrStanding>,
+}
+
+/// "the agent is running but has no view yet ..." with each VON's standing.
+fn waiting_text(report: &WaitingReport) -> String {
+    let mut text = String::from(
+        "the agent is running but waits for its first view, so it forwards nothing yet:",
+    );
+    for w in &report.waiting {
+        let standing = w.standing.as_ref().map_or_else(
+            || "connecting".to_owned(),
+            |s| match &s.reason {
+                Some(r) => format!("{}: {r}", s.state),
+                None => s.state.clone(),
+            },
+        );
+        text.push_str(&format!(
+            "\n  VON {}: key manager {}: {standing} (waiting {:.0}s)",
+            w.name,
+            w.keymgr,
+            w.waiting_ms as f64 / 1000.0
+        ));
+    }
+    text
+}
+
+/// A VON the waiting answer describes: its name, key manager and standing.
+#[derive(Debug, Clone)]
+pub struct WaitingSource {
+    /// The VON's name.
+    pub name: String,
+    /// Its key manager, as shown.
+    pub keymgr: String,
+    /// Since when it waits.
+    pub since: Instant,
+    /// Its standing, as the control client publishes it.
+    pub standing: SharedStanding,
+}
+
+/// The VONs still waiting, shared between the driver and the answer.
+pub type SharedWaiting = Arc<std::sync::Mutex<Vec<WaitingSource>>>;
+
+fn waiting_report(waiting: &SharedWaiting) -> WaitingReport {
+    let now = Instant::now();
+    let list = waiting.lock().unwrap_or_else(|p| p.into_inner());
+    WaitingReport {
+        version: STATUS_VERSION,
+        waiting: list
+            .iter()
+            .map(|w| WaitingVon {
+                name: w.name.clone(),
+                keymgr: w.keymgr.clone(),
+                waiting_ms: u64::try_from(now.duration_since(w.since).as_millis())
+                    .unwrap_or(u64::MAX),
+                standing: w.standing.load().as_deref().cloned(),
+            })
+            .collect(),
+    }
+}
+
+/// Claims the control socket at start, before any key manager is asked:
+/// a live agent on it is refused ([`StatusError::InUse`]), a stale file is
+/// replaced. The listener answers [`serve_waiting`] until the first views
+/// are in, then [`serve`].
+pub fn claim(path: &Path) -> Result<std::os::unix::net::UnixListener, StatusError> {
+    let io_err = |step: &'static str| {
+        let path = path.to_owned();
+        move |source| StatusError::Io { step, path, source }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_err("creating the directory of"))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(StatusError::InUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(io_err("removing stale"))?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(io_err("binding"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(io_err("setting O_NONBLOCK on"))?;
+    Ok(listener)
+}
+
+/// Answers `status` with a [`WaitingReport`] until `stop` fires, then hands
+/// the listener back (for [`serve`]). Must run inside a tokio runtime.
+pub async fn serve_waiting(
+    listener: std::os::unix::net::UnixListener,
+    waiting: SharedWaiting,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> io::Result<std::os::unix::net::UnixListener> {
+    let listener = UnixListener::from_std(listener)?;
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let body = serde_json::to_string(&waiting_report(&waiting))
+                    .map_err(io::Error::other)?;
+                tokio::spawn(async move {
+                    let _ = answer_with(stream, body).await;
+                });
+            }
+        }
+    }
+    listener.into_std()
+}
+
+/// Reads the command and answers `status` with `body`.
+async fn answer_with(stream: UnixStream, body: String) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(256));
+    tokio::time::timeout(COMMAND_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no command"))??;
+    let body = match line.trim() {
+        "status" => body,
+        other => serde_json::json!({
+            "error": format!("unknown command {other:?}; this agent knows: status")
+        })
+        .to_string(),
+    };
+    write.write_all(body.as_bytes()).await?;
+    write.write_all(b"\n").await?;
+    write.shutdown().await
 }
 
 #[cfg(test)]

@@ -231,10 +231,76 @@ impl AgentConfig {
         Ok(())
     }
 
+    /// Every file `[[von]]` tables name (view, certificates, keys), checked
+    /// to exist and be readable: a missing one is refused at its field,
+    /// e.g. `von.toml: von[0].key: "/x" (VON "grid"): No such file or
+    /// directory`, before the agent contacts anything. `origin` names
+    /// von.toml as the operator should read it.
+    pub fn check_files(&self, origin: &str) -> Result<(), ConfigError> {
+        let origin = Origin(origin);
+        for (i, von) in self.vons.iter().enumerate() {
+            let mut files: Vec<(String, &Path, &str)> = Vec::new();
+            match &von.mode {
+                VonMode::Static(s) => files.push((
+                    "static.view".into(),
+                    &s.view,
+                    "the static view file every member shares",
+                )),
+                VonMode::Keymgr(k) => {
+                    let issue =
+                        "`von cert issue --out DIR` writes NAME.crt, NAME.key and NAME.noise.key";
+                    files.push((
+                        "ca".into(),
+                        &k.ca,
+                        "`von ca init --out DIR` writes DIR/ca.crt",
+                    ));
+                    files.push(("cert".into(), &k.cert, issue));
+                    files.push(("key".into(), &k.key, issue));
+                    files.push(("noise_key".into(), &k.noise_key, issue));
+                    if let Some(km) = &k.embedded {
+                        let issue = "`von cert issue --role keymgr --out DIR` writes them";
+                        files.push(("embedded_keymgr.cert".into(), &km.cert, issue));
+                        files.push(("embedded_keymgr.key".into(), &km.key, issue));
+                        files.push(("embedded_keymgr.noise_key".into(), &km.noise_key, issue));
+                    }
+                }
+            }
+            for (field, path, hint) in files {
+                if let Err(e) = std::fs::File::open(path) {
+                    return Err(origin.field(
+                        format_args!("von[{i}].{field}"),
+                        format_args!(
+                            "\"{}\" (VON \"{}\"): {e} (fix the path, or create the file: {hint})",
+                            path.display(),
+                            von.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Parses and checks `text`; errors name `origin` as the file.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let file: AgentFile = parse_toml(text, origin)?;
         file.resolve(Origin(origin))
+    }
+
+    /// Only `control_socket` of the von.toml at `path` (the default when it
+    /// is not set), for tools such as `von status` that must find the agent
+    /// even when the rest of the file would not validate.
+    pub fn read_control_socket(path: impl AsRef<Path>) -> Result<PathBuf, ConfigError> {
+        #[derive(Deserialize)]
+        struct ControlOnly {
+            control_socket: Option<PathBuf>,
+        }
+        let path = path.as_ref();
+        let origin = path.display().to_string();
+        let file: ControlOnly = parse_toml(&read(path)?, &origin)?;
+        Ok(file
+            .control_socket
+            .unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into()))
     }
 
     /// The VON called `name`.
@@ -341,7 +407,9 @@ impl AgentFile {
     }
 }
 
-/// Checks the `[underlay.NAME]` tables: 1 to 4, each its own address.
+/// Checks the `[underlay.NAME]` tables: 1 to 4, each on an address of its
+/// own. Two underlays on one IP address are one network path: a fault on it
+/// takes both, so the extra copy of every packet buys no redundancy.
 fn resolve_underlays(
     origin: Origin<'_>,
     tables: BTreeMap<UnderlayName, UnderlayFile>,
@@ -360,15 +428,27 @@ fn resolve_underlays(
         .map(|(name, t)| UnderlayConfig { name, bind: t.bind })
         .collect();
     for (i, u) in list.iter().enumerate() {
-        if let Some(first) = list[..i].iter().find(|f| f.bind == u.bind) {
-            return Err(origin.field(
-                format_args!("underlay.{}.bind", u.name),
-                format_args!(
-                    "\"{}\" is also underlay {}'s address (underlays must be independent networks, each with its own address)",
-                    u.bind, first.name
-                ),
-            ));
-        }
+        let bind = u.bind;
+        let Some(first) = list[..i]
+            .iter()
+            .find(|f| f.bind.addr().ip() == bind.addr().ip())
+        else {
+            continue;
+        };
+        let why = if first.bind == bind {
+            format!("\"{bind}\" is also underlay {}'s address", first.name)
+        } else {
+            format!(
+                "\"{bind}\" has the IP address of underlay {} (\"{}\"): a second port on one address is the same network path, so it gives no redundancy",
+                first.name, first.bind
+            )
+        };
+        return Err(origin.field(
+            format_args!("underlay.{}.bind", u.name),
+            format_args!(
+                "{why} (underlays must be independent networks: bind each to an address on its own network)"
+            ),
+        ));
     }
     Ok(PerUnderlay::from_fn(list.len(), |u| list[u.index()]))
 }

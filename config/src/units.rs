@@ -20,6 +20,18 @@ fn split_number(text: &str) -> Option<(u64, &str)> {
     Some((number, &text[end..]))
 }
 
+/// Why `unit` is not one of `units`: a known unit in the wrong case says
+/// that units are case-sensitive (`"Mbit"` for `"mbit"`), as `tc` reads
+/// them; anything else is simply unknown.
+fn unknown_unit(unit: &str, units: &[(&str, u64)]) -> String {
+    match units.iter().find(|(u, _)| u.eq_ignore_ascii_case(unit)) {
+        Some((known, _)) => format!(
+            "unit {unit:?} is written in the wrong case: units are case-sensitive, write {known:?}"
+        ),
+        None => format!("unknown unit {unit:?}"),
+    }
+}
+
 /// Writes `value` with the largest unit that divides it exactly.
 fn write_scaled(f: &mut fmt::Formatter<'_>, value: u64, units: &[(&str, u64)]) -> fmt::Result {
     for &(unit, scale) in units.iter().rev() {
@@ -81,11 +93,10 @@ impl FromStr for Rate {
                     "tc reads \"bps\" as bytes per second; write bits, e.g. \"mbit\"",
                 ));
             }
-            _ => RATE_UNITS
-                .iter()
-                .find(|(u, _)| *u == unit)
-                .map(|(_, s)| *s)
-                .ok_or_else(|| fail("unknown unit"))?,
+            _ => match RATE_UNITS.iter().find(|(u, _)| *u == unit) {
+                Some((_, s)) => *s,
+                None => return Err(fail(&unknown_unit(unit, RATE_UNITS))),
+            },
         };
         let bits = number
             .checked_mul(scale)
@@ -133,11 +144,10 @@ impl FromStr for ByteSize {
         if unit.is_empty() {
             return Err(fail("it has no unit"));
         }
-        let scale = SIZE_UNITS
-            .iter()
-            .find(|(u, _)| *u == unit)
-            .map(|(_, s)| *s)
-            .ok_or_else(|| fail("unknown unit"))?;
+        let scale = match SIZE_UNITS.iter().find(|(u, _)| *u == unit) {
+            Some((_, s)) => *s,
+            None => return Err(fail(&unknown_unit(unit, SIZE_UNITS))),
+        };
         let bytes = number
             .checked_mul(scale)
             .ok_or_else(|| fail("it is too large"))?;
@@ -189,11 +199,10 @@ impl FromStr for Period {
         if unit.is_empty() {
             return Err(fail("it has no unit"));
         }
-        let scale = PERIOD_UNITS
-            .iter()
-            .find(|(u, _)| *u == unit)
-            .map(|(_, s)| *s)
-            .ok_or_else(|| fail("unknown unit"))?;
+        let scale = match PERIOD_UNITS.iter().find(|(u, _)| *u == unit) {
+            Some((_, s)) => *s,
+            None => return Err(fail(&unknown_unit(unit, PERIOD_UNITS))),
+        };
         let millis = number
             .checked_mul(scale)
             .ok_or_else(|| fail("it is too large"))?;
@@ -216,6 +225,22 @@ serde_via_str!(Period);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_in_the_wrong_case_says_units_are_case_sensitive_and_lists_them() {
+        let err = "20Mbit".parse::<Rate>().unwrap_err().to_string();
+        assert!(err.contains("case-sensitive"), "{err}");
+        assert!(err.contains("write \"mbit\""), "{err}");
+        assert!(err.contains("units: bit, kbit, mbit, gbit"), "{err}");
+        let err = "64KB".parse::<ByteSize>().unwrap_err().to_string();
+        assert!(err.contains("case-sensitive, write \"kb\""), "{err}");
+        let err = "30S".parse::<Period>().unwrap_err().to_string();
+        assert!(err.contains("case-sensitive, write \"s\""), "{err}");
+        // A unit that is wrong in any case is just unknown.
+        let err = "20mbits".parse::<Rate>().unwrap_err().to_string();
+        assert!(err.contains("unknown unit \"mbits\""), "{err}");
+        assert!(!err.contains("case"), "{err}");
+    }
 
     #[test]
     fn rates() {
@@ -251,7 +276,7 @@ mod tests {
         assert!(err("0mbit").contains("above zero"));
         assert!(err("mbit").contains("whole number"));
         assert!(err("1.5mbit").contains("unknown unit"));
-        assert!(err("20Mbit").contains("unknown unit"));
+        assert!(err("20Mbit").contains("case-sensitive"));
         assert!(err("99999999999999gbit").contains("too large"));
         assert!(err("-5mbit").contains("whole number"));
     }
@@ -267,7 +292,7 @@ mod tests {
         let err = "64k".parse::<ByteSize>().unwrap_err().to_string();
         assert_eq!(
             err,
-            "\"64k\" is not a size: unknown unit (units: b, kb, mb, gb, where kb = 1024 bytes; example: \"64kb\")"
+            "\"64k\" is not a size: unknown unit \"k\" (units: b, kb, mb, gb, where kb = 1024 bytes; example: \"64kb\")"
         );
         assert!(
             "64".parse::<ByteSize>()

@@ -313,8 +313,60 @@ fn vons_are_unique() {
     );
     assert_eq!(
         error(&BASE.replace("198.51.100.1:4789", "192.0.2.1:4789")),
-        r#"von.toml: underlay.b.bind: "192.0.2.1:4789" is also underlay a's address (underlays must be independent networks, each with its own address)"#
+        r#"von.toml: underlay.b.bind: "192.0.2.1:4789" is also underlay a's address (underlays must be independent networks: bind each to an address on its own network)"#
     );
+}
+
+#[test]
+fn one_ip_on_two_underlays_is_refused_as_no_redundancy() {
+    let err = error(&format!(
+        "{}{STATIC_VON}",
+        BASE.replace("198.51.100.1:4789", "192.0.2.1:4790")
+    ));
+    assert_eq!(
+        err,
+        r#"von.toml: underlay.b.bind: "192.0.2.1:4790" has the IP address of underlay a ("192.0.2.1:4789"): a second port on one address is the same network path, so it gives no redundancy (underlays must be independent networks: bind each to an address on its own network)"#
+    );
+    // Different addresses on one port are fine.
+    parse(&format!("{BASE}{STATIC_VON}")).unwrap();
+}
+
+#[test]
+fn a_missing_credential_file_names_the_field_the_von_and_the_fix() {
+    let dir = std::env::temp_dir().join(format!("von-config-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let creds = ["c", "ca", "n"].map(|f| {
+        let p = dir.join(f);
+        std::fs::write(&p, "x").unwrap();
+        p.display().to_string()
+    });
+    let text = format!(
+        "{BASE}[[von]]\nname = \"grid\"\nrate = \"1mbit\"\nkeymgr = \"192.0.2.9:4433\"\ncert = \"{}\"\nkey = \"/nonexistent/h1.key\"\nca = \"{}\"\nnoise_key = \"{}\"\n",
+        creds[0], creds[1], creds[2]
+    );
+    let config = parse(&text).unwrap();
+    let err = config.check_files("/etc/von/von.toml").unwrap_err();
+    assert_eq!(err.path(), Some("von[0].key"));
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            r#"/etc/von/von.toml: von[0].key: "/nonexistent/h1.key" (VON "grid"): No such file or directory"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains("von cert issue"), "{text}");
+    // All present: no error.
+    let ok = text_with_key(&config, &creds[0]);
+    ok.check_files("von.toml").unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn text_with_key(config: &AgentConfig, key: &str) -> AgentConfig {
+    let mut c = config.clone();
+    if let VonMode::Keymgr(k) = &mut c.vons[0].mode {
+        k.key = key.into();
+    }
+    c
 }
 
 #[test]
@@ -330,4 +382,31 @@ fn load_names_the_file() {
         err.ends_with("(check the path and that von may read it)"),
         "{err}"
     );
+}
+
+#[test]
+fn control_socket_alone_is_read_even_from_a_file_that_would_not_validate() {
+    let dir = std::env::temp_dir().join(format!("von-config-sock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let with = dir.join("with.toml");
+    std::fs::write(
+        &with,
+        "control_socket = \"/run/x.sock\"\n[underlay.a]\nbogus = 1\n",
+    )
+    .unwrap();
+    assert_eq!(
+        AgentConfig::read_control_socket(&with).unwrap(),
+        Path::new("/run/x.sock")
+    );
+    let without = dir.join("without.toml");
+    std::fs::write(&without, BASE).unwrap();
+    assert_eq!(
+        AgentConfig::read_control_socket(&without).unwrap(),
+        Path::new("/run/von/control.sock")
+    );
+    let err = AgentConfig::read_control_socket(dir.join("missing.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.toml: cannot read"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

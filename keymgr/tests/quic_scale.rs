@@ -144,6 +144,12 @@ fn free_udp_port() -> u16 {
     s.local_addr().unwrap().port()
 }
 
+/// Member `i`'s endpoints, per underlay name.
+fn endpoints(i: u32) -> von_config::UnderlayEndpoints {
+    von_config::UnderlayEndpoints::from_names([("a", endpoint_a(i)), ("b", endpoint_b(i))])
+        .unwrap()
+}
+
 /// The member's VON address in 100.64.0.0/16 (never .0 or .255).
 fn member_addr(i: u32) -> String {
     format!("100.64.{}.{}/16", i / 250, i % 250 + 1)
@@ -160,8 +166,7 @@ fn view_bytes(n: u32) -> usize {
                 id: i,
                 name: format!("m{i}"),
                 address: member_addr(i).split('/').next().unwrap().parse().unwrap(),
-                a: endpoint_a(i),
-                b: endpoint_b(i),
+                underlay: endpoints(i),
             })
             .collect(),
     };
@@ -254,8 +259,7 @@ fn start_member(
         tls: loaded.tls,
         noise: loaded.noise,
         on_id: OnId(ON_ID),
-        a: endpoint_a(i),
-        b: endpoint_b(i),
+        underlay: endpoints(i),
         backoff_max: Duration::from_secs(1),
     };
     let slot = i as usize - 1;

@@ -100,7 +100,8 @@ complete -c von -n "__fish_von_using_subcommand up" -l check -d 'Only validate: 
 complete -c von -n "__fish_von_using_subcommand up" -s h -l help -d 'Print help'
 complete -c von -n "__fish_von_using_subcommand reload" -l config -d 'The agent\'s configuration (von.toml); its `control_socket` finds the agent' -r -F
 complete -c von -n "__fish_von_using_subcommand reload" -s h -l help -d 'Print help'
-complete -c von -n "__fish_von_using_subcommand status" -l socket -d 'The agent\'s control socket (its config\'s `control_socket`)' -r -F
+complete -c von -n "__fish_von_using_subcommand status" -l config -d 'The agent\'s configuration: its `control_socket` names the socket (only that key is read). A missing default file means the default socket' -r -F
+complete -c von -n "__fish_von_using_subcommand status" -l socket -d 'The agent\'s control socket; overrides the config\'s `control_socket`' -r -F
 complete -c von -n "__fish_von_using_subcommand status" -l json -d 'Print the machine-readable JSON document'
 complete -c von -n "__fish_von_using_subcommand status" -s h -l help -d 'Print help'
 complete -c von -n "__fish_von_using_subcommand demo" -s h -l help -d 'Print help'

@@ -1,43 +1,88 @@
-//! `von status [--json] [--socket PATH]`: what the running agent reports.
+//! `von status [--json] [--config FILE | --socket PATH]`: what the running
+//! agent reports.
 //!
-//! `--json` prints the agent's document as it came (field names in
-//! `docs/status.md`); without it, a summary per VON for a person.
+//! The socket is the config's `control_socket` (default config
+//! /etc/von/von.toml; `--socket` overrides). `--json` prints the agent's
+//! document as it came (field names in `docs/status.md`); without it, per
+//! VON a peer table with one group of columns per underlay, like `wg show`,
+//! and a row per underlay. Each failure has its own message: no socket
+//! (no agent), permission denied, a stale socket, and an agent still
+//! waiting for its first view (exit 1; `--json` prints its document).
+//! Revoked, refused and lease-lost members are said plainly, first.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
 use von_agent::status::{
-    LinkState, LinkStatus, StatusReport, UnderlayHealth, UnderlayState, VonStatus, query,
+    LinkState, LinkStatus, PeerStatus, StatusError, StatusReport, UnderlayHealth, UnderlayState,
+    UnderlayStatus, VonStatus, query,
 };
-use von_config::DEFAULT_CONTROL_SOCKET;
+use von_config::{AgentConfig, DEFAULT_CONTROL_SOCKET};
 use von_packet::{UnderlayCountersSnapshot, VonCountersSnapshot};
 
-/// Show per-VON members, epoch and counters of the running agent.
+/// Show per-VON members, epoch, peers and counters of the running agent.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print the machine-readable JSON document.
     #[arg(long)]
     json: bool,
-    /// The agent's control socket (its config's `control_socket`).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
-    socket: PathBuf,
+    /// The agent's configuration: its `control_socket` names the socket
+    /// (only that key is read). A missing default file means the default
+    /// socket.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// The agent's control socket; overrides the config's `control_socket`.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
 }
+
+/// Where `von up` reads its config when systemd runs it.
+const DEFAULT_CONFIG: &str = "/etc/von/von.toml";
 
 /// Runs `von status`.
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let socket = socket(&args)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let (text, report) = runtime.block_on(query(&args.socket))?;
-    if args.json {
-        println!("{text}");
-    } else {
-        print!("{}", human(&report));
+    match runtime.block_on(query(&socket)) {
+        Ok((text, report)) => {
+            if args.json {
+                println!("{text}");
+            } else {
+                print!("{}", human(&report));
+            }
+            Ok(())
+        }
+        // Waiting is an answer, but not a running VON: shown, and exit 1.
+        Err(e @ StatusError::Waiting { .. }) => {
+            if let (true, StatusError::Waiting { text, .. }) = (args.json, &e) {
+                println!("{text}");
+            }
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
     }
-    Ok(())
+}
+
+/// `--socket`, else the config's `control_socket`; the default config may
+/// be absent (then the default socket), a named one may not.
+fn socket(args: &StatusArgs) -> anyhow::Result<PathBuf> {
+    if let Some(s) = &args.socket {
+        return Ok(s.clone());
+    }
+    if args.config == Path::new(DEFAULT_CONFIG) && !args.config.exists() {
+        return Ok(DEFAULT_CONTROL_SOCKET.into());
+    }
+    AgentConfig::read_control_socket(&args.config).with_context(|| {
+        format!(
+            "finding the agent's control socket (or pass --socket PATH; --config {} names the file)",
+            args.config.display()
+        )
+    })
 }
 
 /// The summary for a person.
@@ -45,6 +90,7 @@ fn human(report: &StatusReport) -> String {
     let mut out = String::new();
     for v in &report.vons {
         von(&mut out, v);
+        out.push('\n');
     }
     let g = &report.leak_guard;
     let _ = writeln!(
@@ -62,37 +108,110 @@ fn human(report: &StatusReport) -> String {
         }
     );
     let _ = writeln!(out, "underlays (host-wide, before matching a VON):");
-    for (name, u) in &report.underlays {
+    let mut rows = vec![row([
+        "underlay",
+        "bind",
+        "received",
+        "malformed",
+        "unknown ON id",
+        "errors",
+    ])];
+    for (name, u) in underlays(report) {
         let c = &u.counters;
-        let _ = writeln!(
-            out,
-            "  {name} {:<22} received {}  malformed {}  unknown ON id {}  errors {}",
-            u.bind, c.rx_datagrams, c.malformed, c.unknown_on_id, c.rx_errors
-        );
+        rows.push(vec![
+            name.to_owned(),
+            u.bind.to_string(),
+            c.rx_datagrams.to_string(),
+            c.malformed.to_string(),
+            c.unknown_on_id.to_string(),
+            c.rx_errors.to_string(),
+        ]);
     }
+    table(&mut out, "  ", &rows);
     out
+}
+
+/// The host's underlays as a list, in order (the tables loop over it).
+fn underlays(report: &StatusReport) -> Vec<(&str, &UnderlayStatus)> {
+    report
+        .underlays
+        .iter()
+        .map(|(n, u)| (n.as_str(), u))
+        .collect()
+}
+
+/// A VON's per-underlay data as a list, in the host's underlay order.
+fn von_underlays(v: &VonStatus) -> Vec<(&str, &UnderlayHealth, &UnderlayCountersSnapshot)> {
+    v.counters
+        .underlay
+        .iter()
+        .filter_map(|(n, c)| Some((n.as_str(), v.health.0.get(n)?, c)))
+        .collect()
+}
+
+/// A peer's links as a list, in the host's underlay order.
+fn peer_links(p: &PeerStatus) -> Vec<(&str, &LinkStatus)> {
+    p.underlay.iter().map(|(n, l)| (n.as_str(), l)).collect()
+}
+
+fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
+    cells.iter().map(|c| (*c).to_owned()).collect()
+}
+
+/// Writes `rows` (the first is the header) with each column padded to its
+/// widest cell, like `wg show`; numbers are right-aligned.
+fn table(out: &mut String, indent: &str, rows: &[Vec<String>]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (i, r) in rows.iter().enumerate() {
+        let mut line = String::from(indent);
+        for (c, cell) in r.iter().enumerate() {
+            let numeric = i > 0 && !cell.is_empty() && cell.bytes().all(|b| b.is_ascii_digit());
+            if c > 0 {
+                line.push_str("  ");
+            }
+            if numeric {
+                let _ = write!(line, "{cell:>w$}", w = widths[c]);
+            } else {
+                let _ = write!(line, "{cell:<w$}", w = widths[c]);
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
 }
 
 fn von(out: &mut String, v: &VonStatus) {
     let c: &VonCountersSnapshot = &v.counters;
     let _ = writeln!(
         out,
-        "VON {} (ON id {}, {} mode) on {}: member {} (id {}) {}/{}, {} members, epoch {}, lease {}",
-        v.name,
-        v.on_id,
-        v.mode,
-        v.interface,
+        "von {}: interface {}, ON id {}, {} mode",
+        v.name, v.interface, v.on_id, v.mode
+    );
+    let _ = writeln!(
+        out,
+        "  member {} (id {}) {}/{}, {} members, epoch {}, rate {} bit/s, dscp {}, mtu {}",
         v.member,
         v.member_id,
         v.address,
         v.prefix_len,
         v.members,
         v.epoch,
-        v.lease.map_or("none".to_owned(), |l| format!(
-            "expires in {}",
-            secs(l.expires_in_ms)
-        ))
+        v.rate_bps,
+        v.dscp,
+        v.mtu
     );
+    // Revoked, refused, or a lease run out: said first, in plain words.
+    for warning in standing_warnings(v) {
+        let _ = writeln!(out, "  ! {warning}");
+    }
     if let Some(k) = &v.keymgr {
         let _ = writeln!(
             out,
@@ -112,42 +231,59 @@ fn von(out: &mut String, v: &VonStatus) {
             }
         );
     }
-    let _ = writeln!(
-        out,
-        "  rate {} bit/s, dscp {}, mtu {}",
-        v.rate_bps, v.dscp, v.mtu
-    );
-    let line = |out: &mut String, name: &str, u: &UnderlayCountersSnapshot| {
-        let _ = writeln!(
-            out,
-            "  underlay {name}: sent {}  send errors {}  received {}  keepalives sent {} received {}",
-            u.tx_frames, u.tx_errors, u.rx_frames, u.tx_keepalives, u.rx_keepalives
-        );
-    };
-    let health: Vec<String> = v
-        .health
-        .0
-        .iter()
-        .map(|(n, h)| format!("underlay {n}: {}", summary(h)))
-        .collect();
-    let _ = writeln!(out, "  {}", health.join("   "));
+    if let Some(l) = v.lease {
+        let _ = writeln!(out, "  lease {}", lease_text(l.expires_in_ms));
+    }
+
+    // One row per peer, one group of columns per underlay.
     if !v.peers.is_empty() {
-        let mut head = format!("  {:<14}{:>5}  ", "peer", "id");
-        for n in v.health.0.keys() {
-            let _ = write!(head, "{:<28}", format!("underlay {n}"));
+        let mut header = row(["peer", "address"]);
+        for (name, _) in peer_links(&v.peers[0]) {
+            header.push(format!("{name}: endpoint"));
+            header.push(format!("{name}: state"));
+            header.push(format!("{name}: last heard"));
+            header.push(format!("{name}: downs"));
         }
-        let _ = writeln!(out, "{}", head.trim_end());
-    }
-    for p in &v.peers {
-        let mut row = format!("  {:<14}{:>5}  ", p.name, p.id);
-        for l in p.underlay.values() {
-            let _ = write!(row, "{:<28}", link(l));
+        let mut rows = vec![header];
+        for p in &v.peers {
+            let mut r = vec![p.name.clone(), p.address.to_string()];
+            for (_, l) in peer_links(p) {
+                r.push(l.endpoint.map_or_else(|| "-".to_owned(), |e| e.to_string()));
+                r.push(state_name(l.state).to_owned());
+                r.push(heard(l));
+                r.push(l.downs.to_string());
+            }
+            rows.push(r);
         }
-        let _ = writeln!(out, "{}", row.trim_end());
+        table(out, "  ", &rows);
+    } else {
+        let _ = writeln!(out, "  no other member in the view");
     }
-    for (name, u) in &c.underlay {
-        line(out, name.as_str(), u);
+
+    // One row per underlay: its health over the peers and this VON's frames.
+    let mut rows = vec![row([
+        "underlay",
+        "state",
+        "peers up",
+        "frames sent",
+        "send errors",
+        "frames received",
+        "keepalives sent",
+        "keepalives received",
+    ])];
+    for (name, h, u) in von_underlays(v) {
+        rows.push(vec![
+            name.to_owned(),
+            health_name(h.state).to_owned(),
+            format!("{}/{}", h.peers_up, h.peers_up + h.peers_down),
+            u.tx_frames.to_string(),
+            u.tx_errors.to_string(),
+            u.rx_frames.to_string(),
+            u.tx_keepalives.to_string(),
+            u.rx_keepalives.to_string(),
+        ]);
     }
+    table(out, "  ", &rows);
     let _ = writeln!(
         out,
         "  packets sent {}  delivered {}  duplicates discarded {}  AEAD opens {}",
@@ -189,31 +325,73 @@ fn von(out: &mut String, v: &VonStatus) {
     }
 }
 
-/// "up (1 of 1 peers up)" for one underlay of a VON.
-fn summary(h: &UnderlayHealth) -> String {
-    let state = match h.state {
+/// The standing an operator must not miss: revoked or refused by the key
+/// manager, or a lease that ran out (the key manager has dropped this member).
+fn standing_warnings(v: &VonStatus) -> Vec<String> {
+    let mut w = Vec::new();
+    if let Some(k) = &v.keymgr {
+        let reason = k
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        match k.state.as_str() {
+            "revoked" => w.push(format!(
+                "REVOKED by the key manager{reason}. This member is out of the VON: \
+                 peers no longer accept its frames (issue a new certificate to rejoin)"
+            )),
+            "refused" => w.push(format!(
+                "REFUSED by the key manager{reason} (the agent keeps retrying)"
+            )),
+            "view_refused" => w.push(format!(
+                "the last view from the key manager was refused{reason}"
+            )),
+            "unreachable" => w.push(format!(
+                "key manager unreachable{reason}; forwarding on the last view"
+            )),
+            _ => {}
+        }
+    }
+    if let Some(l) = v.lease {
+        if l.expires_in_ms < 0 {
+            w.push(format!(
+                "LEASE LOST: it expired {} ago; the key manager has dropped this member \
+                 until it renews",
+                secs(-l.expires_in_ms)
+            ));
+        }
+    }
+    w
+}
+
+fn lease_text(expires_in_ms: i64) -> String {
+    if expires_in_ms < 0 {
+        format!("expired {} ago", secs(-expires_in_ms))
+    } else {
+        format!("expires in {}", secs(expires_in_ms))
+    }
+}
+
+fn state_name(s: LinkState) -> &'static str {
+    match s {
+        LinkState::Up => "up",
+        LinkState::Down => "down",
+    }
+}
+
+fn health_name(s: UnderlayState) -> &'static str {
+    match s {
         UnderlayState::Up => "up",
         UnderlayState::Partial => "partial",
         UnderlayState::Down => "down",
         UnderlayState::None => "no peers",
-    };
-    format!(
-        "{state} ({} of {} peers up)",
-        h.peers_up,
-        h.peers_up + h.peers_down
-    )
+    }
 }
 
-/// "up    heard 0.2s ago  0x" for one link.
-fn link(l: &LinkStatus) -> String {
-    let state = match l.state {
-        LinkState::Up => "up",
-        LinkState::Down => "down",
-    };
-    let heard = l.last_heard_ms.map_or("never heard".to_owned(), |ms| {
-        format!("heard {} ago", secs(ms as i64))
-    });
-    format!("{state:<5} {heard}  {}x down", l.downs)
+/// "0.2s ago", or "never".
+fn heard(l: &LinkStatus) -> String {
+    l.last_heard_ms
+        .map_or("never".to_owned(), |ms| format!("{} ago", secs(ms as i64)))
 }
 
 /// Milliseconds as seconds with one decimal ("2.7s").

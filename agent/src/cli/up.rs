@@ -7,8 +7,11 @@
 //! removed. SIGHUP never stops it: it reads the config again
 //! ([`von_agent::reload`]).
 //!
-//! `von up --check` reads the same files and stops before touching the
-//! system, so an operator can validate a change before restarting the unit.
+//! Before any key manager is contacted, every local precondition is checked
+//! ([`von_agent::preflight`]): files and key modes, CAP_NET_ADMIN, bind
+//! addresses and ports, the control socket. `von up --check` runs the same
+//! checks and stops before touching the system, so an operator can validate
+//! a change before restarting the unit.
 
 use std::path::{Path, PathBuf};
 
@@ -17,8 +20,8 @@ use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 use von_agent::driver;
-use von_config::{AgentConfig, VonMode};
-use von_crypto::cert::{Role, VonName};
+use von_agent::preflight::{self, Purpose};
+use von_config::AgentConfig;
 
 /// Run the agent in the foreground.
 #[derive(Debug, Args)]
@@ -43,6 +46,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("log level {:?} in {}", config.log, args.config.display()))?;
     // Plain lines for journald or a file, decorated ones on a terminal.
     von_agent::logs::init(filter);
+    // Every local precondition before any key manager hears of this member:
+    // a failure after joining would cost the group two rekeys.
+    preflight::check(&config, &args.config, Purpose::Start)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,37 +79,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     })
 }
 
-/// `von up --check`: everything `von up` reads before it opens an interface.
+/// `von up --check`: everything `von up` reads and checks before it
+/// contacts a key manager or opens an interface ([`preflight`]), with a
+/// running agent's own ports and socket as notes.
 fn check(config: &AgentConfig, path: &Path) -> anyhow::Result<()> {
     // Static views: members, addresses, and this host's place in each.
     config.load_views()?;
-    for von in &config.vons {
-        let VonMode::Keymgr(mode) = &von.mode else {
-            continue;
-        };
-        let name: VonName = von
-            .name
-            .as_str()
-            .parse()
-            .with_context(|| format!("VON name {:?}", von.name.as_str()))?;
-        let files = |role, ca: &Path, cert: &Path, key: &Path, noise: &Path| {
-            von_keymgr::files::load(&name, role, ca, cert, key, noise)
-                .map_err(|e| anyhow::anyhow!("[[von]] {}: {e}", von.name.as_str()))
-        };
-        files(
-            Role::Member,
-            &mode.ca,
-            &mode.cert,
-            &mode.key,
-            &mode.noise_key,
-        )?;
-        if let Some(km) = &mode.embedded {
-            files(Role::Keymgr, &km.ca, &km.cert, &km.key, &km.noise_key)?;
-        }
+    for note in preflight::check(config, path, Purpose::Check)? {
+        println!("note: {note}");
     }
-    // The leak guard's needs: `nft`, and interface names a rule can match.
-    let interfaces = config.vons.iter();
-    von_agent::guard::preflight(interfaces.map(|v| (v.name.as_str(), v.interface.as_str())))?;
     println!(
         "{}: ok ({} VON{})",
         path.display(),

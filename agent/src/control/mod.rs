@@ -163,6 +163,12 @@ pub struct Joining {
 }
 
 impl Joining {
+    /// Where this member stands with its key manager, as it changes: what
+    /// `von status` shows while the first view is awaited.
+    pub fn standing(&self) -> SharedStanding {
+        self.standing.clone()
+    }
+
     /// Waits until a snapshot exists. Cancel-safe: dropping this future and
     /// calling it again (or [`stop`](Self::stop)) loses nothing.
     pub async fn first_view(&mut self) -> Result<(), ControlError> {

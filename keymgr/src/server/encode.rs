@@ -121,8 +121,11 @@ mod tests {
                     id: i,
                     name: format!("h\"{i}"),
                     address: std::net::Ipv4Addr::from(0x6440_0000 + i),
-                    a: ([192, 0, 2, i as u8], 4789).into(),
-                    b: ([198, 51, 100, i as u8], 4789).into(),
+                    underlay: von_config::UnderlayEndpoints::from_names([
+                        ("a", ([192, 0, 2, i as u8], 4789).into()),
+                        ("b", ([198, 51, 100, i as u8], 4789).into()),
+                    ])
+                    .unwrap(),
                 })
                 .collect(),
         })

@@ -220,6 +220,53 @@ impl KmWorld {
     pub fn spawn_agent_env(&mut self, n: usize, env: &[(&str, &str)]) -> Result<()> {
         let h = format!("h{n}");
         let host = self.topo.host(n);
+        let toml = self.agent_toml(n);
+        let config = self.topo.dir().write(&format!("{h}.toml"), &toml)?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{h}.log")))
+            .expect("log file");
+        let mut cmd = host.ns().command(&self.bin);
+        cmd.arg("up")
+            .arg("--config")
+            .arg(config)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        self.agents.insert(n, cmd.spawn().expect("spawn von up"));
+        Ok(())
+    }
+
+    /// Runs `wrap... von up ARGS --config FILE` in `hN`'s namespace, FILE
+    /// holding `toml`, and returns what it printed once it exits (within
+    /// 10 s): for starts that must fail, and for `von up --check`.
+    pub fn run_up(
+        &self,
+        n: usize,
+        toml: &str,
+        wrap: &[&str],
+        args: &[&str],
+    ) -> Result<von_tests::process::Output> {
+        let file = format!("h{n}-once.toml");
+        let config = self.topo.dir().write(&file, toml)?;
+        let mut cmd = match wrap.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = self.topo.host(n).ns().command(first);
+                cmd.args(rest).arg(&self.bin);
+                cmd
+            }
+            None => self.topo.host(n).ns().command(&self.bin),
+        };
+        cmd.arg("up").args(args).arg("--config").arg(config);
+        process::run(&mut cmd, Duration::from_secs(10))
+    }
+
+    /// Member `hN`'s von.toml, as [`spawn_agent`](Self::spawn_agent) writes it.
+    pub fn agent_toml(&self, n: usize) -> String {
+        let h = format!("h{n}");
+        let host = self.topo.host(n);
         let embeds = n == self.km_host;
         let endpoint = if embeds {
             "embedded".to_owned()
@@ -248,22 +295,7 @@ impl KmWorld {
                 km = self.path("km"),
             ));
         }
-        let config = self.topo.dir().write(&format!("{h}.toml"), &toml)?;
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("{h}.log")))
-            .expect("log file");
-        let mut cmd = host.ns().command(&self.bin);
-        cmd.arg("up")
-            .arg("--config")
-            .arg(config)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log);
-        self.agents.insert(n, cmd.spawn().expect("spawn von up"));
-        Ok(())
+        toml
     }
 
     /// Issues `name`'s certificate for `addr` straight from the CA's key,
