@@ -132,6 +132,7 @@ async fn run(
         .in_current_span(),
     );
     while let Some(cmd) = rx.recv().await {
+        let quiet = matches!(cmd, ConnCmd::CloseQuiet(_));
         match cmd {
             ConnCmd::Send(msg) => {
                 if let Err(e) = write_msg(&mut send, &msg).await {
@@ -139,8 +140,13 @@ async fn run(
                     break;
                 }
             }
-            ConnCmd::Close(reason) => {
-                info!(%reason, "closing");
+            ConnCmd::Close(reason) | ConnCmd::CloseQuiet(reason) => {
+                if quiet {
+                    // The core logged it, rate-limited per member.
+                    debug!(%reason, "closing");
+                } else {
+                    info!(%reason, "closing");
+                }
                 // Let a final Refused reach the member before closing.
                 let _ = send.finish();
                 let _ = timeout(Duration::from_secs(1), send.stopped()).await;

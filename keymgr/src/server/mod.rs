@@ -39,6 +39,7 @@ pub use params::{Params, STORE_FILE};
 
 use crate::manager::{Identity, JoinError, KeyManager, Output};
 use crate::proto::{ClientMsg, ServerMsg};
+use crate::repeats::{Repeats, Verdict};
 use crate::replica::{Election, Etcd, ReplicaInfo, Role};
 use crate::store::{RedbStore, Store, StoreError};
 use crate::tls::{self, Revocations};
@@ -103,7 +104,11 @@ enum Event {
 #[derive(Debug)]
 enum ConnCmd {
     Send(ServerMsg),
+    /// Close, logging the reason.
     Close(String),
+    /// Close; the core already logged why, rate-limited (a refused join, a
+    /// connection replaced by a newer one), so the connection task does not.
+    CloseQuiet(String),
 }
 
 /// A bound key manager, ready to [`run`](Server::run).
@@ -131,6 +136,10 @@ struct Core {
     routes: Routes,
     /// `Some` for one of a VON's replicas (state in etcd).
     replica: Option<replica::Replica>,
+    /// "Replaced by a newer connection" logged, by member name: a duplicate
+    /// member (two agents with one certificate) replaces the other's
+    /// connection at every retry; logged once, then once a minute.
+    replaced: Repeats<String>,
 }
 
 /// The connection task of each member: (connection number, its channel).
@@ -225,6 +234,7 @@ impl Server {
                 km,
                 revoked,
                 routes: HashMap::new(),
+                replaced: Repeats::default(),
                 replica,
             }),
             listen: p.listen,
@@ -437,11 +447,13 @@ impl Core {
                 tx,
             } => {
                 let id = who.id;
+                let name = who.name.clone();
                 match km.member_joined(now, who, a, b, have) {
                     Ok((_, out)) => {
                         if let Some((_, old)) = routes.insert(id, (conn, tx)) {
-                            let _ =
-                                old.send(ConnCmd::Close("replaced by a newer connection".into()));
+                            log_replaced(&mut self.replaced, &name, now);
+                            let _ = old
+                                .send(ConnCmd::CloseQuiet("replaced by a newer connection".into()));
                         }
                         out
                     }
@@ -452,7 +464,7 @@ impl Core {
                             code: e.refusal(),
                             reason: e.to_string(),
                         }));
-                        let _ = tx.send(ConnCmd::Close(e.to_string()));
+                        let _ = tx.send(ConnCmd::CloseQuiet(e.to_string()));
                         Vec::new()
                     }
                 }
@@ -566,6 +578,24 @@ fn stateless_reset_key(noise: &von_crypto::wrap::NoiseSecret) -> ring::hmac::Key
     let digest = ring::digest::digest(&ring::digest::SHA256, &material);
     zeroize::Zeroize::zeroize(&mut material);
     ring::hmac::Key::new(ring::hmac::HMAC_SHA256, digest.as_ref())
+}
+
+/// Log that `name`'s connection was replaced by a newer one: the first time
+/// in full, then at most once a minute with the count.
+fn log_replaced(seen: &mut Repeats<String>, name: &str, now: std::time::Instant) {
+    match seen.note(&name.to_owned(), now) {
+        Verdict::First => info!(
+            member = %name,
+            "connection replaced by a newer connection of the same member \
+             (two agents sharing one certificate retry against each other)"
+        ),
+        Verdict::Summary { count } => info!(
+            member = %name,
+            count,
+            "connection replaced by a newer one {count} more times since the last line"
+        ),
+        Verdict::Quiet => {}
+    }
 }
 
 fn now() -> std::time::Instant {
