@@ -45,6 +45,7 @@ use von_crypto::wrap::{NoisePublic, NoiseSecret, Recipient};
 use crate::ids::{Epoch, OnId};
 use crate::member::MemberKeys;
 use crate::proto::{ClientMsg, Refusal, ServerMsg};
+use crate::repeats::{Repeats, Verdict};
 use crate::tls::{self, TlsMaterial};
 use crate::wire::{self, read_msg, write_msg};
 
@@ -216,8 +217,10 @@ pub struct Session {
     on_standing: Option<OnStanding>,
     standing: Standing,
     /// The last refusal logged (numbers left out), so a member retrying
-    /// under the same refusal logs it once.
+    /// under the same refusal logs it once ...
     logged: Option<String>,
+    /// ... and then one summary line a minute with the count.
+    repeats: Repeats<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -267,6 +270,7 @@ impl Session {
             on_standing: None,
             standing: Standing::Connecting,
             logged: None,
+            repeats: Repeats::default(),
         })
     }
 
@@ -277,7 +281,8 @@ impl Session {
         self
     }
 
-    /// Publish `standing`; log a refusal the first time it is seen.
+    /// Publish `standing`; log a refusal the first time it is seen, then at
+    /// most one summary line a minute with the count of repeats.
     fn stand(&mut self, standing: Standing) {
         let refusal = matches!(
             standing,
@@ -309,11 +314,24 @@ impl Session {
                         warn!(state = standing.state(), %reason, "the key manager refused this member")
                     }
                 }
+                self.repeats.clear();
+                self.repeats.note(&key, Instant::now().into_std());
                 self.logged = Some(key);
+            } else if let Verdict::Summary { count } =
+                self.repeats.note(&key, Instant::now().into_std())
+            {
+                let reason = standing.reason().unwrap_or_default();
+                warn!(
+                    state = standing.state(),
+                    count,
+                    %reason,
+                    "still refused by the key manager: {count} more refusals since the last line"
+                );
             }
         }
         if standing == Standing::Member {
             self.logged = None;
+            self.repeats.clear();
         }
         if let Some(f) = self.on_standing.as_mut() {
             f(&standing);

@@ -15,6 +15,7 @@ mod ids;
 pub mod manager;
 pub mod member;
 pub mod proto;
+pub mod repeats;
 pub mod replica;
 pub mod server;
 pub mod store;

@@ -62,7 +62,7 @@ complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcom
 complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l ca -d 'The CA directory written by `von ca init` (ca.crt, ca.key)' -r -F
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l name -d 'Member name, unique in the VON: a-z, 0-9 and \'-\', at most 63 characters' -r
-complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l addr -d 'The member\'s VON address and the VON prefix, e.g. 100.64.0.1/24' -r
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l addr -d 'The member\'s VON address and the VON prefix, e.g. 100.64.0.1/24. Required for a member; optional for `--role keymgr`: the key manager has no VON address (only its certificate\'s prefix is read), so it defaults to the first host of the CA\'s prefix and is not reserved' -r
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l valid -d 'Validity in days, from now' -r
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l role -d '`member`, or `keymgr` for the key manager\'s own certificate' -r -f -a "member\t''
 keymgr\t''"

@@ -92,6 +92,22 @@ fn a_bad_member_is_refused_and_a_revocation_still_cuts_off() -> Result<()> {
         h3.contains("outside the VON prefix") || h3.contains("not a host of the VON prefix"),
         "{h3}"
     );
+    // The key manager too: one "join refused" line for h3 however often it
+    // retried (then one summary a minute), and no "closing" line per retry.
+    let attempts = refused(&w, "h3").map_or(0, |(n, _)| n);
+    let km_log = w.log("keymgr");
+    let h3_lines = |what: &str| {
+        km_log
+            .lines()
+            .filter(|l| l.contains(what) && l.contains("h3"))
+            .count()
+    };
+    assert_eq!(
+        h3_lines("join refused"),
+        1,
+        "{attempts} refusals, logged once:\n{km_log}"
+    );
+    assert_eq!(h3_lines("closing"), 0, "{km_log}");
     members_hold_the_committed_epoch(&w, e0)?;
     for (from, to) in [(1, 2), (2, 1)] {
         let r = pings(&w, from, to)?;
@@ -99,7 +115,8 @@ fn a_bad_member_is_refused_and_a_revocation_still_cuts_off() -> Result<()> {
     }
     let outside = refused(&w, "h3").unwrap().0;
     eprintln!(
-        "h3 outside the prefix: refused {outside} times, logged once; h1/h2 on epoch {e0}, 0 of 20 pings lost"
+        "h3 outside the prefix: refused {outside} times, logged once by h3 and once by the key manager \
+         ({attempts} refusals when its log was read); h1/h2 on epoch {e0}, 0 of 20 pings lost"
     );
 
     // 2. h1's address.
@@ -168,6 +185,8 @@ fn a_bad_member_is_refused_and_a_revocation_still_cuts_off() -> Result<()> {
     std::thread::sleep(Duration::from_secs(12));
     let h2 = log(&w, "h2");
     assert_eq!(h2.matches("this member is revoked").count(), 1, "{h2}");
+    // A revocation reads as one, never as an outage (issue 16, item 5).
+    assert!(!h2.contains("key manager unreachable"), "{h2}");
     let km: Value = w.keymgr_status()?;
     let h2_attempts = refused(&w, "h2").map_or(0, |(n, _)| n);
     assert!(

@@ -58,8 +58,11 @@ struct IssueArgs {
     #[arg(long, value_name = "NAME")]
     name: MemberName,
     /// The member's VON address and the VON prefix, e.g. 100.64.0.1/24.
-    #[arg(long, value_name = "CIDR")]
-    addr: VonAddr,
+    /// Required for a member; optional for `--role keymgr`: the key manager
+    /// has no VON address (only its certificate's prefix is read), so it
+    /// defaults to the first host of the CA's prefix and is not reserved.
+    #[arg(long, value_name = "CIDR", required_if_eq("role", "member"))]
+    addr: Option<VonAddr>,
     /// Validity in days, from now.
     #[arg(long = "valid", value_name = "DAYS", default_value_t = 365,
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
@@ -128,7 +131,16 @@ fn run_issue(args: IssueArgs) -> anyhow::Result<()> {
     let out = Output::prepare(&args.out, &files.each_ref().map(String::as_str), args.force)?;
 
     let not_before = now();
-    let member_id = ledger.admit(name, &args.addr, not_before)?;
+    let keymgr = matches!(args.role, IssueRole::Keymgr);
+    let addr = match args.addr {
+        Some(addr) => addr,
+        None if keymgr => ledger.keymgr_addr()?,
+        None => bail!(
+            "--addr is required for a member certificate: its VON address and the VON prefix, \
+             e.g. --addr 100.64.0.1/24"
+        ),
+    };
+    let member_id = ledger.admit(name, &addr, keymgr, not_before)?;
     let req = IssueRequest {
         role: match args.role {
             IssueRole::Member => Role::Member,
@@ -136,7 +148,7 @@ fn run_issue(args: IssueArgs) -> anyhow::Result<()> {
         },
         name: args.name.clone(),
         member_id,
-        addr: args.addr,
+        addr,
         not_before,
         not_after: not_before + Duration::days(args.valid_days.into()),
     };
@@ -152,7 +164,11 @@ fn run_issue(args: IssueArgs) -> anyhow::Result<()> {
         req.role.as_str(),
         info.extension.von,
         member_id.0,
-        args.addr,
+        if keymgr {
+            format!("prefix {}", von_crypto::cert::VonPrefix::of(&addr))
+        } else {
+            addr.to_string()
+        },
         out.path(&files[2]).display(),
         out.path(&files[0]).display(),
         out.path(&files[1]).display(),

@@ -139,10 +139,15 @@ impl Ledger {
     /// The member id for `name`: its old one on a renewal, else a fresh one
     /// no entry has. Refuses, naming the holder, an address outside the
     /// prefix or one a live certificate of another name has.
+    ///
+    /// A key manager's certificate (`keymgr`) holds no VON address: only its
+    /// prefix is read. So its address is neither checked against others nor
+    /// does it block a member's.
     pub fn admit(
         &self,
         name: &str,
         addr: &VonAddr,
+        keymgr: bool,
         now: OffsetDateTime,
     ) -> anyhow::Result<MemberId> {
         let prefix = self.prefix()?;
@@ -155,11 +160,13 @@ impl Ledger {
                 prefix.prefix_len()
             );
         }
-        if let Some(holder) = self
-            .issued
-            .iter()
-            .find(|e| e.name != name && e.address == addr.addr() && live(e, now))
-        {
+        if let Some(holder) = self.issued.iter().find(|e| {
+            !keymgr
+                && e.role != "keymgr"
+                && e.name != name
+                && e.address == addr.addr()
+                && live(e, now)
+        }) {
             bail!(
                 "--addr {} is already issued to {} (member id {}, valid until {}); give {name} another address, \
                  or reissue {} under another address first",
@@ -174,6 +181,14 @@ impl Ledger {
             Some(e) => MemberId(e.member_id),
             None => random_member_id(|id| self.issued.iter().any(|e| e.member_id == id.0)),
         })
+    }
+
+    /// The address a key manager's certificate gets without `--addr`: the
+    /// first host of the prefix (never reserved, see [`admit`](Self::admit)).
+    pub fn keymgr_addr(&self) -> anyhow::Result<VonAddr> {
+        let prefix = self.prefix()?;
+        VonAddr::new(first_host(prefix), prefix.prefix_len())
+            .with_context(|| format!("{LEDGER}: prefix {prefix}"))
     }
 
     /// Records `info` (a certificate this CA just issued), replacing the
@@ -273,15 +288,21 @@ mod tests {
         ];
         let now = OffsetDateTime::now_utc();
         let addr = |s: &str| s.parse::<VonAddr>().unwrap();
-        let err = l.admit("h2", &addr("100.64.1.2/24"), now).unwrap_err();
+        let err = l
+            .admit("h2", &addr("100.64.1.2/24"), false, now)
+            .unwrap_err();
         assert!(
             err.to_string()
                 .contains("not a host address of the VON prefix 100.64.0.0/24"),
             "{err}"
         );
-        let err = l.admit("h2", &addr("100.64.0.2/16"), now).unwrap_err();
+        let err = l
+            .admit("h2", &addr("100.64.0.2/16"), false, now)
+            .unwrap_err();
         assert!(err.to_string().contains("100.64.0.0/24"), "{err}");
-        let err = l.admit("h2", &addr("100.64.0.1/24"), now).unwrap_err();
+        let err = l
+            .admit("h2", &addr("100.64.0.1/24"), false, now)
+            .unwrap_err();
         assert!(
             err.to_string()
                 .contains("already issued to h1 (member id 11"),
@@ -289,12 +310,39 @@ mod tests {
         );
         // A renewal keeps the name's id and may keep its address.
         assert_eq!(
-            l.admit("h1", &addr("100.64.0.1/24"), now).unwrap(),
+            l.admit("h1", &addr("100.64.0.1/24"), false, now).unwrap(),
             MemberId(11)
         );
         // An expired certificate's address is free again; new ids are fresh.
-        let id = l.admit("h3", &addr("100.64.0.9/24"), now).unwrap();
+        let id = l.admit("h3", &addr("100.64.0.9/24"), false, now).unwrap();
         assert!(id.0 != 0 && id.0 != 11 && id.0 != 12);
+    }
+
+    #[test]
+    fn a_key_manager_address_is_optional_and_reserves_nothing() {
+        let mut l = Ledger::new("grid", 7, "100.64.0.0/24".parse().unwrap());
+        let now = OffsetDateTime::now_utc();
+        let addr = |s: &str| s.parse::<VonAddr>().unwrap();
+        assert_eq!(l.keymgr_addr().unwrap(), addr("100.64.0.1/24"));
+        let mut km = entry("km", 20, [100, 64, 0, 1], "2999-01-01T00:00:00Z");
+        km.role = "keymgr".into();
+        l.issued = vec![km];
+        // A member may take the key manager's (unused) address ...
+        l.admit("h1", &addr("100.64.0.1/24"), false, now).unwrap();
+        l.issued
+            .push(entry("h1", 11, [100, 64, 0, 1], "2999-01-01T00:00:00Z"));
+        // ... and a second key manager (replica) h1's, but still in the prefix.
+        l.admit("km2", &l.keymgr_addr().unwrap(), true, now)
+            .unwrap();
+        let err = l
+            .admit("km2", &addr("100.64.1.1/24"), true, now)
+            .unwrap_err();
+        assert!(err.to_string().contains("not a host address"), "{err}");
+        // A member still may not.
+        let err = l
+            .admit("h2", &addr("100.64.0.1/24"), false, now)
+            .unwrap_err();
+        assert!(err.to_string().contains("already issued to h1"), "{err}");
     }
 
     #[test]

@@ -44,6 +44,7 @@ use von_crypto::cert::VonPrefix;
 
 use crate::ids::{Cipher, Epoch, GroupKey, MemberId, OnId};
 use crate::proto::ServerMsg;
+use crate::repeats::{Repeats, Verdict};
 use crate::store::{Store, StoreError, StoredMember};
 use crate::view::{Member, View};
 use crate::wrap::KeyWrapper;
@@ -124,6 +125,9 @@ pub struct KeyManager<S: Store, W: KeyWrapper> {
     held_out: BTreeMap<String, (Instant, Epoch)>,
     /// Refusals by member name, for status.
     refused: BTreeMap<String, Refused>,
+    /// Refused joins logged, by member name and reason (numbers left out):
+    /// a member retrying is logged once, then summed up once a minute.
+    refusals_logged: Repeats<(String, String)>,
     /// After a replica takes over: hold the takeover rekey until these
     /// reloaded members have rejoined, or until the instant (then prepare
     /// without waiting; the absent ones drop out at the ack deadline).
@@ -208,6 +212,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             dirty: false,
             held_out: BTreeMap::new(),
             refused: BTreeMap::new(),
+            refusals_logged: Repeats::default(),
             takeover: None,
         })
     }
@@ -239,10 +244,23 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
         have_epoch: Option<Epoch>,
     ) -> Result<(MemberId, Vec<Output>), JoinError> {
         if let Err(e) = self.admit(now, &who) {
-            warn!(member = %who.name, reason = %e, "join refused");
+            let key = (who.name.clone(), crate::tls::once_key(&e.to_string()));
+            match self.refusals_logged.note(&key, now) {
+                Verdict::First => warn!(member = %who.name, reason = %e, "join refused"),
+                Verdict::Summary { count } => warn!(
+                    member = %who.name,
+                    count,
+                    reason = %e,
+                    "join still refused: {count} more refused joins since the last line"
+                ),
+                Verdict::Quiet => {}
+            }
             self.note_refusal(&who.name, e.to_string());
             return Err(e);
         }
+        // Admitted: a later refusal of this name is news again.
+        self.refusals_logged
+            .forget_if(|(name, _)| *name == who.name);
         let id = who.id;
         let member = Member {
             id,

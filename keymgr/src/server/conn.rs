@@ -134,6 +134,7 @@ async fn run(
         .in_current_span(),
     );
     while let Some(cmd) = rx.recv().await {
+        let quiet = matches!(cmd, ConnCmd::CloseQuiet(_));
         match cmd {
             ConnCmd::Send(mut frame) => {
                 // Chunks are shared with the other members' frames, not copied.
@@ -142,8 +143,13 @@ async fn run(
                     break;
                 }
             }
-            ConnCmd::Close(reason) => {
-                info!(%reason, "closing");
+            ConnCmd::Close(reason) | ConnCmd::CloseQuiet(reason) => {
+                if quiet {
+                    // The core logged it, rate-limited per member.
+                    debug!(%reason, "closing");
+                } else {
+                    info!(%reason, "closing");
+                }
                 // Let a final Refused reach the member before closing.
                 let _ = send.finish();
                 let _ = timeout(Duration::from_secs(1), send.stopped()).await;

@@ -41,6 +41,7 @@ pub use params::{Params, STORE_FILE};
 
 use crate::manager::{Identity, JoinError, KeyManager, Output};
 use crate::proto::{ClientMsg, ServerMsg};
+use crate::repeats::{Repeats, Verdict};
 use crate::replica::{Election, Etcd, ReplicaInfo, Role};
 use crate::store::{RedbStore, Store, StoreError};
 use crate::tls::{self, Revocations};
@@ -105,7 +106,11 @@ enum Event {
 enum ConnCmd {
     /// A message already encoded ([`encode`]): a rekey's frames share their view.
     Send(encode::Frame),
+    /// Close, logging the reason.
     Close(String),
+    /// Close; the core already logged why, rate-limited (a refused join, a
+    /// connection replaced by a newer one), so the connection task does not.
+    CloseQuiet(String),
 }
 
 /// The most events one step takes from the queue: bounds how long the
@@ -137,6 +142,10 @@ struct Core {
     routes: Routes,
     /// `Some` for one of a VON's replicas (state in etcd).
     replica: Option<replica::Replica>,
+    /// "Replaced by a newer connection" logged, by member name: a duplicate
+    /// member (two agents with one certificate) replaces the other's
+    /// connection at every retry; logged once, then once a minute.
+    replaced: Repeats<String>,
 }
 
 /// The connection task of each member: (connection number, its channel).
@@ -234,6 +243,7 @@ impl Server {
                 km,
                 revoked,
                 routes: HashMap::new(),
+                replaced: Repeats::default(),
                 replica,
             }),
             listen: p.listen,
@@ -470,11 +480,13 @@ impl Core {
                 tx,
             } => {
                 let id = who.id;
+                let name = who.name.clone();
                 match km.member_joined(now, who, underlay, have) {
                     Ok((_, out)) => {
                         if let Some((_, old)) = routes.insert(id, (conn, tx)) {
-                            let _ =
-                                old.send(ConnCmd::Close("replaced by a newer connection".into()));
+                            log_replaced(&mut self.replaced, &name, now);
+                            let _ = old
+                                .send(ConnCmd::CloseQuiet("replaced by a newer connection".into()));
                         }
                         out
                     }
@@ -485,7 +497,7 @@ impl Core {
                             code: e.refusal(),
                             reason: e.to_string(),
                         })));
-                        let _ = tx.send(ConnCmd::Close(e.to_string()));
+                        let _ = tx.send(ConnCmd::CloseQuiet(e.to_string()));
                         Vec::new()
                     }
                 }
@@ -599,6 +611,24 @@ fn stateless_reset_key(noise: &von_crypto::wrap::NoiseSecret) -> ring::hmac::Key
     let digest = ring::digest::digest(&ring::digest::SHA256, &material);
     zeroize::Zeroize::zeroize(&mut material);
     ring::hmac::Key::new(ring::hmac::HMAC_SHA256, digest.as_ref())
+}
+
+/// Log that `name`'s connection was replaced by a newer one: the first time
+/// in full, then at most once a minute with the count.
+fn log_replaced(seen: &mut Repeats<String>, name: &str, now: std::time::Instant) {
+    match seen.note(&name.to_owned(), now) {
+        Verdict::First => info!(
+            member = %name,
+            "connection replaced by a newer connection of the same member \
+             (two agents sharing one certificate retry against each other)"
+        ),
+        Verdict::Summary { count } => info!(
+            member = %name,
+            count,
+            "connection replaced by a newer one {count} more times since the last line"
+        ),
+        Verdict::Quiet => {}
+    }
 }
 
 fn now() -> std::time::Instant {

@@ -19,7 +19,7 @@ use von_crypto::MemberId;
 use von_crypto::cert::VonName;
 use von_crypto::wrap::{NoiseSecret, Wrapper};
 
-use super::{ConnCmd, Core, Event, ServerError, now};
+use super::{ConnCmd, Core, Event, ServerError, log_replaced, now};
 use crate::Epoch;
 use crate::manager::{Identity, KeyManager, Output, Settings};
 use crate::replica::{Etcd, Role};
@@ -154,6 +154,7 @@ impl Core {
                 tx,
             } => {
                 let id = who.id;
+                let name = who.name.clone();
                 let held = Held {
                     conn,
                     who,
@@ -162,9 +163,10 @@ impl Core {
                     tx,
                 };
                 if let Some(old) = r.held.insert(id, held) {
+                    log_replaced(&mut self.replaced, &name, now());
                     let _ = old
                         .tx
-                        .send(ConnCmd::Close("replaced by a newer connection".into()));
+                        .send(ConnCmd::CloseQuiet("replaced by a newer connection".into()));
                 }
             }
             Event::Closed { conn, member } => {

@@ -101,8 +101,7 @@ impl KmWorld {
                 &w.path("ca"),
                 "--name",
                 "km",
-                "--addr",
-                "100.64.1.254/24",
+                // No --addr: a key manager has no VON address (issue 16).
                 "--role",
                 "keymgr",
                 "--out",
