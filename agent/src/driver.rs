@@ -869,8 +869,12 @@ async fn any_readable(
 /// ones it held back: bad input never turns into a log line per packet.
 #[derive(Debug, Default)]
 struct LogLimiter {
-    kinds: Vec<((&'static str, Option<Underlay>), Instant, u64)>,
+    /// (kind, underlay it is about) → when last logged, how many held back.
+    kinds: Vec<(LogKind, Instant, u64)>,
 }
+
+/// What a rate-limited warning is about: its kind, and the underlay if any.
+type LogKind = (&'static str, Option<Underlay>);
 
 impl LogLimiter {
     fn dropped(&mut self, now: Instant, reason: DropReason) {

@@ -23,6 +23,9 @@ pub use per::PerUnderlay;
 /// The packet core's per-sequence masks hold one bit per underlay.
 pub const MAX_UNDERLAYS: usize = 4;
 
+// Every underlay's bit fits the u8 masks the packet core keeps per sequence.
+const _: () = assert!(MAX_UNDERLAYS <= 8);
+
 /// An underlay's position among this agent's underlays (0-based, in name
 /// order). Meaningful only inside one agent; between members the name is
 /// what counts.
@@ -78,7 +81,5 @@ mod tests {
             Some(1 << 3)
         );
         assert_eq!(Underlay::at(MAX_UNDERLAYS), None);
-        // Every bit fits the u8 masks the packet core keeps per sequence.
-        assert!(MAX_UNDERLAYS <= 8);
     }
 }

@@ -146,8 +146,7 @@ fn free_udp_port() -> u16 {
 
 /// Member `i`'s endpoints, per underlay name.
 fn endpoints(i: u32) -> von_config::UnderlayEndpoints {
-    von_config::UnderlayEndpoints::from_names([("a", endpoint_a(i)), ("b", endpoint_b(i))])
-        .unwrap()
+    von_config::UnderlayEndpoints::from_names([("a", endpoint_a(i)), ("b", endpoint_b(i))]).unwrap()
 }
 
 /// The member's VON address in 100.64.0.0/16 (never .0 or .255).
