@@ -188,6 +188,12 @@ fn downs(s: &von_tests::Status) -> u64 {
         .as_array()
         .expect("peers is a list")
         .iter()
-        .flat_map(|p| ["a", "b"].map(|u| p[u]["downs"].as_u64().expect("downs")))
+        .flat_map(|p| {
+            let links = p["underlay"].as_object().expect("underlay is a map");
+            links
+                .values()
+                .map(|l| l["downs"].as_u64().expect("downs"))
+                .collect::<Vec<_>>()
+        })
         .sum()
 }

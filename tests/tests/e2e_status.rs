@@ -108,7 +108,7 @@ fn status_finds_its_agent_and_tells_each_state_apart() -> Result<()> {
     w.wait(15, "h1 hears h2 on both underlays", |w| {
         w.status(1).is_ok_and(|s| {
             let p = &s.json()["vons"][0]["peers"][0];
-            p["a"]["state"] == "up" && p["b"]["state"] == "up"
+            p["underlay"]["a"]["state"] == "up" && p["underlay"]["b"]["state"] == "up"
         })
     })?;
     let out = status(&w, &["--config", &config], false)?;
