@@ -269,25 +269,6 @@ pub enum StatusError {
     BadAnswer { path: PathBuf, reason: String },
 }
 
-/// Binds the control socket at `path`, replacing a stale one left by a
-/// crashed agent but never one a live agent still answers on.
-pub async fn bind(path: &Path) -> Result<UnixListener, StatusError> {
-    let io_err = |step: &'static str| {
-        let path = path.to_owned();
-        move |source| StatusError::Io { step, path, source }
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io_err("creating the directory of"))?;
-    }
-    if path.exists() {
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(StatusError::InUse(path.to_owned()));
-        }
-        std::fs::remove_file(path).map_err(io_err("removing stale"))?;
-    }
-    UnixListener::bind(path).map_err(io_err("binding"))
-}
-
 /// Answers status requests on `listener` until the task is dropped.
 pub async fn serve(listener: UnixListener, source: Arc<StatusSource>) {
     loop {
