@@ -205,6 +205,16 @@ impl<'de> serde::Deserialize<'de> for KeymgrEndpoint {
 }
 
 impl AgentConfig {
+    /// Whether TOML `text` is an agent's `von.toml` (it has `[[von]]`
+    /// tables) rather than a `keymgr.toml` (whose `von` is a name): how
+    /// `von keymgr --config` tells the two apart before giving the file its
+    /// own schema's errors.
+    pub fn is_agent_file(text: &str) -> bool {
+        toml::from_str::<toml::Table>(text)
+            .ok()
+            .is_some_and(|t| t.get("von").is_some_and(toml::Value::is_array))
+    }
+
     /// Reads and checks a `von.toml`. Static view files are read separately,
     /// by [`StaticMode::load_view`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {

@@ -928,13 +928,17 @@ _von() {
             return 0
             ;;
         von__subcmd__keymgr)
-            opts="-h --config --help revoke rekey status help"
+            opts="-h --config --von --help revoke rekey status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --von)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1016,13 +1020,17 @@ _von() {
             return 0
             ;;
         von__subcmd__keymgr__subcmd__rekey)
-            opts="-h --config --help"
+            opts="-h --config --von --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --von)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1034,7 +1042,7 @@ _von() {
             return 0
             ;;
         von__subcmd__keymgr__subcmd__revoke)
-            opts="-h --name --config --help"
+            opts="-h --name --config --von --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1048,6 +1056,10 @@ _von() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --von)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1056,13 +1068,17 @@ _von() {
             return 0
             ;;
         von__subcmd__keymgr__subcmd__status)
-            opts="-h --json --config --help"
+            opts="-h --json --config --von --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --von)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -77,18 +77,22 @@ complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print what a certificate says'
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "list" -d 'Print the CA\'s ledger: every certificate it issued'
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -l config -d 'The key manager\'s configuration (keymgr.toml)' -r -F
+complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -l config -d 'The key manager\'s configuration (keymgr.toml). Or the agent\'s von.toml, for a key manager it embeds' -r -F
+complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -l von -d 'With a von.toml: the VON whose embedded key manager to address (needed only when the agent embeds more than one)' -r
 complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -s h -l help -d 'Print help'
 complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -f -a "revoke" -d 'Revoke a member: it is dropped and the group rekeyed at once (if the key manager runs) and refused from then on'
 complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -f -a "rekey" -d 'Rekey now with the same members (a new epoch and group key)'
 complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -f -a "status" -d 'The committed epoch, the epoch being prepared, and the members'
 complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from revoke" -l name -d 'The member\'s name, as in its certificate' -r
-complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from revoke" -l config -d 'The key manager\'s configuration (keymgr.toml)' -r -F
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from revoke" -l config -d 'The key manager\'s configuration (keymgr.toml). Or the agent\'s von.toml, for a key manager it embeds' -r -F
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from revoke" -l von -d 'With a von.toml: the VON whose embedded key manager to address (needed only when the agent embeds more than one)' -r
 complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
-complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from rekey" -l config -d 'The key manager\'s configuration (keymgr.toml)' -r -F
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from rekey" -l config -d 'The key manager\'s configuration (keymgr.toml). Or the agent\'s von.toml, for a key manager it embeds' -r -F
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from rekey" -l von -d 'With a von.toml: the VON whose embedded key manager to address (needed only when the agent embeds more than one)' -r
 complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from rekey" -s h -l help -d 'Print help'
-complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from status" -l config -d 'The key manager\'s configuration (keymgr.toml)' -r -F
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from status" -l config -d 'The key manager\'s configuration (keymgr.toml). Or the agent\'s von.toml, for a key manager it embeds' -r -F
+complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from status" -l von -d 'With a von.toml: the VON whose embedded key manager to address (needed only when the agent embeds more than one)' -r
 complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from status" -l json -d 'Print JSON instead of text'
 complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c von -n "__fish_von_using_subcommand keymgr; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a member: it is dropped and the group rekeyed at once (if the key manager runs) and refused from then on'

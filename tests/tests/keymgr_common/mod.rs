@@ -166,8 +166,19 @@ impl KmWorld {
         cmd.arg("keymgr")
             .args(op)
             .arg("--config")
-            .arg(self.path("keymgr.toml"));
+            .arg(self.keymgr_config());
         Ok(process::run_ok(&mut cmd, Duration::from_secs(10))?.stdout)
+    }
+
+    /// The file `von keymgr` is given: the standalone key manager's
+    /// keymgr.toml, or the von.toml of the agent that embeds it (issue 16:
+    /// one way to administer both, with no second file for the embedded).
+    pub fn keymgr_config(&self) -> String {
+        if self.km_host == KM_HOST {
+            self.path("keymgr.toml")
+        } else {
+            self.path(&format!("h{}.toml", self.km_host))
+        }
     }
 
     /// The key manager's status as JSON.
