@@ -5,4 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup-debian.sh
 
-exec cargo run --quiet --release -p von-agent --bin von -- demo "$@"
+# Cargo's own progress shows: the first release build compiles about 300
+# crates and takes minutes on a small machine; later runs take seconds.
+echo "demo.sh: building von (release; the first build takes a few minutes, later ones seconds)" >&2
+cargo build --release -p von-agent --bin von
+exec "${CARGO_TARGET_DIR:-target}/release/von" demo "$@"

@@ -23,6 +23,7 @@
 pub mod agent;
 pub mod error;
 pub mod etcd;
+pub mod iperf;
 pub mod link;
 pub mod netns;
 pub mod ping;
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 pub use agent::{Agent, VonSpec};
 pub use error::{Error, Result};
 pub use etcd::EtcdCluster;
+pub use iperf::{IperfReport, iperf3};
 pub use link::{Link, link};
 pub use netns::Netns;
 pub use ping::{Ping, PingReport};

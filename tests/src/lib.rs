@@ -29,7 +29,6 @@
 pub mod disk;
 pub mod files;
 pub mod forge;
-pub mod iperf;
 pub mod ledger;
 pub mod observe;
 pub mod packet;
@@ -40,13 +39,13 @@ pub mod tool;
 
 use std::sync::{Mutex, MutexGuard};
 
-pub use iperf::{IperfReport, iperf3};
 pub use tool::{Record, Tool};
 pub use von_lab::{
     Agent, Error, Family, Host, Link, Netns, Ping, PingReport, Result, Status, Topology,
     UNDERLAY_PORT, Underlay, VonCounters, VonSpec, wait_for,
 };
-pub use von_lab::{agent, error, link, netns, ping, process, status, topology, vonbin};
+pub use von_lab::{IperfReport, iperf3};
+pub use von_lab::{agent, error, iperf, link, netns, ping, process, status, topology, vonbin};
 
 /// Whether the end-to-end test `name` should run.
 ///

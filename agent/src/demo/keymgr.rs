@@ -176,27 +176,6 @@ fn keymgr_state(topo: &Topology) -> PathBuf {
     topo.dir().path().join("h1").join("keymgr-grid")
 }
 
-/// A `keymgr.toml` naming the embedded key manager's files and state, so
-/// `von keymgr revoke --config` finds its control socket.
-fn keymgr_toml(
-    topo: &Topology,
-    grid: &VonSpec,
-    on_id: u32,
-    creds: &Credentials,
-) -> anyhow::Result<PathBuf> {
-    let text = format!(
-        "von = \"{}\"\non_id = {on_id}\nlisten = \"{}\"\nstate_dir = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nnoise_key = \"{}\"\n",
-        grid.name,
-        keymgr_addr(),
-        keymgr_state(topo).display(),
-        creds.ca().display(),
-        creds.file("km", "crt").display(),
-        creds.file("km", "key").display(),
-        creds.file("km", "noise.key").display(),
-    );
-    Ok(topo.dir().write("keymgr.toml", &text)?)
-}
-
 /// Removes h3 while h1 pings h2 every 10 ms: `von keymgr revoke --name h3`,
 /// then waits for h1 and h2 to send under a new epoch, and checks that h3
 /// can no longer reach h1.
@@ -204,8 +183,6 @@ pub fn remove_member(
     bin: &Path,
     topo: &Topology,
     grid: &VonSpec,
-    on_id: u32,
-    creds: &Credentials,
     stop: &Stop,
     out: &mut dyn Write,
 ) -> anyhow::Result<Rekey> {
@@ -221,7 +198,9 @@ pub fn remove_member(
         .spawn(topo.host(1).ns())
         .context("starting ping -i 0.01")?;
     stop.sleep(Duration::from_millis(500))?;
-    let config = keymgr_toml(topo, grid, on_id, creds)?;
+    // h1's own von.toml: `von keymgr` finds the key manager h1 embeds in
+    // its `[[von]]` table, so no second file repeats its settings.
+    let config = topo.dir().path().join("h1").join("von.toml");
     let printed = run_in(
         topo,
         1,

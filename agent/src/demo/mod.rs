@@ -8,9 +8,11 @@
 //!    over all three, its key manager embedded in h1's agent;
 //! 3. a ping mesh over the VON, every ordered pair;
 //! 4. `ping -i 0.01` from h1 to h2 while LAN A is cut for every host: 0 lost;
-//! 5. `von keymgr revoke --name h3` while h1 pings h2: epoch +1, 0 lost,
-//!    and h3 can no longer reach anyone;
-//! 6. teardown, and a check that no namespace is left; then the report.
+//! 5. UDP from h1 to h2 at three times the contracted rate: the contract
+//!    is delivered, the excess dropped at h1's edge;
+//! 6. `von keymgr revoke --name h3 --config h1's von.toml` while h1 pings
+//!    h2: epoch +1, 0 lost, and h3 can no longer reach anyone;
+//! 7. teardown, and a check that no namespace is left; then the report.
 //!
 //! Every exit runs the teardown: errors and panics drop the topology
 //! (agents stopped, namespaces deleted), Ctrl-C/SIGTERM set a flag every
@@ -37,6 +39,7 @@ const VON: &str = "grid";
 const ON_ID: u32 = 7;
 const SUBNET: u8 = 1;
 const RATE: &str = "20mbit";
+const RATE_BPS: f64 = 20e6;
 /// Hosts in the demo: the fewest that need a LAN per underlay.
 const HOSTS: u8 = 3;
 
@@ -119,7 +122,8 @@ fn drive(
 
     let mesh = steps::mesh(&topo, &grid, stop, out)?;
     let cut = steps::cut_a(&topo, &grid, stop, out)?;
-    let rekey = keymgr::remove_member(bin, &topo, &grid, ON_ID, &creds, stop, out)?;
+    let contract = steps::contract(&topo, &grid, RATE_BPS, stop, out)?;
+    let rekey = keymgr::remove_member(bin, &topo, &grid, stop, out)?;
     let (counters_of, counters) = steps::counters(&topo, 2)?;
     stop.check()?;
     say(out, "stopping the agents and removing the namespaces")?;
@@ -131,6 +135,7 @@ fn drive(
         agents_ready,
         mesh,
         cut: Some(cut),
+        contract,
         rekey,
         counters,
         counters_of,

@@ -41,6 +41,26 @@ pub struct Cut {
     pub discarded_duplicates: u64,
 }
 
+/// The contract step: UDP offered above the VON's rate.
+#[derive(Debug, Clone)]
+pub struct Contract {
+    /// The VON's contracted rate and what h1 offered, bits per second.
+    pub rate_bps: f64,
+    pub offered_bps: f64,
+    /// What h2's iperf3 received, bits per second.
+    pub received_bps: f64,
+    /// Packets h1's shaper dropped meanwhile.
+    pub rate_drops: u64,
+}
+
+impl Contract {
+    /// Delivered at most the rate plus 10 % (the bucket's burst and
+    /// iperf3's timing), with the excess dropped at the edge.
+    pub fn held(&self) -> bool {
+        self.received_bps <= self.rate_bps * 1.1 && self.rate_drops > 0
+    }
+}
+
 /// The member-removal step: `von keymgr revoke` while h1 pings h2.
 #[derive(Debug, Clone)]
 pub struct Rekey {
@@ -67,6 +87,7 @@ pub struct Report {
     pub agents_ready: Duration,
     pub mesh: Vec<Pair>,
     pub cut: Option<Cut>,
+    pub contract: Contract,
     pub rekey: Rekey,
     /// Counters of one receiver at the end: (name, value).
     pub counters: Vec<(&'static str, u64)>,
@@ -102,6 +123,15 @@ impl Report {
             }
             Some(_) => {}
             None => f.push("the underlay cut did not run".into()),
+        }
+        let c = &self.contract;
+        if !c.held() {
+            f.push(format!(
+                "contract: {:.1} Mbit/s delivered against {:.1} Mbit/s contracted, {} dropped at the edge",
+                c.received_bps / 1e6,
+                c.rate_bps / 1e6,
+                c.rate_drops
+            ));
         }
         let r = &self.rekey;
         if r.after <= r.before || r.lost > 0 || r.outcast_received > 0 {
@@ -166,6 +196,15 @@ impl fmt::Display for Report {
                 let _ = writeln!(s, "underlay A cut: not run");
             }
         }
+        let c = &self.contract;
+        let _ = writeln!(
+            s,
+            "contract: {:.0} Mbit/s offered, {:.1} Mbit/s delivered, contract {:.0} Mbit/s, {} packets dropped at the edge",
+            c.offered_bps / 1e6,
+            c.received_bps / 1e6,
+            c.rate_bps / 1e6,
+            c.rate_drops
+        );
         let r = &self.rekey;
         let _ = writeln!(
             s,
@@ -258,6 +297,12 @@ mod tests {
                 tx_errors_a: 200,
                 discarded_duplicates: 300,
             }),
+            contract: Contract {
+                rate_bps: 20e6,
+                offered_bps: 60e6,
+                received_bps: 19.8e6,
+                rate_drops: 3000,
+            },
             rekey: Rekey {
                 removed: "h3".into(),
                 before: 4,
@@ -290,6 +335,10 @@ mod tests {
             "{text}"
         );
         assert!(
+            text.contains("contract: 60 Mbit/s offered, 19.8 Mbit/s delivered, contract 20 Mbit/s, 3000 packets dropped at the edge"),
+            "{text}"
+        );
+        assert!(
             text.contains("cleanup: 3 namespaces removed, 0 left"),
             "{text}"
         );
@@ -310,6 +359,15 @@ mod tests {
         );
         r.cut = None;
         assert_eq!(r.failures().len(), 4);
+        r.contract.rate_drops = 0;
+        assert_eq!(
+            r.failures().len(),
+            5,
+            "no edge drops: the contract was not shown"
+        );
+        r.contract.rate_drops = 1;
+        r.contract.received_bps = 30e6;
+        assert_eq!(r.failures().len(), 5, "over the contract");
     }
 
     #[test]

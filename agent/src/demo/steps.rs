@@ -5,9 +5,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use von_lab::{Ping, PingReport, Topology, Underlay, VonSpec};
+use von_lab::{Ping, PingReport, Topology, Underlay, VonSpec, iperf3};
 
-use super::report::{self, Cut, Pair};
+use super::report::{self, Contract, Cut, Pair};
 use super::say;
 use super::stop::Stop;
 
@@ -161,6 +161,69 @@ pub fn cut_a(
         ),
     )?;
     Ok(cut)
+}
+
+/// The contract step: UDP offered at three times the rate, for 3 s.
+const CONTRACT_FACTOR: f64 = 3.0;
+const CONTRACT_FOR: Duration = Duration::from_secs(3);
+/// iperf3's UDP payload; the inner packet is 28 bytes more.
+const CONTRACT_DATAGRAM: &str = "1200";
+
+/// UDP from h1 to h2 at three times the VON's contracted rate: what
+/// arrives is the contract, the rest is dropped at h1's edge, as a
+/// dedicated line of that rate would.
+pub fn contract(
+    topo: &Topology,
+    grid: &VonSpec,
+    rate_bps: f64,
+    stop: &Stop,
+    out: &mut dyn Write,
+) -> anyhow::Result<Contract> {
+    let offered_bps = rate_bps * CONTRACT_FACTOR;
+    say(
+        out,
+        &format!(
+            "contract: h1 offers {:.0} Mbit/s of UDP to h2 for {} s, {CONTRACT_FACTOR}x the VON's {:.0} Mbit/s",
+            offered_bps / 1e6,
+            CONTRACT_FOR.as_secs(),
+            rate_bps / 1e6
+        ),
+    )?;
+    stop.check()?;
+    let before = topo
+        .agent(1)
+        .counters(super::VON)
+        .context("h1's counters")?;
+    let offered = format!("{}", offered_bps as u64);
+    let seconds = CONTRACT_FOR.as_secs().to_string();
+    let r = iperf3(
+        topo.host(2).ns(),
+        grid.address(2),
+        topo.host(1).ns(),
+        &["-u", "-b", &offered, "-l", CONTRACT_DATAGRAM, "-t", &seconds],
+        CONTRACT_FOR,
+    )
+    .context("iperf3 from h1 to h2 over von-grid (is iperf3 installed? scripts/setup-debian.sh installs it)")?;
+    stop.check()?;
+    let after = topo
+        .agent(1)
+        .counters(super::VON)
+        .context("h1's counters")?;
+    let contract = Contract {
+        rate_bps,
+        offered_bps,
+        received_bps: r.received_bps(),
+        rate_drops: before.delta(&after, "rate_drops")?,
+    };
+    say(
+        out,
+        &format!(
+            "  h2 received {:.1} Mbit/s; h1's edge dropped {} packets over the contract (rate_drops)",
+            contract.received_bps / 1e6,
+            contract.rate_drops
+        ),
+    )?;
+    Ok(contract)
 }
 
 /// The counters an operator looks at first, from host `hN`'s agent.
