@@ -39,7 +39,6 @@ const VON: &str = "grid";
 const ON_ID: u32 = 7;
 const SUBNET: u8 = 1;
 const RATE: &str = "20mbit";
-const RATE_BPS: f64 = 20e6;
 /// Hosts in the demo: the fewest that need a LAN per underlay.
 const HOSTS: u8 = 3;
 
@@ -122,7 +121,10 @@ fn drive(
 
     let mesh = steps::mesh(&topo, &grid, stop, out)?;
     let cut = steps::cut_a(&topo, &grid, stop, out)?;
-    let contract = steps::contract(&topo, &grid, RATE_BPS, stop, out)?;
+    // Parsed as the agents parse their `rate`, so the step checks the
+    // contract they actually run.
+    let rate: von_config::Rate = RATE.parse().context("the demo's rate")?;
+    let contract = steps::contract(&topo, &grid, rate.bits_per_second() as f64, stop, out)?;
     let rekey = keymgr::remove_member(bin, &topo, &grid, stop, out)?;
     let (counters_of, counters) = steps::counters(&topo, 2)?;
     stop.check()?;
