@@ -33,27 +33,29 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+mod lifecycle;
+
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
-use tracing::{Instrument, Span, info, info_span, warn};
-use von_config::{AgentConfig, ConfigError, UnderlayEndpoints, VonMode};
-use von_crypto::SendCounter;
-use von_crypto::freshness::{Challenge, MAX_KEEPALIVE_LEN};
+use tracing::{Span, error, info, warn};
+use von_config::{AgentConfig, ConfigError, UnderlayEndpoints};
+use von_crypto::freshness::MAX_KEEPALIVE_LEN;
 use von_packet::demux::{Demux, Unrouted, datagrams};
 use von_packet::{
     Action, Challenges, DOWN_AFTER, DropReason, Inbound, Outbound, PACKET_OFFSET, PerUnderlay,
-    Pipeline, PipelineConfig, SocketCounters, Underlay, UnderlayName, VonCounters, counters_bump,
+    SocketCounters, Underlay, UnderlayName, VonCounters, counters_bump,
 };
 
 use crate::control;
 use crate::guard::{Guard, GuardError, GuardedVon};
 use crate::metrics::{self, MetricsError};
-use crate::reload::{Applied, Registry};
+use crate::reload::{Applied, Registry, VonChange};
 use crate::state::{self, StateError};
-use crate::static_mode::{self, StaticModeError};
-use crate::status::{self, StatusError, StatusSource, VonFacts, VonSource};
+use crate::static_mode::StaticModeError;
+use crate::status::{self, StatusError, StatusSource};
 use crate::tun::{ReadBatch, Tun, TunError, WriteBatch};
 use crate::underlay::{Outgoing, TrafficClass, UnderlayError, UnderlaySocket};
+use lifecycle::{Host, InboundChange, InboundVon, Prepared};
 
 /// Largest IP packet, and so the buffer every loop reads into.
 const MAX_PACKET: usize = 65_535;
@@ -105,6 +107,15 @@ pub enum AgentError {
     Runtime(&'static str, #[source] std::io::Error),
     #[error("the operating system's random number generator failed")]
     Random,
+    #[error(
+        "VON {von}: its view has ON id {on_id}, which VON {other} on this host already uses; \
+         every VON needs its own ON id (ask the key managers' operators)"
+    )]
+    OnIdInUse {
+        von: String,
+        on_id: u32,
+        other: String,
+    },
 }
 
 /// The runtimes the agent's own work runs on, apart from the caller's, which
@@ -142,7 +153,8 @@ impl Runtimes {
 
 /// Runs the agent for `config` until `shutdown` completes, then removes the
 /// interfaces and the control socket. Each VON registers its live settings
-/// in `live` once it runs, for a reload to change (`reload.rs`).
+/// in `live` once it runs, for a reload to change; VONs a reload adds,
+/// removes or changes arrive through `live` as well (`reload.rs`).
 pub async fn run(
     config: &AgentConfig,
     live: &Registry,
@@ -150,13 +162,16 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     // Every state stops on `shutdown`, the wait for a first view included.
     // Views first: a bad file fails before anything is touched.
-    let views = config.load_views()?;
+    config.load_views()?;
     // The first start creates state_dir (0700): the first view is saved there.
     state::create_dir(&config.state_dir)?;
     // The control socket is claimed before any key manager is asked (a live
     // agent on it is refused), and answers "waiting" until the views are in.
     let claimed = status::claim(&config.control_socket)?;
-    let result = run_claimed(config, live, claimed, views, shutdown).await;
+    // A reload during start-up is carried out once the agent runs.
+    let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
+    live.connect(changes);
+    let result = run_claimed(config, live, changed, claimed, shutdown).await;
     let _ = std::fs::remove_file(&config.control_socket);
     result
 }
@@ -165,8 +180,8 @@ pub async fn run(
 async fn run_claimed(
     config: &AgentConfig,
     live: &Registry,
+    changed: UnboundedReceiver<VonChange>,
     claimed: std::os::unix::net::UnixListener,
-    views: Vec<von_config::LocalView>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let mut shutdown = std::pin::pin!(shutdown);
@@ -177,95 +192,35 @@ async fn run_claimed(
         waiting.clone(),
         waiting_stopped,
     ));
-    let mut vons = Vec::with_capacity(config.vons.len());
-    // Keymgr-mode VONs: restored or first view from the key manager (control/).
-    let mut controls = Vec::new();
+    // Every VON's first view, in config order (keymgr mode: from its key
+    // manager, which can take long; SIGTERM ends the wait).
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(config.vons.len());
     for von in &config.vons {
-        // Keymgr mode adds the lease that status shows and the outbound
-        // loop's "sequence limit near" reporter; static mode has neither.
-        let (shared, lease, standing, near): (von_packet::SharedSnapshot, _, _, _) = match &von.mode
-        {
-            VonMode::Static(mode) => {
-                let local = views
-                    .iter()
-                    .find(|v| v.von == von.name)
-                    .unwrap_or_else(|| unreachable!("load_views returns every static VON"));
-                let snapshot = static_mode::snapshot(
-                    local,
-                    &mode.view.display().to_string(),
-                    &underlay_names(config),
-                )?;
-                let shared = Arc::new(ArcSwap::from_pointee(snapshot));
-                (shared, Default::default(), Default::default(), None)
+        let got = lifecycle::prepare(config, von, Some(&waiting), &mut shutdown).await;
+        match got {
+            Ok(Some(p)) => prepared.push(p),
+            Ok(None) | Err(_) => {
+                let controls = prepared.iter_mut().filter_map(|p| p.control.take());
+                control::stop_all(controls.collect()).await;
+                return got.map(drop);
             }
-            VonMode::Keymgr(mode) => {
-                let underlays = control::Underlays {
-                    names: underlay_names(config),
-                    own: own_endpoints(config),
-                };
-                let failed = |source| AgentError::Control {
-                    von: von.name.to_string(),
-                    source,
-                };
-                let mut joining =
-                    control::start(&config.state_dir, von.name.as_str(), mode, underlays)
-                        .await
-                        .map_err(failed)?;
-                waiting
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(status::WaitingSource {
-                        name: von.name.to_string(),
-                        keymgr: mode.endpoint.to_string(),
-                        since: Instant::now(),
-                        standing: joining.standing(),
-                    });
-                let first = tokio::select! {
-                    r = joining.first_view() => r,
-                    () = &mut shutdown => {
-                        info!("stopped before the first view");
-                        joining.stop().await;
-                        control::stop_all(controls).await;
-                        return Ok(());
-                    }
-                };
-                waiting
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain(|w| w.name != von.name.as_str());
-                let k = first.and_then(|()| joining.running()).map_err(failed)?;
-                let parts = (
-                    k.shared.clone(),
-                    k.lease.clone(),
-                    k.standing.clone(),
-                    Some(k.reporter()),
-                );
-                controls.push(k);
-                parts
-            }
-        };
-        vons.push((von, shared, lease, standing, near));
+        }
     }
 
     // Durable incarnations before anything can be sent.
-    let mut incarnations = Vec::with_capacity(vons.len());
-    for (von, ..) in &vons {
-        let name = von.name.to_string();
-        let inc = state::bump_incarnation(&config.state_dir, &name).map_err(|source| {
-            AgentError::State {
-                von: name.clone(),
-                source,
-            }
-        })?;
-        SendCounter::new(inc).map_err(|source| AgentError::Sequence { von: name, source })?;
-        incarnations.push(inc);
+    let mut incarnations = Vec::with_capacity(prepared.len());
+    for p in &prepared {
+        incarnations.push(lifecycle::incarnate(
+            &config.state_dir,
+            p.von.name.as_str(),
+        )?);
     }
     // Nothing is sealed within the second of the start (state.rs).
     if let Some(&newest) = incarnations.iter().max() {
         state::wait_until_past(newest).map_err(|source| AgentError::State {
-            von: vons
+            von: prepared
                 .iter()
-                .map(|(v, ..)| v.name.to_string())
+                .map(|p| p.von.name.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
             source,
@@ -289,11 +244,10 @@ async fn run_claimed(
     let result = run_on(
         config,
         live,
+        changed,
         &runtimes,
         listener,
-        vons,
-        incarnations,
-        controls,
+        prepared.into_iter().zip(incarnations).collect(),
         shutdown,
     )
     .await;
@@ -301,45 +255,53 @@ async fn run_claimed(
     result
 }
 
+/// A VON a reload asked for, on its way to its first view.
+struct Starting {
+    /// Tells [`Starting`] apart from a later start of the same VON.
+    id: u64,
+    name: String,
+    /// Ends the wait for a first view; taken when used.
+    cancel: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What a start ended with: the VON with its incarnation, `None` if it was
+/// cancelled, or why it could not start.
+type Started = (u64, String, Result<Option<(Prepared, u32)>, AgentError>);
+
 /// The second half of [`run`]: opens the OS edges on the data-plane runtime
 /// (tokio I/O stays with the runtime it was registered on), spawns the loops
-/// there and the status socket on the operator runtime, then waits.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the halves of one start, handed over once; a struct would only rename them"
-)]
+/// there and the status socket on the operator runtime, then runs until
+/// `shutdown`, starting and stopping VONs as reloads ask.
 async fn run_on(
     config: &AgentConfig,
     live: &Registry,
+    mut changed: UnboundedReceiver<VonChange>,
     runtimes: &Runtimes,
     listener: std::os::unix::net::UnixListener,
-    vons: Vec<(
-        &von_config::VonConfig,
-        von_packet::SharedSnapshot,
-        crate::health::SharedLease,
-        crate::health::SharedStanding,
-        Option<control::NearLimit>,
-    )>,
-    incarnations: Vec<u32>,
-    controls: Vec<control::KeymgrVon>,
+    vons: Vec<(Prepared, u32)>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let data = runtimes.data.handle();
-    let entered = data.enter();
     let names = underlay_names(config);
-    let sockets: Arc<PerUnderlay<UnderlaySocket>> =
+    let sockets: Arc<PerUnderlay<UnderlaySocket>> = {
+        let _entered = data.enter();
         Arc::new(PerUnderlay::try_from_fn(config.underlays.len(), |u| {
             let c = &config.underlays[u];
             UnderlaySocket::bind(u, c.name, c.bind.addr())
-        })?);
+        })?)
+    };
     let socket_counters = sockets.map(|_, _| Arc::new(SocketCounters::default()));
     // The leak guard before any TUN exists; removed when `guard` drops.
-    let guarded = vons.iter().map(|(von, shared, ..)| GuardedVon {
-        name: von.name.to_string(),
-        interface: von.interface.as_str().to_owned(),
-        prefix: shared.load().prefix(),
+    let guarded = vons.iter().map(|(p, _)| {
+        let guarded = GuardedVon {
+            name: p.von.name.to_string(),
+            interface: p.von.interface.as_str().to_owned(),
+            prefix: p.shared.load().prefix(),
+        };
+        (guarded, p.shared.clone())
     });
-    let guard = Guard::install(
+    let mut guard = Guard::install(
         guarded.collect(),
         sockets
             .values()
@@ -348,107 +310,19 @@ async fn run_on(
     )?;
 
     let mut tasks = JoinSet::new();
-    let mut inbounds = Vec::with_capacity(vons.len());
-    let mut tuns = Vec::with_capacity(vons.len());
-    let mut status_vons = Vec::with_capacity(vons.len());
-    let mut on_ids = Vec::with_capacity(vons.len());
-    let mut spans = Vec::with_capacity(vons.len());
-    for ((von, shared, lease, standing, near), incarnation) in vons.into_iter().zip(incarnations) {
-        let name = von.name.to_string();
-        let snapshot = shared.load_full();
-        let me = snapshot.me().clone();
-        let prefix = snapshot.prefix();
-        let me_on_id = snapshot.on_id();
-        on_ids.push(me_on_id);
-        let members = snapshot.members().len();
-        let counters = Arc::new(VonCounters::new(&names));
-        let tun = Arc::new(
-            Tun::open(
-                von.interface.as_str(),
-                me.address,
-                prefix.prefix_len(),
-                von.mtu.bytes(),
-            )
-            .map_err(|source| AgentError::Tun {
-                von: name.clone(),
-                source,
-            })?,
-        );
-        let pipeline = Pipeline::new(
-            PipelineConfig {
-                rate_bps: von.rate.bits_per_second(),
-                burst_bytes: von.burst.bytes(),
-                incarnation,
-                challenge: Challenge::generate().map_err(|_| AgentError::Random)?,
-            },
-            shared.clone(),
-            counters.clone(),
-        );
-        info!(
-            von = %name, interface = tun.name(), address = %me.address, member = %me.name,
-            members, mtu = von.mtu.bytes(), dscp = von.dscp.value(), incarnation, "VON up"
-        );
-        let span = info_span!(
-            "von", name = %name, interface = von.interface.as_str(), on_id = me_on_id.0
-        );
-        let settings = live.register(von);
-        tasks.spawn_on(
-            outbound_loop(
-                tun.clone(),
-                von.mtu.bytes(),
-                pipeline.outbound,
-                sockets.clone(),
-                Applied::new(settings.clone()),
-                counters.clone(),
-                near,
-            )
-            .instrument(span.clone()),
-            data,
-        );
-        let health = pipeline.inbound.health();
-        inbounds.push(pipeline.inbound);
-        tuns.push(tun);
-        spans.push(span);
-        status_vons.push(VonSource {
-            facts: VonFacts {
-                name,
-                interface: von.interface.as_str().to_owned(),
-                mode: match von.mode {
-                    VonMode::Static(_) => "static",
-                    VonMode::Keymgr(_) => "keymgr",
-                },
-                rate_bps: von.rate.bits_per_second(),
-                dscp: von.dscp.value(),
-                mtu: von.mtu.bytes(),
-            },
-            snapshot: shared,
-            counters,
-            health,
-            lease,
-            standing,
-            live: Some(settings),
-        });
-    }
-    let demux =
-        Demux::new(on_ids).unwrap_or_else(|| unreachable!("load_views refuses shared ON ids"));
+    // The guard's checks run `nft` and read routes: control work, on the
+    // caller's runtime.
+    tasks.spawn(guard.watch());
+    let (inbound_changes, inbound_changed) = tokio::sync::mpsc::unbounded_channel();
     tasks.spawn_on(
         inbound_loop(
             sockets.clone(),
-            demux,
-            inbounds,
-            tuns,
-            spans,
+            inbound_changed,
             socket_counters.clone(),
             names.clone(),
         ),
         data,
     );
-    drop(entered);
-
-    // The guard's checks run `nft` and read routes: control work, on the
-    // caller's runtime.
-    let snapshots = status_vons.iter().map(|v| v.snapshot.clone()).collect();
-    tasks.spawn(guard.watch(snapshots));
 
     let operator = runtimes.operator.handle();
     let control: PathBuf = config.control_socket.clone();
@@ -461,10 +335,52 @@ async fn run_on(
         })?
     };
     let source = Arc::new(StatusSource {
-        vons: status_vons,
+        vons: std::sync::Mutex::new(Vec::with_capacity(vons.len())),
         underlays: sockets.map(|u, s| (s.name(), s.local_addr(), socket_counters[u].clone())),
         guard: guard.shared(),
     });
+    let mut host = Host::new(
+        data.clone(),
+        sockets,
+        names,
+        guard,
+        inbound_changes,
+        source.clone(),
+    );
+    let mut result = Ok(());
+    for (p, incarnation) in vons {
+        if let Err(e) = host.launch(p, incarnation, &mut tasks, live).await {
+            result = Err(e);
+            break;
+        }
+    }
+    if result.is_ok() {
+        result = serve_operator(config, operator, listener, source, &mut tasks).await;
+    }
+    if result.is_ok() {
+        info!(control_socket = %control.display(), "agent running");
+        result = run_until(config, live, &mut changed, &mut host, &mut tasks, shutdown).await;
+    }
+    // Leave keymgr-mode VONs cleanly (members move on at once), then stop.
+    control::stop_all(host.take_controls()).await;
+    // Dropping the tasks drops the TUN devices: the interfaces disappear.
+    tasks.shutdown().await;
+    // Only now, with the TUNs gone, may VON addresses follow other routes.
+    drop(host);
+    let _ = std::fs::remove_file(&control);
+    info!("agent stopped");
+    result
+}
+
+/// The status socket and, if configured, the metrics endpoint, on the
+/// operator runtime.
+async fn serve_operator(
+    config: &AgentConfig,
+    operator: &tokio::runtime::Handle,
+    listener: tokio::net::UnixListener,
+    source: Arc<StatusSource>,
+    tasks: &mut JoinSet<&'static str>,
+) -> Result<(), AgentError> {
     if let Some(addr) = config.metrics {
         let listener = operator
             .spawn(metrics::bind(addr.addr()))
@@ -487,24 +403,110 @@ async fn run_on(
         },
         operator,
     );
-    info!(control_socket = %control.display(), "agent running");
+    Ok(())
+}
 
-    let result = tokio::select! {
-        () = shutdown => Ok(()),
-        ended = tasks.join_next() => Err(AgentError::TaskEnded(match ended {
-            Some(Ok(name)) => name,
-            _ => "packet",
-        })),
+/// Runs until `shutdown` or a task ends, carrying out each [`VonChange`]: a
+/// VON to stop goes at once; a VON to start gets its view in a task of its
+/// own (a key manager may take long), then goes on the wire here.
+async fn run_until(
+    config: &AgentConfig,
+    live: &Registry,
+    changed: &mut UnboundedReceiver<VonChange>,
+    host: &mut Host,
+    tasks: &mut JoinSet<&'static str>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<Started>();
+    let mut starting: Vec<Starting> = Vec::new();
+    let mut next_id = 0u64;
+    let result = loop {
+        tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            ended = tasks.join_next() => match ended {
+                // A stopped VON's outbound loop.
+                Some(Err(e)) if e.is_cancelled() => {}
+                Some(Ok(name)) => break Err(AgentError::TaskEnded(name)),
+                _ => break Err(AgentError::TaskEnded("packet")),
+            },
+            Some(change) = changed.recv() => match change {
+                VonChange::Stop(name) => {
+                    for s in starting.iter_mut().filter(|s| s.name == name) {
+                        s.cancel.take().map(|c| c.send(()));
+                    }
+                    host.stop(&name, live).await;
+                }
+                VonChange::Start(von) => {
+                    next_id += 1;
+                    let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+                    let (id, name, config, done) =
+                        (next_id, von.name.to_string(), config.clone(), started_tx.clone());
+                    let started_name = name.clone();
+                    info!(von = %name, "starting VON");
+                    let task = tokio::spawn(async move {
+                        let stop = async {
+                            let _ = cancelled.await;
+                        };
+                        let got = match lifecycle::prepare(&config, &von, None, stop).await {
+                            Ok(Some(p)) => {
+                                match lifecycle::incarnate_and_wait(&config.state_dir, &name).await {
+                                    Ok(inc) => Ok(Some((p, inc))),
+                                    Err(e) => {
+                                        if let Some(k) = p.control {
+                                            k.stop().await;
+                                        }
+                                        Err(e)
+                                    }
+                                }
+                            }
+                            Ok(None) => Ok(None),
+                            Err(e) => Err(e),
+                        };
+                        let _ = done.send((id, name, got));
+                    });
+                    starting.push(Starting { id, name: started_name, cancel: Some(cancel), task });
+                }
+            },
+            Some((id, name, got)) = started.recv() => {
+                starting.retain(|s| s.id != id);
+                let launched = match got {
+                    Ok(Some((p, _))) if host.running().any(|r| r == name) => {
+                        // Started twice: the one on the wire stays.
+                        if let Some(k) = p.control {
+                            k.stop().await;
+                        }
+                        Ok(())
+                    }
+                    Ok(Some((p, inc))) => host.launch(p, inc, tasks, live).await,
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = launched {
+                    error!(von = %name, "VON {name} did not start, the others run on: {}; fix the config and reload", chain(&e));
+                    live.start_failed(&name);
+                }
+            }
+        }
     };
-    // Leave keymgr-mode VONs cleanly (members move on at once), then stop.
-    control::stop_all(controls).await;
-    // Dropping the tasks drops the TUN devices: the interfaces disappear.
-    tasks.shutdown().await;
-    // Only now, with the TUNs gone, may VON addresses follow other routes.
-    drop(guard);
-    let _ = std::fs::remove_file(&control);
-    info!("agent stopped");
+    // Starts still under way leave their key managers, within the stop bound.
+    for mut s in starting {
+        s.cancel.take().map(|c| c.send(()));
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.task).await;
+    }
     result
+}
+
+/// An error and its causes on one line, for a log.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// TUN → every underlay for one VON. One TUN read gives a batch (a TCP
@@ -512,7 +514,7 @@ async fn run_on(
 /// core, then the sealed frames leave together, underlay by underlay.
 async fn outbound_loop(
     tun: Arc<Tun>,
-    mtu: u16,
+    mut mtu: u16,
     mut outbound: Outbound,
     sockets: Arc<PerUnderlay<UnderlaySocket>>,
     mut live: Applied,
@@ -529,10 +531,20 @@ async fn outbound_loop(
     let challenges = outbound.challenges();
     let mut class = TrafficClass::new(live.current().dscp);
     loop {
-        // A reload's new rate and DSCP, from this wake-up on (reload.rs).
+        // A reload's new rate, DSCP and MTU, from this wake-up on (reload.rs).
         if let Some(s) = live.changed() {
             outbound.set_rate(Instant::now(), s.rate_bps, s.burst_bytes);
             class = TrafficClass::new(s.dscp);
+            if s.mtu != mtu {
+                match tun.set_mtu(s.mtu) {
+                    Ok(()) => {
+                        mtu = s.mtu;
+                        batch = ReadBatch::new(mtu, PACKET_OFFSET, von_crypto::frame::TAG_LEN);
+                        info!(mtu, "MTU applied");
+                    }
+                    Err(e) => warn!(mtu = s.mtu, "setting the MTU of {}: {e}", tun.name()),
+                }
+            }
         }
         let out = Out {
             sockets: &sockets,
@@ -557,7 +569,10 @@ async fn outbound_loop(
                     let c = counters.on(k.underlay);
                     let socket = &sockets[k.underlay];
                     match socket.send_to(k.frame, k.to, &class).await {
-                        Ok(_) => counters_bump(&c.tx_keepalives),
+                        Ok(n) => {
+                            counters_bump(&c.tx_keepalives);
+                            c.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        }
                         Err(e) => {
                             counters_bump(&c.tx_errors);
                             log.warn_on(now, "send", Some(k.underlay), || {
@@ -626,6 +641,7 @@ impl Out<'_> {
                 .send_all(outgoing, |i| batch.buf(i), self.class)
                 .await;
             c.tx_frames.fetch_add(report.sent, Ordering::Relaxed);
+            c.tx_bytes.fetch_add(report.sent_bytes, Ordering::Relaxed);
             c.tx_errors.fetch_add(report.failed, Ordering::Relaxed);
             if let Some((to, e)) = report.last_error {
                 log.warn_on(now, "send", Some(u), || {
@@ -647,7 +663,10 @@ impl Out<'_> {
                         };
                         let c = self.counters.on(u);
                         match socket.send_to(frame, dst, self.class).await {
-                            Ok(_) => counters_bump(&c.tx_frames),
+                            Ok(n) => {
+                                counters_bump(&c.tx_frames);
+                                c.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                            }
                             Err(e) => {
                                 counters_bump(&c.tx_errors);
                                 log.warn_on(now, "send", Some(u), || {
@@ -681,47 +700,67 @@ async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// One VON's part of the inbound loop.
+struct InboundSlot {
+    von: InboundVon,
+    writes: WriteBatch,
+    /// Drops are summarised per VON, so one VON's noise never hides another's.
+    log: LogLimiter,
+}
+
 /// Every underlay → the VONs' TUNs. A wake-up drains up to [`RECV_BURST`]
 /// receives from a socket that is ready (one receive may hold many
 /// datagrams), opens every frame, and writes each VON's delivered packets to
-/// its TUN in one batch.
+/// its TUN in one batch. VONs join and leave through `changes`.
 async fn inbound_loop(
     sockets: Arc<PerUnderlay<UnderlaySocket>>,
-    demux: Demux,
-    mut inbounds: Vec<Inbound>,
-    tuns: Vec<Arc<Tun>>,
-    spans: Vec<Span>,
+    mut changes: UnboundedReceiver<InboundChange>,
     socket_counters: PerUnderlay<Arc<SocketCounters>>,
     names: PerUnderlay<UnderlayName>,
 ) -> &'static str {
     let mut buf = vec![0u8; MAX_PACKET];
-    let mut writes: Vec<WriteBatch> = tuns
-        .iter()
-        .map(|_| WriteBatch::new(tun_rs::IDEAL_BATCH_SIZE))
-        .collect();
+    let mut vons: Vec<InboundSlot> = Vec::new();
+    let mut demux = Demux::default();
     let mut log = LogLimiter::default();
-    // Drops are summarised per VON, so one VON's noise never hides another's.
-    let mut von_logs: Vec<LogLimiter> = inbounds.iter().map(|_| LogLimiter::default()).collect();
-    // Start every VON's health clock, so peers never heard show as down.
-    let start = Instant::now();
-    inbounds.iter_mut().for_each(|i| i.handle_timeout(start));
     // Which socket a wake-up looks at first: the one after the last served,
     // so a busy underlay never starves the others.
     let mut next_first = 0;
     loop {
         // The earliest instant a link may go down, over every VON.
-        let due = inbounds
+        let due = vons
             .iter()
-            .filter_map(Inbound::poll_timeout)
+            .filter_map(|v| v.von.inbound.poll_timeout())
             .min()
             .map(tokio::time::Instant::from_std);
         let (underlay, ready) = tokio::select! {
             r = any_readable(&sockets, next_first) => r,
+            change = changes.recv() => {
+                match change {
+                    Some(InboundChange::Add(mut von)) => {
+                        // Start its health clock, so peers never heard show as down.
+                        von.inbound.handle_timeout(Instant::now());
+                        vons.push(InboundSlot {
+                            von: *von,
+                            writes: WriteBatch::new(tun_rs::IDEAL_BATCH_SIZE),
+                            log: LogLimiter::default(),
+                        });
+                    }
+                    Some(InboundChange::Remove(on_id, done)) => {
+                        vons.retain(|v| v.von.on_id != on_id);
+                        let _ = done.send(());
+                    }
+                    None => return "inbound",
+                }
+                // Positions moved: route by the new ones. The host refuses a
+                // second VON with a running one's ON id, so this always holds.
+                demux = Demux::new(vons.iter().map(|v| v.von.on_id)).unwrap_or_default();
+                continue;
+            }
             () = sleep_until_opt(due.or(Some(tokio::time::Instant::now() + IDLE_TICK))) => {
                 let now = Instant::now();
-                for (inbound, span) in inbounds.iter_mut().zip(&spans) {
-                    inbound.handle_timeout(now);
-                    log_health(inbound, span, &names);
+                for v in &mut vons {
+                    v.von.inbound.handle_timeout(now);
+                    log_health(&mut v.von.inbound, &v.von.span, &names);
                 }
                 continue;
             }
@@ -753,8 +792,8 @@ async fn inbound_loop(
             let now = Instant::now();
             for datagram in datagrams(&mut buf[..received.len], received.segment) {
                 let len = datagram.len();
-                let von = match demux.route(datagram, counters) {
-                    Ok(von) => von,
+                let v = match demux.route(datagram, counters) {
+                    Ok(i) => &mut vons[i],
                     Err(Unrouted::Malformed) => {
                         log.warn_on(now, "short", Some(underlay), || {
                             format!("underlay {name}: datagram of {len} bytes")
@@ -768,28 +807,28 @@ async fn inbound_loop(
                         continue;
                     }
                 };
-                let action = inbounds[von].handle(now, underlay, datagram);
-                log_health(&mut inbounds[von], &spans[von], &names);
+                let action = v.von.inbound.handle(now, underlay, datagram);
+                log_health(&mut v.von.inbound, &v.von.span, &names);
                 match action {
                     Action::Deliver { packet } => {
-                        if writes[von].is_full() {
-                            write_tun(&tuns[von], &mut writes[von], &inbounds[von], now, &mut log)
+                        if v.writes.is_full() {
+                            write_tun(&v.von.tun, &mut v.writes, &v.von.inbound, now, &mut log)
                                 .await;
                         }
-                        writes[von].push(&datagram[packet]);
+                        v.writes.push(&datagram[packet]);
                     }
                     Action::Drop(reason) => {
-                        let _entered = spans[von].enter();
-                        von_logs[von].dropped(now, reason);
+                        let _entered = v.von.span.enter();
+                        v.log.dropped(now, reason);
                     }
                     Action::Send { .. } | Action::Queued => {}
                 }
             }
         }
         let now = Instant::now();
-        for (von, batch) in writes.iter_mut().enumerate() {
-            if !batch.is_empty() {
-                write_tun(&tuns[von], batch, &inbounds[von], now, &mut log).await;
+        for v in &mut vons {
+            if !v.writes.is_empty() {
+                write_tun(&v.von.tun, &mut v.writes, &v.von.inbound, now, &mut log).await;
             }
         }
     }

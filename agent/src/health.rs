@@ -62,6 +62,9 @@ pub struct LinkStatus {
     pub last_heard_ms: Option<u64>,
     /// Times the link went down since the agent started.
     pub downs: u64,
+    /// Bytes of authenticated frames from the peer on this link since the
+    /// agent started, data and keepalives (UDP payload).
+    pub rx_bytes: u64,
 }
 
 /// Health of one underlay over a VON's peers.
@@ -182,6 +185,7 @@ pub(crate) fn peers(
                         .and_then(|l| l.last_heard)
                         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                     downs: l.map_or(0, |l| l.downs),
+                    rx_bytes: l.map_or(0, |l| l.rx_bytes),
                 }
             };
             PeerStatus {

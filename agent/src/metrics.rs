@@ -212,6 +212,16 @@ const UNDERLAY_COUNTERS: &[(&str, &str, Read<UnderlayCountersSnapshot>)] = &[
     ("keepalives_received", "Keepalives received", |u| {
         u.rx_keepalives
     }),
+    (
+        "bytes_sent",
+        "Bytes of every frame handed to the kernel, data and keepalives (UDP payload)",
+        |u| u.tx_bytes,
+    ),
+    (
+        "bytes_received",
+        "Bytes of every datagram received with this VON's ON id (UDP payload)",
+        |u| u.rx_bytes,
+    ),
 ];
 
 /// The host-wide counters of an underlay socket (`von_socket_<name>_total`).
@@ -320,6 +330,11 @@ pub fn render(report: &StatusReport) -> String {
         "link_downs",
         "Times the link to the peer on the underlay went down",
     );
+    let link_bytes = counter(
+        &mut r,
+        "link_received_bytes",
+        "Bytes of authenticated frames (UDP payload) from the peer on the underlay",
+    );
     for v in &report.vons {
         let von = || vec![("von", v.name.clone())];
         set(&epoch, von(), i64::from(v.epoch));
@@ -352,8 +367,10 @@ pub fn render(report: &StatusReport) -> String {
                     state,
                     last_heard_ms,
                     downs: n,
+                    rx_bytes,
                     ..
                 } = *link;
+                inc(&link_bytes, labels(), rx_bytes);
                 set(&link_up, labels(), i64::from(state == LinkState::Up));
                 if let Some(ms) = last_heard_ms {
                     heard.get_or_create(&labels()).set(ms as f64 / 1000.0);

@@ -8,14 +8,20 @@
 //! 2. compare it with the config the agent runs, setting by setting, VON by
 //!    VON (by name, as `wg syncconf` compares peers by key): a VON whose
 //!    settings are equal is not touched at all;
-//! 3. a running VON's `rate`, `burst` and `dscp` are applied live: stored in
-//!    its [`SharedLive`], which its outbound loop reads once per wake-up
-//!    ([`Applied::changed`]) — no rekey, no re-join, the sequence counter and
-//!    the shaping queue kept. Logged as "applied";
-//! 4. every other difference gets its own log line ending "restart to
-//!    apply", so nothing is silently ignored; an unchanged file logs
-//!    "unchanged". Those settings stay as they run, so a second SIGHUP
-//!    names the same pending changes.
+//! 3. a running VON's `rate`, `burst`, `dscp` and `mtu` are applied live:
+//!    stored in its [`SharedLive`], which its outbound loop reads once per
+//!    wake-up ([`Applied::changed`]) — no rekey, no re-join, the sequence
+//!    counter and the shaping queue kept. Logged as "applied";
+//! 4. a VON added to the file is started, one removed is stopped (a
+//!    keymgr-mode VON leaves its group first), and a VON whose interface,
+//!    mode, view, key manager or key files changed is stopped and started
+//!    again: the driver does it ([`VonChange`]), the other VONs are not
+//!    touched. Only that VON's group rekeys, as it would on a restart;
+//! 5. every agent-wide difference (state_dir, control_socket, metrics, log,
+//!    underlays) gets its own log line ending "restart to apply", so nothing
+//!    is silently ignored; an unchanged file logs "unchanged". Those
+//!    settings stay as they run, so a second SIGHUP names the same pending
+//!    changes.
 //!
 //! What cannot change without a restart, and why, is in docs/operations.md.
 
@@ -23,6 +29,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, info, warn};
 use von_config::{AgentConfig, VonConfig, VonMode};
 
@@ -35,6 +42,8 @@ pub struct LiveSettings {
     pub burst_bytes: u64,
     /// DSCP of outer packets.
     pub dscp: u8,
+    /// The TUN's MTU, bytes.
+    pub mtu: u16,
 }
 
 impl LiveSettings {
@@ -44,6 +53,7 @@ impl LiveSettings {
             rate_bps: von.rate.bits_per_second(),
             burst_bytes: von.burst.bytes(),
             dscp: von.dscp.value(),
+            mtu: von.mtu.bytes(),
         }
     }
 }
@@ -52,14 +62,59 @@ impl LiveSettings {
 /// its status.
 pub type SharedLive = Arc<ArcSwap<LiveSettings>>;
 
+/// A VON the driver is asked to start or stop.
+#[derive(Debug, Clone)]
+pub enum VonChange {
+    /// Start this VON (it is in the file, not running).
+    Start(Box<VonConfig>),
+    /// Stop the VON of this name (a keymgr-mode one leaves its group).
+    Stop(String),
+}
+
 /// The running VONs' live settings by name; the driver registers each VON
-/// as it comes up, a reload finds them here.
+/// as it comes up, a reload finds them here and hands whole-VON changes to
+/// the driver through it.
 #[derive(Debug, Default)]
 pub struct Registry {
     vons: Mutex<Vec<(String, SharedLive)>>,
+    /// The driver's end for [`VonChange`]s, once it runs.
+    changes: Mutex<Option<UnboundedSender<VonChange>>>,
+    /// VONs a reload asked for that could not start: the next reload sees
+    /// them as absent and tries again.
+    failed: Mutex<Vec<String>>,
 }
 
 impl Registry {
+    /// Connects the driver: whole-VON changes go to `changes` from now on.
+    pub fn connect(&self, changes: UnboundedSender<VonChange>) {
+        *self.changes.lock().unwrap_or_else(|p| p.into_inner()) = Some(changes);
+    }
+
+    /// Forgets VON `name`: it stopped (or never started).
+    pub fn deregister(&self, name: &str) {
+        let mut vons = self.vons.lock().unwrap_or_else(|p| p.into_inner());
+        vons.retain(|(n, _)| n != name);
+    }
+
+    /// Records that VON `name`, which a reload asked for, did not start.
+    pub fn start_failed(&self, name: &str) {
+        self.deregister(name);
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.to_owned());
+    }
+
+    /// Hands `change` to the driver; false if no driver runs (yet).
+    fn send(&self, change: VonChange) -> bool {
+        let changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        changes.as_ref().is_some_and(|c| c.send(change).is_ok())
+    }
+
+    fn take_failed(&self) -> Vec<String> {
+        std::mem::take(&mut *self.failed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// Registers VON `von` as running with its configured settings.
     pub fn register(&self, von: &VonConfig) -> SharedLive {
         let live = Arc::new(ArcSwap::from_pointee(LiveSettings::of(von)));
@@ -116,8 +171,9 @@ pub enum Outcome {
     Changes(Vec<String>),
 }
 
-/// Reads `path` again, applies the live settings of running VONs (and
-/// records them in `running`), and logs every other difference.
+/// Reads `path` again, applies the live settings of running VONs, hands
+/// added, removed and otherwise changed VONs to the driver, records all of
+/// it in `running`, and logs every agent-wide difference.
 pub fn reload(path: &Path, running: &mut AgentConfig, registry: &Registry) -> Outcome {
     let new = match validate(path) {
         Ok(new) => new,
@@ -129,34 +185,82 @@ pub fn reload(path: &Path, running: &mut AgentConfig, registry: &Registry) -> Ou
             return Outcome::Refused(e);
         }
     };
+    // A VON an earlier reload asked for that did not start is not running.
+    let failed = registry.take_failed();
+    running
+        .vons
+        .retain(|v| !failed.iter().any(|f| f == v.name.as_str()));
     let mut applied = 0;
-    for von in &mut running.vons {
+    let file = path.display();
+    let mut kept = Vec::with_capacity(new.vons.len());
+    for von in std::mem::take(&mut running.vons) {
         let Some(want) = new.vons.iter().find(|v| v.name == von.name) else {
+            if registry.send(VonChange::Stop(von.name.to_string())) {
+                info!(config = %file, von = %von.name, "reload: VON {} removed: stopping it", von.name);
+                applied += 1;
+            } else {
+                kept.push(von);
+            }
             continue;
         };
-        let (old, new_live) = (LiveSettings::of(von), LiveSettings::of(want));
-        if old == new_live {
+        let whole: Vec<String> = von_diff(&von, want)
+            .into_iter()
+            .filter_map(|(applies, c)| (applies == Applies::Restart).then_some(c))
+            .collect();
+        if !whole.is_empty() {
+            let name = von.name.to_string();
+            if registry.send(VonChange::Stop(name.clone()))
+                && registry.send(VonChange::Start(Box::new(want.clone())))
+            {
+                info!(
+                    config = %file, von = %name,
+                    "reload: {}: restarting this VON (the others are not touched)",
+                    whole.join(", ")
+                );
+                kept.push(want.clone());
+                applied += 1;
+            } else {
+                kept.push(von);
+            }
             continue;
         }
-        let Some(live) = registry.get(von.name.as_str()) else {
-            continue; // not running yet: reported below as a restart
-        };
-        live.store(Arc::new(new_live));
-        info!(
-            config = %path.display(), von = %von.name,
-            rate = %want.rate, burst = %want.burst, dscp = want.dscp.value(),
-            "reload: VON {}: rate {} -> {}, burst {} -> {}, dscp {} -> {}: applied",
-            von.name, von.rate, want.rate, von.burst, want.burst, von.dscp.value(), want.dscp.value()
-        );
-        (von.rate, von.burst, von.dscp) = (want.rate, want.burst, want.dscp);
-        applied += 1;
+        let mut von = von;
+        let (old, new_live) = (LiveSettings::of(&von), LiveSettings::of(want));
+        if old != new_live {
+            if let Some(live) = registry.get(von.name.as_str()) {
+                live.store(Arc::new(new_live));
+                info!(
+                    config = %file, von = %von.name,
+                    rate = %want.rate, burst = %want.burst, dscp = want.dscp.value(),
+                    mtu = want.mtu.bytes(),
+                    "reload: VON {}: rate {} -> {}, burst {} -> {}, dscp {} -> {}, mtu {} -> {}: applied",
+                    von.name, von.rate, want.rate, von.burst, want.burst, von.dscp.value(),
+                    want.dscp.value(), von.mtu.bytes(), want.mtu.bytes()
+                );
+                (von.rate, von.burst, von.dscp, von.mtu) =
+                    (want.rate, want.burst, want.dscp, want.mtu);
+                applied += 1;
+            }
+        }
+        kept.push(von);
     }
+    for want in &new.vons {
+        if kept.iter().any(|v| v.name == want.name) {
+            continue;
+        }
+        if registry.send(VonChange::Start(Box::new(want.clone()))) {
+            info!(config = %file, von = %want.name, "reload: VON {} added: starting it", want.name);
+            kept.push(want.clone());
+            applied += 1;
+        }
+    }
+    running.vons = kept;
     let changes = diff(running, &new);
     for change in &changes {
-        warn!(config = %path.display(), "reload: {change}: restart to apply");
+        warn!(config = %file, "reload: {change}: restart to apply");
     }
     if changes.is_empty() && applied == 0 {
-        info!(config = %path.display(), "reload: config unchanged");
+        info!(config = %file, "reload: config unchanged");
     }
     Outcome::Changes(changes)
 }
@@ -192,7 +296,7 @@ pub fn diff(old: &AgentConfig, new: &AgentConfig) -> Vec<String> {
     for von in &old.vons {
         match new.vons.iter().find(|v| v.name == von.name) {
             None => out.push(format!("VON {} removed", von.name)),
-            Some(v) => out.extend(von_diff(von, v)),
+            Some(v) => out.extend(von_diff(von, v).into_iter().map(|(_, c)| c)),
         }
     }
     for von in &new.vons {
@@ -203,24 +307,36 @@ pub fn diff(old: &AgentConfig, new: &AgentConfig) -> Vec<String> {
     out
 }
 
+/// How a changed setting of one VON takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applies {
+    /// In its running loops ([`LiveSettings`]).
+    Live,
+    /// By stopping and starting that VON.
+    Restart,
+}
+
 /// The differences of one VON, named like the fields of its `[[von]]` table.
-fn von_diff(old: &VonConfig, new: &VonConfig) -> Vec<String> {
+fn von_diff(old: &VonConfig, new: &VonConfig) -> Vec<(Applies, String)> {
     let name = &old.name;
     let mut out = Vec::new();
-    let mut field = |what: String, changed: bool| {
+    let mut field = |applies: Applies, what: String, changed: bool| {
         if changed {
-            out.push(what);
+            out.push((applies, what));
         }
     };
     field(
+        Applies::Live,
         format!("VON {name}: rate changed ({} -> {})", old.rate, new.rate),
         old.rate != new.rate,
     );
     field(
+        Applies::Live,
         format!("VON {name}: burst changed ({} -> {})", old.burst, new.burst),
         old.burst != new.burst,
     );
     field(
+        Applies::Live,
         format!(
             "VON {name}: dscp changed ({} -> {})",
             old.dscp.value(),
@@ -229,6 +345,7 @@ fn von_diff(old: &VonConfig, new: &VonConfig) -> Vec<String> {
         old.dscp != new.dscp,
     );
     field(
+        Applies::Live,
         format!(
             "VON {name}: mtu changed ({} -> {})",
             old.mtu.bytes(),
@@ -237,6 +354,7 @@ fn von_diff(old: &VonConfig, new: &VonConfig) -> Vec<String> {
         old.mtu != new.mtu,
     );
     field(
+        Applies::Restart,
         format!("VON {name}: interface changed"),
         old.interface != new.interface,
     );
@@ -246,6 +364,7 @@ fn von_diff(old: &VonConfig, new: &VonConfig) -> Vec<String> {
     };
     if mode(&old.mode) != mode(&new.mode) {
         field(
+            Applies::Restart,
             format!(
                 "VON {name}: mode changed ({} -> {})",
                 mode(&old.mode),
@@ -255,6 +374,7 @@ fn von_diff(old: &VonConfig, new: &VonConfig) -> Vec<String> {
         );
     } else {
         field(
+            Applies::Restart,
             format!("VON {name}: view, key manager or key files changed"),
             old.mode != new.mode,
         );
@@ -314,6 +434,7 @@ mod tests {
             rate_bps: 1,
             burst_bytes: 3000,
             dscp: 10,
+            mtu: 1400,
         };
         registry
             .get("grid")

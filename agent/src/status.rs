@@ -144,18 +144,19 @@ pub struct VonSource {
     pub lease: SharedLease,
     /// Standing with the key manager (empty in static mode).
     pub standing: SharedStanding,
-    /// Rate and DSCP as a reload last set them (`None`: the facts' ones).
+    /// Rate, DSCP and MTU as a reload last set them (`None`: the facts' ones).
     pub live: Option<crate::reload::SharedLive>,
 }
 
 /// What the agent exposes to the status socket: shared, read-only handles.
 #[derive(Debug)]
 pub struct StatusSource {
-    /// Per VON, in config order.
-    pub vons: Vec<VonSource>,
+    /// Per running VON, in the order they started (config order at start-up);
+    /// a reload adds and removes entries.
+    pub vons: std::sync::Mutex<Vec<VonSource>>,
     /// Per underlay: name, bound address and socket counters.
     pub underlays: PerUnderlay<(UnderlayName, SocketAddr, Arc<SocketCounters>)>,
-    /// The leak guard's last check (per VON in the same order).
+    /// The leak guard's last check (per VON, by name).
     pub guard: SharedGuard,
 }
 
@@ -164,16 +165,18 @@ impl StatusSource {
     pub fn report(&self) -> StatusReport {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let guard = self.guard.load();
-        let vons = self
-            .vons
+        let running = self.vons.lock().unwrap_or_else(|p| p.into_inner());
+        let vons = running
             .iter()
-            .enumerate()
-            .map(|(i, v)| {
+            .map(|v| {
                 let (facts, snap) = (&v.facts, v.snapshot.load());
-                let (rate_bps, dscp) = v.live.as_ref().map_or((facts.rate_bps, facts.dscp), |l| {
-                    let l = l.load();
-                    (l.rate_bps, l.dscp)
-                });
+                let (rate_bps, dscp, mtu) =
+                    v.live
+                        .as_ref()
+                        .map_or((facts.rate_bps, facts.dscp, facts.mtu), |l| {
+                            let l = l.load();
+                            (l.rate_bps, l.dscp, l.mtu)
+                        });
                 let me = snap.me();
                 let names = v.counters.names();
                 let peers = peers(&snap, &v.health.peers(now), names);
@@ -191,16 +194,17 @@ impl StatusSource {
                     members: snap.members().len(),
                     rate_bps,
                     dscp,
-                    mtu: facts.mtu,
+                    mtu,
                     counters: v.counters.snapshot(),
                     lease: v.lease.load().as_deref().map(|t| lease(*t, wall)),
                     keymgr: v.standing.load().as_deref().cloned(),
                     health: HealthSummary::of(&peers, names),
                     peers,
-                    guard: guard.vons.get(i).cloned().unwrap_or_default(),
+                    guard: guard.von(&facts.name),
                 }
             })
             .collect();
+        drop(running);
         StatusReport {
             version: STATUS_VERSION,
             vons,
@@ -496,7 +500,7 @@ mod tests {
         let snap = twin::snapshot(2, 0, Epoch(4), &[(Epoch(4), key)]);
         let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 4789));
         StatusSource {
-            vons: vec![VonSource {
+            vons: std::sync::Mutex::new(vec![VonSource {
                 facts: VonFacts {
                     name: "grid".into(),
                     interface: "von-grid".into(),
@@ -511,7 +515,7 @@ mod tests {
                 lease,
                 standing: Arc::default(),
                 live: None,
-            }],
+            }]),
             underlays: twin::underlay_names(2).map(|_, n| (*n, any, Arc::default())),
             guard: Arc::default(),
         }
@@ -535,11 +539,14 @@ mod tests {
             installed: true,
             reinstalls: 1,
             checked: Some(SystemTime::now()),
-            vons: vec![VonGuard {
-                leaks_dropped: 10,
-                injections_dropped: 3,
-                route_conflicts: vec![conflict],
-            }],
+            vons: vec![(
+                "grid".into(),
+                VonGuard {
+                    leaks_dropped: 10,
+                    injections_dropped: 3,
+                    route_conflicts: vec![conflict],
+                },
+            )],
         }));
         let report = src.report();
         let json = serde_json::to_value(&report).unwrap();
@@ -623,7 +630,9 @@ mod tests {
             views_refused: 2,
             refusals: 3,
         };
-        src.vons[0].standing.store(Some(Arc::new(standing)));
+        src.vons.lock().unwrap()[0]
+            .standing
+            .store(Some(Arc::new(standing)));
         let report = src.report();
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["vons"][0]["keymgr"]["state"], "revoked");

@@ -45,6 +45,12 @@ pub enum TunError {
          `interface` in the [[von]] table to another name"
     )]
     Busy { name: String, source: io::Error },
+    /// A link of that name exists and is no TUN device (a veth, a bridge...).
+    #[error(
+        "interface {name} already exists and is not a TUN device (`ip link show {name}`); \
+         remove it or set `interface` in the [[von]] table to another name"
+    )]
+    NotTun { name: String, source: io::Error },
     /// Any other failure.
     #[error("creating interface {name} with {addr}/{prefix_len} mtu {mtu} failed")]
     Other {
@@ -94,6 +100,12 @@ impl Tun {
                     Some(libc::EPERM) | Some(libc::EACCES) => TunError::Permission { name, source },
                     Some(libc::ENOENT) | Some(libc::ENODEV) => TunError::NoDevice { name, source },
                     Some(libc::EBUSY) | Some(libc::EEXIST) => TunError::Busy { name, source },
+                    // TUNSETIFF on a name another kind of link holds.
+                    Some(libc::EINVAL)
+                        if std::path::Path::new("/sys/class/net").join(&name).exists() =>
+                    {
+                        TunError::NotTun { name, source }
+                    }
                     _ => other(source),
                 }
             })?;
@@ -117,6 +129,12 @@ impl Tun {
     /// The interface name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Sets the interface's MTU (a reload): packets read from now on are at
+    /// most `mtu` bytes, and the kernel fragments or refuses larger ones.
+    pub fn set_mtu(&self, mtu: u16) -> io::Result<()> {
+        self.device.set_mtu(mtu)
     }
 
     /// Reads once (one packet or one super-packet) and splits it into

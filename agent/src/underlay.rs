@@ -269,6 +269,7 @@ impl UnderlaySocket {
             match result {
                 Ok(()) => {
                     report.sent += run.len() as u64;
+                    report.sent_bytes += run.iter().map(|e| e.len as u64).sum::<u64>();
                     i = end;
                 }
                 // GSO refused: EIO means the path cannot offload checksums
@@ -286,7 +287,10 @@ impl UnderlaySocket {
                             .send_to(&frame(entry.buf)[..entry.len], dst, class)
                             .await
                         {
-                            Ok(_) => report.sent += 1,
+                            Ok(_) => {
+                                report.sent += 1;
+                                report.sent_bytes += entry.len as u64;
+                            }
                             Err(e) => {
                                 report.failed += 1;
                                 report.last_error = Some((dst, e));

@@ -55,7 +55,7 @@ fn source(net: &TwinNet, host: usize, lease: Option<std::time::SystemTime>) -> S
     let h = &net.hosts[host];
     let addr: SocketAddr = "127.0.0.1:4789".parse().expect("address");
     StatusSource {
-        vons: vec![VonSource {
+        vons: std::sync::Mutex::new(vec![VonSource {
             facts: VonFacts {
                 name: "grid".into(),
                 interface: "von-grid".into(),
@@ -70,7 +70,7 @@ fn source(net: &TwinNet, host: usize, lease: Option<std::time::SystemTime>) -> S
             lease: Arc::new(ArcSwapOption::from_pointee(lease)),
             standing: Arc::default(),
             live: None,
-        }],
+        }]),
         underlays: twin::underlay_names(2)
             .map(|_, n| (*n, addr, Arc::new(SocketCounters::default()))),
         guard: Arc::default(),

@@ -125,13 +125,7 @@ impl Topology {
         let bin = von_bin()?;
         let mut views = Vec::new();
         for von in vons {
-            let mut key = [0u8; 32];
-            rand::rng().fill_bytes(&mut key);
-            views.push(self.dir().write(
-                &format!("{}.view.toml", von.name),
-                &von.view_toml(&key, self),
-            )?);
-            self.keys.push((von.name.clone(), key));
+            views.push(self.write_view(von)?);
         }
         let mut started = Vec::new();
         for host in self.hosts() {
@@ -148,6 +142,48 @@ impl Topology {
             agent.wait_ready()?;
         }
         Ok(())
+    }
+
+    /// Writes `von`'s static view file under a fresh random group key (kept
+    /// for [`Topology::group_key`]) and returns its path.
+    pub fn write_view(&mut self, von: &VonSpec) -> Result<PathBuf> {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        let path = self.dir().write(
+            &format!("{}.view.toml", von.name),
+            &von.view_toml(&key, self),
+        )?;
+        self.keys.push((von.name.clone(), key));
+        Ok(path)
+    }
+
+    /// The `[[von]]` table of static VON `von` in host `host`'s `von.toml`,
+    /// its view at `view`.
+    pub fn von_table(host: &Host, von: &VonSpec, view: &std::path::Path) -> String {
+        let mut toml = format!(
+            "\n[[von]]\nname = \"{}\"\ninterface = \"{}\"\nrate = \"{}\"\n",
+            von.name,
+            von.interface(),
+            von.rate
+        );
+        if let Some(burst) = &von.burst {
+            let _ = writeln!(toml, "burst = \"{burst}\"");
+        }
+        if let Some(mtu) = von.mtu {
+            let _ = writeln!(toml, "mtu = {mtu}");
+        }
+        let _ = writeln!(
+            toml,
+            "static = {{ view = \"{}\", member = \"{}\" }}",
+            view.display(),
+            host.name()
+        );
+        toml
+    }
+
+    /// Host `hN`'s `von.toml`, as the agent there was started with it.
+    pub fn config_path(&self, n: usize) -> PathBuf {
+        self.dir().path().join(format!("h{n}")).join("von.toml")
     }
 
     /// The head of `von.toml` every agent here gets: state directory,
@@ -228,7 +264,7 @@ impl Topology {
         let interfaces = std::mem::take(&mut old.interfaces);
         drop(old);
         between(&self.state_dir(n))?;
-        let config = self.dir().path().join(&name).join("von.toml");
+        let config = self.config_path(n);
         let toml = std::fs::read_to_string(&config).map_err(|source| Error::Io {
             what: "read",
             path: config.clone(),
@@ -265,29 +301,11 @@ impl Topology {
         views: &[PathBuf],
         mine: &[usize],
     ) -> Result<Agent> {
-        let h = host.name();
         let mut toml = self.agent_config_head(host);
         let mut interfaces = Vec::new();
         for &i in mine {
             let von = &vons[i];
-            let _ = write!(
-                toml,
-                "\n[[von]]\nname = \"{}\"\ninterface = \"{}\"\nrate = \"{}\"\n",
-                von.name,
-                von.interface(),
-                von.rate
-            );
-            if let Some(burst) = &von.burst {
-                let _ = writeln!(toml, "burst = \"{burst}\"");
-            }
-            if let Some(mtu) = von.mtu {
-                let _ = writeln!(toml, "mtu = {mtu}");
-            }
-            let _ = writeln!(
-                toml,
-                "static = {{ view = \"{}\", member = \"{h}\" }}",
-                views[i].display()
-            );
+            toml.push_str(&Topology::von_table(host, von, &views[i]));
             interfaces.push((von.interface(), von.address(host.index())));
         }
         launch(self, bin, host, &toml, interfaces)
@@ -370,6 +388,11 @@ impl Agent {
     /// The counters of VON `von` now.
     pub fn counters(&self, von: &str) -> Result<VonCounters> {
         self.status()?.von(von)
+    }
+
+    /// The agent's whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The last lines of the agent's log, headed by where it is.

@@ -28,6 +28,13 @@ pub struct UnderlayCounters {
     pub tx_keepalives: AtomicU64,
     /// Keepalives received on this underlay, whatever became of them.
     pub rx_keepalives: AtomicU64,
+    /// Bytes of every frame handed to the kernel on this underlay, data and
+    /// keepalives (UDP payload: the wire adds 28 bytes per frame over IPv4,
+    /// 48 over IPv6).
+    pub tx_bytes: AtomicU64,
+    /// Bytes of every datagram received on this underlay with this VON's ON
+    /// id, whatever became of it.
+    pub rx_bytes: AtomicU64,
 }
 
 /// Counts of one VON. See `docs/status.md` for what each one means.
@@ -154,6 +161,8 @@ impl VonCounters {
             rx_frames: c.rx_frames.load(Relaxed),
             tx_keepalives: c.tx_keepalives.load(Relaxed),
             rx_keepalives: c.rx_keepalives.load(Relaxed),
+            tx_bytes: c.tx_bytes.load(Relaxed),
+            rx_bytes: c.rx_bytes.load(Relaxed),
         };
         let l = |c: &AtomicU64| c.load(Relaxed);
         VonCountersSnapshot {
@@ -209,6 +218,8 @@ pub struct UnderlayCountersSnapshot {
     pub rx_frames: u64,
     pub tx_keepalives: u64,
     pub rx_keepalives: u64,
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
 }
 
 /// Serializable counts of one VON (JSON names are stable; see `docs/status.md`).

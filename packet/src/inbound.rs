@@ -126,6 +126,10 @@ impl Inbound {
         };
         let snap = self.snapshot.load();
 
+        counters
+            .on(underlay)
+            .rx_bytes
+            .fetch_add(datagram.len() as u64, std::sync::atomic::Ordering::Relaxed);
         // 2. Parse. Keepalives are counted apart from data frames, so the
         // data counters of a clean run add up exactly (docs/status.md).
         let header = match Frame::new_checked(&*datagram).and_then(|f| Header::parse(&f)) {
@@ -211,7 +215,8 @@ impl Inbound {
             return drop(classify(rx, rejected, header.seq, underlay));
         }
         rx.seen.accepted(header.seq, underlay);
-        self.liveness.heard(now, header.sender, underlay);
+        self.liveness
+            .heard(now, header.sender, underlay, datagram.len());
         if keepalive {
             // Keepalives end here: they proved the link, nothing to deliver.
             return drop(DropReason::NotData);

@@ -125,6 +125,8 @@ struct LinkCell {
     up: AtomicBool,
     /// Times this link went down.
     downs: AtomicU64,
+    /// Bytes of the authenticated frames that arrived on this link.
+    rx_bytes: AtomicU64,
 }
 
 /// One peer's links, one per underlay.
@@ -160,6 +162,9 @@ pub struct LinkHealth {
     pub last_heard: Option<Duration>,
     /// Times the link went down since the agent started.
     pub downs: u64,
+    /// Bytes of authenticated frames from the peer on this link, data and
+    /// keepalives (UDP payload).
+    pub rx_bytes: u64,
 }
 
 /// One peer as read from the board.
@@ -195,6 +200,7 @@ impl HealthBoard {
                             now.saturating_duration_since(at)
                         }),
                         downs: l.downs.load(Relaxed),
+                        rx_bytes: l.rx_bytes.load(Relaxed),
                     }
                 }),
             })
@@ -237,6 +243,7 @@ impl Liveness {
                         heard: AtomicU64::new(prev.map_or(0, |l| l.heard.load(Relaxed))),
                         up: AtomicBool::new(prev.is_some_and(|l| l.up.load(Relaxed))),
                         downs: AtomicU64::new(prev.map_or(0, |l| l.downs.load(Relaxed))),
+                        rx_bytes: AtomicU64::new(prev.map_or(0, |l| l.rx_bytes.load(Relaxed))),
                     }
                 });
                 PeerCell {
@@ -252,8 +259,9 @@ impl Liveness {
         self.table = Some(table);
     }
 
-    /// An authenticated frame from `sender` arrived on `underlay` at `now`.
-    pub fn heard(&mut self, now: Instant, sender: MemberId, underlay: Underlay) {
+    /// An authenticated frame of `bytes` from `sender` arrived on `underlay`
+    /// at `now`.
+    pub fn heard(&mut self, now: Instant, sender: MemberId, underlay: Underlay, bytes: usize) {
         let Some(table) = &self.table else { return };
         let Some(&i) = table.index.get(&sender) else {
             return;
@@ -262,6 +270,7 @@ impl Liveness {
         let Some(link) = peer.links.get(underlay) else {
             return;
         };
+        link.rx_bytes.fetch_add(bytes as u64, Relaxed);
         let since = now.saturating_duration_since(table.base).as_nanos();
         link.heard
             .store(u64::try_from(since).unwrap_or(u64::MAX - 1) + 1, Relaxed);

@@ -142,6 +142,37 @@ fn status_finds_its_agent_and_tells_each_state_apart() -> Result<()> {
             "{column:?}:\n{head}\n{row}"
         );
     }
+    // Bytes per peer and underlay (received) and per underlay (both ways).
+    for column in ["a: received", "b: received"] {
+        let at = head.find(column).expect("received column");
+        let cell = row.get(at..).unwrap_or_default();
+        let cell = cell.split("  ").next().unwrap_or_default();
+        assert!(
+            cell.ends_with(" B") || cell.ends_with("iB"),
+            "{column:?} is a byte count:\n{head}\n{row}"
+        );
+        assert!(
+            !cell.starts_with("0 "),
+            "{column:?} counted nothing:\n{head}\n{row}"
+        );
+    }
+    let json = w.status(1)?;
+    let v = &json.json()["vons"][0];
+    for u in ["a", "b"] {
+        let from_h2 = v["peers"][0]["underlay"][u]["rx_bytes"]
+            .as_u64()
+            .unwrap_or(0);
+        let sent = v["counters"]["underlay"][u]["tx_bytes"]
+            .as_u64()
+            .unwrap_or(0);
+        let received = v["counters"]["underlay"][u]["rx_bytes"]
+            .as_u64()
+            .unwrap_or(0);
+        eprintln!(
+            "underlay {u}: {sent} bytes sent, {received} received, {from_h2} of them from h2"
+        );
+        assert!(from_h2 > 0 && sent > 0 && received >= from_h2, "{v}");
+    }
     assert_eq!(
         lines
             .iter()

@@ -243,6 +243,7 @@ fn von(out: &mut String, v: &VonStatus) {
             header.push(format!("{name}: state"));
             header.push(format!("{name}: last heard"));
             header.push(format!("{name}: downs"));
+            header.push(format!("{name}: received"));
         }
         let mut rows = vec![header];
         for p in &v.peers {
@@ -252,6 +253,7 @@ fn von(out: &mut String, v: &VonStatus) {
                 r.push(state_name(l.state).to_owned());
                 r.push(heard(l));
                 r.push(l.downs.to_string());
+                r.push(bytes(l.rx_bytes));
             }
             rows.push(r);
         }
@@ -270,6 +272,8 @@ fn von(out: &mut String, v: &VonStatus) {
         "frames received",
         "keepalives sent",
         "keepalives received",
+        "sent",
+        "received",
     ])];
     for (name, h, u) in von_underlays(v) {
         rows.push(vec![
@@ -281,6 +285,8 @@ fn von(out: &mut String, v: &VonStatus) {
             u.rx_frames.to_string(),
             u.tx_keepalives.to_string(),
             u.rx_keepalives.to_string(),
+            bytes(u.tx_bytes),
+            bytes(u.rx_bytes),
         ]);
     }
     table(out, "  ", &rows);
@@ -389,6 +395,22 @@ fn health_name(s: UnderlayState) -> &'static str {
 }
 
 /// "0.2s ago", or "never".
+/// A byte count as `wg show` writes transfer: `0 B`, `1.50 KiB`, `3.20 MiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
 fn heard(l: &LinkStatus) -> String {
     l.last_heard_ms
         .map_or("never".to_owned(), |ms| format!("{} ago", secs(ms as i64)))

@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 pub use routes::{ConflictKind, RouteConflict};
@@ -102,11 +103,20 @@ pub struct GuardReport {
     pub reinstalls: u64,
     /// When the last check ended.
     pub checked: Option<SystemTime>,
-    /// Per VON, in config order.
-    pub vons: Vec<VonGuard>,
+    /// Per guarded VON: its name and findings, in the order it was added.
+    pub vons: Vec<(String, VonGuard)>,
 }
 
 impl GuardReport {
+    /// What the guard found for VON `name` (nothing yet if it is new).
+    pub fn von(&self, name: &str) -> VonGuard {
+        self.vons
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, g)| g.clone())
+            .unwrap_or_default()
+    }
+
     /// The document's `leak_guard` as of `now`.
     pub fn status(&self, now: SystemTime) -> GuardStatus {
         GuardStatus {
@@ -130,26 +140,41 @@ pub type SharedGuard = Arc<ArcSwap<GuardReport>>;
 /// The installed table; removed on drop.
 #[derive(Debug)]
 pub struct Guard {
-    vons: Vec<GuardedVon>,
-    underlays: Vec<(UnderlayName, SocketAddr)>,
     shared: SharedGuard,
+    /// Changes of the guarded set, carried out by the watcher, which alone
+    /// touches the table once it is installed.
+    requests: mpsc::UnboundedSender<Request>,
+    /// The watcher's state until [`Guard::watch`] takes it.
+    watcher: Option<(Watcher, mpsc::UnboundedReceiver<Request>)>,
 }
 
+/// A new set of guarded VONs and where to say how installing it went.
+type Request = (
+    Vec<(GuardedVon, SharedSnapshot)>,
+    oneshot::Sender<Result<(), GuardError>>,
+);
+
 impl Guard {
-    /// Installs (or replaces) the table for `vons`, sparing the agent's own
+    /// Installs (or replaces) the table for `vons` (each with its view, for
+    /// the member endpoints the route check spares), sparing the agent's own
     /// underlay sockets at `underlays`.
     pub fn install(
-        vons: Vec<GuardedVon>,
+        vons: Vec<(GuardedVon, SharedSnapshot)>,
         underlays: Vec<(UnderlayName, SocketAddr)>,
     ) -> Result<Self, GuardError> {
-        check_interfaces(vons.iter().map(|v| (v.name.as_str(), v.interface.as_str())))?;
+        let guarded: Vec<GuardedVon> = vons.iter().map(|(v, _)| v.clone()).collect();
+        check_interfaces(
+            guarded
+                .iter()
+                .map(|v| (v.name.as_str(), v.interface.as_str())),
+        )?;
         let stale = nft(&["list", "table", "inet", "von"], None)
             .map_err(nft_error)?
             .status
             .success();
         let out = nft(
             &["-f", "-"],
-            Some(&ruleset::install_script(&vons, &binds(&underlays))),
+            Some(&ruleset::install_script(&guarded, &binds(&underlays))),
         )
         .map_err(nft_error)?;
         if !out.status.success() {
@@ -165,18 +190,34 @@ impl Guard {
         }
         info!(
             table = TABLE,
-            vons = vons.len(),
+            vons = guarded.len(),
             "leak guard installed: VON addresses pass only through their TUN"
         );
         let shared = Arc::new(ArcSwap::from_pointee(GuardReport {
             installed: true,
-            vons: vec![VonGuard::default(); vons.len()],
+            vons: guarded
+                .iter()
+                .map(|v| (v.name.clone(), VonGuard::default()))
+                .collect(),
             ..GuardReport::default()
         }));
-        Ok(Self {
+        let n = vons.len();
+        let (snapshots, vons) = (vons.iter().map(|(_, s)| s.clone()).collect(), guarded);
+        let watcher = Watcher {
             vons,
             underlays,
+            snapshots,
+            shared: shared.clone(),
+            base: vec![Drops::default(); n],
+            last: vec![Drops::default(); n],
+            conflicts: vec![HashSet::new(); n],
+            failing: None,
+        };
+        let (requests, received) = mpsc::unbounded_channel();
+        Ok(Self {
             shared,
+            requests,
+            watcher: Some((watcher, received)),
         })
     }
 
@@ -185,29 +226,47 @@ impl Guard {
         self.shared.clone()
     }
 
-    /// The periodic check, for a task of its own; `snapshots` are the VONs'
-    /// views in the same order as at install (for the member endpoints).
-    /// Runs until dropped.
-    pub fn watch(
-        &self,
-        snapshots: Vec<SharedSnapshot>,
-    ) -> impl std::future::Future<Output = &'static str> + Send + 'static {
-        let mut watcher = Watcher {
-            vons: self.vons.clone(),
-            underlays: self.underlays.clone(),
-            snapshots,
-            shared: self.shared.clone(),
-            base: vec![Drops::default(); self.vons.len()],
-            last: vec![Drops::default(); self.vons.len()],
-            conflicts: vec![HashSet::new(); self.vons.len()],
-            failing: None,
-        };
+    /// The periodic check, and every later change of the guarded set, for a
+    /// task of its own. Runs until dropped; call once.
+    pub fn watch(&mut self) -> impl std::future::Future<Output = &'static str> + Send + 'static {
+        let (mut watcher, mut requests) = self
+            .watcher
+            .take()
+            .unwrap_or_else(|| unreachable!("Guard::watch is called once"));
         async move {
             loop {
                 watcher.check().await;
-                tokio::time::sleep(CHECK_EVERY).await;
+                let sleep = tokio::time::sleep(CHECK_EVERY);
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        () = &mut sleep => break,
+                        request = requests.recv() => match request {
+                            Some((vons, done)) => {
+                                let _ = done.send(watcher.reconfigure(vons).await);
+                            }
+                            None => return "leak guard",
+                        },
+                    }
+                }
             }
         }
+    }
+
+    /// Guards exactly `vons` from now on: a VON is added before its TUN
+    /// exists and removed after its TUN is gone. The table is replaced in
+    /// one transaction, so the VONs it keeps are never unguarded; their
+    /// counts carry over. On an error the previous set stays guarded.
+    pub async fn set(&self, vons: Vec<(GuardedVon, SharedSnapshot)>) -> Result<(), GuardError> {
+        let (done, result) = oneshot::channel();
+        self.requests
+            .send((vons, done))
+            .map_err(|_| GuardError::Io(std::io::Error::other("the leak guard watcher stopped")))?;
+        result.await.unwrap_or_else(|_| {
+            Err(GuardError::Io(std::io::Error::other(
+                "the leak guard watcher stopped",
+            )))
+        })
     }
 }
 
@@ -273,6 +332,7 @@ fn nft(args: &[&str], stdin: Option<&str>) -> std::io::Result<std::process::Outp
 }
 
 /// The watcher's state between checks.
+#[derive(Debug)]
 struct Watcher {
     vons: Vec<GuardedVon>,
     underlays: Vec<(UnderlayName, SocketAddr)>,
@@ -289,6 +349,67 @@ struct Watcher {
 }
 
 impl Watcher {
+    /// Replaces the table with one for `vons`; what each kept VON counted
+    /// so far carries over (a new table's counters start at zero).
+    async fn reconfigure(
+        &mut self,
+        vons: Vec<(GuardedVon, SharedSnapshot)>,
+    ) -> Result<(), GuardError> {
+        let guarded: Vec<GuardedVon> = vons.iter().map(|(v, _)| v.clone()).collect();
+        check_interfaces(
+            guarded
+                .iter()
+                .map(|v| (v.name.as_str(), v.interface.as_str())),
+        )?;
+        // The counts up to now, read before the table goes; if the read fails
+        // the last check's counts stand.
+        if let Ok(text) = run("nft", &["-j", "list", "counters", "table", "inet", "von"]).await
+            && let Ok(Some(counts)) = ruleset::parse_counters(&text, &self.vons)
+        {
+            self.last = counts;
+        }
+        let script = ruleset::install_script(&guarded, &binds(&self.underlays));
+        run_with_stdin("nft", &["-f", "-"], script)
+            .await
+            .map_err(|stderr| GuardError::Refused { stderr })?;
+        let mut report = GuardReport::clone(&self.shared.load());
+        let old = std::mem::take(&mut self.vons);
+        let mut carried = Vec::with_capacity(guarded.len());
+        for v in &guarded {
+            carried.push(match old.iter().position(|o| o.name == v.name) {
+                Some(i) => (
+                    self.base[i].plus(self.last[i]),
+                    std::mem::take(&mut self.conflicts[i]),
+                    report.von(&v.name),
+                ),
+                None => (Drops::default(), HashSet::new(), VonGuard::default()),
+            });
+        }
+        self.base = carried.iter().map(|(b, ..)| *b).collect();
+        self.last = vec![Drops::default(); guarded.len()];
+        report.vons = guarded
+            .iter()
+            .zip(&carried)
+            .map(|(v, (_, _, g))| (v.name.clone(), g.clone()))
+            .collect();
+        self.conflicts = carried.into_iter().map(|(_, c, _)| c).collect();
+        self.snapshots = vons.into_iter().map(|(_, s)| s).collect();
+        info!(
+            table = TABLE,
+            vons = guarded.len(),
+            "leak guard now covers: {}",
+            guarded
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.vons = guarded;
+        report.installed = true;
+        self.shared.store(Arc::new(report));
+        Ok(())
+    }
+
     async fn check(&mut self) {
         let mut report = GuardReport::clone(&self.shared.load());
         let result = self.check_table(&mut report).await;
@@ -309,7 +430,7 @@ impl Watcher {
                 self.failing = Some(step);
             }
         }
-        for (v, (base, last)) in report.vons.iter_mut().zip(self.base.iter().zip(&self.last)) {
+        for ((_, v), (base, last)) in report.vons.iter_mut().zip(self.base.iter().zip(&self.last)) {
             v.leaks_dropped = base.leaks + last.leaks;
             v.injections_dropped = base.injections + last.injections;
         }
@@ -342,9 +463,7 @@ impl Watcher {
             );
         }
         for (base, last) in self.base.iter_mut().zip(&mut self.last) {
-            base.leaks += last.leaks;
-            base.injections += last.injections;
-            *last = Drops::default();
+            *base = base.plus(std::mem::take(last));
         }
         let script = ruleset::install_script(&self.vons, &binds(&self.underlays));
         match run_with_stdin("nft", &["-f", "-"], script).await {
@@ -416,7 +535,7 @@ impl Watcher {
                 );
             }
             self.conflicts[i] = now;
-            if let Some(v) = report.vons.get_mut(i) {
+            if let Some((_, v)) = report.vons.get_mut(i) {
                 v.route_conflicts = found;
             }
         }

@@ -74,6 +74,16 @@ pub struct Drops {
     pub injections: u64,
 }
 
+impl Drops {
+    /// Both counts added up (a removed table's and the present one's).
+    pub fn plus(self, other: Drops) -> Drops {
+        Drops {
+            leaks: self.leaks + other.leaks,
+            injections: self.injections + other.injections,
+        }
+    }
+}
+
 /// Whether `name` can stand in a quoted nft string as itself: nft has no
 /// escapes, and `*` would turn the match into a wildcard.
 pub fn plain_interface_name(name: &str) -> bool {

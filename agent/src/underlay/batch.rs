@@ -83,6 +83,8 @@ impl Outgoing {
 pub struct SendReport {
     /// Datagrams handed to the kernel.
     pub sent: u64,
+    /// Bytes of the datagrams handed to the kernel (UDP payload).
+    pub sent_bytes: u64,
     /// Datagrams that could not be.
     pub failed: u64,
     /// The last failure and where it was going.
