@@ -61,6 +61,7 @@ mod action;
 mod challenges;
 mod counters;
 pub mod demux;
+mod elimination;
 mod inbound;
 mod inner;
 mod keepalive;
@@ -86,6 +87,7 @@ pub use counters::{
     SocketCounters, SocketCountersSnapshot, UnderlayCounters, UnderlayCountersSnapshot,
     VonCounters, VonCountersSnapshot,
 };
+pub use elimination::{SenderCounters, SenderCountersSnapshot};
 pub use inbound::Inbound;
 pub use inner::{Ipv4Addrs, ipv4_addrs};
 pub use keepalive::{
