@@ -3,12 +3,13 @@
 //! than a window's worth of packets after the fault, so every gap has left
 //! the window and `lost` is final.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use von_crypto::MemberId;
 use von_crypto::frame::{HEADER_LEN, TAG_LEN};
 use von_crypto::window::WINDOW_SIZE;
-use von_crypto::{Flags, FrameKey, FrameType, Header};
+use von_crypto::{Cipher, Epoch, Flags, FrameKey, FrameType, GroupKey, Header};
 use von_packet::SenderCountersSnapshot;
 use von_packet::twin::{self, TwinNet, address, ipv4_packet};
 
@@ -173,4 +174,48 @@ fn a_forgery_moves_no_authenticated_counter_but_rogue_is_counted_before_the_aead
     net.step(Instant::now());
     let f = from_h1(&net);
     assert_eq!((f.rogue, f.passed, f.lost), (1, N, 0), "{f:?}");
+}
+
+#[test]
+fn a_rekey_is_one_reset_and_gaps_left_under_the_old_key_are_lost_when_it_retires() {
+    let mut net = TwinNet::new(2, FAST, 8);
+    let install = |net: &TwinNet, host: usize, send: u32, accept: &[u32]| {
+        let keys: Vec<_> = accept
+            .iter()
+            .map(|&e| match e {
+                1 => (Epoch(1), twin::group_key()),
+                _ => (
+                    Epoch(e),
+                    GroupKey::new(Cipher::ChaCha20Poly1305, [e as u8; 32]),
+                ),
+            })
+            .collect();
+        let snap = twin::snapshot(2, host, Epoch(send), &keys);
+        net.hosts[host].snapshot.store(Arc::new(snap));
+    };
+    // Packet 50 is lost on both underlays, under epoch 1.
+    send(&mut net, 0, 100, |net, i| {
+        for u in [twin::A, twin::B] {
+            net.faults[u].down = i == 50;
+        }
+    });
+    // Prepare (h2 accepts both), then h1 commits to epoch 2.
+    install(&net, 1, 1, &[1, 2]);
+    install(&net, 0, 2, &[1, 2]);
+    send(&mut net, 100, 200, |net, _| {
+        for u in [twin::A, twin::B] {
+            net.faults[u].down = false;
+        }
+    });
+    let f = from_h1(&net);
+    assert_eq!(
+        (f.resets, f.passed, f.lost),
+        (1, 199, 0),
+        "epoch 1's gap may still fill: {f:?}"
+    );
+    // h2 retires epoch 1: its window goes, with the gap that never filled.
+    install(&net, 1, 2, &[2]);
+    net.hosts[1].pipeline.inbound.handle_timeout(Instant::now());
+    let f = from_h1(&net);
+    assert_eq!((f.resets, f.lost), (1, 1), "{f:?}");
 }

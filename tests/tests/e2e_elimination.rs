@@ -103,6 +103,20 @@ fn lost_matches_frames_dropped_on_every_underlay_and_a_cut_stops_discards() -> R
     let lost = n(&after, "lost") - n(&before, "lost");
     eprintln!("dropped {LOST} requests on both underlays, pushed {PUSH}: lost {lost}, {after}");
     assert_eq!(lost, u64::from(LOST), "{after}");
+    // `von status` shows the same per sender.
+    let text = topo.agent(2).status_text()?;
+    eprintln!("{text}");
+    let row = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("from"))
+        .find(|l| l.trim_start().starts_with("h1 "))
+        .unwrap_or_else(|| panic!("no elimination row for h1 in\n{text}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells[4],
+        n(&after, "lost").to_string(),
+        "lost column: {row}"
+    );
     assert_eq!(n(&after, "rogue"), 0, "{after}");
     assert_eq!(n(&after, "resets"), 0, "{after}");
 
