@@ -6,6 +6,7 @@
 //!    further frames, h2's `lost` for h1 equals the set's size exactly.
 //! 2. h1's underlay A is cut: h2's `discarded` for h1 stops growing while
 //!    `passed` keeps pace with the pings.
+//! 3. h1's agent is killed and started again: one `resets` at h2.
 //!
 //! ```text
 //!  ┌──── h1 ────┐ ── ua (A) ──► ┌──── h2: nft drops udp length L on ua and ub ────┐
@@ -16,6 +17,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use von_tests::agent::Stop;
 use von_tests::{Ping, Result, Topology, UNDERLAY_PORT, Underlay, VonSpec};
 
 /// Echo requests lost on both underlays.
@@ -134,5 +136,25 @@ fn lost_matches_frames_dropped_on_every_underlay_and_a_cut_stops_discards() -> R
     eprintln!("A cut: passed {passed}, discarded {discarded} meanwhile");
     assert!(passed >= 200, "passed keeps growing: {later}");
     assert_eq!(discarded, 0, "discarded stops with one underlay: {later}");
+
+    // 3. h1 restarts (kill -9; a newer incarnation under the same key): one reset.
+    topo.host(1).restore(Underlay::A)?;
+    topo.restart_agent(1, Stop::Kill, |_| Ok(()))?;
+    let r = Ping::new(grid.address(2), 20)
+        .interval(Duration::from_millis(100))
+        .wait(2)
+        .run(topo.host(1).ns())?;
+    assert!(
+        r.received > 0,
+        "h1 reaches h2 after its restart: {}",
+        r.output
+    );
+    let restarted = from_h1(&topo)?;
+    eprintln!("h1 restarted: {restarted}");
+    assert_eq!(
+        n(&restarted, "resets") - n(&later, "resets"),
+        1,
+        "{restarted}"
+    );
     Ok(())
 }
