@@ -278,8 +278,9 @@ impl Inbound {
     }
 }
 
-/// Turns a window refusal into the counter it belongs to, and counts a data
-/// frame's in its sender's elimination counters (`elimination.rs`).
+/// Turns a window refusal into the counter it belongs to, and counts a
+/// refused data frame in its sender's elimination counters
+/// (`elimination.rs`: `discarded` or `rogue`).
 fn classify(
     rx: &mut Receiver,
     rejected: Rejected,
