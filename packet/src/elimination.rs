@@ -22,8 +22,8 @@
 //! - `discarded`, `rogue`: data frames refused by the window's read-only
 //!   check *before* the AEAD (the point of that check: a second copy costs
 //!   no decryption). `discarded` counts the first copy on each further
-//!   underlay of a sequence already accepted (at most k − 1 per passed frame
-//!   with k underlays, by the "seen on" mask of `seen.rs`); `rogue` frames
+//!   underlay of a sequence already accepted (at most k − 1 per accepted
+//!   sequence with k underlays, by the "seen on" mask of `seen.rs`); `rogue` frames
 //!   behind the window. A forged header can raise both, within those bounds
 //!   for `discarded`; the VON-wide `duplicates` and `too_old` share this.
 //! - `resets`: the sender's sequence started over: a newer incarnation under
