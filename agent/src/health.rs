@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use serde::{Deserialize, Serialize};
 
-use von_packet::{PeerHealth, PerUnderlay, Snapshot, UnderlayName};
+use von_packet::{PeerHealth, PerUnderlay, SenderCountersSnapshot, Snapshot, UnderlayName};
 
 /// When this member's lease in the view runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +35,10 @@ pub struct PeerStatus {
     pub address: Ipv4Addr,
     /// The link to it over each underlay, by name.
     pub underlay: BTreeMap<UnderlayName, LinkStatus>,
+    /// Its frames as this host's elimination saw them (IEEE 802.1CB's
+    /// counters; `docs/status.md`).
+    #[serde(default)]
+    pub elimination: SenderCountersSnapshot,
 }
 
 /// A link's state: `up` while something authenticated arrived within the
@@ -193,6 +197,7 @@ pub(crate) fn peers(
                 id: m.id.0,
                 address: m.address,
                 underlay: names.iter().map(|(u, n)| (*n, link(u))).collect(),
+                elimination: known.map(|h| h.frames).unwrap_or_default(),
             }
         })
         .collect()

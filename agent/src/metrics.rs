@@ -28,7 +28,9 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use von_packet::{SocketCountersSnapshot, UnderlayCountersSnapshot, VonCountersSnapshot};
+use von_packet::{
+    SenderCountersSnapshot, SocketCountersSnapshot, UnderlayCountersSnapshot, VonCountersSnapshot,
+};
 
 use crate::health::{LinkState, LinkStatus};
 use crate::status::{StatusReport, StatusSource};
@@ -224,6 +226,41 @@ const UNDERLAY_COUNTERS: &[(&str, &str, Read<UnderlayCountersSnapshot>)] = &[
     ),
 ];
 
+/// Each sender's frame elimination counters (`von_sender_<name>_total`,
+/// labels `von` and `peer`), IEEE 802.1CB's `frerCpsSeqRcvy*`.
+const SENDER_COUNTERS: &[(&str, &str, Read<SenderCountersSnapshot>)] = &[
+    (
+        "frames_passed",
+        "First copies of the peer's data frames accepted (802.1CB PassedPackets)",
+        |s| s.passed,
+    ),
+    (
+        "frames_discarded",
+        "Further underlays' copies of the peer's frames discarded (802.1CB DiscardedPackets)",
+        |s| s.discarded,
+    ),
+    (
+        "frames_out_of_order",
+        "Passed frames below the peer's highest sequence (802.1CB OutOfOrderPackets)",
+        |s| s.out_of_order,
+    ),
+    (
+        "frames_lost",
+        "The peer's sequence numbers no underlay delivered before the window passed them (802.1CB LostPackets)",
+        |s| s.lost,
+    ),
+    (
+        "frames_rogue",
+        "The peer's frames behind the replay window (802.1CB RoguePackets)",
+        |s| s.rogue,
+    ),
+    (
+        "resets",
+        "Times the peer's sequence started over: a restart or a new epoch (802.1CB SeqRecoveryResets)",
+        |s| s.resets,
+    ),
+];
+
 /// The host-wide counters of an underlay socket (`von_socket_<name>_total`).
 const SOCKET_COUNTERS: &[(&str, &str, Read<SocketCountersSnapshot>)] = &[
     (
@@ -376,6 +413,16 @@ pub fn render(report: &StatusReport) -> String {
                     heard.get_or_create(&labels()).set(ms as f64 / 1000.0);
                 }
                 inc(&downs, labels(), n);
+            }
+        }
+    }
+
+    for &(name, help, get) in SENDER_COUNTERS {
+        let f = counter(&mut r, &format!("sender_{name}"), help);
+        for v in &report.vons {
+            for p in &v.peers {
+                let labels = vec![("von", v.name.clone()), ("peer", p.name.clone())];
+                inc(&f, labels, get(&p.elimination));
             }
         }
     }

@@ -578,6 +578,47 @@ mod tests {
     }
 
     #[test]
+    fn each_senders_elimination_counters_reach_the_document_and_the_metrics() {
+        let mut net = twin::TwinNet::new(2, 10_000_000_000, 9);
+        let t0 = Instant::now();
+        for i in 0..5 {
+            let p = twin::ipv4_packet(twin::address(0), twin::address(1), 20, i);
+            net.send(t0, 0, &p).unwrap();
+        }
+        net.step(t0);
+        let mut src = source(Arc::new(ArcSwapOption::empty()));
+        let h2 = &net.hosts[1];
+        src.vons[0].snapshot = h2.snapshot.clone();
+        src.vons[0].counters = h2.counters.clone();
+        src.vons[0].health = h2.pipeline.inbound.health();
+        let report = src.report();
+        let json = serde_json::to_value(&report).unwrap();
+        let e = &json["vons"][0]["peers"][0]["elimination"];
+        assert_eq!(json["vons"][0]["peers"][0]["name"], "h1", "{json}");
+        for (field, n) in [
+            ("passed", 5),
+            ("discarded", 5),
+            ("out_of_order", 0),
+            ("lost", 0),
+            ("rogue", 0),
+            ("resets", 0),
+        ] {
+            assert_eq!(e[field], n, "{field} in {e}");
+        }
+        let back: StatusReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report, "the document reads back");
+        let text = crate::metrics::render(&report);
+        for sample in [
+            "von_sender_frames_passed_total{von=\"grid\",peer=\"h1\"} 5",
+            "von_sender_frames_discarded_total{von=\"grid\",peer=\"h1\"} 5",
+            "von_sender_frames_lost_total{von=\"grid\",peer=\"h1\"} 0",
+            "von_sender_resets_total{von=\"grid\",peer=\"h1\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == sample), "{sample} in\n{text}");
+        }
+    }
+
+    #[test]
     fn lease_is_null_until_published_then_follows_the_client() {
         let lease: SharedLease = Arc::new(ArcSwapOption::empty());
         let src = source(lease.clone());

@@ -18,4 +18,4 @@ pub mod wrap;
 pub use aead::{AeadError, Cipher, FrameKey, GroupKey};
 pub use frame::{Epoch, Flags, Frame, FrameError, FrameType, Header, MemberId, OnId};
 pub use sequence::{Rekey, SendCounter, SequenceError};
-pub use window::{Rejected, ReplayWindow};
+pub use window::{Marked, Rejected, ReplayWindow};

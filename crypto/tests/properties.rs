@@ -9,8 +9,8 @@ use von_crypto::aead::{Cipher, FrameKey, GroupKey, KEY_LEN};
 use von_crypto::frame::{
     Epoch, Flags, Frame, FrameType, HEADER_LEN, Header, MemberId, OVERHEAD, OnId,
 };
-use von_crypto::sequence::REJECT_AFTER_MESSAGES;
-use von_crypto::window::{Rejected, ReplayWindow, WINDOW_SIZE};
+use von_crypto::sequence::{COUNTER_BITS, REJECT_AFTER_MESSAGES};
+use von_crypto::window::{Marked, Rejected, ReplayWindow, WINDOW_SIZE};
 
 fn cipher() -> impl Strategy<Value = Cipher> {
     prop_oneof![Just(Cipher::Aes256Gcm), Just(Cipher::ChaCha20Poly1305)]
@@ -111,10 +111,17 @@ proptest! {
     }
 
     #[test]
-    fn window_matches_a_naive_model(ops in proptest::collection::vec((0u8..6, any::<u64>(), any::<bool>()), 1..400)) {
+    fn window_matches_a_naive_model(ops in proptest::collection::vec((0u8..7, any::<u64>(), any::<bool>()), 1..400)) {
         let mut window = ReplayWindow::new();
         let mut seen = HashSet::new();
         let mut max = 0u64;
+        // Loss, by its definition: an unmarked position at or above the
+        // floor (first sequence, or first of a newer incarnation) counts once
+        // it is behind the window, or at once when the sender restarts.
+        let mut floor: Option<u64> = None;
+        let marked_in = |seen: &HashSet<u64>, lo: u64, hi: u64| {
+            seen.iter().filter(|&&s| (lo..=hi).contains(&s)).count() as u64
+        };
         for (kind, r, verifies) in ops {
             let seq = match kind {
                 0 => max.saturating_sub(r % (WINDOW_SIZE + 64)),          // around the window's tail
@@ -122,7 +129,8 @@ proptest! {
                 2 => max.saturating_add(r % (4 * WINDOW_SIZE)),            // jumps of a few laps
                 3 => r,                                                    // anywhere at all
                 4 => seen.iter().next().copied().unwrap_or(r),             // a replay
-                _ => max.saturating_sub(WINDOW_SIZE).saturating_add(r % 2), // exactly the edge
+                5 => max.saturating_sub(WINDOW_SIZE).saturating_add(r % 2), // exactly the edge
+                _ => (((max >> COUNTER_BITS) + 1 + r % 2).min((1 << 30) - 1) << COUNTER_BITS) + r % 64, // a restart
             };
             let expected = if seq <= max && max - seq > WINDOW_SIZE {
                 Err(Rejected::TooOld)
@@ -134,10 +142,32 @@ proptest! {
             prop_assert_eq!(window.check(seq), expected, "check {} (max {})", seq, max);
             // A frame whose tag fails is checked but never marked.
             if verifies && expected.is_ok() {
-                prop_assert_eq!(window.mark(seq), Ok(()));
+                let mut want = Marked { late: seq < max, ..Marked::default() };
+                match floor {
+                    None => floor = Some(seq),
+                    Some(f) if seq > max && (seq >> COUNTER_BITS) > (max >> COUNTER_BITS) => {
+                        let lo = f.max(max.saturating_sub(WINDOW_SIZE));
+                        if lo <= max {
+                            want.lost = (max - lo + 1) - marked_in(&seen, lo, max);
+                        }
+                        want.restarted = true;
+                        floor = Some(seq);
+                    }
+                    Some(f) if seq > max && seq > WINDOW_SIZE => {
+                        let lo = f.max(max.saturating_sub(WINDOW_SIZE));
+                        let hi = seq - WINDOW_SIZE - 1;
+                        if hi >= lo {
+                            want.lost = (hi - lo + 1) - marked_in(&seen, lo, hi);
+                        }
+                    }
+                    Some(_) => {}
+                }
+                prop_assert_eq!(window.mark(seq), Ok(want), "mark {} (max {})", seq, max);
                 seen.insert(seq);
                 max = max.max(seq);
                 prop_assert_eq!(window.mark(seq), Err(Rejected::Duplicate));
+                let lo = floor.unwrap_or(0).max(max.saturating_sub(WINDOW_SIZE));
+                prop_assert_eq!(window.unfilled(), (max - lo + 1) - marked_in(&seen, lo, max));
             }
             prop_assert_eq!(window.latest(), max);
         }

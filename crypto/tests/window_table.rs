@@ -36,7 +36,7 @@ impl Table {
         }
         let checked = self.window.check(seq);
         let marked = match checked {
-            Ok(()) => self.window.mark(seq),
+            Ok(()) => self.window.mark(seq).map(|_| ()),
             Err(e) => Err(e),
         };
         assert_eq!(checked, marked, "check and mark disagree on {seq}");
@@ -177,7 +177,7 @@ fn check_never_moves_the_window() {
     assert_eq!(w.check(100 + 10 * WINDOW_SIZE), Ok(()));
     assert_eq!(w.latest(), 100);
     assert_eq!(w.check(99), Ok(()));
-    assert_eq!(w.mark(99), Ok(()));
+    assert!(w.mark(99).is_ok());
 }
 
 #[test]
@@ -187,7 +187,7 @@ fn two_copies_checked_before_either_is_marked_yield_one() {
     let mut w = ReplayWindow::new();
     assert_eq!(w.check(5), Ok(()));
     assert_eq!(w.check(5), Ok(()));
-    assert_eq!(w.mark(5), Ok(()));
+    assert!(w.mark(5).is_ok());
     assert_eq!(w.mark(5), Err(Rejected::Duplicate));
 }
 
@@ -204,4 +204,46 @@ fn a_jump_clears_stale_bits_of_the_reused_ring_words() {
     for s in lap..lap + 63 {
         assert_eq!(w.check(s), Ok(()), "seq {s} reads as seen");
     }
+}
+
+#[test]
+fn lost_counts_gaps_once_they_leave_the_window() {
+    let mut w = ReplayWindow::new();
+    // The first mark is the floor: 0..1000 were never claimed by the sender.
+    assert_eq!(w.mark(1000).map(|m| m.lost), Ok(0));
+    // 1001 and 1002 missing; 1004 arrives before 1003.
+    assert_eq!(w.mark(1003).map(|m| (m.late, m.lost)), Ok((false, 0)));
+    assert_eq!(w.mark(1004).map(|m| m.lost), Ok(0));
+    assert_eq!(w.mark(1001).map(|m| m.late), Ok(true), "a late fill");
+    assert_eq!(w.unfilled(), 1, "1002 may still come");
+    // Move exactly far enough that 1002 is behind the window.
+    let edge = 1002 + WINDOW_SIZE + 1;
+    assert_eq!(w.mark(edge - 1).map(|m| m.lost), Ok(0), "1002 still inside");
+    assert_eq!(w.check(1002), Ok(()));
+    // Everything between 1004 and edge - 1 is missing as well.
+    let m = w.mark(edge).unwrap();
+    assert_eq!(m.lost, 1, "only 1002 left the window");
+    assert_eq!(w.check(1002), Err(Rejected::TooOld));
+    // In the window now: 1003 ..= edge, of which 1003, 1004, edge - 1 and edge arrived.
+    assert_eq!(w.unfilled(), WINDOW_SIZE + 1 - 4);
+    // A long jump pushes out every gap from 1003 on, and the whole stretch
+    // of positions never seen: 10 windows' worth less the 4 received.
+    let m = w.mark(edge + 10 * WINDOW_SIZE).unwrap();
+    assert_eq!(m.lost, 10 * WINDOW_SIZE - 4);
+}
+
+#[test]
+fn a_new_incarnation_is_a_restart_not_a_loss_of_billions() {
+    let mut w = ReplayWindow::new();
+    let first = 3 << COUNTER_BITS;
+    w.mark(first + 1).unwrap();
+    w.mark(first + 3).unwrap();
+    let m = w.mark((4 << COUNTER_BITS) + 1).unwrap();
+    assert_eq!(
+        (m.restarted, m.lost),
+        (true, 1),
+        "only the gap at first + 2, still in the window, is lost"
+    );
+    let m = w.mark((4 << COUNTER_BITS) + 2).unwrap();
+    assert_eq!((m.restarted, m.lost, m.late), (false, 0, false));
 }

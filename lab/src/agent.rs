@@ -373,6 +373,16 @@ impl Agent {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Runs `von status` (the tables for a person) against its socket.
+    pub fn status_text(&self) -> Result<String> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .arg(von_bin()?)
+            .args(["status", "--socket"])
+            .arg(&self.socket);
+        Ok(process::run_ok(&mut cmd, QUICK)?.stdout)
+    }
+
     /// Reads `von status --json --socket <its socket>`.
     pub fn status(&self) -> Result<Status> {
         let bin = von_bin()?;

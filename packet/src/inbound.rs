@@ -14,16 +14,29 @@ use super::SharedSnapshot;
 use super::action::{Action, DropReason, Underlay};
 use super::challenges::Challenges;
 use super::counters::{VonCounters, bump};
+use super::elimination::SenderCounters;
 use super::inner::ipv4_addrs;
 use super::keepalive::{HealthBoard, HealthEvent, Liveness};
 use super::seen::{Seen, SeenOn};
 use super::snapshot::Snapshot;
 
 /// Receive state of one sender under one key.
-#[derive(Default)]
 struct Receiver {
     window: ReplayWindow,
     seen: SeenOn,
+    /// The sender's elimination counters (shared by all its epochs).
+    frames: Arc<SenderCounters>,
+}
+
+impl Receiver {
+    fn new(frames: Arc<SenderCounters>) -> Self {
+        frames.window_opened();
+        Receiver {
+            window: ReplayWindow::new(),
+            seen: SeenOn::default(),
+            frames,
+        }
+    }
 }
 
 impl std::fmt::Debug for Receiver {
@@ -176,7 +189,7 @@ impl Inbound {
         }
         if let Some(rx) = self.receivers.get_mut(&id) {
             if let Err(rejected) = rx.window.check(header.seq) {
-                return drop(classify(rx, rejected, header.seq, underlay));
+                return drop(classify(rx, rejected, header.seq, underlay, keepalive));
             }
         }
 
@@ -210,9 +223,16 @@ impl Inbound {
         }
 
         // 6. Mark (creating the window on the first authenticated frame).
-        let rx = self.receivers.entry(id).or_default();
-        if let Err(rejected) = rx.window.mark(header.seq) {
-            return drop(classify(rx, rejected, header.seq, underlay));
+        let liveness = &self.liveness;
+        let rx = self
+            .receivers
+            .entry(id)
+            .or_insert_with(|| Receiver::new(liveness.sender_counters(header.sender)));
+        match rx.window.mark(header.seq) {
+            Ok(marked) => rx.frames.marked(marked, !keepalive),
+            Err(rejected) => {
+                return drop(classify(rx, rejected, header.seq, underlay, keepalive));
+            }
         }
         rx.seen.accepted(header.seq, underlay);
         self.liveness
@@ -248,8 +268,13 @@ impl Inbound {
         {
             return;
         }
-        self.receivers.retain(|(sender, epoch), _| {
-            snap.member(*sender).is_some() && snap.key(*epoch).is_some()
+        self.receivers.retain(|(sender, epoch), rx| {
+            let keep = snap.member(*sender).is_some() && snap.key(*epoch).is_some();
+            if !keep {
+                // Its gaps can no longer be filled: lost.
+                rx.frames.retired(rx.window.unfilled());
+            }
+            keep
         });
         self.floors
             .retain(|sender, _| snap.member(*sender).is_some());
@@ -258,13 +283,27 @@ impl Inbound {
     }
 }
 
-/// Turns a window refusal into the counter it belongs to.
-fn classify(rx: &mut Receiver, rejected: Rejected, seq: u64, underlay: Underlay) -> DropReason {
-    match rejected {
+/// Turns a window refusal into the counter it belongs to, and counts a
+/// refused data frame in its sender's elimination counters
+/// (`elimination.rs`: `discarded` or `rogue`).
+fn classify(
+    rx: &mut Receiver,
+    rejected: Rejected,
+    seq: u64,
+    underlay: Underlay,
+    keepalive: bool,
+) -> DropReason {
+    let reason = match rejected {
         Rejected::TooOld => DropReason::TooOld,
         Rejected::Duplicate => match rx.seen.again(seq, underlay) {
             Seen::OtherUnderlay => DropReason::Duplicate,
             Seen::SameUnderlay => DropReason::Replay,
         },
+    };
+    match reason {
+        DropReason::Duplicate if !keepalive => rx.frames.discarded(),
+        DropReason::TooOld if !keepalive => rx.frames.rogue(),
+        _ => {}
     }
+    reason
 }

@@ -45,6 +45,7 @@ use arc_swap::ArcSwapOption;
 use von_crypto::MemberId;
 
 use super::action::{PerUnderlay, Underlay};
+use super::elimination::{SenderCounters, SenderCountersSnapshot};
 use super::snapshot::Snapshot;
 
 /// How often a round of keepalives goes to every peer on every underlay.
@@ -135,6 +136,9 @@ struct PeerCell {
     id: MemberId,
     name: String,
     links: PerUnderlay<LinkCell>,
+    /// Its frame elimination counters, shared with its receive windows and
+    /// carried (the same `Arc`) from view to view.
+    frames: Arc<SenderCounters>,
 }
 
 /// The peers of one view; replaced (values carried over) when the view
@@ -176,6 +180,8 @@ pub struct PeerHealth {
     pub name: String,
     /// One link per underlay.
     pub links: PerUnderlay<LinkHealth>,
+    /// Its frame elimination counters (`elimination.rs`).
+    pub frames: SenderCountersSnapshot,
 }
 
 impl HealthBoard {
@@ -203,6 +209,7 @@ impl HealthBoard {
                         rx_bytes: l.rx_bytes.load(Relaxed),
                     }
                 }),
+                frames: p.frames.snapshot(),
             })
             .collect()
     }
@@ -236,9 +243,9 @@ impl Liveness {
             .iter()
             .filter(|m| m.id != me)
             .map(|m| {
+                let prev_peer = old.and_then(|t| t.index.get(&m.id).map(|&i| &t.peers[i]));
                 let links = PerUnderlay::from_fn(snap.underlays(), |u| {
-                    let prev =
-                        old.and_then(|t| t.index.get(&m.id).and_then(|&i| t.peers[i].links.get(u)));
+                    let prev = prev_peer.and_then(|p| p.links.get(u));
                     LinkCell {
                         heard: AtomicU64::new(prev.map_or(0, |l| l.heard.load(Relaxed))),
                         up: AtomicBool::new(prev.is_some_and(|l| l.up.load(Relaxed))),
@@ -250,6 +257,7 @@ impl Liveness {
                     id: m.id,
                     name: m.name.clone(),
                     links,
+                    frames: prev_peer.map_or_else(Arc::default, |p| p.frames.clone()),
                 }
             })
             .collect();
@@ -257,6 +265,15 @@ impl Liveness {
         let table = Arc::new(PeerTable { base, peers, index });
         self.board.table.store(Some(table.clone()));
         self.table = Some(table);
+    }
+
+    /// The elimination counters of `sender`, for its receive windows to
+    /// hold; a detached cell if the view does not name it (never shown).
+    pub fn sender_counters(&self, sender: MemberId) -> Arc<SenderCounters> {
+        self.table
+            .as_ref()
+            .and_then(|t| t.index.get(&sender).map(|&i| t.peers[i].frames.clone()))
+            .unwrap_or_default()
     }
 
     /// An authenticated frame of `bytes` from `sender` arrived on `underlay`

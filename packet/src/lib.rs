@@ -41,11 +41,16 @@
 //! 4. Window pre-check on the (sender, epoch) window: a sequence already
 //!    accepted is a `duplicate` if it is the first copy from this underlay, a
 //!    `replay` if this underlay delivered it before; beyond the window it is
-//!    `too_old`. Every copy after the first stops here.
+//!    `too_old`. Every copy after the first stops here. The sender's
+//!    per-sender counters (`elimination.rs`, IEEE 802.1CB's) count the
+//!    first as `discarded`, the last as `rogue`.
 //! 5. Open: AEAD under the epoch's key (`aead_opens`; failure: `auth_failures`).
 //! 6. Window mark: only now does the frame move the window (created on the
 //!    first authenticated frame of a (sender, epoch)); the underlay it came
-//!    from is recorded for step 4 of later copies.
+//!    from is recorded for step 4 of later copies. The mark tells the
+//!    sender's counters whether the frame was late (`out_of_order`), how
+//!    many unfilled positions it pushed out of the window (`lost`) and
+//!    whether the sender restarted (`resets`).
 //! 7. Inner check: the inner source must be the sender's VON address
 //!    (`inner_source_rejected`).
 //! 8. Delivery: [`Action::Deliver`] names where the inner packet lies in the
@@ -61,6 +66,7 @@ mod action;
 mod challenges;
 mod counters;
 pub mod demux;
+mod elimination;
 mod inbound;
 mod inner;
 mod keepalive;
@@ -86,6 +92,7 @@ pub use counters::{
     SocketCounters, SocketCountersSnapshot, UnderlayCounters, UnderlayCountersSnapshot,
     VonCounters, VonCountersSnapshot,
 };
+pub use elimination::{SenderCounters, SenderCountersSnapshot};
 pub use inbound::Inbound;
 pub use inner::{Ipv4Addrs, ipv4_addrs};
 pub use keepalive::{

@@ -258,6 +258,29 @@ fn von(out: &mut String, v: &VonStatus) {
             rows.push(r);
         }
         table(out, "  ", &rows);
+        // Per sender: IEEE 802.1CB's elimination counters.
+        let mut rows = vec![row([
+            "from",
+            "passed",
+            "discarded",
+            "out of order",
+            "lost",
+            "rogue",
+            "resets",
+        ])];
+        for p in &v.peers {
+            let e = &p.elimination;
+            rows.push(vec![
+                p.name.clone(),
+                e.passed.to_string(),
+                e.discarded.to_string(),
+                e.out_of_order.to_string(),
+                e.lost.to_string(),
+                e.rogue.to_string(),
+                e.resets.to_string(),
+            ]);
+        }
+        table(out, "  ", &rows);
     } else {
         let _ = writeln!(out, "  no other member in the view");
     }
