@@ -736,7 +736,7 @@ async fn inbound_loop(
             r = any_readable(&sockets, next_first) => r,
             change = changes.recv() => {
                 match change {
-                    Some(InboundChange::Add(mut von)) => {
+                    Some(InboundChange::Add(mut von, routed)) => {
                         // Start its health clock, so peers never heard show as down.
                         von.inbound.handle_timeout(Instant::now());
                         vons.push(InboundSlot {
@@ -744,6 +744,9 @@ async fn inbound_loop(
                             writes: WriteBatch::new(tun_rs::IDEAL_BATCH_SIZE),
                             log: LogLimiter::default(),
                         });
+                        demux = Demux::new(vons.iter().map(|v| v.von.on_id)).unwrap_or_default();
+                        let _ = routed.send(());
+                        continue;
                     }
                     Some(InboundChange::Remove(on_id, done)) => {
                         vons.retain(|v| v.von.on_id != on_id);

@@ -586,11 +586,14 @@ mod tests {
             net.send(t0, 0, &p).unwrap();
         }
         net.step(t0);
-        let mut src = source(Arc::new(ArcSwapOption::empty()));
+        let src = source(Arc::new(ArcSwapOption::empty()));
         let h2 = &net.hosts[1];
-        src.vons[0].snapshot = h2.snapshot.clone();
-        src.vons[0].counters = h2.counters.clone();
-        src.vons[0].health = h2.pipeline.inbound.health();
+        {
+            let mut vons = src.vons.lock().unwrap();
+            vons[0].snapshot = h2.snapshot.clone();
+            vons[0].counters = h2.counters.clone();
+            vons[0].health = h2.pipeline.inbound.health();
+        }
         let report = src.report();
         let json = serde_json::to_value(&report).unwrap();
         let e = &json["vons"][0]["peers"][0]["elimination"];

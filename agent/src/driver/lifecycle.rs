@@ -162,8 +162,8 @@ pub(super) struct InboundVon {
 
 /// What the inbound loop is told while it runs.
 pub(super) enum InboundChange {
-    /// Route this VON's frames to it from now on.
-    Add(Box<InboundVon>),
+    /// Route this VON's frames to it from now on; say when it does.
+    Add(Box<InboundVon>, oneshot::Sender<()>),
     /// Stop routing this ON id and drop its half; say when done.
     Remove(OnId, oneshot::Sender<()>),
 }
@@ -318,6 +318,21 @@ impl Host {
             "von", name = %name, interface = von.interface.as_str(), on_id = on_id.0
         );
         let settings = live.register(von);
+        // The inbound half first, and in place before the first keepalive
+        // leaves: a peer answers that one at once, and an answer the demux
+        // does not route yet would cost the freshness proof a whole round.
+        let health = pipeline.inbound.health();
+        let (routed, in_place) = oneshot::channel();
+        let _ = self.inbound.send(InboundChange::Add(
+            Box::new(InboundVon {
+                on_id,
+                inbound: pipeline.inbound,
+                tun: tun.clone(),
+                span: span.clone(),
+            }),
+            routed,
+        ));
+        let _ = in_place.await;
         let outbound = tasks.spawn_on(
             super::outbound_loop(
                 tun.clone(),
@@ -328,16 +343,9 @@ impl Host {
                 counters.clone(),
                 p.near,
             )
-            .instrument(span.clone()),
+            .instrument(span),
             &self.data,
         );
-        let health = pipeline.inbound.health();
-        let _ = self.inbound.send(InboundChange::Add(Box::new(InboundVon {
-            on_id,
-            inbound: pipeline.inbound,
-            tun: tun.clone(),
-            span,
-        })));
         lock(&self.status.vons).push(VonSource {
             facts: VonFacts {
                 name: name.clone(),
