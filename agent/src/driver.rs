@@ -469,10 +469,17 @@ async fn run_until(
                 }
             },
             Some((id, name, got)) = started.recv() => {
+                // A stop that came while this start finished its incarnation
+                // (past the point where it listens for the cancel) still wins.
+                let cancelled = starting
+                    .iter()
+                    .find(|s| s.id == id)
+                    .is_none_or(|s| s.cancel.is_none());
                 starting.retain(|s| s.id != id);
                 let launched = match got {
-                    Ok(Some((p, _))) if host.running().any(|r| r == name) => {
-                        // Started twice: the one on the wire stays.
+                    Ok(Some((p, _))) if cancelled || host.running().any(|r| r == name) => {
+                        // Stopped meanwhile, or started twice (the one on the
+                        // wire stays): this one leaves again.
                         if let Some(k) = p.control {
                             k.stop().await;
                         }

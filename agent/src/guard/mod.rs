@@ -162,12 +162,7 @@ impl Guard {
         vons: Vec<(GuardedVon, SharedSnapshot)>,
         underlays: Vec<(UnderlayName, SocketAddr)>,
     ) -> Result<Self, GuardError> {
-        let guarded: Vec<GuardedVon> = vons.iter().map(|(v, _)| v.clone()).collect();
-        check_interfaces(
-            guarded
-                .iter()
-                .map(|v| (v.name.as_str(), v.interface.as_str())),
-        )?;
+        let guarded = checked(&vons)?;
         let stale = nft(&["list", "table", "inet", "von"], None)
             .map_err(nft_error)?
             .status
@@ -293,6 +288,15 @@ pub fn preflight<'a>(
     nft(&["--version"], None).map_err(nft_error).map(drop)
 }
 
+/// The VONs of `vons`, once every interface can be matched in a rule.
+fn checked(vons: &[(GuardedVon, SharedSnapshot)]) -> Result<Vec<GuardedVon>, GuardError> {
+    check_interfaces(
+        vons.iter()
+            .map(|(v, _)| (v.name.as_str(), v.interface.as_str())),
+    )?;
+    Ok(vons.iter().map(|(v, _)| v.clone()).collect())
+}
+
 fn check_interfaces<'a>(
     mut interfaces: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Result<(), GuardError> {
@@ -355,12 +359,7 @@ impl Watcher {
         &mut self,
         vons: Vec<(GuardedVon, SharedSnapshot)>,
     ) -> Result<(), GuardError> {
-        let guarded: Vec<GuardedVon> = vons.iter().map(|(v, _)| v.clone()).collect();
-        check_interfaces(
-            guarded
-                .iter()
-                .map(|v| (v.name.as_str(), v.interface.as_str())),
-        )?;
+        let guarded = checked(&vons)?;
         // The counts up to now, read before the table goes; if the read fails
         // the last check's counts stand.
         if let Ok(text) = run("nft", &["-j", "list", "counters", "table", "inet", "von"]).await
