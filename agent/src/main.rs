@@ -3,7 +3,6 @@
 //! Each subcommand lives in `cli/<name>.rs`; this file only dispatches.
 
 mod cli;
-mod demo;
 
 use std::process::ExitCode;
 
@@ -32,8 +31,6 @@ enum Command {
     Reload(cli::reload::ReloadArgs),
     /// What the running agent reports (`von status [--json] [--socket PATH]`).
     Status(cli::status::StatusArgs),
-    /// The whole idea on one machine: three hosts in namespaces, pings, an underlay cut (`sudo von demo`).
-    Demo(cli::demo::DemoArgs),
     /// A completion script for bash, zsh, fish, elvish or powershell (`von completions bash`).
     Completions(cli::completions::CompletionsArgs),
     /// Write the man pages into a directory (packaging runs it; hidden).
@@ -70,7 +67,6 @@ fn report(e: &anyhow::Error) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Demo(args) => return cli::demo::run(args),
         Command::Ca(args) => cli::ca::run(args),
         Command::Cert(args) => cli::cert::run(args),
         Command::Keymgr(args) => cli::keymgr::run(args),

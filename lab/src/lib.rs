@@ -2,8 +2,9 @@
 //! tests: each host a namespace with `ua` and `ub`, real `von up` agents in
 //! them, `ping` and `von status` read back, and everything removed on drop.
 //!
-//! Its own crate because two users build the same hosts: `von demo` (in the
-//! `von` binary) and the end-to-end tests (`von-tests`). It drives programs
+//! Its own crate because two users build the same hosts: the demo (its own
+//! binary, `von-demo`, so this crate is never in the production `von`) and
+//! the end-to-end tests (`von-tests`). It drives programs
 //! as an operator would (`ip`, `ping`, the `von` binary) and links none of
 //! the agent's internals.
 //!

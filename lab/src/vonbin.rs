@@ -1,5 +1,5 @@
-//! Finding the `von` binary the tests run as a real process (`von demo`
-//! names its own executable with [`use_binary`] instead).
+//! Finding the `von` binary the tests run as a real process (`von-demo`
+//! names the one it was given with [`use_binary`] instead).
 //!
 //! Cargo builds the binaries of *other* packages only when asked, so a plain
 //! `cargo test -p von-tests` would otherwise run a stale or missing `von`.
@@ -26,7 +26,7 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(1800);
 static VON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
 /// Makes `path` the `von` binary for this process, before anything asks
-/// for one: `von demo` runs its own executable. Refused (with the binary
+/// for one: `von-demo` runs the `von` it was given. Refused (with the binary
 /// already chosen) once [`von_bin`] has answered.
 pub fn use_binary(path: PathBuf) -> Result<()> {
     VON.set(Ok(path)).map_err(|_| Error::Binary {

@@ -25,9 +25,6 @@ _von() {
             von,completions)
                 cmd="von__subcmd__completions"
                 ;;
-            von,demo)
-                cmd="von__subcmd__demo"
-                ;;
             von,help)
                 cmd="von__subcmd__help"
                 ;;
@@ -102,9 +99,6 @@ _von() {
                 ;;
             von__subcmd__help,completions)
                 cmd="von__subcmd__help__subcmd__completions"
-                ;;
-            von__subcmd__help,demo)
-                cmd="von__subcmd__help__subcmd__demo"
                 ;;
             von__subcmd__help,help)
                 cmd="von__subcmd__help__subcmd__help"
@@ -242,7 +236,7 @@ _von() {
 
     case "${cmd}" in
         von)
-            opts="-h -V --help --version ca cert keymgr up reload status demo completions man router reserve help"
+            opts="-h -V --help --version ca cert keymgr up reload status completions man router reserve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -549,22 +543,8 @@ _von() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        von__subcmd__demo)
-            opts="-h --help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         von__subcmd__help)
-            opts="ca cert keymgr up reload status demo completions man router reserve help"
+            opts="ca cert keymgr up reload status completions man router reserve help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -676,20 +656,6 @@ _von() {
             return 0
             ;;
         von__subcmd__help__subcmd__completions)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        von__subcmd__help__subcmd__demo)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -1,4 +1,5 @@
-//! `von demo` as an operator runs it: a process of the real binary.
+//! `von-demo` as an operator runs it (`./demo.sh`): a process of the real
+//! demo binary, whose hosts run the real `von`.
 //!
 //! - A full run exits 0, its report shows the mesh and the underlay cut with
 //!   0 lost, and every namespace it names is gone afterwards.
@@ -7,7 +8,7 @@
 //! - Without root it refuses, says what it needs, and exits non-zero.
 //!
 //! ```text
-//!   ┌── h1 ──┐ ┌── h2 ──┐ ┌── h3 ──┐     made by `von demo` itself
+//!   ┌── h1 ──┐ ┌── h2 ──┐ ┌── h3 ──┐     made by `von-demo` itself
 //!   │ ua  ub │ │ ua  ub │ │ ua  ub │     (namespaces <prefix>-h1..h3, -sw)
 //!   └─┬────┬─┘ └─┬────┬─┘ └─┬────┬─┘
 //!   ┌─┴────┴─────┴────┴─────┴────┴─┐
@@ -26,7 +27,7 @@ use von_tests::{Netns, Result};
 /// A whole demo takes ~15 s on an idle machine; allow for a busy one.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 
-/// A running `von demo` with its stdout read line by line.
+/// A running `von-demo` with its stdout read line by line.
 struct Demo {
     child: Child,
     lines: mpsc::Receiver<String>,
@@ -35,8 +36,9 @@ struct Demo {
 
 impl Demo {
     fn start() -> Result<Self> {
-        let mut child = Command::new(von_bin()?)
-            .arg("demo")
+        let mut child = Command::new(demo_bin()?)
+            .arg("--von")
+            .arg(von_bin()?)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -187,6 +189,18 @@ fn ctrl_c_stops_the_demo_and_removes_everything() -> Result<()> {
     assert_none_left(&namespaces(&output), &output)
 }
 
+/// `von-demo`, built beside the `von` under test (`cargo build --workspace
+/// --bins`, as test.sh does, puts both in one directory).
+fn demo_bin() -> Result<std::path::PathBuf> {
+    let demo = von_bin()?.with_file_name("von-demo");
+    assert!(
+        demo.is_file(),
+        "no {} beside the von under test: build it with `cargo build --release -p von-demo`",
+        demo.display()
+    );
+    Ok(demo)
+}
+
 #[test]
 fn without_root_it_says_what_it_needs() -> Result<()> {
     if !von_tests::e2e_enabled("e2e demo without root")? {
@@ -195,13 +209,14 @@ fn without_root_it_says_what_it_needs() -> Result<()> {
     // `setpriv` (util-linux) drops to nobody for just this process.
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(demo_bin()?)
+        .arg("--von")
         .arg(von_bin()?)
-        .arg("demo")
         .output()
         .expect("setpriv runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "demo ran without root: {stderr}");
     assert!(stderr.contains("needs root"), "{stderr}");
-    assert!(stderr.contains("sudo von demo"), "{stderr}");
+    assert!(stderr.contains("sudo ./demo.sh"), "{stderr}");
     Ok(())
 }

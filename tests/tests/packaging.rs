@@ -288,6 +288,32 @@ fn debian_package_holds_binary_units_and_examples() {
         String::from_utf8_lossy(&version).starts_with("von "),
         "packaged von --version said {version:?}"
     );
+    // The production binary links neither the netns harness nor the demo
+    // (issue 14): their source paths, which panic locations keep even in a
+    // stripped binary, are absent, while the agent's own are present (so
+    // the search would see a linked crate), and `von demo` is no command.
+    let packaged_bin = std::fs::read(root.join("usr/bin/von")).unwrap();
+    let holds = |needle: &str| {
+        packaged_bin
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    };
+    assert!(
+        holds("agent/src/"),
+        "no agent/src/ path in the packaged von: the check below would prove nothing"
+    );
+    for crate_dir in ["lab/src/", "demo/src/"] {
+        assert!(!holds(crate_dir), "the packaged von links {crate_dir}");
+    }
+    let demo = Command::new(root.join("usr/bin/von"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    assert!(
+        !demo.status.success()
+            && String::from_utf8_lossy(&demo.stderr).contains("unrecognized subcommand"),
+        "packaged `von demo` did not fail as an unknown command: {demo:?}"
+    );
     if have(&["systemd-analyze"], "apt-get install systemd") {
         let mut units = units.clone();
         units.push(template_instance(&unit_dir.join(TEMPLATE), &dir));

@@ -325,7 +325,7 @@ mod tests {
         let mut script = Vec::new();
         clap_complete::generate(Shell::Bash, &mut crate::Cli::command(), "von", &mut script);
         let script = String::from_utf8(script).expect("utf-8");
-        for word in ["ca", "cert", "up", "status", "demo", "completions"] {
+        for word in ["ca", "cert", "up", "status", "reload", "completions"] {
             assert!(script.contains(word), "bash completion lacks {word}");
         }
     }

@@ -3,7 +3,6 @@
 pub mod ca;
 pub mod cert;
 pub mod completions;
-pub mod demo;
 pub mod keymgr;
 pub mod ledger;
 pub mod reload;

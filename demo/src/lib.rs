@@ -1,10 +1,14 @@
-//! `von demo`: the whole idea on one machine.
+//! `von-demo`: the whole idea on one machine.
+//!
+//! A binary of its own beside `von`, so the netns harness it drives
+//! (`von-lab`) is never linked into the production agent; it runs the real
+//! `von` for everything a host does.
 //!
 //! Flow:
 //! 1. three hosts as network namespaces, each with `ua` on LAN A and `ub`
 //!    on LAN B (two bridges in a switch namespace), built by `von-lab`;
 //! 2. a CA and certificates (`von ca init`, `von cert issue`), and a real
-//!    `von up` per host (this very binary, `ip netns exec`), one VON `grid`
+//!    `von up` per host (the `von` binary given, `ip netns exec`), one VON `grid`
 //!    over all three, its key manager embedded in h1's agent;
 //! 3. a ping mesh over the VON, every ordered pair;
 //! 4. `ping -i 0.01` from h1 to h2 while LAN A is cut for every host: 0 lost;
@@ -25,7 +29,7 @@ mod steps;
 pub mod stop;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -42,11 +46,11 @@ const RATE: &str = "20mbit";
 /// Hosts in the demo: the fewest that need a LAN per underlay.
 const HOSTS: u8 = 3;
 
-/// Runs the demo, printing progress to `out`; the caller prints the report.
-pub fn run(stop: &Stop, out: &mut dyn Write) -> anyhow::Result<Report> {
-    let bin = std::env::current_exe().context("finding this von binary to run the agents")?;
+/// Runs the demo with the agents and tools of the `von` binary `bin`,
+/// printing progress to `out`; the caller prints the report.
+pub fn run(bin: PathBuf, stop: &Stop, out: &mut dyn Write) -> anyhow::Result<Report> {
     von_lab::vonbin::use_binary(bin.clone()).context("choosing the von binary for the agents")?;
-    say(out, &format!("von demo: agents run {}", bin.display()))?;
+    say(out, &format!("von-demo: agents run {}", bin.display()))?;
 
     let topo = Topology::new(usize::from(HOSTS)).context("building the hosts")?;
     let mut namespaces: Vec<String> = topo

@@ -109,7 +109,7 @@ impl Stop {
                 };
                 let _ = self.which.set(which);
                 self.flag.store(true, Ordering::SeqCst);
-                eprintln!("von demo: {which}: cleaning up (stopping agents, removing namespaces)");
+                eprintln!("von-demo: {which}: cleaning up (stopping agents, removing namespaces)");
             }
         });
     }
