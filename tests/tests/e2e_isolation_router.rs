@@ -22,10 +22,11 @@
 //! flood runs on both links: flooding one would prove nothing, since the
 //! receiver keeps whichever copy comes first.
 //!
-//! Issue 14: the same steps run twice, over IPv4 underlays and over IPv6
+//! Issue 14: the same steps run three times, over IPv4 underlays, over IPv6
 //! underlays (the router's links then carry IPv6 only, routed with proxy
-//! NDP); over IPv6 the router classifies by its IPv6 filters and books the
-//! 20 bytes more of outer header per packet. Each run also sends frames
+//! NDP), and mixed (A over IPv4 on `sha`, B over IPv6 on `shb`); over IPv6
+//! the router classifies by its IPv6 filters and books the 20 bytes more of
+//! outer header per packet. Each run also sends frames
 //! with IPv4 options / an IPv6 hop-by-hop header and shows they land in the
 //! default class.
 
@@ -36,46 +37,54 @@ use von_tests::observe::sample;
 use von_tests::router::{self, Flood, RouterNet, VonProcess, rtt_ms, von};
 use von_tests::{Family, Netns, Ping, Result, Topology, Underlay, VonSpec, iperf3, wait_for};
 
-/// What differs between the IPv4 and the IPv6 run.
+/// What differs between the runs: the family of underlay A and of B (and
+/// so of the router's links `sha` and `shb`).
 #[derive(Clone, Copy)]
-struct Over(Family);
+struct Over([Family; 2]);
 
 impl Over {
     fn name(self) -> &'static str {
         match self.0 {
-            Family::V4 => "IPv4",
-            Family::V6 => "IPv6",
+            [Family::V4, Family::V4] => "IPv4",
+            [Family::V6, Family::V6] => "IPv6",
+            [Family::V4, Family::V6] => "A over IPv4, B over IPv6",
+            [Family::V6, Family::V4] => "A over IPv6, B over IPv4",
         }
+    }
+
+    fn any_v6(self) -> bool {
+        self.0.contains(&Family::V6)
     }
 
     /// UDP payload so that the inner packet is the VON's MTU (the agent's
-    /// default: 1432 over IPv4, 1412 over IPv6): the size a reservation's
-    /// wire rate is computed for by default.
+    /// default: 1432 over IPv4 only, 1412 once an underlay is IPv6): the
+    /// size a reservation's wire rate is computed for by default.
     fn datagram(self) -> &'static str {
-        match self.0 {
-            Family::V4 => "1404",
-            Family::V6 => "1384",
+        if self.any_v6() { "1384" } else { "1404" }
+    }
+
+    /// What the router books on the link of underlay `i` (0: `sha`, 1:
+    /// `shb`) for [`RESERVED`]: 82 bytes of outer headers and frame per
+    /// inner packet over IPv4, 102 over IPv6, per 1432-byte packet over
+    /// IPv4 only and 1412-byte one otherwise (docs/isolation.md).
+    fn reserved_wire(self, i: usize) -> f64 {
+        match (self.0[i], self.any_v6()) {
+            (Family::V4, false) => 21_152_000.0,
+            (Family::V4, true) => 21_168_000.0,
+            (Family::V6, _) => 21_448_000.0,
         }
     }
 
-    /// What the router books per link for [`RESERVED`]: 82 bytes of outer
-    /// headers and frame per 1432-byte inner packet over IPv4, 102 per
-    /// 1412-byte one over IPv6 (docs/isolation.md).
-    fn reserved_wire(self) -> f64 {
-        match self.0 {
-            Family::V4 => 21_152_000.0,
-            Family::V6 => 21_448_000.0,
-        }
-    }
-
-    /// A path entry for `von reserve add --path`: ROUTER:DEV[:ipv6].
-    fn link(self, link: &str) -> String {
-        match self.0 {
+    /// The path entry of underlay `i`'s link for `von reserve add --path`:
+    /// ROUTER:DEV[:ipv6].
+    fn link(self, i: usize, link: &str) -> String {
+        match self.0[i] {
             Family::V4 => link.to_owned(),
             Family::V6 => format!("{link}:ipv6"),
         }
     }
 }
+
 /// iperf3's offered rate (UDP payload) in steps 1 and 2: traffic inside the
 /// contract. The reservation is 20 Mbit/s of inner packets; each 1404-byte
 /// payload is a 1432-byte inner packet, so 19 Mbit/s of payload is 19.38
@@ -96,12 +105,18 @@ const METRICS: u16 = 9479;
 
 #[test]
 fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
-    isolation(Over(Family::V4))
+    isolation(Over([Family::V4; 2]))
 }
 
 #[test]
 fn a_reserved_on_keeps_its_share_over_ipv6_underlays() -> Result<()> {
-    isolation(Over(Family::V6))
+    isolation(Over([Family::V6; 2]))
+}
+
+/// Issue 14: A over IPv4 on `sha`, B over IPv6 on `shb`, on one router.
+#[test]
+fn a_reserved_on_keeps_its_share_over_mixed_underlays() -> Result<()> {
+    isolation(Over([Family::V4, Family::V6]))
 }
 
 fn isolation(over: Over) -> Result<()> {
@@ -110,9 +125,10 @@ fn isolation(over: Over) -> Result<()> {
     }
     let _heavy = von_tests::heavy();
     eprintln!("underlays over {}", over.name());
-    let (datagram, reserved_wire) = (over.datagram(), over.reserved_wire());
-    let (path_a, path_b) = (over.link("r1:sha"), over.link("r1:shb"));
-    let mut topo = Topology::with_underlays(4, &[over.0, over.0])?;
+    let datagram = over.datagram();
+    let reserved_wire = [over.reserved_wire(0), over.reserved_wire(1)];
+    let (path_a, path_b) = (over.link(0, "r1:sha"), over.link(1, "r1:shb"));
+    let mut topo = Topology::with_underlays(4, &over.0)?;
     let net = RouterNet::insert(&topo, &[2, 4])?;
     let grid = VonSpec::new("grid", 7, 1, &[1, 2]);
     topo.start(std::slice::from_ref(&grid))?;
@@ -307,13 +323,14 @@ fn isolation(over: Over) -> Result<()> {
     let got = r3.received_bps();
     eprintln!(
         "3 idle link, 60 Mbit/s offered: ON 7 sent {:.2} Mbit/s on sha and {:.2} on shb \
-         (reserved wire rate {:.3}); the receiver kept {:.2} Mbit/s of UDP payload",
+         (reserved wire rates {:.3} and {:.3}); the receiver kept {:.2} Mbit/s of UDP payload",
         per_link[0] / 1e6,
         per_link[1] / 1e6,
-        reserved_wire / 1e6,
+        reserved_wire[0] / 1e6,
+        reserved_wire[1] / 1e6,
         got / 1e6
     );
-    for (link, bps) in ["sha", "shb"].iter().zip(per_link) {
+    for ((link, bps), reserved_wire) in ["sha", "shb"].iter().zip(per_link).zip(reserved_wire) {
         assert!(
             bps <= reserved_wire * 1.05,
             "ON 7 exceeded its reservation on {link}: {bps:.0} bit/s"
@@ -421,8 +438,11 @@ fn isolation(over: Over) -> Result<()> {
     assert!(on_drops.is_some(), "per-ON drops in metrics:\n{text}");
     assert!(default_bytes > Some(0.0), "default class:\n{text}");
     assert_eq!(
-        on("von_router_reserved_rate_bits_per_second", "shb", "7"),
-        Some(reserved_wire),
+        [
+            on("von_router_reserved_rate_bits_per_second", "sha", "7"),
+            on("von_router_reserved_rate_bits_per_second", "shb", "7")
+        ],
+        reserved_wire.map(Some),
         "{text}"
     );
 
@@ -448,7 +468,7 @@ fn isolation(over: Over) -> Result<()> {
         moved[i] = (after.0 - before.0, after.1 - before.1);
     }
     let [(ext_on, ext_default), (plain_on, plain_default)] = moved;
-    let header = match over.0 {
+    let header = match over.0[0] {
         Family::V4 => "IPv4 options",
         Family::V6 => "an IPv6 hop-by-hop header",
     };
