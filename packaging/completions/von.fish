@@ -133,10 +133,10 @@ complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcomm
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l name -d 'The VON\'s name' -r
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l on-id -d 'The VON\'s ON id' -r
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l rate -d 'The contracted rate of inner packets, as in von.toml (e.g. 20mbit)' -r
-complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l packet -d 'Inner packet size the wire rate is computed for' -r
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l packet -d 'Inner packet size the wire rate is computed for [default: the agent\'s default MTU over the path\'s families: 1432 over IPv4 only, 1412 once a path entry is IPv6]' -r
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l dscp -d 'The VON\'s DSCP' -r
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l port -d 'The VON\'s underlay UDP port' -r
-complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l path -d 'A link a copy of the frames leaves by, ROUTER:DEV; repeat per link, and twice for a link carrying both underlays' -r
+complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -l path -d 'A link a copy of the frames leaves by, ROUTER:DEV for a copy over IPv4, ROUTER:DEV:ipv6 for one over IPv6 (40-byte outer header: 20 bytes more per packet on the wire); repeat per link, and twice for a link carrying both underlays' -r
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from list" -l socket -d 'A service replica\'s socket; repeat for each replica (the one that leads answers)' -r -F
 complete -c von -n "__fish_von_using_subcommand reserve; and __fish_seen_subcommand_from list" -l json -d 'Print JSON'

@@ -38,4 +38,7 @@ pub mod store;
 pub mod tc;
 
 pub use error::{Error, Result};
-pub use model::{Copies, LinkId, OnClassSpec, ReservationSpec, WIRE_OVERHEAD, wire_rate};
+pub use model::{
+    Copies, Family, LinkId, OnClassSpec, ReservationSpec, WIRE_OVERHEAD, WIRE_OVERHEAD_IPV6,
+    wire_rate, wire_rate_over,
+};

@@ -8,9 +8,11 @@
 //! (`sha`, `shb`: the shared links). The router routes between its near
 //! bridge and the shared link with proxy ARP, so every host keeps its /24
 //! and its agent config, yet every packet between near and far is routed
-//! (and shaped on the router's egress `sha`/`shb`).
+//! (and shaped on the router's egress `sha`/`shb`). Over an IPv6 underlay
+//! the same is done with proxy NDP and /128 routes, so the hosts keep their
+//! /64.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -47,7 +49,10 @@ impl RouterNet {
         ] {
             sw.exec_ok(["sysctl", "-qw", &format!("net.ipv4.{key}")])?;
         }
+        let mut any_v6 = false;
         for u in Underlay::BOTH {
+            let v6 = topo.host(1).underlay_ip(u).is_ipv6();
+            any_v6 |= v6;
             let (bridge, shared) = (format!("lan{}", u.key()), format!("sh{}", u.key()));
             far.ip(&["link", "add", &bridge, "type", "bridge"])?;
             far.ip(&["link", "set", &bridge, "up"])?;
@@ -73,6 +78,10 @@ impl RouterNet {
             far.ip(&["link", "set", &up, "master", &bridge])?;
             far.ip(&["link", "set", &up, "up"])?;
             sw.ip(&["link", "set", &shared, "up"])?;
+            if v6 {
+                Self::route_v6(topo, sw, u, far_hosts, &bridge, &shared)?;
+                continue;
+            }
             let router_addr = format!("{}/32", u.address(254));
             for dev in [&bridge, &shared] {
                 sw.ip(&["addr", "add", &router_addr, "dev", dev])?;
@@ -92,7 +101,49 @@ impl RouterNet {
                 sw.ip(&["route", "add", &to, "dev", dev])?;
             }
         }
+        if any_v6 {
+            // Last: `all` reaches every interface enabled above.
+            for key in ["conf.all.forwarding=1", "conf.all.proxy_ndp=1"] {
+                sw.exec_ok(["sysctl", "-qw", &format!("net.ipv6.{key}")])?;
+            }
+        }
         Ok(Self { far })
+    }
+
+    /// The IPv6 half of [`RouterNet::insert`] for underlay `u`: the router
+    /// answers neighbour solicitations for the hosts of the other side
+    /// (proxy NDP) and routes each host's /128 to its side.
+    fn route_v6(
+        topo: &Topology,
+        sw: &Netns,
+        u: Underlay,
+        far_hosts: &[u8],
+        bridge: &str,
+        shared: &str,
+    ) -> Result<()> {
+        for dev in [bridge, shared] {
+            for key in ["accept_dad=0", "disable_ipv6=0"] {
+                sw.exec_ok(["sysctl", "-qw", &format!("net.ipv6.conf.{dev}.{key}")])?;
+            }
+            sw.exec_ok([
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.neigh.{dev}.proxy_delay=0"),
+            ])?;
+            let router_addr = format!("{}/128", u.address_v6(254));
+            sw.ip(&["-6", "addr", "add", &router_addr, "dev", dev, "nodad"])?;
+        }
+        for host in topo.hosts() {
+            let (dev, other) = if far_hosts.contains(&host.index()) {
+                (shared, bridge)
+            } else {
+                (bridge, shared)
+            };
+            let addr = host.underlay_ip(u).to_string();
+            sw.ip(&["-6", "route", "add", &format!("{addr}/128"), "dev", dev])?;
+            sw.ip(&["-6", "neigh", "add", "proxy", &addr, "dev", other])?;
+        }
+        Ok(())
     }
 
     /// The namespace of the far bridges.
@@ -149,7 +200,7 @@ pub struct Flood {
 impl Flood {
     pub fn start(
         server: &Netns,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         port: u16,
         client: &Netns,
         seconds: u32,
@@ -258,6 +309,57 @@ pub fn scrape(ns: &Netns, port: u16) -> Result<String> {
             text: out,
         }),
     }
+}
+
+/// Sends `count` UDP datagrams from `from` (an address of `ns`) to `to` that
+/// look like a VON's frames to a router's filter: DSCP `dscp`, and the 4
+/// bytes of `on_id` first in a 64-byte payload. With `extension`, each
+/// carries what a router's filter refuses to look past: IPv4 options (three
+/// NOPs and an end, so IHL 6) or an IPv6 hop-by-hop header (one PadN
+/// option). python3's socket module sets them with `IP_OPTIONS` /
+/// `IPV6_HOPOPTS`, as any program of the sender may.
+pub fn send_marked(
+    ns: &Netns,
+    from: IpAddr,
+    to: std::net::SocketAddr,
+    on_id: u32,
+    dscp: u8,
+    extension: bool,
+    count: u32,
+) -> Result<()> {
+    let tos = u32::from(dscp) << 2;
+    let (family, setup) = if to.is_ipv6() {
+        (
+            "AF_INET6",
+            format!(
+                "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, {tos})\n\
+                 if ext: s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_HOPOPTS, bytes([0, 0, 1, 4, 0, 0, 0, 0]))\n"
+            ),
+        )
+    } else {
+        (
+            "AF_INET",
+            format!(
+                "s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, {tos})\n\
+                 if ext: s.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, bytes([1, 1, 1, 0]))\n"
+            ),
+        )
+    };
+    let script = format!(
+        "import socket, struct, time\n\
+         ext = {ext}\n\
+         s = socket.socket(socket.{family}, socket.SOCK_DGRAM)\n\
+         {setup}\
+         s.bind(('{from}', 0))\n\
+         payload = struct.pack('>I', {on_id}) + bytes(60)\n\
+         for i in range({count}):\n\
+         \x20   s.sendto(payload, ('{ip}', {port}))\n\
+         \x20   if i % 50 == 49: time.sleep(0.01)\n",
+        ext = if extension { "True" } else { "False" },
+        ip = to.ip(),
+        port = to.port(),
+    );
+    ns.exec_ok(["python3", "-c", &script]).map(drop)
 }
 
 #[cfg(test)]

@@ -21,17 +21,70 @@
 //! reserves its rate once per link (`--path r1:sha --path r1:shb`). The
 //! flood runs on both links: flooding one would prove nothing, since the
 //! receiver keeps whichever copy comes first.
+//!
+//! Issue 14: the same steps run three times, over IPv4 underlays, over IPv6
+//! underlays (the router's links then carry IPv6 only, routed with proxy
+//! NDP), and mixed (A over IPv4 on `sha`, B over IPv6 on `shb`); over IPv6
+//! the router classifies by its IPv6 filters and books the 20 bytes more of
+//! outer header per packet. Each run also sends frames
+//! with IPv4 options / an IPv6 hop-by-hop header and shows they land in the
+//! default class.
 
 use std::time::{Duration, Instant};
 
 use von_tests::ledger::{Path, PathCounters};
 use von_tests::observe::sample;
 use von_tests::router::{self, Flood, RouterNet, VonProcess, rtt_ms, von};
-use von_tests::{Netns, Ping, Result, Topology, Underlay, VonSpec, iperf3, wait_for};
+use von_tests::{Family, Netns, Ping, Result, Topology, Underlay, VonSpec, iperf3, wait_for};
 
-/// UDP payload so that the inner packet is the VON's MTU (1432): the size a
-/// reservation's wire rate is computed for.
-const DATAGRAM: &str = "1404";
+/// What differs between the runs: the family of underlay A and of B (and
+/// so of the router's links `sha` and `shb`).
+#[derive(Clone, Copy)]
+struct Over([Family; 2]);
+
+impl Over {
+    fn name(self) -> &'static str {
+        match self.0 {
+            [Family::V4, Family::V4] => "IPv4",
+            [Family::V6, Family::V6] => "IPv6",
+            [Family::V4, Family::V6] => "A over IPv4, B over IPv6",
+            [Family::V6, Family::V4] => "A over IPv6, B over IPv4",
+        }
+    }
+
+    fn any_v6(self) -> bool {
+        self.0.contains(&Family::V6)
+    }
+
+    /// UDP payload so that the inner packet is the VON's MTU (the agent's
+    /// default: 1432 over IPv4 only, 1412 once an underlay is IPv6): the
+    /// size a reservation's wire rate is computed for by default.
+    fn datagram(self) -> &'static str {
+        if self.any_v6() { "1384" } else { "1404" }
+    }
+
+    /// What the router books on the link of underlay `i` (0: `sha`, 1:
+    /// `shb`) for [`RESERVED`]: 82 bytes of outer headers and frame per
+    /// inner packet over IPv4, 102 over IPv6, per 1432-byte packet over
+    /// IPv4 only and 1412-byte one otherwise (docs/isolation.md).
+    fn reserved_wire(self, i: usize) -> f64 {
+        match (self.0[i], self.any_v6()) {
+            (Family::V4, false) => 21_152_000.0,
+            (Family::V4, true) => 21_168_000.0,
+            (Family::V6, _) => 21_448_000.0,
+        }
+    }
+
+    /// The path entry of underlay `i`'s link for `von reserve add --path`:
+    /// ROUTER:DEV[:ipv6].
+    fn link(self, i: usize, link: &str) -> String {
+        match self.0[i] {
+            Family::V4 => link.to_owned(),
+            Family::V6 => format!("{link}:ipv6"),
+        }
+    }
+}
+
 /// iperf3's offered rate (UDP payload) in steps 1 and 2: traffic inside the
 /// contract. The reservation is 20 Mbit/s of inner packets; each 1404-byte
 /// payload is a 1432-byte inner packet, so 19 Mbit/s of payload is 19.38
@@ -41,23 +94,41 @@ const DATAGRAM: &str = "1404";
 /// while the class queue could hold the whole run's excess (issue 18).
 const UDP_RATE: &str = "19M";
 const RESERVED: f64 = 20e6;
-/// What the router books per link for [`RESERVED`]: 82 bytes of outer
-/// headers and frame per 1432-byte inner packet (docs/isolation.md).
-const RESERVED_WIRE: f64 = 21_152_000.0;
 /// How far apart a lapsed class may vanish from the router's two links: one
 /// expiry pass removes it from each in turn (a `tc` call apiece), and this
 /// test polls each link with a `tc` call of its own.
 const LAPSE_SKEW: Duration = Duration::from_secs(1);
+/// Look-alike frames sent with and without an extension header (step 5b).
+const MARKED: u32 = 400;
 /// The router's metrics port (on its loopback).
 const METRICS: u16 = 9479;
 
 #[test]
 fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
+    isolation(Over([Family::V4; 2]))
+}
+
+#[test]
+fn a_reserved_on_keeps_its_share_over_ipv6_underlays() -> Result<()> {
+    isolation(Over([Family::V6; 2]))
+}
+
+/// Issue 14: A over IPv4 on `sha`, B over IPv6 on `shb`, on one router.
+#[test]
+fn a_reserved_on_keeps_its_share_over_mixed_underlays() -> Result<()> {
+    isolation(Over([Family::V4, Family::V6]))
+}
+
+fn isolation(over: Over) -> Result<()> {
     if !von_tests::e2e_enabled("e2e isolation router")? {
         return Ok(());
     }
     let _heavy = von_tests::heavy();
-    let mut topo = Topology::new(4)?;
+    eprintln!("underlays over {}", over.name());
+    let datagram = over.datagram();
+    let reserved_wire = [over.reserved_wire(0), over.reserved_wire(1)];
+    let (path_a, path_b) = (over.link(0, "r1:sha"), over.link(1, "r1:shb"));
+    let mut topo = Topology::with_underlays(4, &over.0)?;
     let net = RouterNet::insert(&topo, &[2, 4])?;
     let grid = VonSpec::new("grid", 7, 1, &[1, 2]);
     topo.start(std::slice::from_ref(&grid))?;
@@ -120,7 +191,7 @@ fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
     );
 
     // 1. No reservation: the flood fills both links and the VON suffers.
-    let f1 = under_flood(&topo, rns, &grid)?;
+    let f1 = under_flood(&topo, rns, &grid, datagram)?;
     let rtt1 = f1.rtt;
     eprintln!(
         "1 unreserved: VON ping RTT median {:.3} ms (mean {:.3}), {UDP_RATE} UDP loss {:.2} %, cross traffic {:.1} Mbit/s\n{}",
@@ -136,7 +207,7 @@ fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
         rns,
         &[
             "reserve", "add", "--socket", &sock, "--name", "grid", "--on-id", "7", "--rate",
-            "20mbit", "--path", "r1:sha", "--path", "r1:shb",
+            "20mbit", "--path", &path_a, "--path", &path_b,
         ],
     )?;
     assert!(
@@ -157,7 +228,7 @@ fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
             })
         },
     )?;
-    let f2 = under_flood(&topo, rns, &grid)?;
+    let f2 = under_flood(&topo, rns, &grid, datagram)?;
     let (rtt2, loss2, cross2) = (f2.rtt, f2.loss, f2.cross);
     eprintln!(
         "2 reserved: VON ping RTT median {:.3} ms (mean {:.3}), {UDP_RATE} UDP loss {:.2} %, cross traffic {:.1} Mbit/s\n{}",
@@ -242,7 +313,7 @@ fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
             h2,
             grid.address(2),
             h1,
-            &["-u", "-b", "60M", "-l", DATAGRAM, "-t", "4"],
+            &["-u", "-b", "60M", "-l", datagram, "-t", "4"],
             Duration::from_secs(4),
         );
         let per_link = sampler.join().expect("sampler thread");
@@ -252,19 +323,20 @@ fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
     let got = r3.received_bps();
     eprintln!(
         "3 idle link, 60 Mbit/s offered: ON 7 sent {:.2} Mbit/s on sha and {:.2} on shb \
-         (reserved wire rate {:.3}); the receiver kept {:.2} Mbit/s of UDP payload",
+         (reserved wire rates {:.3} and {:.3}); the receiver kept {:.2} Mbit/s of UDP payload",
         per_link[0] / 1e6,
         per_link[1] / 1e6,
-        RESERVED_WIRE / 1e6,
+        reserved_wire[0] / 1e6,
+        reserved_wire[1] / 1e6,
         got / 1e6
     );
-    for (link, bps) in ["sha", "shb"].iter().zip(per_link) {
+    for ((link, bps), reserved_wire) in ["sha", "shb"].iter().zip(per_link).zip(reserved_wire) {
         assert!(
-            bps <= RESERVED_WIRE * 1.05,
+            bps <= reserved_wire * 1.05,
             "ON 7 exceeded its reservation on {link}: {bps:.0} bit/s"
         );
         assert!(
-            bps >= RESERVED_WIRE * 0.8,
+            bps >= reserved_wire * 0.8,
             "ON 7 got only {bps:.0} bit/s of its reservation on {link}"
         );
     }
@@ -279,7 +351,7 @@ fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
         rns,
         &[
             "reserve", "add", "--socket", &sock, "--name", "med", "--on-id", "8", "--rate",
-            "80mbit", "--path", "r1:sha", "--path", "r1:shb",
+            "80mbit", "--path", &path_a, "--path", &path_b,
         ],
     )?;
     eprintln!(
@@ -366,9 +438,51 @@ fn a_reserved_on_keeps_its_share_and_no_more() -> Result<()> {
     assert!(on_drops.is_some(), "per-ON drops in metrics:\n{text}");
     assert!(default_bytes > Some(0.0), "default class:\n{text}");
     assert_eq!(
-        on("von_router_reserved_rate_bits_per_second", "shb", "7"),
-        Some(RESERVED_WIRE),
+        [
+            on("von_router_reserved_rate_bits_per_second", "sha", "7"),
+            on("von_router_reserved_rate_bits_per_second", "shb", "7")
+        ],
+        reserved_wire.map(Some),
         "{text}"
+    );
+
+    // 5b. Extension headers (issue 14): datagrams that look like ON 7's
+    //     frames (its port, DSCP and ON id) but carry IPv4 options or an
+    //     IPv6 hop-by-hop header go to the default class; the same
+    //     datagrams without them go to ON 7's class. Sent from h1 to h2's
+    //     agent on underlay A, so they leave by `sha`; h2's agent drops them
+    //     as frames that do not open.
+    let from = topo.host(1).underlay_ip(Underlay::A);
+    let to = topo.host(2).underlay_endpoint(Underlay::A);
+    let counts = || -> Result<(u64, u64)> {
+        let c = von_tests::ledger::tc_classes(rns, "sha")?;
+        let packets = |id: &str| c.get(id).map_or(0, |x| x.packets);
+        Ok((packets("1:10"), packets("1:2")))
+    };
+    let mut moved = [(0, 0); 2];
+    for (i, extension) in [true, false].into_iter().enumerate() {
+        let before = counts()?;
+        router::send_marked(h1, from, to, 7, 46, extension, MARKED)?;
+        std::thread::sleep(Duration::from_millis(300));
+        let after = counts()?;
+        moved[i] = (after.0 - before.0, after.1 - before.1);
+    }
+    let [(ext_on, ext_default), (plain_on, plain_default)] = moved;
+    let header = match over.0[0] {
+        Family::V4 => "IPv4 options",
+        Family::V6 => "an IPv6 hop-by-hop header",
+    };
+    eprintln!(
+        "5b extension headers: {MARKED} look-alikes of ON 7's frames with {header}: {ext_on} in ON 7's class, \
+         {ext_default} in the default class; without: {plain_on} and {plain_default}"
+    );
+    assert!(
+        ext_default >= u64::from(MARKED) && ext_on < u64::from(MARKED / 4),
+        "frames with {header} must fall into the default class: {ext_on} in ON 7's, {ext_default} in the default"
+    );
+    assert!(
+        plain_on >= u64::from(MARKED) && plain_default < u64::from(MARKED / 4),
+        "the same frames without {header} must be ON 7's: {plain_on} in ON 7's, {plain_default} in the default"
     );
 
     // 6. Crash and restart within the lease: the registry comes back from
@@ -480,7 +594,7 @@ fn ping(h1: &Netns, grid: &VonSpec) -> Result<(f64, f64)> {
 /// Floods both shared links from x1 to x2, measures the VON's ping and its
 /// 20 Mbit/s UDP loss meanwhile; returns them with the flood's throughput
 /// and where the UDP run's datagrams went, place by place.
-fn under_flood(topo: &Topology, rns: &Netns, grid: &VonSpec) -> Result<Flooded> {
+fn under_flood(topo: &Topology, rns: &Netns, grid: &VonSpec, datagram: &str) -> Result<Flooded> {
     let (h1, h2, x1, x2) = (
         topo.host(1).ns(),
         topo.host(2).ns(),
@@ -497,8 +611,8 @@ fn under_flood(topo: &Topology, rns: &Netns, grid: &VonSpec) -> Result<Flooded> 
         on_class: "1:10",
     };
     let floods = [
-        Flood::start(x2, Underlay::A.address(4), 5301, x1, 12)?,
-        Flood::start(x2, Underlay::B.address(4), 5302, x1, 12)?,
+        Flood::start(x2, topo.host(4).underlay_ip(Underlay::A), 5301, x1, 12)?,
+        Flood::start(x2, topo.host(4).underlay_ip(Underlay::B), 5302, x1, 12)?,
     ];
     std::thread::sleep(Duration::from_secs(2));
     let rtt = ping(h1, grid)?;
@@ -508,7 +622,7 @@ fn under_flood(topo: &Topology, rns: &Netns, grid: &VonSpec) -> Result<Flooded> 
         h2,
         grid.address(2),
         h1,
-        &["-u", "-b", UDP_RATE, "-l", DATAGRAM, "-t", "5"],
+        &["-u", "-b", UDP_RATE, "-l", datagram, "-t", "5"],
         Duration::from_secs(5),
     )?;
     let places = before.until(&read()?);

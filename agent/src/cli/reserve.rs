@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use clap::{Args, Subcommand};
 use von_config::Rate;
 use von_router::config::ServiceConfig;
-use von_router::model::{DEFAULT_PACKET, LinkId, ReservationSpec};
+use von_router::model::{Family, LinkId, ReservationSpec};
 use von_router::net::service_call;
 use von_router::service::{ServiceRequest, ServiceResponse};
 
@@ -66,18 +66,22 @@ struct AddArgs {
     /// The contracted rate of inner packets, as in von.toml (e.g. 20mbit).
     #[arg(long)]
     rate: Rate,
-    /// Inner packet size the wire rate is computed for.
-    #[arg(long, default_value_t = DEFAULT_PACKET)]
-    packet: u16,
+    /// Inner packet size the wire rate is computed for [default: the
+    /// agent's default MTU over the path's families: 1432 over IPv4 only,
+    /// 1412 once a path entry is IPv6].
+    #[arg(long)]
+    packet: Option<u16>,
     /// The VON's DSCP.
     #[arg(long, default_value_t = 46, value_parser = clap::value_parser!(u8).range(0..=63))]
     dscp: u8,
     /// The VON's underlay UDP port.
     #[arg(long, default_value_t = 4789)]
     port: u16,
-    /// A link a copy of the frames leaves by, ROUTER:DEV; repeat per link,
-    /// and twice for a link carrying both underlays.
-    #[arg(long = "path", value_name = "ROUTER:DEV", required = true)]
+    /// A link a copy of the frames leaves by, ROUTER:DEV for a copy over
+    /// IPv4, ROUTER:DEV:ipv6 for one over IPv6 (40-byte outer header: 20
+    /// bytes more per packet on the wire); repeat per link, and twice for a
+    /// link carrying both underlays.
+    #[arg(long = "path", value_name = "ROUTER:DEV[:ipv6]", required = true)]
     path: Vec<LinkId>,
 }
 
@@ -93,18 +97,23 @@ pub fn run(args: ReserveArgs) -> anyhow::Result<()> {
             Ok(())
         }
         ReserveCommand::Add(a) => {
+            let packet = a
+                .packet
+                .unwrap_or_else(|| Family::default_packet(a.path.iter().map(|l| l.family)));
             let spec = ReservationSpec {
                 name: a.name,
                 on_id: a.on_id,
                 rate_bps: a.rate.bits_per_second(),
-                packet: a.packet,
+                packet,
                 dscp: a.dscp,
                 port: a.port,
                 path: a.path,
             };
-            let wire = spec.wire_rate();
+            let wire = wire_rates(&spec);
             expect_ok(ask(&a.socket, &ServiceRequest::Add { spec })?)?;
-            println!("reserved: {wire} bit/s on the wire per copy on every link of the path");
+            println!(
+                "reserved: {wire} on the wire per copy on every link of the path ({packet}-byte packets)"
+            );
             Ok(())
         }
         ReserveCommand::List { socket, json } => match ask(&socket, &ServiceRequest::List)? {
@@ -116,11 +125,11 @@ pub fn run(args: ReserveArgs) -> anyhow::Result<()> {
                 for r in reservations {
                     let path: Vec<String> = r.path.iter().map(ToString::to_string).collect();
                     println!(
-                        "ON {} ({}): {} bit/s contracted, {} bit/s per copy on the wire, dscp {}, port {}, path {}",
+                        "ON {} ({}): {} bit/s contracted, {} per copy on the wire, dscp {}, port {}, path {}",
                         r.on_id,
                         r.name,
                         r.rate_bps,
-                        r.wire_rate(),
+                        wire_rates(&r),
                         r.dscp,
                         r.port,
                         path.join(" ")
@@ -134,6 +143,26 @@ pub fn run(args: ReserveArgs) -> anyhow::Result<()> {
             expect_ok(ask(&socket, &ServiceRequest::Release { on_id })?)
         }
     }
+}
+
+/// The wire rate of one copy, per family the path uses: `21152000 bit/s`,
+/// or `21168000 bit/s over IPv4, 21448000 bit/s over IPv6`.
+fn wire_rates(spec: &ReservationSpec) -> String {
+    let families: std::collections::BTreeSet<Family> = spec.path.iter().map(|l| l.family).collect();
+    if families.len() <= 1 && !families.contains(&Family::Ipv6) {
+        return format!("{} bit/s", spec.wire_rate());
+    }
+    families
+        .iter()
+        .map(|&f| {
+            let name = match f {
+                Family::Ipv4 => "IPv4",
+                Family::Ipv6 => "IPv6",
+            };
+            format!("{} bit/s over {name}", spec.wire_rate_over(f))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Sends `req` to each socket in turn until a replica that serves answers:

@@ -9,8 +9,10 @@
 //!     ├── class 1:2     default: rate = capacity - reserved, ceil = capacity
 //!     ├── class 1:16    ON 7: rate = ceil = its reserved wire rate (no borrowing)
 //!     └── class 1:17    ON 9: ...
-//! filter parent 1: pref 16 u32 (IPv4 without options, first fragment,
-//!     UDP, dport, DSCP, ON id at payload offset 0) flowid 1:16
+//! filter parent 1: pref 16 protocol ip u32 (IPv4 without options, first
+//!     fragment, UDP, dport, DSCP, ON id at payload offset 0) flowid 1:16
+//! filter parent 1: pref 32784 protocol ipv6 u32 (IPv6 whose next header is
+//!     UDP, i.e. no extension header; dport, DSCP, ON id) flowid 1:16
 //! ```
 //!
 //! [`diff`] compares the desired [`LinkPlan`] with the [`Installed`] state
@@ -21,6 +23,7 @@ pub mod parse;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::model::Family;
 pub use parse::{ClassCounters, Installed, InstalledClass, InstalledFilter};
 
 /// Our qdisc's major handle.
@@ -31,8 +34,12 @@ pub const LINK_MINOR: u16 = 1;
 pub const DEFAULT_MINOR: u16 = 2;
 /// The first minor given to an ON class (also its filter's `pref`).
 pub const FIRST_ON_MINOR: u16 = 0x10;
-/// The highest minor given to an ON class: at most ~65 000 ONs per link.
-pub const LAST_ON_MINOR: u16 = 0xfff0;
+/// The highest minor given to an ON class: at most ~32 700 ONs per link,
+/// so that every ON's IPv6 filter pref (`minor + IPV6_PREF`) is a u16.
+pub const LAST_ON_MINOR: u16 = 0x7fff;
+/// Added to an ON's minor to give its IPv6 filter's pref: tc keeps one
+/// protocol per pref, so an ON's IPv4 and IPv6 filters need two.
+pub const IPV6_PREF: u16 = 0x8000;
 /// HTB's quantum for every class: one full-size Ethernet frame, so HTB does
 /// not warn and rounds fairly between the default class's flows.
 pub const QUANTUM: u32 = 1514;
@@ -93,8 +100,102 @@ impl LinkPlan {
     }
 }
 
+/// One u32 filter an ON needs on a link: one per family, both sending to
+/// the ON's class (so its counters count both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFilter {
+    pub pref: u16,
+    pub family: Family,
+    pub minor: u16,
+    pub keys: BTreeSet<U32Key>,
+}
+
+/// tc's name for a family's EtherType (`protocol ip` / `protocol ipv6`).
+pub fn protocol(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4 => "ip",
+        Family::Ipv6 => "ipv6",
+    }
+}
+
 impl PlannedClass {
-    /// The filter's keys in the kernel's merged form (see [`U32Key`]).
+    /// The ON's filters: IPv4 at pref `minor`, IPv6 at `minor + IPV6_PREF`.
+    pub fn filters(&self) -> [PlannedFilter; 2] {
+        [
+            PlannedFilter {
+                pref: self.minor,
+                family: Family::Ipv4,
+                minor: self.minor,
+                keys: self.keys(),
+            },
+            PlannedFilter {
+                pref: self.minor.saturating_add(IPV6_PREF),
+                family: Family::Ipv6,
+                minor: self.minor,
+                keys: self.keys6(),
+            },
+        ]
+    }
+
+    /// The IPv6 filter's keys in the kernel's merged form. The UDP header is
+    /// at 40 only when the fixed header's next header is UDP: a packet with
+    /// any extension header (hop-by-hop, routing, fragment, destination
+    /// options, ESP/AH) fails the next-header key and goes to the default
+    /// class (docs/isolation.md, "IPv6 underlays").
+    pub fn keys6(&self) -> BTreeSet<U32Key> {
+        let tclass = u32::from(self.dscp & 0x3f) << 2;
+        merge(&[
+            // Version 6...
+            U32Key {
+                off: 0,
+                value: 0x6000_0000,
+                mask: 0xf000_0000,
+            },
+            // ...the VON's DSCP: the traffic class's top 6 bits (bits
+            // 27..22 of the first word, right after the version)...
+            U32Key {
+                off: 0,
+                value: tclass << 20,
+                mask: 0x0fc0_0000,
+            },
+            // ...next header UDP, straight after the fixed header...
+            U32Key {
+                off: 4,
+                value: 0x0000_1100,
+                mask: 0x0000_ff00,
+            },
+            // ...to the VON's port...
+            U32Key {
+                off: 40,
+                value: u32::from(self.port),
+                mask: 0x0000_ffff,
+            },
+            // ...and the ON id, the first 4 bytes of the UDP payload.
+            U32Key {
+                off: 48,
+                value: self.on_id,
+                mask: 0xffff_ffff,
+            },
+        ])
+    }
+
+    /// The IPv6 `tc filter add` arguments after `u32` (raw keys: tc's
+    /// `ip6` shorthands have no DSCP form).
+    fn selector6(&self) -> Vec<String> {
+        let tclass = u32::from(self.dscp & 0x3f) << 2;
+        [
+            "match u8 0x60 0xf0 at 0".to_owned(),
+            format!("match u32 {:#010x} 0x0fc00000 at 0", tclass << 20),
+            "match u8 0x11 0xff at 6".to_owned(),
+            format!("match u16 {} 0xffff at 42", self.port),
+            format!("match u32 {:#010x} 0xffffffff at 48", self.on_id),
+        ]
+        .iter()
+        .flat_map(|m| m.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .collect()
+    }
+
+    /// The IPv4 filter's keys in the kernel's merged form (see [`U32Key`]).
     pub fn keys(&self) -> BTreeSet<U32Key> {
         let tos = u32::from(self.dscp & 0x3f) << 2;
         merge(&[
@@ -184,15 +285,19 @@ fn class_cmd(verb: &str, dev: &str, parent: &str, minor: u16, rate: u64, ceil: u
     ])
 }
 
-fn filter_add(dev: &str, class: &PlannedClass) -> TcCommand {
-    let pref = class.minor.to_string();
+fn filter_add(dev: &str, class: &PlannedClass, filter: &PlannedFilter) -> TcCommand {
+    let pref = filter.pref.to_string();
+    let proto = protocol(filter.family);
     let mut args: Vec<String> = [
-        "filter", "add", "dev", dev, "parent", "1:", "pref", &pref, "protocol", "ip", "u32",
+        "filter", "add", "dev", dev, "parent", "1:", "pref", &pref, "protocol", proto, "u32",
     ]
     .iter()
     .map(|a| (*a).to_owned())
     .collect();
-    args.extend(class.selector());
+    args.extend(match filter.family {
+        Family::Ipv4 => class.selector(),
+        Family::Ipv6 => class.selector6(),
+    });
     args.extend(["flowid".to_owned(), classid(class.minor)]);
     TcCommand(args)
 }
@@ -218,13 +323,20 @@ pub fn diff(plan: &LinkPlan, installed: &Installed) -> Vec<TcCommand> {
         &empty
     };
     let wanted: BTreeMap<u16, &PlannedClass> = plan.classes.iter().map(|c| (c.minor, c)).collect();
+    let filters: BTreeMap<u16, (&PlannedClass, PlannedFilter)> = plan
+        .classes
+        .iter()
+        .flat_map(|c| c.filters().map(|f| (f.pref, (c, f))))
+        .collect();
 
     // 1. Filters that are not wanted, or not as wanted.
     let mut readd = BTreeSet::new();
     for (&pref, f) in &installed.filters {
-        let ok = wanted
-            .get(&pref)
-            .is_some_and(|c| f.flowid == Some(c.minor) && f.keys == c.keys());
+        let ok = filters.get(&pref).is_some_and(|(_, w)| {
+            f.flowid == Some(w.minor)
+                && f.keys == w.keys
+                && f.protocol.as_deref() == Some(protocol(w.family))
+        });
         if !ok {
             let text = pref.to_string();
             out.push(TcCommand::new(&[
@@ -258,9 +370,9 @@ pub fn diff(plan: &LinkPlan, installed: &Installed) -> Vec<TcCommand> {
         ensure(c.minor, "1:1", c.rate_bps, c.rate_bps);
     }
     // 5. Filters that are missing (or were just deleted).
-    for c in &plan.classes {
-        if !installed.filters.contains_key(&c.minor) || readd.contains(&c.minor) {
-            out.push(filter_add(dev, c));
+    for (pref, (c, f)) in &filters {
+        if !installed.filters.contains_key(pref) || readd.contains(pref) {
+            out.push(filter_add(dev, c, f));
         }
     }
     out

@@ -46,6 +46,8 @@ pub struct ClassCounters {
 pub struct InstalledFilter {
     /// The minor of the class it sends to, if it is in our qdisc.
     pub flowid: Option<u16>,
+    /// tc's `protocol` (`ip`, `ipv6`, ...).
+    pub protocol: Option<String>,
     pub keys: BTreeSet<U32Key>,
 }
 
@@ -142,6 +144,9 @@ pub fn parse_filters(text: &str) -> Result<BTreeMap<u16, InstalledFilter>> {
                             line: line.to_owned(),
                         })?;
                 let entry = out.entry(pref).or_default();
+                if let Ok(p) = value_after(&words, "protocol", line) {
+                    entry.protocol = Some(p.to_owned());
+                }
                 let flowid = words
                     .iter()
                     .position(|w| *w == "flowid" || *w == "*flowid")
