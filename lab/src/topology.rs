@@ -216,6 +216,7 @@ impl Topology {
             (1..=4).contains(&families.len()),
             "a topology has 1 to 4 underlays"
         );
+        ensure_neighbour_room(hosts, families.len())?;
         let prefix = unique_prefix();
         let dir = TestDir::create(&prefix)?;
         let mut topo = Self {
@@ -361,6 +362,41 @@ impl Topology {
         self.switch = Some(sw);
         Ok(())
     }
+}
+
+/// The kernel's neighbour (ARP and NDP) tables are one per machine, shared
+/// by every namespace, and refuse new entries past `gc_thresh3` (1024 by
+/// default) with "neighbor table overflow": a send to a peer without an
+/// entry is then dropped, which UDP hides from the sender (ENOBUFS counted
+/// only in `UdpSndbufErrors`). Every host of a bridged topology resolves
+/// every other host on every underlay, so `hosts` hosts need about
+/// hosts² · underlays entries; past ~20 hosts the default is too small.
+/// Raises (never lowers) the root namespace's thresholds to fit them twice
+/// over, room for tests running beside this one. A real deployment has one
+/// host per kernel and needs n − 1 entries per underlay (docs/scale.md).
+fn ensure_neighbour_room(hosts: usize, underlays: usize) -> Result<()> {
+    let needed = 2 * hosts * hosts * underlays;
+    if needed <= 1024 {
+        return Ok(());
+    }
+    for family in ["ipv4", "ipv6"] {
+        for knob in ["gc_thresh2", "gc_thresh3"] {
+            let path = format!("/proc/sys/net/{family}/neigh/default/{knob}");
+            let now: usize = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if now < needed {
+                std::fs::write(&path, needed.to_string()).map_err(|source| Error::Io {
+                    what: "raising the machine-wide neighbour table limit (shared by all \
+                           namespaces; a large topology needs more entries)",
+                    path: path.clone().into(),
+                    source,
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Topology {

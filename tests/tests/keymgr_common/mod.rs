@@ -37,9 +37,12 @@ pub const KM_PORT: u16 = 4433;
 /// A VON in keymgr mode: the topology, the key manager and the agents.
 pub struct KmWorld {
     pub topo: Topology,
-    /// The host whose underlay A address the key manager listens on: h4's
-    /// standalone `von keymgr`, or h1 when its agent embeds the key manager.
+    /// The host whose underlay A address the key manager listens on: the
+    /// standalone `von keymgr`'s own host (h4, or the one after the last
+    /// member in a larger world), or h1 when its agent embeds it.
     km_host: usize,
+    /// Whether `von keymgr` runs on its own host (not embedded in h1).
+    standalone: bool,
     bin: PathBuf,
     dir: PathBuf,
     keymgr: Option<Child>,
@@ -52,6 +55,13 @@ impl KmWorld {
         Self::with_keymgr_on(members, KM_HOST)
     }
 
+    /// `members` member hosts and the standalone key manager on the host
+    /// after them (h4 for up to three members, as [`new`](Self::new)): the
+    /// scale test's world.
+    pub fn sized(members: usize) -> Result<Self> {
+        Self::with_keymgr_on(members, KM_HOST.max(members + 1))
+    }
+
     /// Like [`new`](Self::new), but h1's agent embeds the key manager
     /// (`keymgr = "embedded"`, its state in `km-state`, listening on h1's
     /// underlay A address), as a single-site deployment runs it.
@@ -60,12 +70,13 @@ impl KmWorld {
     }
 
     fn with_keymgr_on(members: usize, km_host: usize) -> Result<Self> {
-        let topo = Topology::new(KM_HOST)?;
+        let topo = Topology::new(KM_HOST.max(km_host))?;
         let bin = von_bin()?;
         let dir = topo.dir().path().to_owned();
         let w = Self {
             topo,
             km_host,
+            standalone: km_host != 1,
             bin,
             dir,
             keymgr: None,
@@ -132,7 +143,7 @@ impl KmWorld {
     /// `h1..=members`, and waits until every member is on one epoch with the
     /// whole view.
     pub fn start(&mut self, members: usize) -> Result<()> {
-        if self.km_host == KM_HOST {
+        if self.standalone {
             self.start_keymgr()?;
         }
         for n in 1..=members {
@@ -174,7 +185,7 @@ impl KmWorld {
     /// keymgr.toml, or the von.toml of the agent that embeds it (issue 16:
     /// one way to administer both, with no second file for the embedded).
     pub fn keymgr_config(&self) -> String {
-        if self.km_host == KM_HOST {
+        if self.standalone {
             self.path("keymgr.toml")
         } else {
             self.path(&format!("h{}.toml", self.km_host))
@@ -187,10 +198,11 @@ impl KmWorld {
         Ok(serde_json::from_str(&out).expect("von keymgr status --json is JSON"))
     }
 
-    /// Starts `von keymgr` on h4 and waits until its control socket answers.
+    /// Starts `von keymgr` on its host and waits until its control socket
+    /// answers.
     pub fn start_keymgr(&mut self) -> Result<()> {
         let log = File::create(self.dir.join("keymgr.log")).expect("log file");
-        let mut cmd = self.topo.host(KM_HOST).ns().command(&self.bin);
+        let mut cmd = self.topo.host(self.km_host).ns().command(&self.bin);
         cmd.args(["keymgr", "--config"])
             .arg(self.path("keymgr.toml"))
             .env("RUST_LOG", "info")
@@ -372,6 +384,12 @@ impl KmWorld {
     /// Sends `sig` to member `hN`'s agent and leaves it running (or not).
     pub fn signal_agent(&self, n: usize, sig: &str) -> Result<()> {
         signal(self.agents[&n].id(), sig)
+    }
+
+    /// The process id of member `hN`'s agent (`ip netns exec` execs into
+    /// `von up`, so it is the agent's own).
+    pub fn agent_pid(&self, n: usize) -> u32 {
+        self.agents[&n].id()
     }
 
     /// Whether member `hN`'s agent is still running.
