@@ -59,7 +59,7 @@ fn field_errors() {
     );
     assert_eq!(
         error(&two().replace("\"100.64.0.2\"", "\"100.64.0.x\"")),
-        r#"grid.view.toml: member[1].address: "100.64.0.x" is not an IP address (example: "100.64.0.1")"#
+        r#"grid.view.toml: member[1].address: "100.64.0.x" is not an IP address (example: "100.64.0.1" or "fd00:7::1")"#
     );
     assert_eq!(
         error(&two().replace("198.51.100.2:4789", "198.51.100.2")),

@@ -264,13 +264,19 @@ mod tests {
 
     #[test]
     fn arguments() {
-        let p = Ping::new(Ipv4Addr::new(100, 64, 1, 2), 5)
+        let p = Ping::new(std::net::Ipv4Addr::new(100, 64, 1, 2), 5)
             .interval(Duration::from_millis(10))
             .size(1404)
             .dont_fragment();
         assert_eq!(
             p.args().join(" "),
             "-n -D -c 5 -W 2 -i 0.010 -s 1404 -M do 100.64.1.2"
+        );
+        let v6 = Ping::new("fd00:64:1::2".parse::<std::net::Ipv6Addr>().unwrap(), 1)
+            .source("fd00:64:1::1".parse::<std::net::Ipv6Addr>().unwrap());
+        assert_eq!(
+            v6.args().join(" "),
+            "-n -D -c 1 -W 2 -I fd00:64:1::1 fd00:64:1::2"
         );
     }
 }
