@@ -5,7 +5,8 @@
 //! multicast to ff02:: and ff05:: groups. The TUN has no link-local
 //! address, so the kernel's own traffic never shows as a policy drop; a
 //! spoofed inner IPv6 source is dropped at the sender's edge and, sealed by
-//! a member gone rogue, at the receiver's, each counted.
+//! a member gone rogue, at the receiver's, each counted; a route sending
+//! an IPv6 VON address out of an underlay is a leak the guard drops.
 //!
 //! ```text
 //!  ┌────────── h1 ───────────┐ ┌────────── h2 ───────────┐ ┌────────── h3 ───────────┐
@@ -225,6 +226,45 @@ fn ipv6_inside_dual_stack_and_ipv6_only_vons() -> Result<()> {
     ] {
         assert!(text.contains(&want), "status lacks {want:?}:\n{text}");
     }
+
+    // The leak guard's ip6 rules: a route sending an address of the
+    // IPv6-only VON out of an underlay is a leak, dropped and counted.
+    // (The lab's IPv4 underlays have IPv6 off; it must be on for the route.)
+    topo.host(1)
+        .ns()
+        .exec_ok(["sysctl", "-qw", "net.ipv6.conf.ua.disable_ipv6=0"])?;
+    topo.host(1).ns().ip(&[
+        "-6",
+        "route",
+        "add",
+        &format!("{}/128", med.address6(2)),
+        "dev",
+        "ua",
+    ])?;
+    let r = Ping::new(med.address6(2), 5)
+        .interval(Duration::from_millis(100))
+        .wait(1)
+        .run(topo.host(1).ns())?;
+    assert_eq!(r.received, 0, "a leaked ping was answered:\n{}", r.output);
+    let leaks = von_tests::wait_for(
+        "h1's guard to count 5 IPv6 leaks",
+        Duration::from_secs(10),
+        || {
+            let s = topo.agent(1).status()?;
+            let g = s.json()["vons"]
+                .as_array()
+                .and_then(|a| a.iter().find(|v| v["name"] == "med"))
+                .map(|v| v["guard"].clone())
+                .unwrap_or_default();
+            Ok(if g["leaks_dropped"] == 5 {
+                Ok(g)
+            } else {
+                Err(format!("guard {g}"))
+            })
+        },
+    )?;
+    eprintln!("IPv6 leak via ua: guard of med {leaks}");
+    assert_eq!(leaks["injections_dropped"], 0, "{leaks}");
 
     // A spoofed inner source at the sender's edge: h2 gives its TUN a
     // second address and pings from it; its pipeline refuses every request.
