@@ -297,7 +297,7 @@ async fn run_on(
         let guarded = GuardedVon {
             name: p.von.name.to_string(),
             interface: p.von.interface.as_str().to_owned(),
-            prefix: p.shared.load().prefix(),
+            prefixes: p.shared.load().prefixes(),
         };
         (guarded, p.shared.clone())
     });

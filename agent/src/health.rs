@@ -6,7 +6,7 @@
 //! explains.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,8 +31,11 @@ pub struct PeerStatus {
     pub name: String,
     /// Member id.
     pub id: u32,
-    /// Its VON address.
-    pub address: Ipv4Addr,
+    /// Its IPv4 VON address; `null` if it has none.
+    pub address: Option<Ipv4Addr>,
+    /// Its IPv6 VON address; `null` if it has none.
+    #[serde(default)]
+    pub address6: Option<Ipv6Addr>,
     /// The link to it over each underlay, by name.
     pub underlay: BTreeMap<UnderlayName, LinkStatus>,
     /// Its frames as this host's elimination saw them (IEEE 802.1CB's
@@ -196,6 +199,7 @@ pub(crate) fn peers(
                 name: m.name.clone(),
                 id: m.id.0,
                 address: m.address,
+                address6: m.address6,
                 underlay: names.iter().map(|(u, n)| (*n, link(u))).collect(),
                 elimination: known.map(|h| h.frames).unwrap_or_default(),
             }

@@ -187,6 +187,7 @@ const DROPS: &[(&str, Read<VonCountersSnapshot>)] = &[
     ("unknown_epoch", |c| c.unknown_epoch),
     ("inner_source_rejected", |c| c.inner_source_rejected),
     ("policy_drops", |c| c.policy_drops),
+    ("link_local", |c| c.link_local),
     ("rate_drops", |c| c.rate_drops),
     ("too_big", |c| c.too_big),
     ("sequence_exhausted", |c| c.sequence_exhausted),

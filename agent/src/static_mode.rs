@@ -5,25 +5,18 @@
 //! manager. It builds the same [`Snapshot`] the key manager's client will
 //! build, so the pipeline cannot tell the two apart.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use von_config::{Cipher as ConfigCipher, LocalView, StaticView};
+use von_config::{Cipher as ConfigCipher, LocalView, Prefix, StaticView};
 use von_crypto::{Cipher, Epoch, GroupKey, MemberId, OnId};
 
-use von_packet::{Ipv4Prefix, Member, PerUnderlay, Snapshot, SnapshotError, UnderlayName};
+use von_packet::{
+    Ipv4Prefix, Ipv6Prefix, Member, PerUnderlay, Prefixes, Snapshot, SnapshotError, UnderlayName,
+};
 
 /// Why a static view cannot become a snapshot.
 #[derive(Debug, thiserror::Error)]
 pub enum StaticModeError {
-    /// VON addresses are IPv4 (100.64.0.0/10 in the design).
-    #[error(
-        "VON {von}: {what} {addr} is IPv6; VON prefixes and addresses must be IPv4 (e.g. 100.64.0.0/24)"
-    )]
-    NotIpv4 {
-        von: String,
-        what: &'static str,
-        addr: IpAddr,
-    },
     /// The view is inconsistent.
     #[error("VON {von}: view {path}")]
     Snapshot {
@@ -31,6 +24,21 @@ pub enum StaticModeError {
         path: String,
         source: SnapshotError,
     },
+}
+
+/// The packet core's prefixes for the view's (the config checked each is
+/// of its family and at most 32 or 128 bits long).
+fn prefixes(v4: Option<Prefix>, v6: Option<Prefix>) -> Prefixes {
+    Prefixes {
+        v4: v4.and_then(|p| match p.network() {
+            IpAddr::V4(n) => Ipv4Prefix::new(n, p.prefix_len()),
+            IpAddr::V6(_) => None,
+        }),
+        v6: v6.and_then(|p| match p.network() {
+            IpAddr::V6(n) => Ipv6Prefix::new(n, p.prefix_len()),
+            IpAddr::V4(_) => None,
+        }),
+    }
 }
 
 /// Builds the snapshot of one static VON.
@@ -41,37 +49,17 @@ pub fn snapshot(
 ) -> Result<Snapshot, StaticModeError> {
     let von = local.von.as_str();
     let view: &StaticView = &local.view;
-    let v4 = |what: &'static str, addr: IpAddr| -> Result<Ipv4Addr, StaticModeError> {
-        match addr {
-            IpAddr::V4(a) => Ok(a),
-            IpAddr::V6(_) => Err(StaticModeError::NotIpv4 {
-                von: von.to_owned(),
-                what,
-                addr,
-            }),
-        }
-    };
-    let network = v4("prefix", view.prefix.network())?;
-    // `prefix_len` of an IPv4 prefix is at most 32, checked by the config.
-    let prefix = Ipv4Prefix::new(network, view.prefix.prefix_len()).ok_or_else(|| {
-        StaticModeError::NotIpv4 {
-            von: von.to_owned(),
-            what: "prefix",
-            addr: view.prefix.network(),
-        }
-    })?;
     let members = view
         .members
         .iter()
-        .map(|m| {
-            Ok(Member {
-                id: MemberId(m.id.value()),
-                name: m.name.as_str().to_owned(),
-                address: v4("member address", m.address)?,
-                endpoints: m.underlay.on(underlays),
-            })
+        .map(|m| Member {
+            id: MemberId(m.id.value()),
+            name: m.name.as_str().to_owned(),
+            address: m.address.v4(),
+            address6: m.address.v6(),
+            endpoints: m.underlay.on(underlays),
         })
-        .collect::<Result<Vec<_>, StaticModeError>>()?;
+        .collect::<Vec<_>>();
     let cipher = match view.cipher {
         ConfigCipher::Aes256Gcm => Cipher::Aes256Gcm,
         ConfigCipher::ChaCha20Poly1305 => Cipher::ChaCha20Poly1305,
@@ -81,7 +69,7 @@ pub fn snapshot(
     Snapshot::new(
         OnId(view.on_id.value()),
         MemberId(local.me.id.value()),
-        prefix,
+        prefixes(view.prefix.v4(), view.prefix.v6()),
         members,
         epoch,
         &[(epoch, key)],

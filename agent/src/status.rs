@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -65,10 +65,16 @@ pub struct VonStatus {
     pub member: String,
     /// This host's member id.
     pub member_id: u32,
-    /// This host's VON address.
-    pub address: Ipv4Addr,
-    /// The VON prefix length.
-    pub prefix_len: u8,
+    /// This host's IPv4 VON address; `null` in a VON without IPv4.
+    pub address: Option<Ipv4Addr>,
+    /// The VON's IPv4 prefix length; `null` in a VON without IPv4.
+    pub prefix_len: Option<u8>,
+    /// This host's IPv6 VON address; `null` in a VON without IPv6.
+    #[serde(default)]
+    pub address6: Option<Ipv6Addr>,
+    /// The VON's IPv6 prefix length; `null` in a VON without IPv6.
+    #[serde(default)]
+    pub prefix6_len: Option<u8>,
     /// Where the view and key come from (`static`).
     pub mode: String,
     /// The epoch frames are sent under.
@@ -187,7 +193,9 @@ impl StatusSource {
                     member: me.name.clone(),
                     member_id: me.id.0,
                     address: me.address,
-                    prefix_len: snap.prefix().prefix_len(),
+                    prefix_len: snap.prefixes().v4.map(|p| p.prefix_len()),
+                    address6: me.address6,
+                    prefix6_len: snap.prefixes().v6.map(|p| p.prefix_len()),
                     mode: facts.mode.to_owned(),
                     epoch: snap.send_epoch().0,
                     accepted_epochs: snap.accepted_epochs().map(|e| e.0).collect(),

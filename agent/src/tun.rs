@@ -3,10 +3,21 @@
 //! The interface gets the member's VON address inside the VON's prefix, so the
 //! kernel routes the whole VON subnet to it, and an MTU that leaves room for
 //! the outer headers and the frame: the kernel itself then answers a too-large
-//! send with "message too long", so nothing is lost silently. IPv6 is turned
-//! off on the interface: VON addresses are IPv4, and router solicitations would
-//! only show up as policy drops. The interface is not persistent: it vanishes
-//! when the device is dropped or the process dies.
+//! send with "message too long", so nothing is lost silently. The interface
+//! is not persistent: it vanishes when the device is dropped or the process
+//! dies.
+//!
+//! IPv6 is turned on only for a VON that carries it, and then set up for an
+//! L3 link with no routers and no neighbours (docs/dataplane.md, "IPv6
+//! inside a VON"): no link-local address is generated (`addr_gen_mode` 1),
+//! so the VON address is the only source the kernel picks, also for
+//! `ff02::/16` groups; router advertisements are ignored and no router
+//! solicitation is sent (`accept_ra` 0, `router_solicitations` 0); segment
+//! routing headers are not processed (`seg6_enabled` 0). A TUN has no link
+//! layer (`IFF_NOARP`), so the kernel sends no neighbour solicitation and
+//! runs no duplicate address detection on it. What it still emits itself
+//! (MLD reports from `::`) the pipeline drops at the edge as `link_local`.
+//! On a VON without IPv6 the interface has IPv6 off, as before.
 //!
 //! Offloads (`IFF_VNET_HDR` with TSO/USO): one read hands over a TCP or UDP
 //! super-packet of up to 64 KB that [`ReadBatch`] splits into MTU-sized
@@ -17,7 +28,7 @@
 //! used through these two batches.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, VIRTIO_NET_HDR_LEN};
 
@@ -51,16 +62,59 @@ pub enum TunError {
          remove it or set `interface` in the [[von]] table to another name"
     )]
     NotTun { name: String, source: io::Error },
+    /// The host has no IPv6 (booted with `ipv6.disable=1`), and the VON
+    /// carries IPv6.
+    #[error(
+        "interface {name}: the VON has an IPv6 prefix, but this host has no IPv6 \
+         (/proc/sys/net/ipv6 is missing: booted with ipv6.disable=1?); enable IPv6 in the \
+         kernel or drop the VON's IPv6 prefix"
+    )]
+    NoIpv6 { name: String, source: io::Error },
     /// Any other failure.
-    #[error("creating interface {name} with {addr}/{prefix_len} mtu {mtu} failed")]
+    #[error("creating interface {name} with {addrs} mtu {mtu} failed")]
     Other {
         name: String,
-        addr: Ipv4Addr,
-        prefix_len: u8,
+        addrs: TunAddrs,
         mtu: u16,
         source: io::Error,
     },
 }
+
+/// The addresses of a VON interface, each with its prefix length: IPv4,
+/// IPv6 or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TunAddrs {
+    /// The member's IPv4 address and the VON's IPv4 prefix length.
+    pub v4: Option<(Ipv4Addr, u8)>,
+    /// The member's IPv6 address and the VON's IPv6 prefix length.
+    pub v6: Option<(Ipv6Addr, u8)>,
+}
+
+impl std::fmt::Display for TunAddrs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut sep = "";
+        if let Some((a, l)) = self.v4 {
+            write!(f, "{a}/{l}")?;
+            sep = " and ";
+        }
+        if let Some((a, l)) = self.v6 {
+            write!(f, "{sep}{a}/{l}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The per-interface IPv6 settings of a VON that carries IPv6, in the order
+/// written (IPv6 on last, so nothing is generated before the rest is set),
+/// and whether the interface may go up without it (`seg6_enabled` exists
+/// only in kernels built with segment routing, and is 0 by default).
+const IPV6_SYSCTLS: [(&str, &str, bool); 5] = [
+    ("addr_gen_mode", "1", true),
+    ("accept_ra", "0", true),
+    ("router_solicitations", "0", true),
+    ("seg6_enabled", "0", false),
+    ("disable_ipv6", "0", true),
+];
 
 /// One VON's interface.
 pub struct Tun {
@@ -77,19 +131,21 @@ impl std::fmt::Debug for Tun {
 }
 
 impl Tun {
-    /// Creates interface `name`, up, with `addr/prefix_len` and `mtu`. Must
-    /// run inside a tokio runtime.
-    pub fn open(name: &str, addr: Ipv4Addr, prefix_len: u8, mtu: u16) -> Result<Tun, TunError> {
+    /// Creates interface `name`, up, with `addrs` and `mtu`. Must run
+    /// inside a tokio runtime.
+    pub fn open(name: &str, addrs: TunAddrs, mtu: u16) -> Result<Tun, TunError> {
         let other = |source: io::Error| TunError::Other {
             name: name.to_owned(),
-            addr,
-            prefix_len,
+            addrs,
             mtu,
             source,
         };
-        let device = DeviceBuilder::new()
-            .name(name)
-            .ipv4(addr, prefix_len, None)
+        let mut builder = DeviceBuilder::new();
+        builder = builder.name(name);
+        if let Some((addr, prefix_len)) = addrs.v4 {
+            builder = builder.ipv4(addr, prefix_len, None);
+        }
+        let device = builder
             .mtu(mtu)
             .offload(true)
             .enable(false)
@@ -109,12 +165,40 @@ impl Tun {
                     _ => other(source),
                 }
             })?;
-        // Best effort, before the interface is up: without IPv6 on the host
-        // there is nothing to turn off.
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+        match addrs.v6 {
+            Some((addr, prefix_len)) => {
+                // Before the interface is up, so no link-local address is
+                // ever generated and no router solicitation leaves.
+                let conf = format!("/proc/sys/net/ipv6/conf/{name}");
+                for (key, value, required) in IPV6_SYSCTLS {
+                    let written = std::fs::write(format!("{conf}/{key}"), value);
+                    if !required {
+                        continue;
+                    }
+                    written.map_err(|source| {
+                        if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+                            other(source)
+                        } else {
+                            TunError::NoIpv6 {
+                                name: name.to_owned(),
+                                source,
+                            }
+                        }
+                    })?;
+                }
+                device.add_address_v6(addr, prefix_len).map_err(other)?;
+            }
+            None => {
+                // Best effort: without IPv6 on the host there is nothing
+                // to turn off.
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+            }
+        }
         // The directed broadcast must be local on every member, or the kernel
         // would not take a VON broadcast delivered by the pipeline.
-        if prefix_len < 31 {
+        if let Some((addr, prefix_len)) = addrs.v4
+            && prefix_len < 31
+        {
             let mask = u32::MAX >> prefix_len;
             let broadcast = Ipv4Addr::from(u32::from(addr) | mask);
             device.set_broadcast(broadcast.into()).map_err(other)?;
@@ -189,8 +273,8 @@ impl ReadBatch {
     /// bytes of room after each; enough buffers for a 64 KB super-packet cut
     /// into the smallest segments the MTU allows.
     pub fn new(mtu: u16, offset: usize, tail: usize) -> Self {
-        // A TCP segment carries at least MTU - 40 (IPv4 + TCP headers) bytes.
-        let segments = MAX_SUPER_PACKET / usize::from(mtu).saturating_sub(40).max(1) + 1;
+        // A TCP segment carries at least MTU - 60 (IPv6 + TCP headers) bytes.
+        let segments = MAX_SUPER_PACKET / usize::from(mtu).saturating_sub(60).max(1) + 1;
         let count = segments.clamp(tun_rs::IDEAL_BATCH_SIZE, usize::from(u16::MAX));
         ReadBatch {
             original: vec![0; VIRTIO_NET_HDR_LEN + MAX_SUPER_PACKET],
@@ -292,7 +376,7 @@ mod tests {
     #[test]
     fn read_batch_has_room_for_the_smallest_segments_of_a_super_packet() {
         let small = ReadBatch::new(576, 24, 16);
-        assert!(small.bufs.len() * (576 - 40) >= MAX_SUPER_PACKET);
+        assert!(small.bufs.len() * (576 - 60) >= MAX_SUPER_PACKET);
         assert_eq!(small.bufs[0].len(), 24 + 576 + 16);
         let usual = ReadBatch::new(1400, 24, 16);
         assert_eq!(usual.bufs.len(), tun_rs::IDEAL_BATCH_SIZE);

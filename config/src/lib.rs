@@ -15,6 +15,7 @@
 
 mod agent;
 mod error;
+mod family;
 mod ids;
 mod key;
 mod keymgr;
@@ -31,6 +32,7 @@ pub use agent::{
     DEFAULT_STATE_DIR, KeymgrEndpoint, KeymgrMode, StaticMode, UnderlayConfig, VonConfig, VonMode,
 };
 pub use error::{ConfigError, ValueError};
+pub use family::{VonAddresses, VonPrefixes};
 pub use ids::{Epoch, MemberId, OnId};
 pub use key::{Cipher, HexKey};
 pub use keymgr::{DEFAULT_KEYMGR_STATE_DIR, EtcdSettings, KeymgrConfig, Timers};
@@ -39,5 +41,5 @@ pub use net::{Dscp, Endpoint, FRAME_OVERHEAD, Mtu, OUTER_IPV4_UDP, OUTER_IPV6_UD
 pub use secret::private_key_problem;
 pub use units::{ByteSize, Period, Rate};
 pub use view::{Member, StaticView};
-pub use views::LocalView;
+pub use views::{IPV6_MIN_MTU, LocalView};
 pub use von_ids::{MAX_UNDERLAYS, PerUnderlay, Underlay, UnderlayEndpoints, UnderlayName};

@@ -4,15 +4,14 @@
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::hash::Hash;
-use std::net::IpAddr;
 use std::path::Path;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::error::{Origin, parse_toml, read};
 use crate::{
-    Cipher, ConfigError, Endpoint, Epoch, HexKey, MemberId, MemberName, OnId, Prefix,
-    UnderlayEndpoints, UnderlayName,
+    Cipher, ConfigError, Endpoint, Epoch, HexKey, MemberId, MemberName, OnId, UnderlayEndpoints,
+    UnderlayName, VonAddresses, VonPrefixes,
 };
 
 /// A VON's fixed membership and key.
@@ -28,8 +27,10 @@ pub struct StaticView {
     pub cipher: Cipher,
     /// The group key, 64 hex digits.
     pub key: HexKey,
-    /// The VON's subnet; its broadcast address reaches every member.
-    pub prefix: Prefix,
+    /// The VON's subnets: one IPv4 prefix, one IPv6 prefix, or a list of
+    /// one of each (a dual-stack VON). The IPv4 broadcast address and IPv6
+    /// multicast reach every member.
+    pub prefix: VonPrefixes,
     /// The members, as `[[member]]` tables.
     #[serde(default, rename = "member")]
     pub members: Vec<Member>,
@@ -43,9 +44,8 @@ pub struct Member {
     pub id: MemberId,
     /// Its name; an agent finds itself by it (`static.member`).
     pub name: MemberName,
-    /// Its VON address, inside `prefix`.
-    #[serde(deserialize_with = "ip_address")]
-    pub address: IpAddr,
+    /// Its VON addresses, one inside each of the view's prefixes.
+    pub address: VonAddresses,
     /// Where it receives, per underlay name.
     pub underlay: UnderlayEndpoints,
 }
@@ -58,8 +58,7 @@ pub struct Member {
 struct MemberFile {
     id: MemberId,
     name: MemberName,
-    #[serde(deserialize_with = "ip_address")]
-    address: IpAddr,
+    address: VonAddresses,
     underlay: Option<UnderlayEndpoints>,
     a: Option<Endpoint>,
     b: Option<Endpoint>,
@@ -132,7 +131,22 @@ impl StaticView {
         }
         unique(origin, &self.members, "id", |m| m.id)?;
         unique(origin, &self.members, "name", |m| m.name.clone())?;
-        unique(origin, &self.members, "address", |m| m.address)?;
+        for family in [4, 6] {
+            let mut seen = HashMap::new();
+            for (i, m) in self.members.iter().enumerate() {
+                let Some(a) = m.address.iter().find(|a| a.is_ipv4() == (family == 4)) else {
+                    continue;
+                };
+                if let Some(first) = seen.insert(a, i) {
+                    return Err(origin.field(
+                        format_args!("member[{i}].address"),
+                        format_args!(
+                            "\"{a}\" is also member[{first}]'s address (each member needs its own)"
+                        ),
+                    ));
+                }
+            }
+        }
         // No endpoint twice in the view, on any underlay: two members (or
         // two underlays) sharing one would receive each other's copies.
         let mut endpoints = HashMap::new();
@@ -149,25 +163,7 @@ impl StaticView {
             }
         }
         for (i, m) in self.members.iter().enumerate() {
-            let prefix = self.prefix;
-            if !prefix.contains(m.address) {
-                return Err(origin.field(
-                    format_args!("member[{i}].address"),
-                    format_args!(
-                        "\"{}\" is outside the prefix \"{prefix}\" (pick an address inside it or widen the prefix)",
-                        m.address
-                    ),
-                ));
-            }
-            if m.address == prefix.network() || Some(m.address) == prefix.broadcast() {
-                return Err(origin.field(
-                    format_args!("member[{i}].address"),
-                    format_args!(
-                        "\"{}\" is the network or broadcast address of \"{prefix}\" (pick a host address)",
-                        m.address
-                    ),
-                ));
-            }
+            self.check_addresses(origin, i, m)?;
             for (name, e) in m.underlay.iter() {
                 if e.ip().is_unspecified() || e.port() == 0 {
                     return Err(origin.field(
@@ -180,6 +176,75 @@ impl StaticView {
             }
         }
         Ok(())
+    }
+}
+
+impl StaticView {
+    /// Member `i`'s addresses: one per prefix of the view, each a host
+    /// address inside the prefix of its family.
+    fn check_addresses(&self, origin: Origin<'_>, i: usize, m: &Member) -> Result<(), ConfigError> {
+        let field = format!("member[{i}].address");
+        for address in m.address.iter() {
+            let Some(prefix) = self.prefix.of(address) else {
+                return Err(origin.field(
+                    &field,
+                    format_args!(
+                        "\"{address}\" is of a family the VON has no prefix for (prefix = {}; add a prefix of that family to the list, or drop the address)",
+                        self.prefix
+                    ),
+                ));
+            };
+            if !prefix.contains(address) {
+                return Err(origin.field(
+                    &field,
+                    format_args!(
+                        "\"{address}\" is outside the prefix \"{prefix}\" (pick an address inside it or widen the prefix)"
+                    ),
+                ));
+            }
+            let anycast = address.is_ipv6() && prefix.prefix_len() < 127;
+            if (address == prefix.network() && (address.is_ipv4() || anycast))
+                || Some(address) == prefix.broadcast()
+            {
+                return Err(origin.field(
+                    &field,
+                    format_args!(
+                        "\"{address}\" is the network or broadcast address of \"{prefix}\" (pick a host address)"
+                    ),
+                ));
+            }
+        }
+        let lacks = self
+            .prefix
+            .iter()
+            .find(|p| m.address.iter().all(|a| !p.contains(a)));
+        if let Some(p) = lacks {
+            return Err(origin.field(
+                &field,
+                format_args!(
+                    "the member has no address in \"{p}\"; in a VON with prefix = {} every member has one address per prefix (example: address = {})",
+                    self.prefix,
+                    example(self.prefix)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An `address` value fitting `prefixes`, for an error message.
+fn example(prefixes: VonPrefixes) -> String {
+    let hosts: Vec<String> = prefixes
+        .iter()
+        .map(|p| match p.network() {
+            std::net::IpAddr::V4(n) => std::net::Ipv4Addr::from(u32::from(n) + 1).to_string(),
+            std::net::IpAddr::V6(n) => std::net::Ipv6Addr::from(u128::from(n) + 1).to_string(),
+        })
+        .map(|h| format!("\"{h}\""))
+        .collect();
+    match hosts.as_slice() {
+        [one] => one.clone(),
+        _ => format!("[{}]", hosts.join(", ")),
     }
 }
 
@@ -203,13 +268,4 @@ fn unique<K: Eq + Hash + Display>(
         }
     }
     Ok(())
-}
-
-fn ip_address<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
-    let text = String::deserialize(d)?;
-    text.parse().map_err(|_| {
-        serde::de::Error::custom(format_args!(
-            "{text:?} is not an IP address (example: \"100.64.0.1\")"
-        ))
-    })
 }

@@ -7,6 +7,10 @@ use std::collections::HashMap;
 use crate::error::Origin;
 use crate::{AgentConfig, ConfigError, Member, StaticMode, StaticView, VonMode, VonName};
 
+/// The smallest link MTU IPv6 allows (RFC 8200, section 5); below it the
+/// kernel turns IPv6 off on the interface.
+pub const IPV6_MIN_MTU: u16 = 1280;
+
 /// A static VON as this host sees it: the view and its own entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalView {
@@ -52,6 +56,18 @@ impl AgentConfig {
                 VonMode::Static(mode) => {
                     let (view, me) = mode.load_view()?;
                     let on_id = view.on_id;
+                    if let Some(p6) = view.prefix.v6()
+                        && von.mtu.bytes() < IPV6_MIN_MTU
+                    {
+                        return Err(Origin(&mode.view.display().to_string()).field(
+                            "prefix",
+                            format_args!(
+                                "\"{p6}\" makes VON \"{}\" carry IPv6, which needs an inner MTU of at least {IPV6_MIN_MTU} (RFC 8200), but its mtu is {} (raise mtu in its [[von]] table, or drop the IPv6 prefix)",
+                                von.name,
+                                von.mtu.bytes()
+                            ),
+                        ));
+                    }
                     views.push(LocalView {
                         von: von.name.clone(),
                         view,

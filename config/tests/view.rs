@@ -59,7 +59,7 @@ fn field_errors() {
     );
     assert_eq!(
         error(&two().replace("\"100.64.0.2\"", "\"100.64.0.x\"")),
-        r#"grid.view.toml: member[1].address: "100.64.0.x" is not an IP address (example: "100.64.0.1")"#
+        r#"grid.view.toml: member[1].address: "100.64.0.x" is not an IP address (example: "100.64.0.1" or "fd00:7::1")"#
     );
     assert_eq!(
         error(&two().replace("198.51.100.2:4789", "198.51.100.2")),
@@ -240,5 +240,136 @@ fn load_views_finds_this_host_and_refuses_shared_on_ids() {
             .unwrap_err()
             .to_string()
             .starts_with(&format!("{}: cannot read", missing.display()))
+    );
+}
+
+/// A two-member view with `prefix` and each member's `address` as written.
+fn view_with(prefix: &str, addresses: [&str; 2]) -> String {
+    let mut text = format!("on_id = 7\nepoch = 1\nkey = \"{KEY}\"\nprefix = {prefix}\n");
+    for (i, address) in addresses.iter().enumerate() {
+        let host = i + 1;
+        text += &format!(
+            "[[member]]\nid = {host}\nname = \"h{host}\"\naddress = {address}\nunderlay = {{ a = \"192.0.2.{host}:4789\", b = \"198.51.100.{host}:4789\" }}\n"
+        );
+    }
+    text
+}
+
+#[test]
+fn dual_stack_and_ipv6_only_views_parse() {
+    let dual = parse(&view_with(
+        r#"["100.64.0.0/24", "fd00:7::/64"]"#,
+        [
+            r#"["100.64.0.1", "fd00:7::1"]"#,
+            r#"["fd00:7::2", "100.64.0.2"]"#,
+        ],
+    ))
+    .unwrap();
+    assert!(dual.prefix.dual_stack());
+    let h2 = dual.member_named(&"h2".parse().unwrap()).unwrap();
+    assert_eq!(h2.address.v4().unwrap().to_string(), "100.64.0.2");
+    assert_eq!(h2.address.v6().unwrap().to_string(), "fd00:7::2");
+    assert_eq!(h2.address.to_string(), r#"["100.64.0.2", "fd00:7::2"]"#);
+
+    let v6 = parse(&view_with(
+        r#""fd00:7::/64""#,
+        [r#""fd00:7::1""#, r#"["fd00:7::2"]"#],
+    ))
+    .unwrap();
+    assert_eq!(
+        (v6.prefix.v4(), v6.prefix.v6().unwrap().to_string()),
+        (None, "fd00:7::/64".into())
+    );
+    assert_eq!(v6.members[1].address.v4(), None);
+}
+
+#[test]
+fn ipv6_members_follow_the_same_rules() {
+    let dual = r#"["100.64.0.0/24", "fd00:7::/64"]"#;
+    let cases = [
+        (
+            view_with(dual, [r#"["100.64.0.1", "fd00:7::1"]"#, r#""100.64.0.2""#]),
+            r#"grid.view.toml: member[1].address: the member has no address in "fd00:7::/64"; in a VON with prefix = ["100.64.0.0/24", "fd00:7::/64"] every member has one address per prefix (example: address = ["100.64.0.1", "fd00:7::1"])"#,
+        ),
+        (
+            view_with(
+                dual,
+                [
+                    r#"["100.64.0.1", "fd00:7::1"]"#,
+                    r#"["100.64.0.2", "fd00:7::1"]"#,
+                ],
+            ),
+            r#"grid.view.toml: member[1].address: "fd00:7::1" is also member[0]'s address (each member needs its own)"#,
+        ),
+        (
+            view_with(
+                dual,
+                [
+                    r#"["100.64.0.1", "fd00:7::1"]"#,
+                    r#"["100.64.0.2", "fd00:8::2"]"#,
+                ],
+            ),
+            r#"grid.view.toml: member[1].address: "fd00:8::2" is outside the prefix "fd00:7::/64" (pick an address inside it or widen the prefix)"#,
+        ),
+        (
+            view_with(
+                dual,
+                [
+                    r#"["100.64.0.1", "fd00:7::1"]"#,
+                    r#"["100.64.0.2", "fd00:7::"]"#,
+                ],
+            ),
+            r#"grid.view.toml: member[1].address: "fd00:7::" is the network or broadcast address of "fd00:7::/64" (pick a host address)"#,
+        ),
+        (
+            view_with(
+                r#""100.64.0.0/24""#,
+                [r#""100.64.0.1""#, r#"["100.64.0.2", "fd00:7::2"]"#],
+            ),
+            r#"grid.view.toml: member[1].address: "fd00:7::2" is of a family the VON has no prefix for (prefix = 100.64.0.0/24; add a prefix of that family to the list, or drop the address)"#,
+        ),
+        (
+            view_with(
+                r#"["fd00:7::/64", "fd00:8::/64"]"#,
+                [r#""fd00:7::1""#, r#""fd00:7::2""#],
+            ),
+            r#"grid.view.toml: prefix: "fd00:7::/64" and "fd00:8::/64" are of one family; a VON has at most one IPv4 and one IPv6 prefix (example: ["100.64.0.0/24", "fd00:7::/64"])"#,
+        ),
+        (
+            view_with(r#""fe80::/64""#, [r#""fe80::1""#, r#""fe80::2""#]),
+            r#"grid.view.toml: prefix: "fe80::/64" overlaps fe80::/10, which no VON may use (pick a unique local prefix, e.g. "fd00:7::/64")"#,
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(error(&text), expected);
+    }
+}
+
+#[test]
+fn an_ipv6_von_needs_an_mtu_of_1280() {
+    let dir = Scratch::new("mtu6");
+    let v6 = dir.write(
+        "grid.view.toml",
+        &view_with(r#""fd00:7::/64""#, [r#""fd00:7::1""#, r#""fd00:7::2""#]),
+    );
+    let text = agent(&[("grid", &v6, "h1")]);
+    let low = text.replace("rate = \"1mbit\"", "rate = \"1mbit\"\nmtu = 1000");
+    let config = AgentConfig::from_toml_str(&low, "von.toml").unwrap();
+    assert_eq!(
+        config.load_views().unwrap_err().to_string(),
+        format!(
+            "{}: prefix: \"fd00:7::/64\" makes VON \"grid\" carry IPv6, which needs an inner MTU of at least 1280 (RFC 8200), but its mtu is 1000 (raise mtu in its [[von]] table, or drop the IPv6 prefix)",
+            v6.display()
+        )
+    );
+    let config = AgentConfig::from_toml_str(&text, "von.toml").unwrap();
+    assert_eq!(
+        config.load_views().unwrap()[0]
+            .me
+            .address
+            .v6()
+            .unwrap()
+            .to_string(),
+        "fd00:7::1"
     );
 }

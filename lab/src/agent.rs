@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,6 +38,10 @@ pub struct VonSpec {
     pub mtu: Option<u16>,
     /// Member hosts by index (1 = h1).
     pub members: Vec<u8>,
+    /// Whether the VON carries IPv4 (100.64.X.0/24).
+    pub ipv4: bool,
+    /// Whether the VON carries IPv6 (fd00:64:X::/64).
+    pub ipv6: bool,
 }
 
 impl VonSpec {
@@ -52,7 +56,55 @@ impl VonSpec {
             burst: None,
             mtu: None,
             members: members.to_vec(),
+            ipv4: true,
+            ipv6: false,
         }
+    }
+
+    /// Makes the VON dual-stack: fd00:64:X::/64 beside 100.64.X.0/24.
+    pub fn dual_stack(mut self) -> Self {
+        self.ipv6 = true;
+        self
+    }
+
+    /// Makes the VON IPv6-only: fd00:64:X::/64, no IPv4.
+    pub fn ipv6_only(mut self) -> Self {
+        self.ipv4 = false;
+        self.ipv6 = true;
+        self
+    }
+
+    /// Host `index`'s IPv6 VON address, fd00:64:X::index.
+    pub fn address6(&self, index: u8) -> Ipv6Addr {
+        Ipv6Addr::new(
+            0xfd00,
+            0x64,
+            u16::from(self.subnet),
+            0,
+            0,
+            0,
+            0,
+            u16::from(index),
+        )
+    }
+
+    /// Host `index`'s VON addresses: IPv4 first, then IPv6.
+    pub fn addresses(&self, index: u8) -> Vec<IpAddr> {
+        let v4 = self.ipv4.then(|| IpAddr::V4(self.address(index)));
+        let v6 = self.ipv6.then(|| IpAddr::V6(self.address6(index)));
+        v4.into_iter().chain(v6).collect()
+    }
+
+    /// The view's `prefix` value: one string, or a list for a dual-stack VON.
+    fn prefix_toml(&self) -> String {
+        let mut p = Vec::new();
+        if self.ipv4 {
+            p.push(format!("\"100.64.{}.0/24\"", self.subnet));
+        }
+        if self.ipv6 {
+            p.push(format!("\"fd00:64:{}::/64\"", self.subnet));
+        }
+        one_or_list(p)
     }
 
     /// Sets the contracted rate.
@@ -74,10 +126,10 @@ impl VonSpec {
     /// The static view file, the same on every member.
     pub fn view_toml(&self, key: &[u8; 32], topo: &Topology) -> String {
         let mut s = format!(
-            "on_id = {}\nepoch = 1\ncipher = \"aes-256-gcm\"\nkey = \"{}\"\nprefix = \"100.64.{}.0/24\"\n",
+            "on_id = {}\nepoch = 1\ncipher = \"aes-256-gcm\"\nkey = \"{}\"\nprefix = {}\n",
             self.on_id,
             hex::encode(key),
-            self.subnet
+            self.prefix_toml()
         );
         for &m in &self.members {
             // Writing to a String cannot fail.
@@ -88,12 +140,25 @@ impl VonSpec {
                 .collect();
             let _ = write!(
                 s,
-                "\n[[member]]\nid = {m}\nname = \"h{m}\"\naddress = \"{}\"\nunderlay = {{ {} }}\n",
-                self.address(m),
+                "\n[[member]]\nid = {m}\nname = \"h{m}\"\naddress = {}\nunderlay = {{ {} }}\n",
+                one_or_list(
+                    self.addresses(m)
+                        .iter()
+                        .map(|a| format!("\"{a}\""))
+                        .collect()
+                ),
                 endpoints.join(", "),
             );
         }
         s
+    }
+}
+
+/// `"x"` alone, or `["x", "y"]`.
+fn one_or_list(items: Vec<String>) -> String {
+    match items.as_slice() {
+        [one] => one.clone(),
+        _ => format!("[{}]", items.join(", ")),
     }
 }
 
@@ -114,7 +179,7 @@ pub struct Agent {
     child: Child,
     log: PathBuf,
     socket: PathBuf,
-    interfaces: Vec<(String, Ipv4Addr)>,
+    interfaces: Vec<(String, IpAddr)>,
 }
 
 impl Topology {
@@ -211,12 +276,13 @@ impl Topology {
     /// from [`Topology::agent_config_head`], and waits until every
     /// `(interface, VON address)` in `interfaces` is up and the status
     /// socket answers.
-    pub fn start_agent(
+    pub fn start_agent<A: Into<IpAddr>>(
         &mut self,
         n: usize,
         toml: &str,
-        interfaces: Vec<(String, Ipv4Addr)>,
+        interfaces: Vec<(String, A)>,
     ) -> Result<()> {
+        let interfaces = interfaces.into_iter().map(|(i, a)| (i, a.into())).collect();
         let bin = von_bin()?;
         let agent = launch(self, &bin, self.host(n), toml, interfaces)?;
         self.agents.push(agent);
@@ -306,7 +372,9 @@ impl Topology {
         for &i in mine {
             let von = &vons[i];
             toml.push_str(&Topology::von_table(host, von, &views[i]));
-            interfaces.push((von.interface(), von.address(host.index())));
+            for a in von.addresses(host.index()) {
+                interfaces.push((von.interface(), a));
+            }
         }
         launch(self, bin, host, &toml, interfaces)
     }
@@ -319,7 +387,7 @@ fn launch(
     bin: &std::path::Path,
     host: &Host,
     toml: &str,
-    interfaces: Vec<(String, Ipv4Addr)>,
+    interfaces: Vec<(String, IpAddr)>,
 ) -> Result<Agent> {
     let h = host.name();
     let base = topo.dir().path().join(&h);
@@ -457,8 +525,15 @@ impl Agent {
             if !link.up {
                 return Err(format!("{ifname} is not up"));
             }
-            if !link.addresses.contains(addr) {
-                return Err(format!("{ifname} lacks {addr} (has {:?})", link.addresses));
+            let has = match addr {
+                IpAddr::V4(a) => link.addresses.contains(a),
+                IpAddr::V6(a) => link.addresses6.contains(a),
+            };
+            if !has {
+                return Err(format!(
+                    "{ifname} lacks {addr} (has {:?} {:?})",
+                    link.addresses, link.addresses6
+                ));
             }
         }
         self.status().map(drop).map_err(|e| e.to_string())

@@ -1,6 +1,6 @@
 //! What `ip -j addr show dev IF` says about one interface.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::Value;
 
@@ -16,6 +16,8 @@ pub struct Link {
     pub mtu: u32,
     /// Its IPv4 addresses.
     pub addresses: Vec<Ipv4Addr>,
+    /// Its IPv6 addresses (link-local ones too).
+    pub addresses6: Vec<Ipv6Addr>,
 }
 
 /// Reads interface `ifname` in `ns`.
@@ -42,17 +44,26 @@ pub fn parse_link(text: &str) -> Result<Link> {
         .as_u64()
         .and_then(|m| u32::try_from(m).ok())
         .ok_or_else(|| err("no mtu"))?;
-    let addresses = entry["addr_info"]
-        .as_array()
-        .map(|infos| {
-            infos
-                .iter()
-                .filter(|i| i["family"] == "inet")
-                .filter_map(|i| i["local"].as_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(Link { up, mtu, addresses })
+    let of = |family: &str| -> Vec<String> {
+        entry["addr_info"]
+            .as_array()
+            .map(|infos| {
+                infos
+                    .iter()
+                    .filter(|i| i["family"] == family)
+                    .filter_map(|i| Some(i["local"].as_str()?.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let addresses = of("inet").iter().filter_map(|a| a.parse().ok()).collect();
+    let addresses6 = of("inet6").iter().filter_map(|a| a.parse().ok()).collect();
+    Ok(Link {
+        up,
+        mtu,
+        addresses,
+        addresses6,
+    })
 }
 
 #[cfg(test)]

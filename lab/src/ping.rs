@@ -1,7 +1,7 @@
 //! `ping` with the parts of its output the tests judge: transmitted,
 //! received, duplicates, errors, and each reply with its timestamp.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -11,20 +11,21 @@ use crate::process::{self, Background, Output};
 /// A ping to run in a namespace (builder).
 #[derive(Debug, Clone)]
 pub struct Ping {
-    dst: Ipv4Addr,
+    dst: IpAddr,
     count: u32,
     interval: Option<Duration>,
     size: Option<u32>,
     dont_fragment: bool,
-    source: Option<Ipv4Addr>,
+    source: Option<IpAddr>,
     wait: u32,
 }
 
 impl Ping {
-    /// `count` echo requests to `dst`, one per second unless [`Ping::interval`].
-    pub fn new(dst: Ipv4Addr, count: u32) -> Self {
+    /// `count` echo requests to `dst` (IPv4 or IPv6), one per second
+    /// unless [`Ping::interval`].
+    pub fn new(dst: impl Into<IpAddr>, count: u32) -> Self {
         Self {
-            dst,
+            dst: dst.into(),
             count,
             interval: None,
             size: None,
@@ -53,8 +54,8 @@ impl Ping {
     }
 
     /// Send from this source address (`-I`).
-    pub fn source(mut self, source: Ipv4Addr) -> Self {
-        self.source = Some(source);
+    pub fn source(mut self, source: impl Into<IpAddr>) -> Self {
+        self.source = Some(source.into());
         self
     }
 
@@ -263,13 +264,19 @@ mod tests {
 
     #[test]
     fn arguments() {
-        let p = Ping::new(Ipv4Addr::new(100, 64, 1, 2), 5)
+        let p = Ping::new(std::net::Ipv4Addr::new(100, 64, 1, 2), 5)
             .interval(Duration::from_millis(10))
             .size(1404)
             .dont_fragment();
         assert_eq!(
             p.args().join(" "),
             "-n -D -c 5 -W 2 -i 0.010 -s 1404 -M do 100.64.1.2"
+        );
+        let v6 = Ping::new("fd00:64:1::2".parse::<std::net::Ipv6Addr>().unwrap(), 1)
+            .source("fd00:64:1::1".parse::<std::net::Ipv6Addr>().unwrap());
+        assert_eq!(
+            v6.args().join(" "),
+            "-n -D -c 1 -W 2 -I fd00:64:1::1 fd00:64:1::2"
         );
     }
 }

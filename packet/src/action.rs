@@ -41,8 +41,13 @@ pub enum Action<'a> {
 /// Why a packet was dropped. Each reason maps to exactly one counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
-    /// Outbound: not an IPv4 packet or its header is truncated.
-    NotIpv4,
+    /// Outbound: neither an IPv4 nor an IPv6 packet, or its header is truncated.
+    NotIp,
+    /// Outbound: an IPv6 packet from the unspecified address or a
+    /// link-local one (`::`, `fe80::/10`): what the kernel itself emits on
+    /// an interface (MLD reports, router solicitations), never a member's
+    /// traffic. Dropped at the edge, counted apart from policy drops.
+    LinkLocal,
     /// Outbound: the inner source is not this member's VON address.
     SourceNotSelf,
     /// Outbound: the destination is neither a member nor broadcast/multicast.
@@ -89,7 +94,8 @@ impl DropReason {
     /// A short stable name, used in rate-limited log lines.
     pub const fn name(self) -> &'static str {
         match self {
-            DropReason::NotIpv4 => "not_ipv4",
+            DropReason::NotIp => "not_ip",
+            DropReason::LinkLocal => "link_local",
             DropReason::SourceNotSelf => "source_not_self",
             DropReason::DestinationNotMember => "destination_not_member",
             DropReason::NoOtherMember => "no_other_member",
@@ -118,6 +124,7 @@ impl DropReason {
         !matches!(
             self,
             DropReason::Duplicate
+                | DropReason::LinkLocal
                 | DropReason::NotData
                 | DropReason::RateExceeded
                 | DropReason::Unproven

@@ -62,8 +62,11 @@ pub struct VonCounters {
     pub unknown_epoch: AtomicU64,
     /// Authenticated frames whose inner source is not the sender's address.
     pub inner_source_rejected: AtomicU64,
-    /// Outbound packets refused by the view (source, destination, not IPv4).
+    /// Outbound packets refused by the view (source, destination, not IP).
     pub policy_drops: AtomicU64,
+    /// Outbound IPv6 packets from `::` or a link-local address (the
+    /// kernel's own MLD reports and router solicitations), dropped.
+    pub link_local: AtomicU64,
     /// Outbound packets over the contracted rate with the shaping queue full.
     pub rate_drops: AtomicU64,
     /// Outbound packets that waited in the shaping queue for tokens.
@@ -134,7 +137,8 @@ impl VonCounters {
     pub fn dropped(&self, reason: DropReason) {
         use DropReason::*;
         bump(match reason {
-            NotIpv4 | SourceNotSelf | DestinationNotMember | NoOtherMember => &self.policy_drops,
+            NotIp | SourceNotSelf | DestinationNotMember | NoOtherMember => &self.policy_drops,
+            LinkLocal => &self.link_local,
             RateExceeded => &self.rate_drops,
             TooBig => &self.too_big,
             SequenceExhausted => &self.sequence_exhausted,
@@ -181,6 +185,7 @@ impl VonCounters {
             unknown_epoch: l(&self.unknown_epoch),
             inner_source_rejected: l(&self.inner_source_rejected),
             policy_drops: l(&self.policy_drops),
+            link_local: l(&self.link_local),
             rate_drops: l(&self.rate_drops),
             shaped: l(&self.shaped),
             too_big: l(&self.too_big),
@@ -238,6 +243,7 @@ pub struct VonCountersSnapshot {
     pub unknown_epoch: u64,
     pub inner_source_rejected: u64,
     pub policy_drops: u64,
+    pub link_local: u64,
     pub rate_drops: u64,
     pub shaped: u64,
     pub too_big: u64,

@@ -15,7 +15,7 @@ use super::action::{Action, DropReason, Underlay};
 use super::challenges::Challenges;
 use super::counters::{VonCounters, bump};
 use super::elimination::SenderCounters;
-use super::inner::ipv4_addrs;
+use super::inner::{InnerAddrs, inner_addrs};
 use super::keepalive::{HealthBoard, HealthEvent, Liveness};
 use super::seen::{Seen, SeenOn};
 use super::snapshot::Snapshot;
@@ -243,8 +243,11 @@ impl Inbound {
         }
 
         // 7. Inner check.
-        let source_ok =
-            ipv4_addrs(&datagram[inner.clone()]).is_some_and(|a| a.src == sender.address);
+        let source_ok = match inner_addrs(&datagram[inner.clone()]) {
+            Some(InnerAddrs::V4(a)) => Some(a.src) == sender.address,
+            Some(InnerAddrs::V6(a)) => Some(a.src) == sender.address6,
+            None => false,
+        };
         if !source_ok {
             return drop(DropReason::InnerSourceRejected);
         }

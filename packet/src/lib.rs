@@ -14,9 +14,12 @@
 //! 1. The driver reads one IP packet from the VON's TUN into its buffer at
 //!    [`PACKET_OFFSET`], leaving room for the frame header before it and the
 //!    tag after it, so sealing happens in place with no copy.
-//! 2. Policy: the packet must be IPv4, its source this member's VON address,
-//!    its destination a member, or the VON's broadcast / a multicast group.
-//!    Otherwise: drop, `policy_drops`.
+//! 2. Policy: the packet must be IPv4 or IPv6 (a family the VON carries),
+//!    its source this member's VON address of that family, its destination
+//!    a member, or the VON's broadcast / a multicast group (IPv6: `ff02::/16`
+//!    and wider scopes). Otherwise: drop, `policy_drops`; an IPv6 packet
+//!    from `::` or `fe80::/10` (the kernel's MLD reports and router
+//!    solicitations) is dropped as `link_local`.
 //! 3. Shaping: the VON's token bucket at its contracted rate takes the packet's
 //!    bytes. Without tokens the packet waits in a short FIFO
 //!    ([`SHAPING_QUEUE`] at the rate, `shaped`; [`Action::Queued`]) and leaves
@@ -51,8 +54,8 @@
 //!    sender's counters whether the frame was late (`out_of_order`), how
 //!    many unfilled positions it pushed out of the window (`lost`) and
 //!    whether the sender restarted (`resets`).
-//! 7. Inner check: the inner source must be the sender's VON address
-//!    (`inner_source_rejected`).
+//! 7. Inner check: the inner source must be the sender's VON address of
+//!    the packet's family (`inner_source_rejected`).
 //! 8. Delivery: [`Action::Deliver`] names where the inner packet lies in the
 //!    datagram buffer; the driver writes it to the TUN (`delivered`).
 //!
@@ -94,7 +97,7 @@ pub use counters::{
 };
 pub use elimination::{SenderCounters, SenderCountersSnapshot};
 pub use inbound::Inbound;
-pub use inner::{Ipv4Addrs, ipv4_addrs};
+pub use inner::{InnerAddrs, Ipv4Addrs, Ipv6Addrs, inner_addrs, ipv4_addrs, ipv6_addrs};
 pub use keepalive::{
     DOWN_AFTER, HealthBoard, HealthEvent, KEEPALIVE_INTERVAL, Keepalive, KeepaliveRounds,
     LinkHealth, Liveness, PeerHealth,
@@ -102,7 +105,7 @@ pub use keepalive::{
 pub use outbound::{Outbound, SHAPING_QUEUE};
 pub use queue::PacketQueue;
 pub use shaper::TokenBucket;
-pub use snapshot::{Ipv4Prefix, Member, Snapshot, SnapshotError, Targets};
+pub use snapshot::{Ipv4Prefix, Ipv6Prefix, Member, Prefixes, Snapshot, SnapshotError, Targets};
 
 /// Where the driver puts an outbound packet in its buffer: the frame header
 /// is written in front of it.

@@ -15,7 +15,7 @@ use von_crypto::{Epoch, Flags, FrameType, Header, MemberId, SendCounter};
 use super::action::{Action, DropReason, Endpoints, Underlay};
 use super::challenges::Challenges;
 use super::counters::{VonCounters, bump};
-use super::inner::ipv4_addrs;
+use super::inner::{InnerAddrs, inner_addrs};
 use super::keepalive::{Keepalive, KeepaliveRounds};
 use super::queue::PacketQueue;
 use super::shaper::TokenBucket;
@@ -290,11 +290,25 @@ fn dropped<'a>(counters: &VonCounters, reason: DropReason) -> Action<'a> {
 
 /// Step 2: where the inner packet may go, or why not.
 fn policy<'s>(snap: &'s Snapshot, packet: &[u8]) -> Result<&'s [Endpoints], DropReason> {
-    let addrs = ipv4_addrs(packet).ok_or(DropReason::NotIpv4)?;
-    if addrs.src != snap.me().address {
-        return Err(DropReason::SourceNotSelf);
-    }
-    match snap.targets(addrs.dst) {
+    let targets = match inner_addrs(packet).ok_or(DropReason::NotIp)? {
+        InnerAddrs::V4(a) => {
+            if Some(a.src) != snap.me().address {
+                return Err(DropReason::SourceNotSelf);
+            }
+            snap.targets(a.dst)
+        }
+        InnerAddrs::V6(a) => {
+            if Some(a.src) != snap.me().address6 {
+                return Err(if a.src.is_unspecified() || a.src.is_unicast_link_local() {
+                    DropReason::LinkLocal
+                } else {
+                    DropReason::SourceNotSelf
+                });
+            }
+            snap.targets6(a.dst)
+        }
+    };
+    match targets {
         Targets::Some(to) => Ok(to),
         Targets::Me => Err(DropReason::NoOtherMember),
         Targets::NotMember => Err(DropReason::DestinationNotMember),

@@ -10,7 +10,7 @@
 //! deliver as their TUN output. Time is whatever the caller passes.
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,9 +19,9 @@ use von_crypto::freshness::Challenge;
 use von_crypto::{Cipher, Epoch, GroupKey, MemberId, OnId};
 
 use crate::{
-    Action, DropReason, Endpoints, Ipv4Prefix, MAX_UNDERLAYS, Member, OVERHEAD, PACKET_OFFSET,
-    PerUnderlay, Pipeline, PipelineConfig, SharedSnapshot, Snapshot, Underlay, UnderlayName,
-    VonCounters,
+    Action, DropReason, Endpoints, Ipv4Prefix, Ipv6Prefix, MAX_UNDERLAYS, Member, OVERHEAD,
+    PACKET_OFFSET, PerUnderlay, Pipeline, PipelineConfig, Prefixes, SharedSnapshot, Snapshot,
+    Underlay, UnderlayName, VonCounters,
 };
 
 /// ON id of the twin VON.
@@ -34,6 +34,20 @@ pub const KEY: [u8; 32] = [0x42; 32];
 /// The VON address of member `i` (0-based): 100.64.0.(i+1).
 pub fn address(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(100, 64, 0, (i + 1) as u8)
+}
+
+/// The IPv6 VON address of member `i` (0-based): fd00:7::(i+1). The twin
+/// VON is dual-stack: 100.64.0.0/24 and fd00:7::/64.
+pub fn address6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 7, 0, 0, 0, 0, 0, (i + 1) as u16)
+}
+
+/// The twin VON's prefixes: 100.64.0.0/24 and fd00:7::/64.
+pub fn prefixes() -> Prefixes {
+    Prefixes {
+        v4: Ipv4Prefix::new(Ipv4Addr::new(100, 64, 0, 0), 24),
+        v6: Ipv6Prefix::new(Ipv6Addr::new(0xfd00, 7, 0, 0, 0, 0, 0, 0), 64),
+    }
 }
 
 /// The twin's first underlay, `a`.
@@ -94,18 +108,37 @@ pub fn snapshot_on(
     send: Epoch,
     keys: &[(Epoch, GroupKey)],
 ) -> Snapshot {
+    snapshot_with(n, k, me, prefixes(), send, keys)
+}
+
+/// [`snapshot_on`] for a VON of only the families `prefixes` holds (an
+/// IPv4-only or IPv6-only twin); members get an address in each.
+pub fn snapshot_with(
+    n: usize,
+    k: usize,
+    me: usize,
+    prefixes: Prefixes,
+    send: Epoch,
+    keys: &[(Epoch, GroupKey)],
+) -> Snapshot {
     let members = (0..n)
         .map(|i| Member {
             id: MemberId(i as u32 + 1),
             name: format!("h{}", i + 1),
-            address: address(i),
+            address: prefixes.v4.map(|_| address(i)),
+            address6: prefixes.v6.map(|_| address6(i)),
             endpoints: endpoints_on(i, k),
         })
         .collect();
-    let prefix =
-        Ipv4Prefix::new(Ipv4Addr::new(100, 64, 0, 0), 24).unwrap_or_else(|| unreachable!());
-    Snapshot::new(ON_ID, MemberId(me as u32 + 1), prefix, members, send, keys)
-        .unwrap_or_else(|e| unreachable!("the twin view is consistent: {e}"))
+    Snapshot::new(
+        ON_ID,
+        MemberId(me as u32 + 1),
+        prefixes,
+        members,
+        send,
+        keys,
+    )
+    .unwrap_or_else(|e| unreachable!("the twin view is consistent: {e}"))
 }
 
 /// The twin VON's key.
@@ -124,6 +157,17 @@ pub fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, payload: usize, fill: u8) -> Ve
     p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
     p[12..16].copy_from_slice(&src.octets());
     p[16..20].copy_from_slice(&dst.octets());
+    p
+}
+
+/// A minimal IPv6 packet from `src` to `dst` with `payload` bytes (UDP as
+/// next header; checksums are not the pipeline's business).
+pub fn ipv6_packet(src: Ipv6Addr, dst: Ipv6Addr, payload: usize, fill: u8) -> Vec<u8> {
+    let mut p = vec![fill; 40 + payload];
+    p[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 0, 17, 64]);
+    p[4..6].copy_from_slice(&(payload as u16).to_be_bytes());
+    p[8..24].copy_from_slice(&src.octets());
+    p[24..40].copy_from_slice(&dst.octets());
     p
 }
 

@@ -99,9 +99,9 @@ fn policy_refuses_foreign_sources_and_destinations() {
             ipv4_packet(address(0), address(0), 10, 0),
             DropReason::NoOtherMember,
         ),
-        (vec![0x60; 40], DropReason::NotIpv4),
-        (vec![0x45; 10], DropReason::NotIpv4),
-        (Vec::new(), DropReason::NotIpv4),
+        (vec![0x70; 40], DropReason::NotIp),
+        (vec![0x45; 10], DropReason::NotIp),
+        (Vec::new(), DropReason::NotIp),
     ];
     for (p, reason) in &cases {
         assert_eq!(net.send(t0, 0, p), Err(*reason));

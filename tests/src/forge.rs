@@ -4,7 +4,7 @@
 //! the receiver's own rules (e.g. the inner source must be the sender's VON
 //! address), which an honest agent never gives it a chance to apply.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use von_crypto::frame::{HEADER_LEN, OVERHEAD};
 use von_crypto::{Cipher, Epoch, Flags, FrameKey, FrameType, GroupKey, Header, MemberId, OnId};
@@ -54,6 +54,19 @@ pub fn echo_frame(
     dst: Ipv4Addr,
 ) -> Result<Vec<u8>> {
     let inner = crate::packet::icmp_echo(src, dst, 0x7e57, 1, b"forged by von-tests");
+    seal(key, on_id, sender, 1, seq, &inner)
+}
+
+/// A forged frame carrying an ICMPv6 echo request from `src` to `dst`.
+pub fn echo6_frame(
+    key: &[u8; 32],
+    on_id: u32,
+    sender: u32,
+    seq: u64,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+) -> Result<Vec<u8>> {
+    let inner = crate::packet::icmp6_echo(src, dst, 0x7e57, 1, b"forged by von-tests");
     seal(key, on_id, sender, 1, seq, &inner)
 }
 

@@ -39,7 +39,7 @@ pub mod tool;
 
 use std::sync::{Mutex, MutexGuard};
 
-pub use tool::{Record, Tool};
+pub use tool::{Record, Tool, UdpReceiver, UdpReport};
 pub use von_lab::{
     Agent, Error, Family, Host, Link, Netns, Ping, PingReport, Result, Status, Topology,
     UNDERLAY_PORT, Underlay, VonCounters, VonSpec, wait_for,

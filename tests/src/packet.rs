@@ -2,7 +2,7 @@
 //! peer: a UDP datagram to an agent's underlay port, an ICMP echo request to
 //! put inside a forged frame, and re-addressing a captured datagram.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 const IPV4_HEADER: usize = 20;
 const UDP_HEADER: usize = 8;
@@ -38,6 +38,31 @@ pub fn icmp_echo(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16, payload: &[u8]
     icmp.extend_from_slice(payload);
     let sum = checksum(&icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    p.extend_from_slice(&icmp);
+    p
+}
+
+/// An IPv6 ICMPv6 echo request carrying `payload`, with a valid checksum
+/// over the IPv6 pseudo-header (RFC 8200, section 8.1).
+pub fn icmp6_echo(src: Ipv6Addr, dst: Ipv6Addr, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut icmp = vec![128, 0, 0, 0];
+    icmp.extend_from_slice(&id.to_be_bytes());
+    icmp.extend_from_slice(&seq.to_be_bytes());
+    icmp.extend_from_slice(payload);
+    let len = len16(icmp.len());
+    let mut pseudo = Vec::with_capacity(40 + icmp.len());
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&u32::from(len).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    pseudo.extend_from_slice(&icmp);
+    let sum = checksum(&pseudo);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&len.to_be_bytes());
+    p.extend_from_slice(&[58, 64]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
     p.extend_from_slice(&icmp);
     p
 }

@@ -2,7 +2,7 @@
 //! path to integration tests only (`env!("CARGO_BIN_EXE_von-e2e-tool")`), so
 //! tests construct [`Tool`] with it.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -31,6 +31,44 @@ pub struct Record {
     pub count: Option<u64>,
     /// Stop after this many seconds.
     pub seconds: u64,
+}
+
+/// A UDP receiver [`Tool::udp_recv`] started, and its result.
+#[derive(Debug)]
+pub struct UdpReceiver {
+    process: Background,
+}
+
+/// What `udp-recv` reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpReport {
+    /// Distinct datagrams that arrived intact.
+    pub received: u64,
+    /// Datagrams whose bytes were not what was sent.
+    pub damaged: u64,
+    /// Datagrams that arrived a second time.
+    pub duplicates: u64,
+    /// The source addresses seen.
+    pub sources: Vec<String>,
+}
+
+impl UdpReceiver {
+    /// Waits for the receiver to finish and reads its report.
+    pub fn finish(self) -> Result<UdpReport> {
+        let out = self.process.wait(Duration::from_secs(120))?;
+        let json = json_line(&out, "udp-recv")?;
+        Ok(UdpReport {
+            received: json["received"].as_u64().unwrap_or(0),
+            damaged: json["damaged"].as_u64().unwrap_or(0),
+            duplicates: json["duplicates"].as_u64().unwrap_or(0),
+            sources: json["sources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect(),
+        })
+    }
 }
 
 /// What `stream-recv` reported.
@@ -195,6 +233,75 @@ impl Tool {
         })?;
         let mut cmd = ns.command(&self.path);
         cmd.arg("send-raw-file").arg("--file").arg(scratch);
+        process::run_ok(&mut cmd, Duration::from_secs(60)).map(drop)
+    }
+
+    /// Starts a UDP receiver in `ns` on `bind`, joined to the IPv6 `group`
+    /// on `interface` if given, for `count` datagrams or `secs` seconds;
+    /// returns once it listens.
+    pub fn udp_recv(
+        &self,
+        ns: &Netns,
+        bind: SocketAddr,
+        group: Option<(Ipv6Addr, &str)>,
+        count: u64,
+        secs: u64,
+        ready: &std::path::Path,
+    ) -> Result<UdpReceiver> {
+        let _ = std::fs::remove_file(ready);
+        let mut cmd = ns.command(&self.path);
+        cmd.args([
+            "udp-recv",
+            "--bind",
+            &bind.to_string(),
+            "--count",
+            &count.to_string(),
+            "--secs",
+            &secs.to_string(),
+        ])
+        .arg("--ready")
+        .arg(ready);
+        if let Some((g, interface)) = group {
+            cmd.args(["--join", &g.to_string(), "--interface", interface]);
+        }
+        let process = Background::spawn(&mut cmd)?;
+        crate::wait_for(
+            "the UDP receiver to listen",
+            Duration::from_secs(20),
+            || {
+                Ok(if ready.exists() {
+                    Ok(())
+                } else {
+                    Err("no ready file yet".to_owned())
+                })
+            },
+        )?;
+        Ok(UdpReceiver { process })
+    }
+
+    /// Sends `count` numbered UDP datagrams of `size` bytes from `ns` to
+    /// `to`, out of `interface` for an IPv6 multicast group.
+    pub fn udp_send(
+        &self,
+        ns: &Netns,
+        to: SocketAddr,
+        interface: Option<&str>,
+        count: u64,
+        size: usize,
+    ) -> Result<()> {
+        let mut cmd = ns.command(&self.path);
+        cmd.args([
+            "udp-send",
+            "--to",
+            &to.to_string(),
+            "--count",
+            &count.to_string(),
+            "--size",
+            &size.to_string(),
+        ]);
+        if let Some(i) = interface {
+            cmd.args(["--interface", i]);
+        }
         process::run_ok(&mut cmd, Duration::from_secs(60)).map(drop)
     }
 

@@ -106,7 +106,11 @@ fn one_von_cannot_reach_another_and_spoofed_sources_are_dropped() -> Result<()> 
     let spoofed = Ping::new(grid.address(1), COUNT)
         .interval(Duration::from_millis(50))
         .wait(1)
-        .source("100.64.1.99".parse().expect("literal address"))
+        .source(
+            "100.64.1.99"
+                .parse::<std::net::Ipv4Addr>()
+                .expect("literal address"),
+        )
         .run(h2.ns())?;
     assert_eq!(
         spoofed.received, 0,

@@ -11,6 +11,7 @@
 //! Revoked, refused and lease-lost members are said plainly, first.
 
 use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -188,6 +189,33 @@ fn table(out: &mut String, indent: &str, rows: &[Vec<String>]) {
     }
 }
 
+/// A member's addresses, IPv4 first: `100.64.1.2 fd00:7::2`, or one.
+fn addresses(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> String {
+    let all: Vec<String> = v4
+        .map(|a| a.to_string())
+        .into_iter()
+        .chain(v6.map(|a| a.to_string()))
+        .collect();
+    if all.is_empty() {
+        "-".to_owned()
+    } else {
+        all.join(" ")
+    }
+}
+
+/// This host's addresses with their prefix lengths.
+fn own_addresses(v: &VonStatus) -> String {
+    let all: Vec<String> = [
+        v.address.map(IpAddr::V4).zip(v.prefix_len),
+        v.address6.map(IpAddr::V6).zip(v.prefix6_len),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(a, l)| format!("{a}/{l}"))
+    .collect();
+    all.join(" ")
+}
+
 fn von(out: &mut String, v: &VonStatus) {
     let c: &VonCountersSnapshot = &v.counters;
     let _ = writeln!(
@@ -197,11 +225,10 @@ fn von(out: &mut String, v: &VonStatus) {
     );
     let _ = writeln!(
         out,
-        "  member {} (id {}) {}/{}, {} members, epoch {}, rate {} bit/s, dscp {}, mtu {}",
+        "  member {} (id {}) {}, {} members, epoch {}, rate {} bit/s, dscp {}, mtu {}",
         v.member,
         v.member_id,
-        v.address,
-        v.prefix_len,
+        own_addresses(v),
         v.members,
         v.epoch,
         v.rate_bps,
@@ -247,7 +274,7 @@ fn von(out: &mut String, v: &VonStatus) {
         }
         let mut rows = vec![header];
         for p in &v.peers {
-            let mut r = vec![p.name.clone(), p.address.to_string()];
+            let mut r = vec![p.name.clone(), addresses(p.address, p.address6)];
             for (_, l) in peer_links(p) {
                 r.push(l.endpoint.map_or_else(|| "-".to_owned(), |e| e.to_string()));
                 r.push(state_name(l.state).to_owned());

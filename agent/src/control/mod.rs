@@ -463,7 +463,9 @@ fn build(
         .map(|m| Member {
             id: m.id,
             name: m.name.clone(),
-            address: m.address,
+            address: Some(m.address),
+            // Keymgr mode is IPv4 for now: certificates carry one IPv4 address.
+            address6: None,
             endpoints: m.underlay.on(underlays),
         })
         .collect();

@@ -31,7 +31,7 @@ use crate::reload::{Applied, Registry};
 use crate::state;
 use crate::static_mode;
 use crate::status::{self, SharedWaiting, StatusSource, VonFacts, VonSource};
-use crate::tun::Tun;
+use crate::tun::{Tun, TunAddrs};
 use crate::underlay::UnderlaySocket;
 
 /// How long a stop waits for a VON's TUN to close once its loops are told to
@@ -250,7 +250,7 @@ impl Host {
         let name = von.name.to_string();
         let snapshot = p.shared.load_full();
         let me = snapshot.me().clone();
-        let prefix = snapshot.prefix();
+        let prefixes = snapshot.prefixes();
         let on_id = snapshot.on_id();
         if let Some(other) = self.running.iter().find(|r| r.on_id == on_id) {
             let e = AgentError::OnIdInUse {
@@ -264,7 +264,7 @@ impl Host {
             GuardedVon {
                 name: name.clone(),
                 interface: von.interface.as_str().to_owned(),
-                prefix,
+                prefixes,
             },
             p.shared.clone(),
         );
@@ -278,8 +278,10 @@ impl Host {
             let _data = self.data.enter();
             Tun::open(
                 von.interface.as_str(),
-                me.address,
-                prefix.prefix_len(),
+                TunAddrs {
+                    v4: me.address.zip(prefixes.v4.map(|p| p.prefix_len())),
+                    v6: me.address6.zip(prefixes.v6.map(|p| p.prefix_len())),
+                },
                 von.mtu.bytes(),
             )
         };
@@ -310,7 +312,8 @@ impl Host {
             counters.clone(),
         );
         info!(
-            von = %name, interface = tun.name(), address = %me.address, member = %me.name,
+            von = %name, interface = tun.name(), address = ?me.address, address6 = ?me.address6,
+            member = %me.name,
             members = snapshot.members().len(), mtu = von.mtu.bytes(), dscp = von.dscp.value(),
             incarnation, "VON up"
         );

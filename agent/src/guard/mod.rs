@@ -510,16 +510,21 @@ impl Watcher {
                     endpoints.push((label, *addr));
                 }
             }
-            let found = routes::conflicts(
-                &routes::VonRoutes {
-                    interface: &von.interface,
-                    prefix: von.prefix,
-                    endpoints,
-                },
-                &routes,
-                &addresses,
-                &binds(&self.underlays),
-            );
+            // The route check reads IPv4 routes; an IPv6 prefix is kept
+            // in its TUN by the filter alone (docs/leaks.md).
+            let found = match von.prefixes.v4 {
+                Some(prefix) => routes::conflicts(
+                    &routes::VonRoutes {
+                        interface: &von.interface,
+                        prefix,
+                        endpoints,
+                    },
+                    &routes,
+                    &addresses,
+                    &binds(&self.underlays),
+                ),
+                None => Vec::new(),
+            };
             let now: HashSet<RouteConflict> = found.iter().cloned().collect();
             for c in found.iter().filter(|c| !self.conflicts[i].contains(*c)) {
                 warn!(

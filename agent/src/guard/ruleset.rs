@@ -14,6 +14,10 @@
 //!   underlay or another VON's address), multicast and limited broadcast
 //!   apart, which the VON carries.
 //!
+//! A dual-stack VON gets both sets of rules, `ip` for its IPv4 prefix and
+//! `ip6` for its IPv6 prefix (IPv6 multicast, `ff00::/8`, being what the
+//! VON carries to every member); an IPv6-only VON gets the `ip6` set alone.
+//!
 //! Loopback is exempt both ways (a host talking to its own VON address never
 //! leaves it), and so is the agent's own underlay traffic, matched by its
 //! socket addresses (source address and port out, destination in), so even a
@@ -31,13 +35,15 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
-use von_packet::Ipv4Prefix;
+use von_packet::Prefixes;
 
 /// The table's family and name, as `nft` writes them.
 pub const TABLE: &str = "inet von";
 
 /// IPv4 multicast, which a VON carries to all its members.
 const MULTICAST: &str = "224.0.0.0/4";
+/// IPv6 multicast, which a VON carries to all its members.
+const MULTICAST6: &str = "ff00::/8";
 
 /// The base chains' priority: nftables' `raw`, before conntrack and NAT.
 const PRIORITY: i32 = -300;
@@ -49,8 +55,8 @@ pub struct GuardedVon {
     pub name: String,
     /// Its TUN interface.
     pub interface: String,
-    /// Its address range.
-    pub prefix: Ipv4Prefix,
+    /// Its address ranges (IPv4, IPv6 or both).
+    pub prefixes: Prefixes,
 }
 
 impl GuardedVon {
@@ -111,11 +117,11 @@ pub fn install_script(vons: &[GuardedVon], underlays: &[SocketAddr]) -> String {
              {dir} \"lo\" accept"
         );
         for u in underlays {
-            let SocketAddr::V4(u) = u else { continue };
+            let family = if u.is_ipv4() { "ip" } else { "ip6" };
             let addr = if u.ip().is_unspecified() {
                 String::new()
             } else {
-                format!("ip {iface} {} ", u.ip())
+                format!("{family} {iface} {} ", u.ip())
             };
             let _ = writeln!(s, "    {addr}udp {own} {} accept", u.port());
         }
@@ -125,21 +131,36 @@ pub fn install_script(vons: &[GuardedVon], underlays: &[SocketAddr]) -> String {
             } else {
                 von.injection_counter()
             };
-            let prefix = format!("{}/{}", von.prefix.network(), von.prefix.prefix_len());
-            for field in ["daddr", "saddr"] {
-                let _ = writeln!(
-                    s,
-                    "    {dir} != \"{}\" ip {field} {prefix} counter name \"{counter}\" drop",
-                    von.interface
-                );
-            }
-            if chain == "ingress" {
-                let _ = writeln!(
-                    s,
-                    "    iifname \"{}\" ip daddr != {{ {prefix}, {MULTICAST}, 255.255.255.255 }} \
-                     counter name \"{counter}\" drop",
-                    von.interface
-                );
+            let v4 = von.prefixes.v4.map(|p| {
+                (
+                    "ip",
+                    format!("{}/{}", p.network(), p.prefix_len()),
+                    format!("{MULTICAST}, 255.255.255.255"),
+                )
+            });
+            let v6 = von.prefixes.v6.map(|p| {
+                (
+                    "ip6",
+                    format!("{}/{}", p.network(), p.prefix_len()),
+                    MULTICAST6.to_owned(),
+                )
+            });
+            for (family, prefix, groups) in v4.into_iter().chain(v6) {
+                for field in ["daddr", "saddr"] {
+                    let _ = writeln!(
+                        s,
+                        "    {dir} != \"{}\" {family} {field} {prefix} counter name \"{counter}\" drop",
+                        von.interface
+                    );
+                }
+                if chain == "ingress" {
+                    let _ = writeln!(
+                        s,
+                        "    iifname \"{}\" {family} daddr != {{ {prefix}, {groups} }} \
+                         counter name \"{counter}\" drop",
+                        von.interface
+                    );
+                }
             }
         }
         s.push_str("  }\n");
@@ -181,14 +202,54 @@ pub fn parse_counters(json: &str, vons: &[GuardedVon]) -> Result<Option<Vec<Drop
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use von_packet::{Ipv4Prefix, Ipv6Prefix};
 
     fn grid() -> GuardedVon {
         GuardedVon {
             name: "grid".into(),
             interface: "von-grid".into(),
-            prefix: Ipv4Prefix::new(Ipv4Addr::new(100, 64, 1, 0), 24).unwrap(),
+            prefixes: Ipv4Prefix::new(Ipv4Addr::new(100, 64, 1, 0), 24)
+                .unwrap()
+                .into(),
         }
+    }
+
+    #[test]
+    fn a_dual_stack_von_is_guarded_in_both_families_and_ipv6_underlays_are_spared() {
+        let mut von = grid();
+        von.prefixes.v6 = Ipv6Prefix::new(Ipv6Addr::new(0xfd00, 7, 0, 0, 0, 0, 0, 0), 64);
+        let underlays = [
+            "[2001:db8::1]:4789".parse().unwrap(),
+            "[::]:4790".parse().unwrap(),
+        ];
+        let s = install_script(&[von], &underlays);
+        for line in [
+            "ip6 saddr 2001:db8::1 udp sport 4789 accept",
+            "ip6 daddr 2001:db8::1 udp dport 4789 accept",
+            "    udp dport 4790 accept",
+            "oifname != \"von-grid\" ip daddr 100.64.1.0/24 counter name \"leaks_grid\" drop",
+            "oifname != \"von-grid\" ip6 daddr fd00:7::/64 counter name \"leaks_grid\" drop",
+            "oifname != \"von-grid\" ip6 saddr fd00:7::/64 counter name \"leaks_grid\" drop",
+            "iifname != \"von-grid\" ip6 daddr fd00:7::/64 counter name \"injections_grid\" drop",
+            "iifname != \"von-grid\" ip6 saddr fd00:7::/64 counter name \"injections_grid\" drop",
+            "iifname \"von-grid\" ip6 daddr != { fd00:7::/64, ff00::/8 } \
+             counter name \"injections_grid\" drop",
+        ] {
+            assert!(s.contains(line), "missing {line:?} in\n{s}");
+        }
+        let v6_only = GuardedVon {
+            prefixes: Ipv6Prefix::new(Ipv6Addr::new(0xfd00, 7, 0, 0, 0, 0, 0, 0), 64)
+                .unwrap()
+                .into(),
+            ..grid()
+        };
+        let s = install_script(&[v6_only], &underlays);
+        assert!(
+            !s.contains(" ip daddr"),
+            "no IPv4 rules for an IPv6-only VON:\n{s}"
+        );
+        assert!(s.contains("ip6 saddr fd00:7::/64"), "{s}");
     }
 
     #[test]

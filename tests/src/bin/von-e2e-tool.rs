@@ -16,7 +16,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -90,6 +90,38 @@ enum Command {
         #[arg(long)]
         file: std::path::PathBuf,
     },
+    /// Bind UDP on BIND (joining the IPv6 group JOIN on INTERFACE if given),
+    /// create the file READY, then receive datagrams of the pattern
+    /// `udp-send` sends until COUNT arrived or SECS passed; prints how many
+    /// arrived intact, how many were damaged, and their sources.
+    UdpRecv {
+        #[arg(long)]
+        bind: SocketAddr,
+        #[arg(long)]
+        join: Option<Ipv6Addr>,
+        #[arg(long)]
+        interface: Option<String>,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        secs: u64,
+        #[arg(long)]
+        ready: std::path::PathBuf,
+    },
+    /// Send COUNT UDP datagrams of SIZE bytes (numbered, patterned) to TO,
+    /// out of INTERFACE for an IPv6 multicast group, GAP_MS apart.
+    UdpSend {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long)]
+        interface: Option<String>,
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value_t = 200)]
+        size: usize,
+        #[arg(long, default_value_t = 5)]
+        gap_ms: u64,
+    },
     /// Bind UDP and TCP on ADDR, create the file READY, then count UDP
     /// datagrams and accepted TCP connections until SECS have passed.
     Listen {
@@ -135,6 +167,34 @@ fn main() {
         Command::SendRaw { hex } => send_raw(&hex),
         Command::SendRawFile { file } => send_raw_file(&file),
         Command::Listen { addr, ready, secs } => listen(addr, &ready, Duration::from_secs(secs)),
+        Command::UdpRecv {
+            bind,
+            join,
+            interface,
+            count,
+            secs,
+            ready,
+        } => udp_recv(
+            bind,
+            join,
+            interface.as_deref(),
+            count,
+            Duration::from_secs(secs),
+            &ready,
+        ),
+        Command::UdpSend {
+            to,
+            interface,
+            count,
+            size,
+            gap_ms,
+        } => udp_send(
+            to,
+            interface.as_deref(),
+            count,
+            size,
+            Duration::from_millis(gap_ms),
+        ),
     };
     match result {
         Ok(line) => println!("{line}"),
@@ -368,4 +428,104 @@ fn listen(addr: SocketAddr, ready: &std::path::Path, for_how_long: Duration) -> 
         }
     }
     Ok(serde_json::json!({ "udp": datagrams, "tcp": connections }).to_string())
+}
+
+/// The interface index of `name` in this namespace (`ip netns exec`
+/// mounts the namespace's own /sys).
+fn ifindex(name: &str) -> Result<u32> {
+    let path = format!("/sys/class/net/{name}/ifindex");
+    std::fs::read_to_string(&path)
+        .map_err(|e| format!("{path}: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+/// Datagram `n` of `size` bytes: its number, then a pattern derived from it.
+fn datagram(n: u64, size: usize) -> Vec<u8> {
+    let mut d: Vec<u8> = (0..size.max(8))
+        .map(|i| (n as usize).wrapping_mul(31).wrapping_add(i) as u8)
+        .collect();
+    d[..8].copy_from_slice(&n.to_be_bytes());
+    d
+}
+
+fn udp_send(
+    to: SocketAddr,
+    interface: Option<&str>,
+    count: u64,
+    size: usize,
+    gap: Duration,
+) -> Result<String> {
+    let mut to = to;
+    let any: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!())
+    } else {
+        "[::]:0".parse().unwrap_or_else(|_| unreachable!())
+    };
+    let sock = UdpSocket::bind(any).map_err(|e| format!("bind: {e}"))?;
+    if let (Some(name), SocketAddr::V6(v6)) = (interface, &mut to) {
+        let index = ifindex(name)?;
+        v6.set_scope_id(index);
+        socket2::SockRef::from(&sock)
+            .set_multicast_if_v6(index)
+            .map_err(|e| format!("IPV6_MULTICAST_IF {name}: {e}"))?;
+    }
+    for n in 0..count {
+        sock.send_to(&datagram(n, size), to)
+            .map_err(|e| format!("send to {to}: {e}"))?;
+        std::thread::sleep(gap);
+    }
+    Ok(serde_json::json!({ "sent": count, "to": to.to_string() }).to_string())
+}
+
+fn udp_recv(
+    bind: SocketAddr,
+    join: Option<Ipv6Addr>,
+    interface: Option<&str>,
+    count: u64,
+    for_how_long: Duration,
+    ready: &std::path::Path,
+) -> Result<String> {
+    let sock = UdpSocket::bind(bind).map_err(|e| format!("bind UDP {bind}: {e}"))?;
+    if let Some(group) = join {
+        let index = interface.map(ifindex).transpose()?.unwrap_or(0);
+        sock.join_multicast_v6(&group, index)
+            .map_err(|e| format!("join {group} on {interface:?}: {e}"))?;
+    }
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    std::fs::write(ready, b"listening\n").map_err(|e| format!("{}: {e}", ready.display()))?;
+    let deadline = Instant::now() + for_how_long;
+    let (mut intact, mut damaged, mut duplicates) = (0u64, 0u64, 0u64);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut sources = std::collections::BTreeSet::new();
+    let mut buf = vec![0u8; 65_536];
+    while intact < count && Instant::now() < deadline {
+        let Ok((len, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        sources.insert(from.ip().to_string());
+        let got = &buf[..len];
+        let n = got
+            .get(..8)
+            .map(|b| u64::from_be_bytes(b.try_into().unwrap_or_default()));
+        match n {
+            Some(n) if got == datagram(n, len).as_slice() => {
+                if seen.insert(n) {
+                    intact += 1;
+                } else {
+                    duplicates += 1;
+                }
+            }
+            _ => damaged += 1,
+        }
+    }
+    Ok(serde_json::json!({
+        "received": intact,
+        "damaged": damaged,
+        "duplicates": duplicates,
+        "sources": sources.into_iter().collect::<Vec<_>>(),
+    })
+    .to_string())
 }
