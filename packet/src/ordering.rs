@@ -420,3 +420,124 @@ impl Reorder {
 fn slot(seq: u64) -> usize {
     (seq % SLOTS as u64) as usize
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    const A: Underlay = Underlay::FIRST;
+    const B: Underlay = match Underlay::at(1) {
+        Some(u) => u,
+        None => unreachable!(),
+    };
+    const BOTH: u8 = 0b11;
+    const MS: Duration = Duration::from_millis(1);
+
+    fn ring() -> (Reorder, Arc<OrderingCounters>) {
+        let c = Arc::new(OrderingCounters::default());
+        let config = OrderingConfig {
+            bound: 20 * MS,
+            slot_len: 16,
+        };
+        (Reorder::new(config, c.clone()), c)
+    }
+
+    fn drain(r: &mut Reorder, now: Instant, up: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(range) = r.release(now, up) {
+            out.push(r.packet(range)[0]);
+        }
+        out
+    }
+
+    #[test]
+    fn a_gap_filled_late_releases_in_order() {
+        let (mut r, c) = ring();
+        let t = Instant::now();
+        assert_eq!(r.accept(t, B, 10, &[10]), Accept::Deliver);
+        assert_eq!(r.accept(t, B, 12, &[12]), Accept::Held);
+        assert_eq!(r.accept(t, B, 13, &[13]), Accept::Held);
+        // A has not passed 11 yet: wait.
+        assert_eq!(drain(&mut r, t, BOTH), Vec::<u8>::new());
+        assert_eq!(r.accept(t + 5 * MS, A, 11, &[11]), Accept::Deliver);
+        assert_eq!(drain(&mut r, t + 5 * MS, BOTH), vec![12, 13]);
+        let s = c.snapshot();
+        assert_eq!((s.in_order, s.reordered, s.held), (2, 2, 0));
+    }
+
+    #[test]
+    fn a_gap_passed_on_every_up_underlay_is_given_up_at_once() {
+        let (mut r, c) = ring();
+        let t = Instant::now();
+        r.accept(t, A, 1, &[1]);
+        // 2 went to another member: 3 comes on both underlays.
+        assert_eq!(r.accept(t, A, 3, &[3]), Accept::Held);
+        assert_eq!(drain(&mut r, t, BOTH), Vec::<u8>::new(), "B may bring 2");
+        r.observe(t, B, 3);
+        assert_eq!(drain(&mut r, t, BOTH), vec![3]);
+        // With B down, A's word is enough.
+        assert_eq!(r.accept(t, A, 5, &[5]), Accept::Held);
+        assert_eq!(drain(&mut r, t, A.bit()), vec![5]);
+        assert_eq!(c.snapshot().reordered, 2);
+        assert_eq!(c.snapshot().released_on_timeout, 0);
+    }
+
+    #[test]
+    fn the_bound_gives_up_a_gap_and_a_late_frame_is_dropped() {
+        let (mut r, c) = ring();
+        let t = Instant::now();
+        r.accept(t, A, 1, &[1]);
+        r.accept(t, A, 3, &[3]);
+        r.accept(t + 5 * MS, A, 4, &[4]);
+        assert_eq!(r.poll_timeout(), Some(t + 20 * MS));
+        assert_eq!(drain(&mut r, t + 19 * MS, BOTH), Vec::<u8>::new());
+        assert_eq!(drain(&mut r, t + 20 * MS, BOTH), vec![3, 4]);
+        assert_eq!(r.accept(t + 21 * MS, B, 2, &[2]), Accept::Late);
+        let s = c.snapshot();
+        assert_eq!((s.released_on_timeout, s.late, s.held), (2, 1, 0));
+        assert_eq!(r.poll_timeout(), None);
+    }
+
+    #[test]
+    fn overflow_releases_early_in_order_then_holds_the_newcomer() {
+        let (mut r, c) = ring();
+        let t = Instant::now();
+        r.accept(t, A, 0, &[0]);
+        r.accept(t, A, 2, &[2]);
+        r.accept(t, A, 3, &[3]);
+        // 1 is missing; 2 + SLOTS does not fit: 2 and 3 leave, 1 is given up.
+        let far = 2 + SLOTS as u64;
+        assert_eq!(r.accept(t, A, far, &[9]), Accept::Held);
+        assert_eq!(drain(&mut r, t, BOTH), vec![2, 3]);
+        assert_eq!(r.held(), 1, "the newcomer waits behind the new gap");
+        assert_eq!(r.accept(t, A, 1, &[1]), Accept::Late);
+        let s = c.snapshot();
+        assert_eq!((s.released_on_overflow, s.late, s.held), (2, 1, 1));
+    }
+
+    #[test]
+    fn a_restart_jump_with_nothing_held_forgets_old_fillers() {
+        let (mut r, _) = ring();
+        let t = Instant::now();
+        r.accept(t, A, 5, &[5]);
+        r.filler(t, B, 7);
+        let restarted = (2u64 << 32) + 7;
+        assert_eq!(r.accept(t, A, restarted, &[7]), Accept::Held);
+        assert_eq!(drain(&mut r, t, A.bit()), vec![7]);
+        assert_eq!(r.accept(t, A, restarted + 1, &[8]), Accept::Deliver);
+    }
+
+    #[test]
+    fn keepalives_fill_their_positions() {
+        let (mut r, c) = ring();
+        let t = Instant::now();
+        r.accept(t, A, 1, &[1]);
+        r.accept(t, A, 3, &[3]);
+        r.filler(t, B, 2);
+        assert_eq!(drain(&mut r, t, BOTH), vec![3]);
+        r.filler(t, B, 4);
+        assert_eq!(r.accept(t, A, 5, &[5]), Accept::Deliver);
+        assert_eq!(c.snapshot().in_order, 2);
+    }
+}
