@@ -153,7 +153,12 @@ fn ordering(c: &mut Criterion) {
             })
         });
         let c = net.hosts[1].counters.snapshot();
-        assert_eq!(c.ordering_late + c.auth_failures, 0, "{name}: {c:?}");
+        // The ring starts at the first frame it sees: with pairs swapped,
+        // the very first pair's lower frame comes after it, late.
+        assert!(
+            c.ordering_late <= 1 && c.auth_failures == 0,
+            "{name}: {c:?}"
+        );
         assert!(delivered > 0);
     }
     group.finish();
