@@ -151,12 +151,15 @@ fn run(s: &Scenario) -> Outcome {
     }
 }
 
+/// Records one delivered packet at an instant.
+type Take<'a> = dyn FnMut(&[u8], Instant, &mut Vec<u32>) + 'a;
+
 /// Runs the inbound half's timers up to `until`, collecting releases.
 fn timers(
     host: &mut von_packet::Inbound,
     until: Instant,
     delivered: &mut Vec<u32>,
-    take: &mut dyn FnMut(&[u8], Instant, &mut Vec<u32>),
+    take: &mut Take<'_>,
 ) {
     while let Some(due) = host.poll_timeout().filter(|&d| d <= until) {
         host.handle_timeout(due);
