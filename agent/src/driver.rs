@@ -42,14 +42,14 @@ use von_config::{AgentConfig, ConfigError, UnderlayEndpoints};
 use von_crypto::freshness::MAX_KEEPALIVE_LEN;
 use von_packet::demux::{Demux, Unrouted, datagrams};
 use von_packet::{
-    Action, Challenges, DOWN_AFTER, DropReason, Inbound, Outbound, PACKET_OFFSET, PerUnderlay,
-    SocketCounters, Underlay, UnderlayName, VonCounters, counters_bump,
+    Action, Challenges, DOWN_AFTER, DropReason, Inbound, OrderingConfig, Outbound, PACKET_OFFSET,
+    PerUnderlay, SocketCounters, Underlay, UnderlayName, VonCounters, counters_bump,
 };
 
 use crate::control;
 use crate::guard::{Guard, GuardError, GuardedVon};
 use crate::metrics::{self, MetricsError};
-use crate::reload::{Applied, Registry, VonChange};
+use crate::reload::{Applied, LiveSettings, Registry, VonChange};
 use crate::state::{self, StateError};
 use crate::static_mode::StaticModeError;
 use crate::status::{self, StatusError, StatusSource};
@@ -685,7 +685,7 @@ impl Out<'_> {
                 }
             }
             Action::Drop(reason) => log.dropped(now, reason),
-            Action::Deliver { .. } | Action::Queued => {}
+            Action::Deliver { .. } | Action::Queued | Action::Held => {}
         }
     }
 }
@@ -769,8 +769,12 @@ async fn inbound_loop(
             () = sleep_until_opt(due.or(Some(tokio::time::Instant::now() + IDLE_TICK))) => {
                 let now = Instant::now();
                 for v in &mut vons {
+                    if let Some(s) = v.von.live.changed() {
+                        v.von.inbound.set_ordering(ordering_of(&s));
+                    }
                     v.von.inbound.handle_timeout(now);
                     log_health(&mut v.von.inbound, &v.von.span, &names);
+                    released(v, now, &mut log, true).await;
                 }
                 continue;
             }
@@ -831,8 +835,10 @@ async fn inbound_loop(
                         let _entered = v.von.span.enter();
                         v.log.dropped(now, reason);
                     }
-                    Action::Send { .. } | Action::Queued => {}
+                    Action::Send { .. } | Action::Queued | Action::Held => {}
                 }
+                // What the ordering stage releases follows, in order.
+                released(v, now, &mut log, false).await;
             }
         }
         let now = Instant::now();
@@ -842,6 +848,33 @@ async fn inbound_loop(
             }
         }
     }
+}
+
+/// Queues for the TUN every packet the VON's ordering stage releases now
+/// (`ordering.rs` of von-packet), after whatever was delivered before;
+/// `flush` writes them at once (after a timeout nothing else would).
+async fn released(v: &mut InboundSlot, now: Instant, log: &mut LogLimiter, flush: bool) {
+    loop {
+        if v.writes.is_full() {
+            write_tun(&v.von.tun, &mut v.writes, &v.von.inbound, now, log).await;
+        }
+        let Some(packet) = v.von.inbound.poll_deliver(now) else {
+            break;
+        };
+        v.writes.push(packet);
+    }
+    if flush && !v.writes.is_empty() {
+        write_tun(&v.von.tun, &mut v.writes, &v.von.inbound, now, log).await;
+    }
+}
+
+/// The ordering stage a VON's live settings ask for: its bound, and a slot
+/// for one packet of its MTU.
+pub(crate) fn ordering_of(s: &LiveSettings) -> Option<OrderingConfig> {
+    s.ordering.map(|bound| OrderingConfig {
+        bound,
+        slot_len: usize::from(s.mtu),
+    })
 }
 
 /// Writes one VON's delivered packets; a failed write counts once.

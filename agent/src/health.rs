@@ -13,7 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use serde::{Deserialize, Serialize};
 
-use von_packet::{PeerHealth, PerUnderlay, SenderCountersSnapshot, Snapshot, UnderlayName};
+use von_packet::{
+    OrderingCountersSnapshot, PeerHealth, PerUnderlay, SenderCountersSnapshot, Snapshot,
+    UnderlayName,
+};
 
 /// When this member's lease in the view runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +45,10 @@ pub struct PeerStatus {
     /// counters; `docs/status.md`).
     #[serde(default)]
     pub elimination: SenderCountersSnapshot,
+    /// Its frames as this host's ordering stage saw them (RFC 9550's POF;
+    /// all zero while the VON has no `ordering`; `docs/status.md`).
+    #[serde(default)]
+    pub ordering: OrderingCountersSnapshot,
 }
 
 /// A link's state: `up` while something authenticated arrived within the
@@ -202,6 +209,7 @@ pub(crate) fn peers(
                 address6: m.address6,
                 underlay: names.iter().map(|(u, n)| (*n, link(u))).collect(),
                 elimination: known.map(|h| h.frames).unwrap_or_default(),
+                ordering: known.map(|h| h.ordering).unwrap_or_default(),
             }
         })
         .collect()

@@ -29,7 +29,8 @@ use std::sync::atomic::AtomicU64;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use von_packet::{
-    SenderCountersSnapshot, SocketCountersSnapshot, UnderlayCountersSnapshot, VonCountersSnapshot,
+    OrderingCountersSnapshot, SenderCountersSnapshot, SocketCountersSnapshot,
+    UnderlayCountersSnapshot, VonCountersSnapshot,
 };
 
 use crate::health::{LinkState, LinkStatus};
@@ -196,6 +197,7 @@ const DROPS: &[(&str, Read<VonCountersSnapshot>)] = &[
     ("tun_errors", |c| c.tun_errors),
     ("unproven", |c| c.unproven),
     ("stale", |c| c.stale),
+    ("late", |c| c.ordering_late),
 ];
 
 /// The per-underlay counters of a VON.
@@ -259,6 +261,42 @@ const SENDER_COUNTERS: &[(&str, &str, Read<SenderCountersSnapshot>)] = &[
         "resets",
         "Times the peer's sequence started over: a restart or a new epoch (802.1CB SeqRecoveryResets)",
         |s| s.resets,
+    ),
+];
+
+/// Each sender's ordering stage counters (`von_sender_ordering_<name>_total`,
+/// labels `von` and `peer`), after RFC 9550's packet ordering function;
+/// `held` is a gauge (`von_sender_ordering_held`).
+const ORDERING_COUNTERS: &[(&str, &str, Read<OrderingCountersSnapshot>)] = &[
+    (
+        "in_order",
+        "The peer's packets delivered at once, nothing before them missing",
+        |s| s.in_order,
+    ),
+    (
+        "reordered",
+        "The peer's packets held, then delivered in order once the gap before them filled or was passed on every live underlay",
+        |s| s.reordered,
+    ),
+    (
+        "released_on_timeout",
+        "The peer's packets held, then delivered when the oldest held packet had waited the ordering bound",
+        |s| s.released_on_timeout,
+    ),
+    (
+        "released_on_overflow",
+        "The peer's packets delivered early because the reorder ring was full (or too big to hold)",
+        |s| s.released_on_overflow,
+    ),
+    (
+        "late",
+        "The peer's packets dropped because their gap had been given up (delivering them would break FIFO)",
+        |s| s.late,
+    ),
+    (
+        "flushed",
+        "The peer's held packets dropped when their window was dropped or ordering was reconfigured",
+        |s| s.flushed,
     ),
 ];
 
@@ -425,6 +463,31 @@ pub fn render(report: &StatusReport) -> String {
                 let labels = vec![("von", v.name.clone()), ("peer", p.name.clone())];
                 inc(&f, labels, get(&p.elimination));
             }
+        }
+    }
+
+    for &(name, help, get) in ORDERING_COUNTERS {
+        let f = counter(&mut r, &format!("sender_ordering_{name}"), help);
+        for v in &report.vons {
+            for p in &v.peers {
+                let labels = vec![("von", v.name.clone()), ("peer", p.name.clone())];
+                inc(&f, labels, get(&p.ordering));
+            }
+        }
+    }
+    let held = gauge(
+        &mut r,
+        "sender_ordering_held",
+        "The peer's packets the ordering stage holds now",
+    );
+    for v in &report.vons {
+        for p in &v.peers {
+            let labels = vec![("von", v.name.clone()), ("peer", p.name.clone())];
+            set(
+                &held,
+                labels,
+                i64::try_from(p.ordering.held).unwrap_or(i64::MAX),
+            );
         }
     }
 

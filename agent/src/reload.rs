@@ -8,10 +8,12 @@
 //! 2. compare it with the config the agent runs, setting by setting, VON by
 //!    VON (by name, as `wg syncconf` compares peers by key): a VON whose
 //!    settings are equal is not touched at all;
-//! 3. a running VON's `rate`, `burst`, `dscp` and `mtu` are applied live:
-//!    stored in its [`SharedLive`], which its outbound loop reads once per
-//!    wake-up ([`Applied::changed`]) — no rekey, no re-join, the sequence
-//!    counter and the shaping queue kept. Logged as "applied";
+//! 3. a running VON's `rate`, `burst`, `dscp`, `mtu` and `ordering` are
+//!    applied live: stored in its [`SharedLive`], which its outbound loop
+//!    (and, for `ordering`, the inbound loop) reads once per wake-up
+//!    ([`Applied::changed`]) — no rekey, no re-join, the sequence counter
+//!    and the shaping queue kept (packets the ordering stage holds at that
+//!    instant are dropped, counted `flushed`). Logged as "applied";
 //! 4. a VON added to the file is started, one removed is stopped (a
 //!    keymgr-mode VON leaves its group first), and a VON whose interface,
 //!    mode, view, key manager or key files changed is stopped and started
@@ -44,6 +46,8 @@ pub struct LiveSettings {
     pub dscp: u8,
     /// The TUN's MTU, bytes.
     pub mtu: u16,
+    /// In-order delivery bound (`ordering.rs` of von-packet); `None`: off.
+    pub ordering: Option<std::time::Duration>,
 }
 
 impl LiveSettings {
@@ -54,6 +58,7 @@ impl LiveSettings {
             burst_bytes: von.burst.bytes(),
             dscp: von.dscp.value(),
             mtu: von.mtu.bytes(),
+            ordering: von.ordering,
         }
     }
 }
@@ -237,8 +242,15 @@ pub fn reload(path: &Path, running: &mut AgentConfig, registry: &Registry) -> Ou
                     von.name, von.rate, want.rate, von.burst, want.burst, von.dscp.value(),
                     want.dscp.value(), von.mtu.bytes(), want.mtu.bytes()
                 );
-                (von.rate, von.burst, von.dscp, von.mtu) =
-                    (want.rate, want.burst, want.dscp, want.mtu);
+                if von.ordering != want.ordering {
+                    info!(
+                        config = %file, von = %von.name,
+                        "reload: VON {}: ordering {} -> {}: applied",
+                        von.name, show_ordering(von.ordering), show_ordering(want.ordering)
+                    );
+                }
+                (von.rate, von.burst, von.dscp, von.mtu, von.ordering) =
+                    (want.rate, want.burst, want.dscp, want.mtu, want.ordering);
                 applied += 1;
             }
         }
@@ -316,6 +328,11 @@ enum Applies {
     Restart,
 }
 
+/// `ordering` as written, "off" when absent.
+fn show_ordering(o: Option<std::time::Duration>) -> String {
+    o.map_or_else(|| "off".to_owned(), |d| format!("{}ms", d.as_millis()))
+}
+
 /// The differences of one VON, named like the fields of its `[[von]]` table.
 fn von_diff(old: &VonConfig, new: &VonConfig) -> Vec<(Applies, String)> {
     let name = &old.name;
@@ -352,6 +369,15 @@ fn von_diff(old: &VonConfig, new: &VonConfig) -> Vec<(Applies, String)> {
             new.mtu.bytes()
         ),
         old.mtu != new.mtu,
+    );
+    field(
+        Applies::Live,
+        format!(
+            "VON {name}: ordering changed ({} -> {})",
+            show_ordering(old.ordering),
+            show_ordering(new.ordering)
+        ),
+        old.ordering != new.ordering,
     );
     field(
         Applies::Restart,
@@ -405,7 +431,7 @@ mod tests {
     #[test]
     fn each_difference_is_named_once_and_unchanged_vons_not_at_all() {
         let old = config("", &format!("{GRID}{LAB}"));
-        let grid = GRID.replace("100mbit", "50mbit") + "mtu = 1400\n";
+        let grid = GRID.replace("100mbit", "50mbit") + "mtu = 1400\nordering = \"20ms\"\n";
         let new = config("log = \"debug\"", &grid);
         assert_eq!(
             diff(&old, &new),
@@ -414,6 +440,7 @@ mod tests {
                 "VON grid: rate changed (100mbit -> 50mbit)",
                 "VON grid: burst changed (125000b -> 62500b)",
                 "VON grid: mtu changed (1432 -> 1400)",
+                "VON grid: ordering changed (off -> 20ms)",
                 "VON lab removed",
             ]
         );
@@ -435,6 +462,7 @@ mod tests {
             burst_bytes: 3000,
             dscp: 10,
             mtu: 1400,
+            ordering: Some(std::time::Duration::from_millis(20)),
         };
         registry
             .get("grid")

@@ -18,7 +18,7 @@ use crate::error::{Origin, parse_toml, read};
 use crate::keymgr::EmbeddedFile;
 use crate::{
     ByteSize, ConfigError, Dscp, Endpoint, InterfaceName, KeymgrConfig, MAX_UNDERLAYS, MemberName,
-    Mtu, PerUnderlay, Rate, UnderlayName, ValueError, VonName,
+    Mtu, PerUnderlay, Period, Rate, UnderlayName, ValueError, VonName,
 };
 
 /// Default `state_dir`: sequence incarnations, last view and key.
@@ -29,6 +29,9 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/von/control.sock";
 pub const DEFAULT_LOG: &str = "info";
 /// The default burst holds this much traffic at the contracted rate...
 pub const DEFAULT_BURST_TIME: Duration = Duration::from_millis(10);
+/// The largest `ordering` bound: it is the latency ordering may add, and
+/// past a second holding traffic back harms more than reordering does.
+pub const MAX_ORDERING: Duration = Duration::from_secs(1);
 /// ...and at least this many full-size packets.
 pub const DEFAULT_BURST_PACKETS: u64 = 2;
 
@@ -82,6 +85,10 @@ pub struct VonConfig {
     pub dscp: Dscp,
     /// Inner MTU of the interface (default 1432).
     pub mtu: Mtu,
+    /// In-order delivery per sender: hold a frame that overtook a missing
+    /// one at most this long (`ordering = "20ms"`); `None` (the default):
+    /// every first copy at once. At most [`MAX_ORDERING`].
+    pub ordering: Option<Duration>,
     /// Where view and key come from.
     pub mode: VonMode,
 }
@@ -353,6 +360,7 @@ struct VonFile {
     burst: Option<ByteSize>,
     dscp: Option<Dscp>,
     mtu: Option<Mtu>,
+    ordering: Option<Period>,
     #[serde(rename = "static")]
     static_mode: Option<StaticMode>,
     keymgr: Option<KeymgrEndpoint>,
@@ -515,6 +523,17 @@ impl VonFile {
             Some(b) => b,
             None => VonConfig::default_burst(self.rate, mtu),
         };
+        let ordering = match self.ordering {
+            Some(p) if p.duration() > MAX_ORDERING => {
+                return Err(origin.field(
+                    format_args!("{at}.ordering"),
+                    format_args!(
+                        "\"{p}\" is longer than the largest ordering bound \"1s\" (it is the delay a held packet may get; use e.g. \"20ms\", a little above the underlays' delay difference, or omit it to deliver every packet at once)"
+                    ),
+                ));
+            }
+            p => p.map(Period::duration),
+        };
         let mode = match (self.static_mode, self.keymgr) {
             (Some(_), Some(_)) => {
                 return Err(origin.field(
@@ -600,6 +619,7 @@ impl VonFile {
             burst,
             dscp: self.dscp.unwrap_or(Dscp::EF),
             mtu,
+            ordering,
             mode,
         })
     }

@@ -29,7 +29,8 @@ mod views;
 
 pub use agent::{
     AgentConfig, DEFAULT_BURST_PACKETS, DEFAULT_BURST_TIME, DEFAULT_CONTROL_SOCKET, DEFAULT_LOG,
-    DEFAULT_STATE_DIR, KeymgrEndpoint, KeymgrMode, StaticMode, UnderlayConfig, VonConfig, VonMode,
+    DEFAULT_STATE_DIR, KeymgrEndpoint, KeymgrMode, MAX_ORDERING, StaticMode, UnderlayConfig,
+    VonConfig, VonMode,
 };
 pub use error::{ConfigError, ValueError};
 pub use family::{VonAddresses, VonPrefixes};

@@ -46,6 +46,7 @@ fn defaults() {
     assert_eq!(v.mtu.bytes(), 1432);
     // 10 ms at 20 Mbit/s is 25,000 bytes, above two MTUs (2,864).
     assert_eq!(v.burst.bytes(), 25_000);
+    assert_eq!(v.ordering, None, "first copy at once unless asked");
     match &v.mode {
         VonMode::Static(s) => {
             assert_eq!(s.view, Path::new("/etc/von/grid.view.toml"));
@@ -53,6 +54,23 @@ fn defaults() {
         }
         VonMode::Keymgr(_) => panic!("expected static mode"),
     }
+}
+
+#[test]
+fn ordering_takes_a_bound_up_to_a_second() {
+    let with = |o: &str| {
+        let text = STATIC_VON.replace(
+            "name = \"grid\"",
+            &format!("name = \"grid\"\nordering = \"{o}\""),
+        );
+        parse(&format!("{BASE}{text}")).map(|c| c.vons[0].ordering)
+    };
+    assert_eq!(
+        with("20ms").unwrap(),
+        Some(std::time::Duration::from_millis(20))
+    );
+    assert_eq!(with("1s").unwrap(), Some(std::time::Duration::from_secs(1)));
+    assert!(with("1001ms").is_err());
 }
 
 #[test]
@@ -100,6 +118,14 @@ fn field_errors_name_path_value_and_fix() {
                 "name = \"grid\"\ninterface = \"von-grid-primary\"",
             ),
             r#"von.toml: von[0].interface: "von-grid-primary" is 16 bytes; an interface name has 1 to 15 (Linux's limit; example: "von-grid")"#,
+        ),
+        (
+            STATIC_VON.replace("name = \"grid\"", "name = \"grid\"\nordering = \"2s\""),
+            r#"von.toml: von[0].ordering: "2s" is longer than the largest ordering bound "1s" (it is the delay a held packet may get; use e.g. "20ms", a little above the underlays' delay difference, or omit it to deliver every packet at once)"#,
+        ),
+        (
+            STATIC_VON.replace("name = \"grid\"", "name = \"grid\"\nordering = \"20\""),
+            r#"von.toml: von[0].ordering: "20" is not a duration: it has no unit (units: ms, s, m, h; example: "30s")"#,
         ),
         (
             STATIC_VON.replace("name = \"grid\"", "name = \"grid\"\nburst = \"1kb\""),

@@ -36,6 +36,9 @@ pub enum Action<'a> {
     /// Outbound: held in the shaping queue until tokens allow; the driver
     /// collects it later from `Outbound::handle_queue`.
     Queued,
+    /// Inbound: held by the ordering stage (`ordering.rs`) until the gap
+    /// before it fills; the driver collects it from `Inbound::poll_deliver`.
+    Held,
 }
 
 /// Why a packet was dropped. Each reason maps to exactly one counter.
@@ -88,6 +91,9 @@ pub enum DropReason {
     /// Inbound: sealed before the sender proved its position to this
     /// start: a replay of old traffic, or a frame delayed across the restart.
     Stale,
+    /// Inbound: the ordering stage gave up its gap before it arrived;
+    /// delivering it now would break FIFO (`ordering.rs`).
+    Late,
 }
 
 impl DropReason {
@@ -115,6 +121,7 @@ impl DropReason {
             DropReason::FromSelf => "from_self",
             DropReason::Unproven => "unproven",
             DropReason::Stale => "stale",
+            DropReason::Late => "late",
         }
     }
 
@@ -128,6 +135,7 @@ impl DropReason {
                 | DropReason::NotData
                 | DropReason::RateExceeded
                 | DropReason::Unproven
+                | DropReason::Late
         )
     }
 }

@@ -93,6 +93,9 @@ pub struct VonCounters {
     /// Frames sealed before their sender proved its position to this start
     /// (replays of recorded traffic, or frames delayed across a restart).
     pub stale: AtomicU64,
+    /// Frames the ordering stage dropped: their gap was given up before
+    /// they arrived (`ordering.rs`; per sender in `ordering.late`).
+    pub ordering_late: AtomicU64,
 }
 
 /// Host-wide counts of one underlay socket, before a frame is matched to a VON.
@@ -154,6 +157,7 @@ impl VonCounters {
             FromSelf => &self.from_self,
             Unproven => &self.unproven,
             Stale => &self.stale,
+            Late => &self.ordering_late,
         });
     }
 
@@ -198,6 +202,7 @@ impl VonCounters {
             tun_errors: l(&self.tun_errors),
             unproven: l(&self.unproven),
             stale: l(&self.stale),
+            ordering_late: l(&self.ordering_late),
         }
     }
 }
@@ -256,6 +261,7 @@ pub struct VonCountersSnapshot {
     pub tun_errors: u64,
     pub unproven: u64,
     pub stale: u64,
+    pub ordering_late: u64,
 }
 
 impl VonCountersSnapshot {

@@ -49,6 +49,8 @@ pub struct SenderCounters {
     /// Receive windows opened for this sender (one per epoch); from the
     /// second on, each is a reset.
     windows: AtomicU64,
+    /// The sender's ordering stage counters (`ordering.rs`), beside these.
+    ordering: std::sync::Arc<super::ordering::OrderingCounters>,
 }
 
 impl SenderCounters {
@@ -89,6 +91,16 @@ impl SenderCounters {
     /// no longer be filled.
     pub(crate) fn retired(&self, unfilled: u64) {
         self.lost.fetch_add(unfilled, Relaxed);
+    }
+
+    /// The sender's ordering counters, for its reorder rings to share.
+    pub(crate) fn ordering(&self) -> std::sync::Arc<super::ordering::OrderingCounters> {
+        self.ordering.clone()
+    }
+
+    /// A plain copy of the ordering counters, for reporting.
+    pub fn ordering_snapshot(&self) -> super::ordering::OrderingCountersSnapshot {
+        self.ordering.snapshot()
     }
 
     /// A plain copy for reporting.

@@ -17,6 +17,7 @@ use super::counters::{VonCounters, bump};
 use super::elimination::SenderCounters;
 use super::inner::{InnerAddrs, inner_addrs};
 use super::keepalive::{HealthBoard, HealthEvent, Liveness};
+use super::ordering::{Accept, OrderingConfig, Reorder};
 use super::seen::{Seen, SeenOn};
 use super::snapshot::Snapshot;
 
@@ -26,14 +27,17 @@ struct Receiver {
     seen: SeenOn,
     /// The sender's elimination counters (shared by all its epochs).
     frames: Arc<SenderCounters>,
+    /// The ordering stage's ring, when the VON orders (`ordering.rs`).
+    order: Option<Reorder>,
 }
 
 impl Receiver {
-    fn new(frames: Arc<SenderCounters>) -> Self {
+    fn new(frames: Arc<SenderCounters>, ordering: Option<OrderingConfig>) -> Self {
         frames.window_opened();
         Receiver {
             window: ReplayWindow::new(),
             seen: SeenOn::default(),
+            order: ordering.map(|c| Reorder::new(c, frames.ordering())),
             frames,
         }
     }
@@ -63,6 +67,16 @@ pub struct Inbound {
     challenges: Arc<Challenges>,
     /// Who was heard on which underlay (see `keepalive.rs`).
     liveness: Liveness,
+    /// In-order delivery (`ordering.rs`); `None`: first copy at once.
+    ordering: Option<OrderingConfig>,
+    /// Receivers that may have held frames to release, for
+    /// [`Inbound::poll_deliver`] (drained after every call; no allocation
+    /// per packet: at most one entry after `handle`).
+    ready: Vec<(MemberId, Epoch)>,
+    /// No receiver's held frame is due before this (may be early).
+    ordering_due: Option<Instant>,
+    /// `ordering_due` must be recomputed once `ready` drains.
+    due_dirty: bool,
 }
 
 impl Inbound {
@@ -79,6 +93,64 @@ impl Inbound {
             floors: HashMap::new(),
             challenges,
             liveness: Liveness::default(),
+            ordering: None,
+            ready: Vec::with_capacity(64),
+            ordering_due: None,
+            due_dirty: false,
+        }
+    }
+
+    /// Turns in-order delivery on (`Some`) or off. Applies to every
+    /// (sender, epoch) window: each gets a fresh ring (frames held in the
+    /// old one are dropped, counted `flushed`). Allocates; call at setup or
+    /// reload, never per packet.
+    pub fn set_ordering(&mut self, ordering: Option<OrderingConfig>) {
+        if ordering == self.ordering {
+            return;
+        }
+        self.ordering = ordering;
+        for rx in self.receivers.values_mut() {
+            if let Some(o) = rx.order.as_mut() {
+                o.flush();
+            }
+            rx.order = ordering.map(|c| Reorder::new(c, rx.frames.ordering()));
+        }
+        self.ordering_due = None;
+    }
+
+    /// The next packet the ordering stage releases, in order: call after
+    /// every [`Inbound::handle`] (after delivering its own
+    /// [`Action::Deliver`]) and every [`Inbound::handle_timeout`], until it
+    /// returns `None`, and write each to the TUN.
+    pub fn poll_deliver(&mut self, now: Instant) -> Option<&[u8]> {
+        loop {
+            let Some(&id) = self.ready.last() else {
+                if self.due_dirty {
+                    self.due_dirty = false;
+                    self.ordering_due = self
+                        .receivers
+                        .values()
+                        .filter_map(|rx| rx.order.as_ref()?.poll_timeout())
+                        .min();
+                }
+                return None;
+            };
+            let up = self.liveness.links_up(id.0);
+            let range = self
+                .receivers
+                .get_mut(&id)
+                .and_then(|rx| rx.order.as_mut())
+                .and_then(|o| o.release(now, up));
+            match range {
+                Some(range) => {
+                    bump(&self.counters.delivered);
+                    let order = self.receivers.get(&id)?.order.as_ref()?;
+                    return Some(order.packet(range));
+                }
+                None => {
+                    self.ready.pop();
+                }
+            }
         }
     }
 
@@ -106,14 +178,28 @@ impl Inbound {
     /// When [`Inbound::handle_timeout`] next has work; `None` while no
     /// link is up.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.liveness.poll_timeout()
+        match (self.liveness.poll_timeout(), self.ordering_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Marks down the links silent too long at `now`; see
-    /// [`Inbound::poll_event`] for what changed.
+    /// Marks down the links silent too long at `now` (see
+    /// [`Inbound::poll_event`] for what changed) and lets the ordering stage
+    /// give up gaps whose held frames waited the bound (drain
+    /// [`Inbound::poll_deliver`] afterwards).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.follow_snapshot(now);
         self.liveness.handle_timeout(now);
+        if self.ordering_due.is_some_and(|d| d <= now) {
+            for (id, rx) in &self.receivers {
+                if rx.order.as_ref().is_some_and(|o| o.held() > 0) {
+                    self.ready.push(*id);
+                }
+            }
+            self.ordering_due = None;
+            self.due_dirty = true;
+        }
     }
 
     /// The next link that went up or down, oldest first.
@@ -189,7 +275,18 @@ impl Inbound {
         }
         if let Some(rx) = self.receivers.get_mut(&id) {
             if let Err(rejected) = rx.window.check(header.seq) {
-                return drop(classify(rx, rejected, header.seq, underlay, keepalive));
+                let reason = classify(rx, rejected, header.seq, underlay, keepalive);
+                if reason == DropReason::Duplicate {
+                    // A further copy tells the ordering stage this underlay
+                    // passed the sequences below it.
+                    if let Some(o) = rx.order.as_mut() {
+                        o.observe(now, underlay, header.seq);
+                        if o.held() > 0 && self.ready.last() != Some(&id) {
+                            self.ready.push(id);
+                        }
+                    }
+                }
+                return drop(reason);
             }
         }
 
@@ -224,10 +321,11 @@ impl Inbound {
 
         // 6. Mark (creating the window on the first authenticated frame).
         let liveness = &self.liveness;
+        let ordering = self.ordering;
         let rx = self
             .receivers
             .entry(id)
-            .or_insert_with(|| Receiver::new(liveness.sender_counters(header.sender)));
+            .or_insert_with(|| Receiver::new(liveness.sender_counters(header.sender), ordering));
         match rx.window.mark(header.seq) {
             Ok(marked) => rx.frames.marked(marked, !keepalive),
             Err(rejected) => {
@@ -237,17 +335,39 @@ impl Inbound {
         rx.seen.accepted(header.seq, underlay);
         self.liveness
             .heard(now, header.sender, underlay, datagram.len());
+        let source_ok = !keepalive
+            && match inner_addrs(&datagram[inner.clone()]) {
+                Some(InnerAddrs::V4(a)) => Some(a.src) == sender.address,
+                Some(InnerAddrs::V6(a)) => Some(a.src) == sender.address6,
+                None => false,
+            };
+        if let Some(o) = rx.order.as_mut() {
+            // 7b. Ordering: a keepalive or a rejected frame fills its
+            // position with nothing; a data frame may wait (`ordering.rs`).
+            let accepted = if source_ok {
+                o.accept(now, underlay, header.seq, &datagram[inner.clone()])
+            } else {
+                o.filler(now, underlay, header.seq);
+                Accept::Held
+            };
+            if o.held() > 0 && self.ready.last() != Some(&id) {
+                self.ready.push(id);
+            }
+            if let Some(due) = o.poll_timeout() {
+                self.ordering_due = Some(self.ordering_due.map_or(due, |d| d.min(due)));
+            }
+            match accepted {
+                Accept::Late => return drop(DropReason::Late),
+                Accept::Held if source_ok => return Action::Held,
+                Accept::Held | Accept::Deliver => {}
+            }
+        }
         if keepalive {
             // Keepalives end here: they proved the link, nothing to deliver.
             return drop(DropReason::NotData);
         }
 
         // 7. Inner check.
-        let source_ok = match inner_addrs(&datagram[inner.clone()]) {
-            Some(InnerAddrs::V4(a)) => Some(a.src) == sender.address,
-            Some(InnerAddrs::V6(a)) => Some(a.src) == sender.address6,
-            None => false,
-        };
         if !source_ok {
             return drop(DropReason::InnerSourceRejected);
         }
@@ -276,6 +396,9 @@ impl Inbound {
             if !keep {
                 // Its gaps can no longer be filled: lost.
                 rx.frames.retired(rx.window.unfilled());
+                if let Some(o) = rx.order.as_mut() {
+                    o.flush();
+                }
             }
             keep
         });

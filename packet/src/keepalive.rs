@@ -182,6 +182,8 @@ pub struct PeerHealth {
     pub links: PerUnderlay<LinkHealth>,
     /// Its frame elimination counters (`elimination.rs`).
     pub frames: SenderCountersSnapshot,
+    /// Its ordering stage counters (`ordering.rs`; zero without `ordering`).
+    pub ordering: super::ordering::OrderingCountersSnapshot,
 }
 
 impl HealthBoard {
@@ -210,6 +212,7 @@ impl HealthBoard {
                     }
                 }),
                 frames: p.frames.snapshot(),
+                ordering: p.frames.ordering_snapshot(),
             })
             .collect()
     }
@@ -274,6 +277,20 @@ impl Liveness {
             .as_ref()
             .and_then(|t| t.index.get(&sender).map(|&i| t.peers[i].frames.clone()))
             .unwrap_or_default()
+    }
+
+    /// The underlays whose link to `sender` is up, one bit each
+    /// ([`Underlay::bit`]); for the ordering stage (`ordering.rs`).
+    pub fn links_up(&self, sender: MemberId) -> u8 {
+        let Some(table) = &self.table else { return 0 };
+        let Some(&i) = table.index.get(&sender) else {
+            return 0;
+        };
+        table.peers[i]
+            .links
+            .iter()
+            .filter(|(_, l)| l.up.load(Relaxed))
+            .fold(0, |m, (u, _)| m | u.bit())
     }
 
     /// An authenticated frame of `bytes` from `sender` arrived on `underlay`

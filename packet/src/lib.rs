@@ -73,6 +73,7 @@ mod elimination;
 mod inbound;
 mod inner;
 mod keepalive;
+pub mod ordering;
 mod outbound;
 mod queue;
 mod seen;
@@ -102,6 +103,7 @@ pub use keepalive::{
     DOWN_AFTER, HealthBoard, HealthEvent, KEEPALIVE_INTERVAL, Keepalive, KeepaliveRounds,
     LinkHealth, Liveness, PeerHealth,
 };
+pub use ordering::{MAX_ORDERING, OrderingConfig, OrderingCountersSnapshot};
 pub use outbound::{Outbound, SHAPING_QUEUE};
 pub use queue::PacketQueue;
 pub use shaper::TokenBucket;

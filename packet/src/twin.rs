@@ -431,6 +431,18 @@ impl TwinNet {
         frames
     }
 
+    /// Lets every host's inbound half handle its timers at `now` (links
+    /// going down, the ordering stage's bound) and collects what the
+    /// ordering stage releases.
+    pub fn timeouts(&mut self, now: Instant) {
+        for host in &mut self.hosts {
+            host.pipeline.inbound.handle_timeout(now);
+            while let Some(p) = host.pipeline.inbound.poll_deliver(now) {
+                host.delivered.push(p.to_vec());
+            }
+        }
+    }
+
     /// Puts a raw datagram on `underlay` addressed to host `to` (no faults):
     /// forged, replayed or foreign frames.
     pub fn inject_raw(&mut self, underlay: Underlay, to: usize, bytes: Vec<u8>) {
@@ -455,6 +467,10 @@ impl TwinNet {
                 host.pipeline.handle_inbound(now, f.underlay, &mut f.bytes)
             {
                 host.delivered.push(f.bytes[packet].to_vec());
+            }
+            // What the ordering stage releases follows, as the driver does.
+            while let Some(p) = host.pipeline.inbound.poll_deliver(now) {
+                host.delivered.push(p.to_vec());
             }
         }
         arrived
@@ -491,6 +507,7 @@ fn put_on_wire(
         }
         Action::Drop(reason) => Err(reason),
         Action::Queued => Ok(0),
+        Action::Held => unreachable!("outbound never holds"),
         Action::Deliver { .. } => unreachable!("outbound never delivers"),
     }
 }

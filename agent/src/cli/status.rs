@@ -308,6 +308,37 @@ fn von(out: &mut String, v: &VonStatus) {
             ]);
         }
         table(out, "  ", &rows);
+        // Per sender: the ordering stage (RFC 9550's POF), once it has seen
+        // anything (the VON has `ordering`).
+        let ordered = |o: &von_packet::OrderingCountersSnapshot| {
+            *o != von_packet::OrderingCountersSnapshot::default()
+        };
+        if v.peers.iter().any(|p| ordered(&p.ordering)) {
+            let mut rows = vec![row([
+                "ordering",
+                "in order",
+                "reordered",
+                "timeout",
+                "overflow",
+                "late",
+                "flushed",
+                "held",
+            ])];
+            for p in &v.peers {
+                let o = &p.ordering;
+                rows.push(vec![
+                    p.name.clone(),
+                    o.in_order.to_string(),
+                    o.reordered.to_string(),
+                    o.released_on_timeout.to_string(),
+                    o.released_on_overflow.to_string(),
+                    o.late.to_string(),
+                    o.flushed.to_string(),
+                    o.held.to_string(),
+                ]);
+            }
+            table(out, "  ", &rows);
+        }
     } else {
         let _ = writeln!(out, "  no other member in the view");
     }

@@ -156,6 +156,8 @@ pub(super) async fn incarnate_and_wait(state_dir: &Path, name: &str) -> Result<u
 pub(super) struct InboundVon {
     pub on_id: OnId,
     pub inbound: Inbound,
+    /// Its live settings, for `ordering` (see `reload.rs`).
+    pub live: Applied,
     pub tun: Arc<Tun>,
     pub span: Span,
 }
@@ -321,6 +323,11 @@ impl Host {
             "von", name = %name, interface = von.interface.as_str(), on_id = on_id.0
         );
         let settings = live.register(von);
+        let mut pipeline = pipeline;
+        let inbound_live = Applied::new(settings.clone());
+        pipeline
+            .inbound
+            .set_ordering(super::ordering_of(&inbound_live.current()));
         // The inbound half first, and in place before the first keepalive
         // leaves: a peer answers that one at once, and an answer the demux
         // does not route yet would cost the freshness proof a whole round.
@@ -330,6 +337,7 @@ impl Host {
             Box::new(InboundVon {
                 on_id,
                 inbound: pipeline.inbound,
+                live: inbound_live,
                 tun: tun.clone(),
                 span: span.clone(),
             }),

@@ -8,7 +8,13 @@
 //! - `send-raw`: that IPv4 packet sent again verbatim (raw socket), i.e. a
 //!   replay by someone on the underlay path;
 //! - `listen`: a UDP socket and a TCP listener on one address for a while,
-//!   counting what reaches them (the target of an injection).
+//!   counting what reaches them (the target of an injection);
+//! - `delay`: a delaying relay for one underlay: every IPv4/UDP packet from
+//!   SRC to DPORT seen arriving (AF_PACKET, before netfilter, which the test
+//!   tells to drop the original) is sent again verbatim after DELAY through
+//!   a raw socket, so it reaches the local agent late, in order;
+//! - `seq-send` / `seq-recv`: sequence-numbered UDP datagrams, and a count
+//!   of those that arrive below the highest sequence seen (out of order).
 //!
 //! Each prints one JSON line on success and exits non-zero with a message
 //! otherwise.
@@ -103,6 +109,44 @@ enum Command {
         interface: Option<String>,
         #[arg(long)]
         count: u64,
+    /// Resend every IPv4/UDP packet from SRC to DPORT after DELAY_MS
+    /// (raw socket, TTL 1 to tell the resent copy apart, UDP checksum
+    /// zeroed: offload leaves it unfinished), for SECS seconds.
+    Delay {
+        #[arg(long)]
+        src: Ipv4Addr,
+        #[arg(long)]
+        dport: u16,
+        #[arg(long)]
+        delay_ms: u64,
+        #[arg(long)]
+        secs: u64,
+    },
+    /// Send COUNT UDP datagrams of SIZE bytes to CONNECT, one every
+    /// INTERVAL_US microseconds, each starting with its sequence (u32, big
+    /// endian) and the run id.
+    SeqSend {
+        #[arg(long)]
+        connect: SocketAddr,
+        #[arg(long)]
+        count: u32,
+        #[arg(long, default_value_t = 1000)]
+        interval_us: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long)]
+        run: u32,
+    },
+    /// Receive the datagrams of `seq-send` run RUN on LISTEN until COUNT
+    /// arrived or SECS passed; create READY once bound. Prints how many
+    /// arrived, how many below the highest sequence so far, and duplicates.
+    SeqRecv {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        count: u32,
+        #[arg(long)]
+        run: u32,
         #[arg(long)]
         secs: u64,
         #[arg(long)]
@@ -195,6 +239,37 @@ fn main() {
             size,
             Duration::from_millis(gap_ms),
         ),
+        Command::Delay {
+            src,
+            dport,
+            delay_ms,
+            secs,
+        } => delay(
+            src,
+            dport,
+            Duration::from_millis(delay_ms),
+            Duration::from_secs(secs),
+        ),
+        Command::SeqSend {
+            connect,
+            count,
+            interval_us,
+            size,
+            run,
+        } => seq_send(
+            connect,
+            count,
+            Duration::from_micros(interval_us),
+            size,
+            run,
+        ),
+        Command::SeqRecv {
+            listen,
+            count,
+            run,
+            secs,
+            ready,
+        } => seq_recv(listen, count, run, Duration::from_secs(secs), &ready),
     };
     match result {
         Ok(line) => println!("{line}"),
@@ -526,6 +601,127 @@ fn udp_recv(
         "damaged": damaged,
         "duplicates": duplicates,
         "sources": sources.into_iter().collect::<Vec<_>>(),
+/// TTL of the copies `delay` resends: the originals have the sender's (64).
+const RESENT_TTL: u8 = 1;
+
+fn delay(src: Ipv4Addr, dport: u16, delay: Duration, span: Duration) -> Result<String> {
+    const ETH_P_IP: u16 = 0x0800;
+    let proto = Protocol::from(i32::from(ETH_P_IP.to_be()));
+    let tap = Socket::new(Domain::PACKET, Type::DGRAM, Some(proto))
+        .map_err(|e| format!("AF_PACKET socket: {e}"))?;
+    let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))
+        .map_err(|e| format!("raw socket: {e}"))?;
+    let deadline = Instant::now() + span;
+    let mut queue: std::collections::VecDeque<(Instant, Vec<u8>)> = Default::default();
+    let mut buf = vec![0u8; 65_536];
+    let (mut relayed, mut errors) = (0u64, 0u64);
+    while Instant::now() < deadline {
+        // Send what is due, in arrival order.
+        while queue.front().is_some_and(|(due, _)| *due <= Instant::now()) {
+            let Some((_, pkt)) = queue.pop_front() else {
+                break;
+            };
+            let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
+            match raw.send_to(&pkt, &SockAddr::from(SocketAddrV4::new(dst, 0))) {
+                Ok(_) => relayed += 1,
+                Err(_) => errors += 1,
+            }
+        }
+        let wait = queue.front().map_or(Duration::from_millis(50), |(due, _)| {
+            due.saturating_duration_since(Instant::now())
+        });
+        tap.set_read_timeout(Some(wait.max(Duration::from_micros(100))))
+            .map_err(|e| e.to_string())?;
+        let n = match (&tap).read(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                continue;
+            }
+            Err(e) => return Err(format!("read AF_PACKET: {e}")),
+        };
+        let pkt = &buf[..n];
+        if pkt.get(8) == Some(&RESENT_TTL) || udp_match(pkt, src, dport).is_none() {
+            continue;
+        }
+        let mut copy = pkt.to_vec();
+        copy[8] = RESENT_TTL;
+        let ihl = usize::from(copy[0] & 0x0f) * 4;
+        copy[ihl + 6] = 0;
+        copy[ihl + 7] = 0;
+        queue.push_back((Instant::now() + delay, copy));
+    }
+    Ok(serde_json::json!({ "relayed": relayed, "errors": errors }).to_string())
+}
+
+fn seq_send(
+    connect: SocketAddr,
+    count: u32,
+    interval: Duration,
+    size: usize,
+    run: u32,
+) -> Result<String> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("bind: {e}"))?;
+    let mut buf = vec![0u8; size.max(8)];
+    buf[4..8].copy_from_slice(&run.to_be_bytes());
+    let started = Instant::now();
+    let mut errors = 0u64;
+    for i in 0..count {
+        // Paced against the start, so a late wake-up does not slow the run.
+        let due = started + interval * i;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        buf[..4].copy_from_slice(&i.to_be_bytes());
+        if sock.send_to(&buf, connect).is_err() {
+            errors += 1;
+        }
+    }
+    Ok(serde_json::json!({
+        "sent": count, "errors": errors, "seconds": started.elapsed().as_secs_f64()
+    })
+    .to_string())
+}
+
+fn seq_recv(
+    listen: SocketAddr,
+    count: u32,
+    run: u32,
+    span: Duration,
+    ready: &std::path::Path,
+) -> Result<String> {
+    let sock = std::net::UdpSocket::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    std::fs::write(ready, b"listening\n").map_err(|e| format!("{}: {e}", ready.display()))?;
+    let deadline = Instant::now() + span;
+    let mut seen = vec![false; count as usize];
+    let (mut received, mut out_of_order, mut duplicates) = (0u64, 0u64, 0u64);
+    let mut high: Option<u32> = None;
+    let mut buf = [0u8; 65_536];
+    while received < u64::from(count) && Instant::now() < deadline {
+        let Ok(n) = sock.recv(&mut buf) else { continue };
+        if n < 8 || buf[4..8] != run.to_be_bytes() {
+            continue;
+        }
+        let i = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        let Some(slot) = seen.get_mut(i as usize) else {
+            continue;
+        };
+        if std::mem::replace(slot, true) {
+            duplicates += 1;
+            continue;
+        }
+        received += 1;
+        if high.is_some_and(|h| i < h) {
+            out_of_order += 1;
+        }
+        high = high.max(Some(i));
+    }
+    Ok(serde_json::json!({
+        "received": received, "out_of_order": out_of_order, "duplicates": duplicates
     })
     .to_string())
 }
