@@ -79,6 +79,9 @@ _von() {
             von__subcmd__cert,list)
                 cmd="von__subcmd__cert__subcmd__list"
                 ;;
+            von__subcmd__cert,revoke)
+                cmd="von__subcmd__cert__subcmd__revoke"
+                ;;
             von__subcmd__cert,show)
                 cmd="von__subcmd__cert__subcmd__show"
                 ;;
@@ -90,6 +93,9 @@ _von() {
                 ;;
             von__subcmd__cert__subcmd__help,list)
                 cmd="von__subcmd__cert__subcmd__help__subcmd__list"
+                ;;
+            von__subcmd__cert__subcmd__help,revoke)
+                cmd="von__subcmd__cert__subcmd__help__subcmd__revoke"
                 ;;
             von__subcmd__cert__subcmd__help,show)
                 cmd="von__subcmd__cert__subcmd__help__subcmd__show"
@@ -141,6 +147,9 @@ _von() {
                 ;;
             von__subcmd__help__subcmd__cert,list)
                 cmd="von__subcmd__help__subcmd__cert__subcmd__list"
+                ;;
+            von__subcmd__help__subcmd__cert,revoke)
+                cmd="von__subcmd__help__subcmd__cert__subcmd__revoke"
                 ;;
             von__subcmd__help__subcmd__cert,show)
                 cmd="von__subcmd__help__subcmd__cert__subcmd__show"
@@ -382,7 +391,7 @@ _von() {
             return 0
             ;;
         von__subcmd__cert)
-            opts="-h --help issue show list help"
+            opts="-h --help issue show list revoke help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -396,7 +405,7 @@ _von() {
             return 0
             ;;
         von__subcmd__cert__subcmd__help)
-            opts="issue show list help"
+            opts="issue show list revoke help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -451,6 +460,20 @@ _von() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        von__subcmd__cert__subcmd__help__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         von__subcmd__cert__subcmd__help__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -489,7 +512,7 @@ _von() {
                     return 0
                     ;;
                 --role)
-                    COMPREPLY=($(compgen -W "member keymgr" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "member keymgr router reserve" -- "${cur}"))
                     return 0
                     ;;
                 --out)
@@ -511,6 +534,28 @@ _von() {
             fi
             case "${prev}" in
                 --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        von__subcmd__cert__subcmd__revoke)
+            opts="-h --ca --name --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -620,7 +665,7 @@ _von() {
             return 0
             ;;
         von__subcmd__help__subcmd__cert)
-            opts="issue show list"
+            opts="issue show list revoke"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -648,6 +693,20 @@ _von() {
             return 0
             ;;
         von__subcmd__help__subcmd__cert__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        von__subcmd__help__subcmd__cert__subcmd__revoke)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1392,7 +1451,7 @@ _von() {
             return 0
             ;;
         von__subcmd__router__subcmd__status)
-            opts="-h --addr --key --json --help"
+            opts="-h --addr --ca --cert --tls-key --name --revoked --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1402,7 +1461,23 @@ _von() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --key)
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --revoked)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
