@@ -595,20 +595,32 @@ fn router_and_reserve_certificates_and_revocation() {
     // A member may still take the address the router certificate carries.
     run("cert issue --ca ca --name h1 --addr 100.127.0.1/24 --out out");
     let list = run("cert list --ca ca");
-    assert!(list.contains(" router ") && list.contains(" reserve "), "{list}");
+    assert!(
+        list.contains(" router ") && list.contains(" reserve "),
+        "{list}"
+    );
 
     // Revoke r1: the ledger and revoked.txt name its serial; twice is fine.
     let said = run("cert revoke --ca ca --name r1");
-    assert!(said.starts_with(&format!("revoked router r1 (serial {})", r1.serial)), "{said}");
+    assert!(
+        said.starts_with(&format!("revoked router r1 (serial {})", r1.serial)),
+        "{said}"
+    );
     let said = run("cert revoke --ca ca --name r1");
     assert!(said.starts_with("already revoked:"), "{said}");
     let listed = read(&d.join("ca/revoked.txt"));
-    assert!(listed.contains(&format!("{} r1 router\n", r1.serial)), "{listed}");
+    assert!(
+        listed.contains(&format!("{} r1 router\n", r1.serial)),
+        "{listed}"
+    );
     let ledger: serde_json::Value = serde_json::from_str(&read(&d.join("ca/ledger.json"))).unwrap();
     assert_eq!(ledger["revoked"][0]["serial"], r1.serial.as_str());
     // Reissued, r1 has a new serial that is not on the list.
     run("cert issue --ca ca --role router --name r1 --out out --force");
     assert_ne!(info("out/r1.crt").serial, r1.serial);
     let err = fails(&["cert", "revoke", "--ca", "ca", "--name", "nobody"], &d);
-    assert!(err.contains("\"nobody\" is not in this CA's ledger"), "{err}");
+    assert!(
+        err.contains("\"nobody\" is not in this CA's ledger"),
+        "{err}"
+    );
 }

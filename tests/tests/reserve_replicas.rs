@@ -415,8 +415,22 @@ fn a_partitioned_leader_is_fenced_and_the_standby_keeps_the_class() -> Result<()
     let split = [
         "reserve", "add", "--name", "split", "--on-id", "9", "--rate", "1mbit", "--path", "r1:sha",
     ];
-    // Its write right away, while it may still believe it leads.
-    let out = w.reserve(&split, &[&old])?;
+    // Its write right away, while it may still believe it leads, beside
+    // the wait for the standby (the write takes a router call timeout).
+    let (out, took) = std::thread::scope(|s| {
+        let write = s.spawn(|| w.reserve(&split, &[&old]));
+        let took = wait_for("the standby to take over", FAILOVER_BOUND, || {
+            let out = w.reserve(&["reserve", "list", "--json"], &[&new])?;
+            Ok(if out.status.success() && out.stdout.contains("\"grid\"") {
+                Ok(())
+            } else {
+                Err(format!("{}{}", out.stdout, out.stderr))
+            })
+        })
+        .map(|()| t0.elapsed());
+        (write.join().expect("the write thread"), took)
+    });
+    let (out, took) = (out?, took?);
     eprintln!(
         "the cut-off leader's reservation: {}",
         out.stderr.lines().next().unwrap_or_default()
@@ -425,15 +439,6 @@ fn a_partitioned_leader_is_fenced_and_the_standby_keeps_the_class() -> Result<()
         !out.status.success(),
         "the partitioned leader reserved ON 9: {out:?}"
     );
-    wait_for("the standby to take over", FAILOVER_BOUND, || {
-        let out = w.reserve(&["reserve", "list", "--json"], &[&new])?;
-        Ok(if out.status.success() && out.stdout.contains("\"grid\"") {
-            Ok(())
-        } else {
-            Err(format!("{}{}", out.stdout, out.stderr))
-        })
-    })?;
-    let took = t0.elapsed();
     eprintln!(
         "partition takeover: rs{} serves the reservation {took:?} after rs{} was cut off (bound {FAILOVER_BOUND:?})",
         standby + 1,
