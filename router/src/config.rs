@@ -453,9 +453,8 @@ mod tests {
         let tls = "ca = \"/ca\"\ncert = \"/c\"\ntls_key = \"/k\"\n";
         for (text, want) in [
             (
-                format!(
-                    "socket = \"/s\"\nkey = \"/k\"\n[[router]]\nname = \"r1\"\naddr = \"10.0.0.1:7300\"\n"
-                ),
+                "socket = \"/s\"\nkey = \"/k\"\n[[router]]\nname = \"r1\"\naddr = \"10.0.0.1:7300\"\n"
+                    .to_owned(),
                 "key: the shared HMAC key",
             ),
             (

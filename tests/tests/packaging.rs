@@ -262,7 +262,11 @@ fn debian_package_holds_binary_units_and_examples() {
     let has = |path: &str| listing.lines().any(|l| l.ends_with(path));
     let mut wanted = vec!["./usr/bin/von".to_owned()];
     wanted.extend(UNITS.iter().map(|u| format!("/systemd/system/{u}")));
-    wanted.extend(TEMPLATES.iter().map(|(t, _)| format!("/systemd/system/{t}")));
+    wanted.extend(
+        TEMPLATES
+            .iter()
+            .map(|(t, _)| format!("/systemd/system/{t}")),
+    );
     wanted.extend(
         EXAMPLES
             .iter()

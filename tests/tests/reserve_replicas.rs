@@ -368,7 +368,10 @@ fn isolate(w: &World, ns: &Netns) -> Result<()> {
     let rules = "table inet vonpart {\n\
                  chain in { type filter hook input priority -300; policy drop; iif lo accept; }\n\
                  chain out { type filter hook output priority -300; policy drop; oif lo accept; }\n}\n";
-    let file = w.topo.dir().write(&format!("part-{}.nft", ns.name()), rules)?;
+    let file = w
+        .topo
+        .dir()
+        .write(&format!("part-{}.nft", ns.name()), rules)?;
     ns.exec_ok(["nft".as_ref(), "-f".as_ref(), file.as_os_str()])?;
     Ok(())
 }
