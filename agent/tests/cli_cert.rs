@@ -574,3 +574,53 @@ fn a_readable_ca_key_is_refused_with_the_chmod() {
     std::fs::set_permissions(d.join("ca/ca.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
     issue(&d, "h1", "100.64.0.1/24").unwrap();
 }
+
+#[test]
+fn router_and_reserve_certificates_and_revocation() {
+    let d = dir("router-roles");
+    let run = |args: &str| ok(&args.split(' ').collect::<Vec<_>>(), &d);
+    run("ca init --von infra --on-id 1 --prefix 100.127.0.0/24 --out ca");
+    // No --addr, no noise key; the ledger records both and reserves nothing.
+    let said = run("cert issue --ca ca --role router --name r1 --out out");
+    assert!(said.starts_with("router r1 of VON infra"), "{said}");
+    run("cert issue --ca ca --role reserve --name rs1 --out out");
+    assert!(!d.join("out/r1.noise.key").exists());
+    assert_eq!(mode(&d.join("out/r1.key")), 0o600);
+    let info = |f: &str| cert::inspect(&cert::pem_to_der(&read(&d.join(f)), "c").unwrap()).unwrap();
+    let (r1, rs1) = (info("out/r1.crt"), info("out/rs1.crt"));
+    assert_eq!(r1.extension.holder.role(), Role::Router);
+    assert_eq!(rs1.extension.holder.role(), Role::Reserve);
+    let shown = run("cert show out/r1.crt");
+    assert!(shown.starts_with("role         router"), "{shown}");
+    // A member may still take the address the router certificate carries.
+    run("cert issue --ca ca --name h1 --addr 100.127.0.1/24 --out out");
+    let list = run("cert list --ca ca");
+    assert!(
+        list.contains(" router ") && list.contains(" reserve "),
+        "{list}"
+    );
+
+    // Revoke r1: the ledger and revoked.txt name its serial; twice is fine.
+    let said = run("cert revoke --ca ca --name r1");
+    assert!(
+        said.starts_with(&format!("revoked router r1 (serial {})", r1.serial)),
+        "{said}"
+    );
+    let said = run("cert revoke --ca ca --name r1");
+    assert!(said.starts_with("already revoked:"), "{said}");
+    let listed = read(&d.join("ca/revoked.txt"));
+    assert!(
+        listed.contains(&format!("{} r1 router\n", r1.serial)),
+        "{listed}"
+    );
+    let ledger: serde_json::Value = serde_json::from_str(&read(&d.join("ca/ledger.json"))).unwrap();
+    assert_eq!(ledger["revoked"][0]["serial"], r1.serial.as_str());
+    // Reissued, r1 has a new serial that is not on the list.
+    run("cert issue --ca ca --role router --name r1 --out out --force");
+    assert_ne!(info("out/r1.crt").serial, r1.serial);
+    let err = fails(&["cert", "revoke", "--ca", "ca", "--name", "nobody"], &d);
+    assert!(
+        err.contains("\"nobody\" is not in this CA's ledger"),
+        "{err}"
+    );
+}

@@ -108,3 +108,55 @@ fn pem_cert(path: &Path, what: &'static str) -> Result<CertificateDer<'static>, 
     let der = von_crypto::cert::pem_to_der(&text, what).map_err(|e| err(e.to_string()))?;
     Ok(CertificateDer::from(der))
 }
+
+/// Loads an end that has only TLS keys (a router, a reservation service):
+/// the CA certificate, own certificate and key. The VON is the CA's; the
+/// certificate must chain to it now and have `role`.
+pub fn load_tls(
+    role: Role,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<(TlsMaterial, CertInfo), FileError> {
+    let ca_der = pem_cert(ca, "CA certificate")?;
+    let cert_der = pem_cert(cert, "certificate")?;
+    let err = |what: &'static str, path: &Path, detail: String| FileError {
+        what,
+        path: path.display().to_string(),
+        detail,
+    };
+    let von = von_crypto::cert::inspect(&ca_der)
+        .map_err(|e| err("CA certificate", ca, e.to_string()))?
+        .extension
+        .von;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        err(
+            "TLS private key",
+            key,
+            format!("{e}; expected the PKCS#8 PEM from `von cert issue`"),
+        )
+    })?;
+    let info = von_crypto::cert::verify(&ca_der, &cert_der, &von, time::OffsetDateTime::now_utc())
+        .map_err(|e| err("certificate", cert, e.to_string()))?;
+    if info.extension.holder.role() != role {
+        return Err(err(
+            "certificate",
+            cert,
+            format!(
+                "has role {}, this needs a {} certificate (von cert issue --role {})",
+                info.extension.holder.role().as_str(),
+                role.as_str(),
+                role.as_str()
+            ),
+        ));
+    }
+    Ok((
+        TlsMaterial {
+            ca: ca_der,
+            cert: cert_der,
+            key: key_der,
+            von,
+        },
+        info,
+    ))
+}

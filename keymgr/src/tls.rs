@@ -10,6 +10,11 @@
 //! Client side, [`KeymgrVerifier`] accepts only a certificate of this VON's CA
 //! whose role is `keymgr`; the role check replaces a host name check, since a
 //! member knows its key manager by address, not by name.
+//!
+//! Both are instances of one rule, [`PeerPolicy`] (role, optional name,
+//! revocation), which router control (crate von-router) uses too: a router
+//! accepts only `reserve` certificates, a reservation service only the
+//! `router` certificate of the router it dials.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
@@ -25,7 +30,7 @@ use rustls::{
 };
 use time::OffsetDateTime;
 use tracing::warn;
-use von_crypto::cert::{CertInfo, Holder, Role, VonName};
+use von_crypto::cert::{CertInfo, Role, VonName};
 
 use crate::proto::ALPN;
 
@@ -113,49 +118,21 @@ pub fn server_config(
     m: TlsMaterial,
     revoked: Revocations,
 ) -> Result<rustls::ServerConfig, TlsError> {
-    let provider = provider();
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(m.ca.clone())
-        .map_err(|e| TlsError::Anchor(e.to_string()))?;
-    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| TlsError::Verifier(e.to_string()))?;
-    let verifier = MemberVerifier {
-        inner,
-        ca: m.ca,
-        von: m.von,
-        revoked,
-        logged: Mutex::new(HashSet::new()),
+    let policy = PeerPolicy {
+        revoked: Arc::new(revoked),
+        ..PeerPolicy::role(Role::Member)
     };
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(vec![m.cert], m.key)?;
-    cfg.alpn_protocols = vec![ALPN.to_vec()];
-    // No session resumption: a resumed session skips the client verifier, so
-    // a member revoked (or expired) since its last handshake would get past
-    // it. Every reconnect is a full handshake; members reconnect rarely.
-    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    cfg.send_tls13_tickets = 0;
-    Ok(cfg)
+    server_config_for(m, policy, ALPN)
 }
 
 /// A member's rustls config: TLS 1.3, its own certificate, and only this
 /// VON's key manager trusted.
 pub fn client_config(m: TlsMaterial) -> Result<rustls::ClientConfig, TlsError> {
-    let provider = provider();
-    let verifier = KeymgrVerifier {
-        algorithms: provider.signature_verification_algorithms,
-        ca: m.ca,
-        von: m.von,
-    };
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_auth_cert(vec![m.cert], m.key)?;
-    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    let mut cfg = client_config_for(m, PeerPolicy::role(Role::Keymgr), ALPN)?;
+    // Members had resumption before the policy was shared; QUIC 0-RTT is
+    // not used, and a resumed session is still bound to the key manager's
+    // certificate checked the first time.
+    cfg.resumption = rustls::client::Resumption::default();
     Ok(cfg)
 }
 
@@ -199,48 +176,206 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// Checks member certificates: WebPKI first, then von's rules.
-pub struct MemberVerifier {
+/// Whether a certificate is revoked; the key manager's [`Revocations`]
+/// (by member name) and the routers' revocation list (by serial) are two.
+pub trait RevocationCheck: Send + Sync + fmt::Debug {
+    /// True if `info` is revoked; may count the attempt.
+    fn is_revoked(&self, info: &CertInfo) -> bool;
+}
+
+impl RevocationCheck for Revocations {
+    fn is_revoked(&self, info: &CertInfo) -> bool {
+        let Some(id) = info.extension.holder.identity() else {
+            return false;
+        };
+        let revoked = self.contains(id.name.as_str());
+        if revoked {
+            self.count_attempt(id.name.as_str());
+        }
+        revoked
+    }
+}
+
+/// Nothing is revoked (the key manager's own certificate, as members see it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRevocations;
+
+impl RevocationCheck for NoRevocations {
+    fn is_revoked(&self, _: &CertInfo) -> bool {
+        false
+    }
+}
+
+/// Whom one end of a mutual-TLS connection accepts as its peer, beyond
+/// "issued by the CA for this VON": the role, optionally the exact name,
+/// and not revoked.
+#[derive(Debug, Clone)]
+pub struct PeerPolicy {
+    /// The role the peer's certificate must have.
+    pub role: Role,
+    /// The name it must have; `None`: any name.
+    pub name: Option<String>,
+    /// Revoked certificates are refused with the standard `revoked` alert.
+    pub revoked: Arc<dyn RevocationCheck>,
+}
+
+impl PeerPolicy {
+    /// Any certificate of `role`, none revoked.
+    pub fn role(role: Role) -> Self {
+        Self {
+            role,
+            name: None,
+            revoked: Arc::new(NoRevocations),
+        }
+    }
+
+    /// von's checks of `end_entity`, after (or instead of) WebPKI's:
+    /// CA, VON, validity, role, name, revocation.
+    fn check(
+        &self,
+        ca: &CertificateDer<'_>,
+        von: &VonName,
+        end_entity: &CertificateDer<'_>,
+        now: UnixTime,
+    ) -> Result<CertInfo, PeerRefusal> {
+        let info = von_crypto::cert::verify(ca, end_entity, von, to_time(now))
+            .map_err(|e| PeerRefusal::Other(e.to_string()))?;
+        let role = info.extension.holder.role();
+        let name = info
+            .extension
+            .holder
+            .identity()
+            .map(|id| id.name.as_str().to_owned())
+            .unwrap_or_default();
+        if role != self.role {
+            return Err(PeerRefusal::Other(format!(
+                "certificate {name:?} has role {}, a {} certificate is required",
+                role.as_str(),
+                self.role.as_str()
+            )));
+        }
+        if let Some(want) = &self.name {
+            if &name != want {
+                return Err(PeerRefusal::Other(format!(
+                    "certificate is for {} {name:?}, expected {want:?}",
+                    role.as_str()
+                )));
+            }
+        }
+        if self.revoked.is_revoked(&info) {
+            return Err(PeerRefusal::Revoked(format!(
+                "{} {name:?} is revoked (serial {})",
+                role.as_str(),
+                info.serial
+            )));
+        }
+        Ok(info)
+    }
+}
+
+/// Why [`PeerPolicy::check`] refused.
+enum PeerRefusal {
+    Revoked(String),
+    Other(String),
+}
+
+/// A server's rustls config: TLS 1.3, a mandatory client certificate that
+/// `policy` accepts, `alpn`, no session resumption.
+pub fn server_config_for(
+    m: TlsMaterial,
+    policy: PeerPolicy,
+    alpn: &[u8],
+) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = provider();
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(m.ca.clone())
+        .map_err(|e| TlsError::Anchor(e.to_string()))?;
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let verifier = PeerVerifier {
+        inner,
+        ca: m.ca,
+        von: m.von,
+        policy,
+        logged: Mutex::new(HashSet::new()),
+    };
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(vec![m.cert], m.key)?;
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    // No session resumption: a resumed session skips the client verifier, so
+    // a peer revoked (or expired) since its last handshake would get past
+    // it. Every reconnect is a full handshake.
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
+    Ok(cfg)
+}
+
+/// A client's rustls config: TLS 1.3, its own certificate, and only a
+/// server certificate that `policy` accepts; `alpn`; no resumption.
+pub fn client_config_for(
+    m: TlsMaterial,
+    policy: PeerPolicy,
+    alpn: &[u8],
+) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = provider();
+    let verifier = ServerVerifier {
+        algorithms: provider.signature_verification_algorithms,
+        ca: m.ca,
+        von: m.von,
+        policy,
+    };
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_auth_cert(vec![m.cert], m.key)?;
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    // A resumed session would skip the server verifier (and a revocation).
+    cfg.resumption = rustls::client::Resumption::disabled();
+    Ok(cfg)
+}
+
+/// Checks client certificates: WebPKI first, then von's rules
+/// ([`PeerPolicy`]). Every refusal is logged once per (subject, reason).
+pub struct PeerVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     ca: CertificateDer<'static>,
     von: VonName,
-    revoked: Revocations,
+    policy: PeerPolicy,
     logged: Mutex<HashSet<(String, String)>>,
 }
 
-impl fmt::Debug for MemberVerifier {
+/// The key manager's verifier of member certificates.
+pub type MemberVerifier = PeerVerifier;
+
+impl fmt::Debug for PeerVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemberVerifier")
+        f.debug_struct("PeerVerifier")
             .field("von", &self.von)
+            .field("role", &self.policy.role)
             .finish_non_exhaustive()
     }
 }
 
-impl MemberVerifier {
+impl PeerVerifier {
     fn von_checks(
         &self,
         end_entity: &CertificateDer<'_>,
         now: UnixTime,
     ) -> Result<CertInfo, rustls::Error> {
-        let info = von_crypto::cert::verify(&self.ca, end_entity, &self.von, to_time(now))
-            .map_err(|e| self.refuse(end_entity, e.to_string()))?;
-        match &info.extension.holder {
-            Holder::Member(id) if self.revoked.contains(id.name.as_str()) => {
-                let name = id.name.as_str();
-                self.revoked.count_attempt(name);
-                self.log_once(end_entity, &format!("member {name:?} is revoked"));
-                // The standard alert, so the member knows it is revoked
+        match self.policy.check(&self.ca, &self.von, end_entity, now) {
+            Ok(info) => Ok(info),
+            Err(PeerRefusal::Revoked(reason)) => {
+                self.log_once(end_entity, &reason);
+                // The standard alert, so the peer knows it is revoked
                 // rather than merely unwelcome (see client.rs).
                 Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
             }
-            Holder::Member(_) => Ok(info),
-            other => Err(self.refuse(
-                end_entity,
-                format!(
-                    "certificate role is {}, a member certificate is required",
-                    other.role().as_str()
-                ),
-            )),
+            Err(PeerRefusal::Other(reason)) => Err(self.refuse(end_entity, reason)),
         }
     }
 
@@ -259,12 +394,13 @@ impl MemberVerifier {
             logged.clear();
         }
         if logged.insert((subject.clone(), once_key(reason))) {
-            warn!(%subject, %reason, "member certificate refused");
+            let role = self.policy.role.as_str();
+            warn!(%subject, %reason, "{role} certificate refused");
         }
     }
 }
 
-impl ClientCertVerifier for MemberVerifier {
+impl ClientCertVerifier for PeerVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         self.inner.root_hint_subjects()
     }
@@ -309,16 +445,22 @@ impl ClientCertVerifier for MemberVerifier {
     }
 }
 
-/// Checks the key manager's certificate: issued by this VON's CA (signature
-/// and validity, by `von_crypto::cert::verify`), this VON, role `keymgr`.
+/// Checks a server's certificate: issued by this VON's CA (signature and
+/// validity, by `von_crypto::cert::verify`), this VON, and [`PeerPolicy`];
+/// the role (and name) check replaces a host name check, since a client
+/// knows its server by address.
 #[derive(Debug)]
-pub struct KeymgrVerifier {
+pub struct ServerVerifier {
     algorithms: WebPkiSupportedAlgorithms,
     ca: CertificateDer<'static>,
     von: VonName,
+    policy: PeerPolicy,
 }
 
-impl ServerCertVerifier for KeymgrVerifier {
+/// A member's verifier of its key manager's certificate.
+pub type KeymgrVerifier = ServerVerifier;
+
+impl ServerCertVerifier for ServerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -327,21 +469,18 @@ impl ServerCertVerifier for KeymgrVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let info = von_crypto::cert::verify(&self.ca, end_entity, &self.von, to_time(now))
-            .map_err(|e| {
-                warn!(error = %e, "key manager certificate refused");
-                refused(e.to_string())
-            })?;
-        if info.extension.holder.role() != Role::Keymgr {
-            let reason = format!(
-                "the server's certificate ({}) has role {}, not keymgr",
-                info.subject,
-                info.extension.holder.role().as_str()
-            );
-            warn!(%reason, "key manager certificate refused");
-            return Err(refused(reason));
+        let role = self.policy.role.as_str();
+        match self.policy.check(&self.ca, &self.von, end_entity, now) {
+            Ok(_) => Ok(ServerCertVerified::assertion()),
+            Err(PeerRefusal::Revoked(reason)) => {
+                warn!(%reason, "{role} certificate refused");
+                Err(refused(reason))
+            }
+            Err(PeerRefusal::Other(reason)) => {
+                warn!(%reason, "{role} certificate refused");
+                Err(refused(reason))
+            }
         }
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

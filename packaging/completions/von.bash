@@ -76,6 +76,9 @@ _von() {
             von__subcmd__cert,list)
                 cmd="von__subcmd__cert__subcmd__list"
                 ;;
+            von__subcmd__cert,revoke)
+                cmd="von__subcmd__cert__subcmd__revoke"
+                ;;
             von__subcmd__cert,show)
                 cmd="von__subcmd__cert__subcmd__show"
                 ;;
@@ -87,6 +90,9 @@ _von() {
                 ;;
             von__subcmd__cert__subcmd__help,list)
                 cmd="von__subcmd__cert__subcmd__help__subcmd__list"
+                ;;
+            von__subcmd__cert__subcmd__help,revoke)
+                cmd="von__subcmd__cert__subcmd__help__subcmd__revoke"
                 ;;
             von__subcmd__cert__subcmd__help,show)
                 cmd="von__subcmd__cert__subcmd__help__subcmd__show"
@@ -135,6 +141,9 @@ _von() {
                 ;;
             von__subcmd__help__subcmd__cert,list)
                 cmd="von__subcmd__help__subcmd__cert__subcmd__list"
+                ;;
+            von__subcmd__help__subcmd__cert,revoke)
+                cmd="von__subcmd__help__subcmd__cert__subcmd__revoke"
                 ;;
             von__subcmd__help__subcmd__cert,show)
                 cmd="von__subcmd__help__subcmd__cert__subcmd__show"
@@ -376,7 +385,7 @@ _von() {
             return 0
             ;;
         von__subcmd__cert)
-            opts="-h --help issue show list help"
+            opts="-h --help issue show list revoke help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -390,7 +399,7 @@ _von() {
             return 0
             ;;
         von__subcmd__cert__subcmd__help)
-            opts="issue show list help"
+            opts="issue show list revoke help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -445,6 +454,20 @@ _von() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        von__subcmd__cert__subcmd__help__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         von__subcmd__cert__subcmd__help__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -483,7 +506,7 @@ _von() {
                     return 0
                     ;;
                 --role)
-                    COMPREPLY=($(compgen -W "member keymgr" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "member keymgr router reserve" -- "${cur}"))
                     return 0
                     ;;
                 --out)
@@ -505,6 +528,28 @@ _von() {
             fi
             case "${prev}" in
                 --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        von__subcmd__cert__subcmd__revoke)
+            opts="-h --ca --name --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -600,7 +645,7 @@ _von() {
             return 0
             ;;
         von__subcmd__help__subcmd__cert)
-            opts="issue show list"
+            opts="issue show list revoke"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -628,6 +673,20 @@ _von() {
             return 0
             ;;
         von__subcmd__help__subcmd__cert__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        von__subcmd__help__subcmd__cert__subcmd__revoke)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1358,7 +1417,7 @@ _von() {
             return 0
             ;;
         von__subcmd__router__subcmd__status)
-            opts="-h --addr --key --json --help"
+            opts="-h --addr --ca --cert --tls-key --name --revoked --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1368,7 +1427,23 @@ _von() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --key)
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --revoked)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -54,17 +54,20 @@ complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_f
 complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from help" -f -a "init" -d 'Create a new VON: its CA key (ca.key), certificate (ca.crt) and ledger'
 complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from help" -f -a "upgrade" -d 'Give a CA directory made by an older von its ledger (ledger.json)'
 complete -c von -n "__fish_von_using_subcommand ca; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list help" -s h -l help -d 'Print help'
-complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list help" -f -a "issue" -d 'Issue a member\'s keys (TLS and X25519) and certificate'
-complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list help" -f -a "show" -d 'Print what a certificate says'
-complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list help" -f -a "list" -d 'Print the CA\'s ledger: every certificate it issued'
-complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list revoke help" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list revoke help" -f -a "issue" -d 'Issue a member\'s keys (TLS and X25519) and certificate'
+complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list revoke help" -f -a "show" -d 'Print what a certificate says'
+complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list revoke help" -f -a "list" -d 'Print the CA\'s ledger: every certificate it issued'
+complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list revoke help" -f -a "revoke" -d 'Revoke the certificate last issued for a name: the ledger records its serial and CA/revoked.txt lists it, for routers and reservation services (their `revoked` setting) to refuse'
+complete -c von -n "__fish_von_using_subcommand cert; and not __fish_seen_subcommand_from issue show list revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l ca -d 'The CA directory written by `von ca init` (ca.crt, ca.key)' -r -F
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l name -d 'Member name, unique in the VON: a-z, 0-9 and \'-\', at most 63 characters' -r
-complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l addr -d 'The member\'s VON address and the VON prefix, e.g. 100.64.0.1/24. Required for a member; optional for `--role keymgr`: the key manager has no VON address (only its certificate\'s prefix is read), so it defaults to the first host of the CA\'s prefix and is not reserved' -r
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l addr -d 'The member\'s VON address and the VON prefix, e.g. 100.64.0.1/24. Required for a member; optional for `--role keymgr|router|reserve`: those have no VON address (only the certificate\'s prefix is read), so it defaults to the first host of the CA\'s prefix and is not reserved' -r
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l valid -d 'Validity in days, from now' -r
-complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l role -d '`member`, or `keymgr` for the key manager\'s own certificate' -r -f -a "member\t''
-keymgr\t''"
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l role -d '`member`; `keymgr` for the key manager\'s own certificate; `router` for a router (`von router`) and `reserve` for a reservation service replica (`von reserve serve`), which authenticate each other with them (docs/isolation.md); these two get no NAME.noise.key' -r -f -a "member\t''
+keymgr\t''
+router\t''
+reserve\t''"
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l out -d 'Directory to write NAME.crt, NAME.key and NAME.noise.key into' -r -F
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -l force -d 'Replace existing files'
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from issue" -s h -l help -d 'Print help'
@@ -72,9 +75,13 @@ complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from list" -l ca -d 'The CA directory (ca.crt, ca.key, ledger.json)' -r -F
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from list" -l json -d 'Print the ledger as JSON'
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from revoke" -l ca -d 'The CA directory (ca.crt, ca.key, ledger.json)' -r -F
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from revoke" -l name -d 'The name whose latest certificate is revoked' -r
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "issue" -d 'Issue a member\'s keys (TLS and X25519) and certificate'
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print what a certificate says'
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "list" -d 'Print the CA\'s ledger: every certificate it issued'
+complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke the certificate last issued for a name: the ledger records its serial and CA/revoked.txt lists it, for routers and reservation services (their `revoked` setting) to refuse'
 complete -c von -n "__fish_von_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -l config -d 'The key manager\'s configuration (keymgr.toml). Or the agent\'s von.toml, for a key manager it embeds' -r -F
 complete -c von -n "__fish_von_using_subcommand keymgr; and not __fish_seen_subcommand_from revoke rekey status help" -l von -d 'With a von.toml: the VON whose embedded key manager to address (needed only when the agent embeds more than one)' -r
@@ -116,7 +123,11 @@ complete -c von -n "__fish_von_using_subcommand router; and not __fish_seen_subc
 complete -c von -n "__fish_von_using_subcommand router; and not __fish_seen_subcommand_from status help" -f -a "status" -d 'Reservations, link budgets and per-ON counters of a running router'
 complete -c von -n "__fish_von_using_subcommand router; and not __fish_seen_subcommand_from status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from status" -l addr -d 'The router\'s control address (its `listen`)' -r
-complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from status" -l key -d 'The router\'s key file' -r -F
+complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from status" -l ca -d 'The CA certificate of router control (reserve.toml `ca`)' -r -F
+complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from status" -l cert -d 'A `reserve` certificate (routers answer only the reservation service\'s role), e.g. reserve.toml `cert`' -r -F
+complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from status" -l tls-key -d 'Its TLS private key (reserve.toml `tls_key`)' -r -F
+complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from status" -l name -d 'The router\'s name: refuse a router whose certificate names another' -r
+complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from status" -l revoked -d 'The CA\'s revocation list: refuse a revoked router' -r -F
 complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from status" -l json -d 'Print the JSON document'
 complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c von -n "__fish_von_using_subcommand router; and __fish_seen_subcommand_from help" -f -a "status" -d 'Reservations, link budgets and per-ON counters of a running router'
@@ -165,6 +176,7 @@ complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand
 complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "issue" -d 'Issue a member\'s keys (TLS and X25519) and certificate'
 complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "show" -d 'Print what a certificate says'
 complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "list" -d 'Print the CA\'s ledger: every certificate it issued'
+complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "revoke" -d 'Revoke the certificate last issued for a name: the ledger records its serial and CA/revoked.txt lists it, for routers and reservation services (their `revoked` setting) to refuse'
 complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from keymgr" -f -a "revoke" -d 'Revoke a member: it is dropped and the group rekeyed at once (if the key manager runs) and refused from then on'
 complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from keymgr" -f -a "rekey" -d 'Rekey now with the same members (a new epoch and group key)'
 complete -c von -n "__fish_von_using_subcommand help; and __fish_seen_subcommand_from keymgr" -f -a "status" -d 'The committed epoch, the epoch being prepared, and the members'

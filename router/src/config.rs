@@ -9,6 +9,7 @@ use serde::Deserialize;
 use von_config::{Period, Rate};
 
 use crate::admission::LinkBudget;
+use crate::auth::TlsFiles;
 use crate::error::{Error, Result};
 
 /// `router.toml`.
@@ -17,10 +18,19 @@ use crate::error::{Error, Result};
 pub struct RouterConfig {
     /// This router's name, as reservation paths write it (`r1` in `r1:eth1`).
     pub name: String,
-    /// TCP address the reservation service reaches it on.
+    /// TCP address the reservation service reaches it on (mutual TLS).
     pub listen: SocketAddr,
-    /// File with the pre-shared key (hex, 32 bytes or more).
-    pub key: PathBuf,
+    /// The CA certificate of router control (`ca.crt` of `von ca init`).
+    pub ca: Option<PathBuf>,
+    /// This router's certificate (`von cert issue --role router --name NAME`).
+    pub cert: Option<PathBuf>,
+    /// Its TLS private key (`NAME.key` beside the certificate).
+    pub tls_key: Option<PathBuf>,
+    /// The CA's revocation list (`revoked.txt` of `von cert revoke`),
+    /// re-read at every connection.
+    pub revoked: Option<PathBuf>,
+    /// The shared HMAC key of older versions: refused with how to move on.
+    pub key: Option<toml::Value>,
     /// Optional Prometheus endpoint (per-ON bytes, packets, drops, rates).
     pub metrics: Option<SocketAddr>,
     /// Every egress interface it shapes.
@@ -46,8 +56,17 @@ pub struct LinkConfig {
 pub struct ServiceConfig {
     /// Unix socket `von reserve add|list|release` talk to.
     pub socket: PathBuf,
-    /// Default key file for routers that name none.
-    pub key: Option<PathBuf>,
+    /// The CA certificate of router control (`ca.crt` of `von ca init`).
+    pub ca: Option<PathBuf>,
+    /// This replica's certificate (`von cert issue --role reserve`).
+    pub cert: Option<PathBuf>,
+    /// Its TLS private key.
+    pub tls_key: Option<PathBuf>,
+    /// The CA's revocation list (`revoked.txt` of `von cert revoke`),
+    /// re-read at every connection.
+    pub revoked: Option<PathBuf>,
+    /// The shared HMAC key of older versions: refused with how to move on.
+    pub key: Option<toml::Value>,
     /// Lease granted on every router; renewed every third of it.
     #[serde(default = "default_lease")]
     pub lease: Period,
@@ -100,10 +119,44 @@ fn default_etcd_timeout() -> Period {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouterEntry {
+    /// Its name; its certificate must carry it.
     pub name: String,
     pub addr: SocketAddr,
-    /// Its key file, if not the top-level `key`.
-    pub key: Option<PathBuf>,
+    /// The per-router HMAC key of older versions: refused.
+    pub key: Option<toml::Value>,
+}
+
+/// The error for an old `key` field: router control moved to mutual TLS.
+fn old_key(field: &str, role: &str) -> String {
+    format!(
+        "{field}: the shared HMAC key is no longer used; router control is mutual TLS now. \
+         Remove `{field}`, issue a certificate with `von cert issue --ca DIR --role {role} --name NAME --out DIR` \
+         and set ca = \"DIR/ca.crt\", cert = \"NAME.crt\", tls_key = \"NAME.key\" (docs/isolation.md, \"Router control\")"
+    )
+}
+
+/// The three TLS files, each required; `role` says which certificate.
+fn tls_files(
+    ca: &Option<PathBuf>,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    revoked: &Option<PathBuf>,
+    role: &str,
+) -> std::result::Result<TlsFiles, String> {
+    let need = |v: &Option<PathBuf>, field: &str, what: &str| {
+        v.clone().ok_or_else(|| {
+            format!(
+                "{field} is missing: set {field} = \"FILE\", {what} \
+                 (`von cert issue --role {role}`, docs/isolation.md)"
+            )
+        })
+    };
+    Ok(TlsFiles {
+        ca: need(ca, "ca", "the CA certificate of router control (ca.crt)")?,
+        cert: need(cert, "cert", &format!("this {role}'s certificate"))?,
+        key: need(key, "tls_key", "the TLS private key issued with it")?,
+        revoked: revoked.clone(),
+    })
 }
 
 fn default_state() -> PathBuf {
@@ -122,6 +175,10 @@ impl RouterConfig {
             path: path.to_owned(),
             reason,
         };
+        if cfg.key.is_some() {
+            return Err(fail(old_key("key", "router")));
+        }
+        cfg.tls_check().map_err(fail)?;
         if cfg.links.is_empty() {
             return Err(fail(
                 "no [[link]]: name at least one egress interface to shape".into(),
@@ -148,6 +205,16 @@ impl RouterConfig {
         Ok(cfg)
     }
 
+    fn tls_check(&self) -> std::result::Result<TlsFiles, String> {
+        tls_files(&self.ca, &self.cert, &self.tls_key, &self.revoked, "router")
+    }
+
+    /// Its TLS files (checked present by [`load`](Self::load)).
+    pub fn tls(&self) -> Result<TlsFiles> {
+        self.tls_check()
+            .map_err(|reason| Error::invalid("router.toml", reason))
+    }
+
     /// The admission budgets of its links.
     pub fn budgets(&self) -> Vec<LinkBudget> {
         self.links
@@ -169,15 +236,16 @@ impl ServiceConfig {
             path: path.to_owned(),
             reason,
         };
+        if cfg.key.is_some() {
+            return Err(fail(old_key("key", "reserve")));
+        }
+        cfg.tls_check().map_err(fail)?;
         if let Some(e) = &cfg.etcd {
             check_etcd(e, cfg.lease).map_err(fail)?;
         }
         for (i, r) in cfg.routers.iter().enumerate() {
-            if r.key.is_none() && cfg.key.is_none() {
-                return Err(fail(format!(
-                    "router[{i}] ({}) has no key and there is no top-level key; add key = \"FILE\"",
-                    r.name
-                )));
+            if r.key.is_some() {
+                return Err(fail(old_key(&format!("router[{i}].key"), "reserve")));
             }
             if cfg.routers[..i].iter().any(|o| o.name == r.name) {
                 return Err(fail(format!(
@@ -187,6 +255,22 @@ impl ServiceConfig {
             }
         }
         Ok(cfg)
+    }
+
+    fn tls_check(&self) -> std::result::Result<TlsFiles, String> {
+        tls_files(
+            &self.ca,
+            &self.cert,
+            &self.tls_key,
+            &self.revoked,
+            "reserve",
+        )
+    }
+
+    /// Its TLS files (checked present by [`load`](Self::load)).
+    pub fn tls(&self) -> Result<TlsFiles> {
+        self.tls_check()
+            .map_err(|reason| Error::invalid("reserve.toml", reason))
     }
 }
 
@@ -274,7 +358,7 @@ mod tests {
     #[test]
     fn router_config_with_defaults() {
         let (p, _rm) = write(
-            "name = \"r1\"\nlisten = \"10.0.0.1:7300\"\nkey = \"/k\"\n[[link]]\ndev = \"sha\"\ncapacity = \"100mbit\"\n",
+            "name = \"r1\"\nlisten = \"10.0.0.1:7300\"\nca = \"/ca\"\ncert = \"/c\"\ntls_key = \"/k\"\n[[link]]\ndev = \"sha\"\ncapacity = \"100mbit\"\n",
         );
         let cfg = RouterConfig::load(&p).expect("valid");
         assert_eq!(cfg.budgets()[0].on_share_bps, 100_000_000);
@@ -283,7 +367,7 @@ mod tests {
     #[test]
     fn share_above_capacity_and_unknown_keys_are_refused() {
         let (p, _rm) = write(
-            "name = \"r1\"\nlisten = \"10.0.0.1:7300\"\nkey = \"/k\"\n[[link]]\ndev = \"sha\"\ncapacity = \"100mbit\"\non_share = \"200mbit\"\n",
+            "name = \"r1\"\nlisten = \"10.0.0.1:7300\"\nca = \"/ca\"\ncert = \"/c\"\ntls_key = \"/k\"\n[[link]]\ndev = \"sha\"\ncapacity = \"100mbit\"\non_share = \"200mbit\"\n",
         );
         let err = RouterConfig::load(&p)
             .expect_err("share > capacity")
@@ -292,14 +376,16 @@ mod tests {
             err.contains("on_share 200mbit exceeds its capacity 100mbit"),
             "{err}"
         );
-        let (p, _rm) =
-            write("name = \"r1\"\nlisten = \"10.0.0.1:7300\"\nkey = \"/k\"\nlinks = []\n");
+        let (p, _rm) = write(
+            "name = \"r1\"\nlisten = \"10.0.0.1:7300\"\nca = \"/ca\"\ncert = \"/c\"\ntls_key = \"/k\"\nlinks = []\n",
+        );
         assert!(RouterConfig::load(&p).is_err());
     }
 
     #[test]
     fn service_etcd_section_is_checked_field_by_field() {
-        let head = "socket = \"/s\"\nkey = \"/k\"\nlease = \"9s\"\n";
+        let head =
+            "socket = \"/s\"\nca = \"/ca\"\ncert = \"/c\"\ntls_key = \"/k\"\nlease = \"9s\"\n";
         let router = "[[router]]\nname = \"r1\"\naddr = \"10.0.0.1:7300\"\n";
         let text =
             format!("{head}[etcd]\nendpoints = [\"192.0.2.1:2379\"]\nreplica = \"rs1\"\n{router}");
@@ -344,10 +430,48 @@ mod tests {
     }
 
     #[test]
-    fn service_router_without_any_key_is_refused() {
-        let (p, _rm) =
-            write("socket = \"/s\"\n[[router]]\nname = \"r1\"\naddr = \"10.0.0.1:7300\"\n");
-        let err = ServiceConfig::load(&p).expect_err("no key").to_string();
-        assert!(err.contains("has no key"), "{err}");
+    fn an_old_hmac_key_or_missing_tls_files_are_refused_with_the_fix() {
+        let router = "[[link]]\ndev = \"sha\"\ncapacity = \"100mbit\"\n";
+        let text = format!(
+            "name = \"r1\"\nlisten = \"10.0.0.1:7300\"\nkey = \"/etc/von/router.key\"\n{router}"
+        );
+        let (p, _rm) = write(&text);
+        let err = RouterConfig::load(&p).expect_err("old key").to_string();
+        assert!(err.starts_with(&p.display().to_string()), "{err}");
+        assert!(
+            err.contains("key: the shared HMAC key is no longer used")
+                && err.contains("von cert issue --ca DIR --role router"),
+            "{err}"
+        );
+        let text = format!(
+            "name = \"r1\"\nlisten = \"10.0.0.1:7300\"\nca = \"/ca\"\ncert = \"/c\"\n{router}"
+        );
+        let (p, _rm) = write(&text);
+        let err = RouterConfig::load(&p).expect_err("no tls_key").to_string();
+        assert!(err.contains("tls_key is missing"), "{err}");
+
+        let tls = "ca = \"/ca\"\ncert = \"/c\"\ntls_key = \"/k\"\n";
+        for (text, want) in [
+            (
+                "socket = \"/s\"\nkey = \"/k\"\n[[router]]\nname = \"r1\"\naddr = \"10.0.0.1:7300\"\n"
+                    .to_owned(),
+                "key: the shared HMAC key",
+            ),
+            (
+                format!(
+                    "socket = \"/s\"\n{tls}[[router]]\nname = \"r1\"\naddr = \"10.0.0.1:7300\"\nkey = \"/k1\"\n"
+                ),
+                "router[0].key: the shared HMAC key",
+            ),
+            (
+                "socket = \"/s\"\n[[router]]\nname = \"r1\"\naddr = \"10.0.0.1:7300\"\n".to_owned(),
+                "ca is missing",
+            ),
+        ] {
+            let (p, _rm) = write(&text);
+            let err = ServiceConfig::load(&p).expect_err(want).to_string();
+            assert!(err.contains(want), "{want}: {err}");
+            assert!(err.contains("--role reserve"), "{err}");
+        }
     }
 }

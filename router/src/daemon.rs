@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::metrics;
 use crate::net::{self, TcpTransport};
 use crate::participant::RouterCore;
-use crate::proto::{AuthKey, Request, Response};
+use crate::proto::{Request, Response};
 use crate::replica::{Election, Etcd, EtcdRegistry, ReplicaInfo, Role, Term};
 use crate::service::{Service, ServiceRequest, ServiceResponse};
 use crate::store::RegistryStore;
@@ -37,7 +37,7 @@ type Counters = BTreeMap<String, BTreeMap<u16, ClassCounters>>;
 
 /// Runs a router until `stop` is set; removes its qdiscs before returning.
 pub fn run_router(cfg: &RouterConfig, stop: Arc<AtomicBool>) -> Result<()> {
-    let key = AuthKey::load(&cfg.key)?;
+    let tls = crate::auth::router_server(&cfg.tls()?)?;
     let listener = TcpListener::bind(cfg.listen)
         .map_err(|e| Error::io("listen on", cfg.listen.to_string(), e))?;
     // Bound before anything is installed, so a taken port changes nothing.
@@ -66,7 +66,7 @@ pub fn run_router(cfg: &RouterConfig, stop: Arc<AtomicBool>) -> Result<()> {
     };
     let server = {
         let stop = Arc::clone(&stop);
-        std::thread::spawn(move || net::serve_router(listener, key, stop, handler))
+        std::thread::spawn(move || net::serve_router(listener, tls, stop, handler))
     };
     let scraper = match scrape_listener {
         Some(listener) => {
@@ -175,14 +175,11 @@ fn run_tc(cmd: &TcCommand) -> Result<String> {
 /// releases nothing, since the next leader renews them.
 pub fn run_service(cfg: &ServiceConfig, stop: Arc<AtomicBool>) -> Result<()> {
     let mut routers = BTreeMap::new();
+    let files = cfg.tls()?;
     for r in &cfg.routers {
-        // `ServiceConfig::load` checked that one of the two is set.
-        let path = r
-            .key
-            .as_ref()
-            .or(cfg.key.as_ref())
-            .ok_or_else(|| Error::invalid(format!("router {}", r.name), "no key file"))?;
-        routers.insert(r.name.clone(), (r.addr, AuthKey::load(path)?));
+        // Each router's config accepts only the certificate of that name.
+        let tls = crate::auth::service_client(&files, Some(&r.name))?;
+        routers.insert(r.name.clone(), (r.addr, tls));
     }
     let transport = Arc::new(Mutex::new(TcpTransport::new(routers)));
     let mut replica = match &cfg.etcd {

@@ -5,7 +5,7 @@
 //! management (keymgr): it configures *routers* that are not VON members,
 //! and its core (tc state, admission, two-phase commit, leases) is sans-IO so
 //! that the key manager can host the reservation service and unit tests need
-//! no root. The OS edge is [`daemon`] (runs `tc`) and [`net`] (TCP).
+//! no root. The OS edge is [`daemon`] (runs `tc`) and [`net`] (TCP with mutual TLS, [`auth`]).
 //!
 //! Flow of a reservation:
 //! 1. `von reserve add` asks the [`service`] for ON id 7 at 20 Mbit/s over
@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod auth;
 pub mod config;
 pub mod coordinator;
 pub mod daemon;

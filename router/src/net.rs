@@ -1,6 +1,10 @@
-//! Sockets: the router's authenticated TCP endpoint, the service's TCP
-//! client of routers, and the service's local Unix socket for `von reserve`.
+//! Sockets: the router's mutual-TLS endpoint, the service's TLS client of
+//! routers, and the service's local Unix socket for `von reserve`.
 //! Blocking std I/O with a thread per connection: a few requests a minute.
+//!
+//! Router control is one request per TLS 1.3 connection, a JSON line each
+//! way; who may connect is [`crate::auth`]'s business (certificates, roles,
+//! names, revocation).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,11 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ring::rand::{SecureRandom, SystemRandom};
+use rustls::pki_types::ServerName;
 
 use crate::coordinator::Transport;
 use crate::error::{Error, Result};
-use crate::proto::{self, AuthKey, MAX_LINE, Request, Response};
+use crate::proto::{self, MAX_LINE, Request, Response};
 use crate::service::{ServiceRequest, ServiceResponse};
 
 /// How long one exchange with a router may take.
@@ -23,33 +27,39 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often accept loops look at their stop flag.
 const POLL: Duration = Duration::from_millis(50);
 
-/// The service's view of its routers: name → address and key.
+/// The service's view of its routers: name → address and the TLS client
+/// config that accepts only that router's certificate.
 #[derive(Debug)]
 pub struct TcpTransport {
-    routers: BTreeMap<String, (SocketAddr, AuthKey)>,
+    routers: BTreeMap<String, (SocketAddr, Arc<rustls::ClientConfig>)>,
 }
 
 impl TcpTransport {
-    pub fn new(routers: BTreeMap<String, (SocketAddr, AuthKey)>) -> Self {
+    pub fn new(routers: BTreeMap<String, (SocketAddr, Arc<rustls::ClientConfig>)>) -> Self {
         Self { routers }
     }
 }
 
 impl Transport for TcpTransport {
     fn call(&mut self, router: &str, req: &Request) -> Result<Response> {
-        let (addr, key) = self.routers.get(router).ok_or_else(|| Error::Refused {
+        let (addr, tls) = self.routers.get(router).ok_or_else(|| Error::Refused {
             router: router.to_owned(),
             reason: format!(
                 "no such router in the service's configuration (it knows: {})",
                 self.routers.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
         })?;
-        call(router, *addr, key, req)
+        call(router, *addr, tls, req)
     }
 }
 
-/// One authenticated request to the router at `addr`.
-pub fn call(router: &str, addr: SocketAddr, key: &AuthKey, req: &Request) -> Result<Response> {
+/// One request over mutual TLS to the router at `addr`.
+pub fn call(
+    router: &str,
+    addr: SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+    req: &Request,
+) -> Result<Response> {
     let fail = |reason: String| Error::Unreachable {
         router: router.to_owned(),
         addr: addr.to_string(),
@@ -59,23 +69,27 @@ pub fn call(router: &str, addr: SocketAddr, key: &AuthKey, req: &Request) -> Res
         TcpStream::connect_timeout(&addr, CALL_TIMEOUT).map_err(|e| fail(e.to_string()))?;
     stream
         .set_read_timeout(Some(CALL_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(CALL_TIMEOUT)))
         .map_err(|e| fail(e.to_string()))?;
-    let mut reader = BufReader::new(stream.try_clone().map_err(|e| fail(e.to_string()))?);
-    let mut writer = stream;
-    let challenge = proto::read_hello(&read_line(&mut reader).map_err(|e| fail(e.to_string()))?)
-        .map_err(|e| fail(e.to_string()))?;
-    writer
-        .write_all(proto::seal_request(key, &challenge, req).as_bytes())
-        .map_err(|e| fail(e.to_string()))?;
-    let line = read_line(&mut reader).map_err(|e| fail(e.to_string()))?;
-    proto::open_response(key, &challenge, &line).map_err(|e| fail(e.to_string()))
+    // The name only fills SNI; the verifier checks role and router name.
+    let sni = ServerName::try_from("router.von").expect("a valid DNS name");
+    let conn = rustls::ClientConnection::new(Arc::clone(tls), sni)
+        .map_err(|e| fail(format!("TLS: {e}")))?;
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    tls.write_all(proto::request_line(req).as_bytes())
+        .and_then(|()| tls.flush())
+        .map_err(|e| fail(format!("TLS: {e}")))?;
+    let mut reader = BufReader::new(tls);
+    let line = read_line(&mut reader).map_err(|e| fail(format!("TLS: {e}")))?;
+    proto::read_response(&line).map_err(|e| fail(e.to_string()))
 }
 
-/// Serves routers' requests on `listener` until `stop`: each connection is
-/// challenged, its request checked against `key` and answered by `handle`.
+/// Serves routers' requests on `listener` until `stop`: each connection's
+/// TLS handshake is checked by `tls` (a `reserve` certificate), its request
+/// answered by `handle`.
 pub fn serve_router(
     listener: TcpListener,
-    key: AuthKey,
+    tls: Arc<rustls::ServerConfig>,
     stop: Arc<AtomicBool>,
     handle: Arc<dyn Fn(Request) -> Response + Send + Sync>,
 ) -> Result<()> {
@@ -86,7 +100,6 @@ pub fn serve_router(
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::io("set non-blocking", addr.clone(), e))?;
-    let rng = SystemRandom::new();
     while !stop.load(Ordering::Relaxed) {
         let (stream, peer) = match listener.accept() {
             Ok(s) => s,
@@ -96,12 +109,9 @@ pub fn serve_router(
             }
             Err(e) => return Err(Error::io("accept on", addr, e)),
         };
-        let mut challenge = [0u8; 32];
-        rng.fill(&mut challenge)
-            .map_err(|_| Error::Protocol("the OS random generator failed".into()))?;
-        let (key, handle) = (key.clone(), Arc::clone(&handle));
+        let (tls, handle) = (Arc::clone(&tls), Arc::clone(&handle));
         std::thread::spawn(move || {
-            if let Err(e) = exchange(stream, &key, &challenge, handle.as_ref()) {
+            if let Err(e) = exchange(stream, tls, handle.as_ref()) {
                 tracing::warn!(%peer, error = %e, "control request refused");
             }
         });
@@ -111,23 +121,25 @@ pub fn serve_router(
 
 fn exchange(
     stream: TcpStream,
-    key: &AuthKey,
-    challenge: &[u8],
+    tls: Arc<rustls::ServerConfig>,
     handle: &(dyn Fn(Request) -> Response + Send + Sync),
 ) -> Result<()> {
-    let io = |e: std::io::Error| Error::Protocol(e.to_string());
+    let io = |e: std::io::Error| Error::Protocol(format!("TLS: {e}"));
     stream.set_nonblocking(false).map_err(io)?;
     stream.set_read_timeout(Some(CALL_TIMEOUT)).map_err(io)?;
-    let mut reader = BufReader::new(stream.try_clone().map_err(io)?);
-    let mut writer = stream;
-    writer
-        .write_all(proto::hello(challenge).as_bytes())
-        .map_err(io)?;
-    let req = proto::open_request(key, challenge, &read_line(&mut reader).map_err(io)?)?;
+    stream.set_write_timeout(Some(CALL_TIMEOUT)).map_err(io)?;
+    let conn = rustls::ServerConnection::new(tls).map_err(|e| Error::Protocol(e.to_string()))?;
+    let mut reader = BufReader::new(rustls::StreamOwned::new(conn, stream));
+    // The handshake (and the client's certificate check) runs in this read.
+    let req = proto::read_request(&read_line(&mut reader).map_err(io)?)?;
     let resp = handle(req);
-    writer
-        .write_all(proto::seal_response(key, challenge, &resp).as_bytes())
-        .map_err(io)
+    let tls = reader.get_mut();
+    tls.write_all(proto::response_line(&resp).as_bytes())
+        .and_then(|()| tls.flush())
+        .map_err(io)?;
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+    Ok(())
 }
 
 /// Asks the service listening on `socket`.

@@ -268,12 +268,83 @@ pub fn rtt_ms(output: &str) -> Option<(f64, f64)> {
     Some((times[times.len() / 2], mean))
 }
 
-/// Writes a fresh 32-byte hex key into the test's directory.
-pub fn write_key(topo: &Topology, name: &str) -> Result<PathBuf> {
-    use rand::RngCore;
-    let mut key = [0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    topo.dir().write(name, &hex::encode(key))
+/// Router control's PKI in the test's directory, made by the real `von ca
+/// init` and `von cert issue --role router|reserve` (run on the host, not in
+/// a namespace: only files).
+#[derive(Debug, Clone)]
+pub struct ControlPki {
+    dir: PathBuf,
+}
+
+impl ControlPki {
+    /// A new CA for router control under `DIR/control-ca`, with an empty
+    /// revocation list.
+    pub fn new(topo: &Topology) -> Result<Self> {
+        let dir = topo.dir().path().join("control-ca");
+        let d = dir.to_string_lossy().into_owned();
+        run_von(&[
+            "ca",
+            "init",
+            "--von",
+            "infra",
+            "--on-id",
+            "1",
+            "--prefix",
+            "100.127.0.0/24",
+            "--out",
+            &d,
+        ])?;
+        let list = dir.join("revoked.txt");
+        std::fs::write(&list, "").map_err(|source| Error::Io {
+            what: "writing",
+            path: list,
+            source,
+        })?;
+        Ok(Self { dir })
+    }
+
+    /// Issues `name` with `role` (`router` or `reserve`), replacing an old one.
+    pub fn issue(&self, role: &str, name: &str) -> Result<()> {
+        let d = self.dir.to_string_lossy().into_owned();
+        run_von(&[
+            "cert", "issue", "--ca", &d, "--role", role, "--name", name, "--out", &d, "--force",
+        ])?;
+        Ok(())
+    }
+
+    /// `von cert revoke --ca DIR --name NAME`.
+    pub fn revoke(&self, name: &str) -> Result<()> {
+        let d = self.dir.to_string_lossy().into_owned();
+        run_von(&["cert", "revoke", "--ca", &d, "--name", name])?;
+        Ok(())
+    }
+
+    /// The TOML lines `ca`, `cert`, `tls_key`, `revoked` for `name`.
+    pub fn toml(&self, name: &str) -> String {
+        let d = self.dir.display();
+        format!(
+            "ca = \"{d}/ca.crt\"\ncert = \"{d}/{name}.crt\"\ntls_key = \"{d}/{name}.key\"\nrevoked = \"{d}/revoked.txt\"\n"
+        )
+    }
+
+    /// The CLI flags of `von router status` for the service `name`.
+    pub fn flags(&self, name: &str) -> Vec<String> {
+        let d = self.dir.display();
+        vec![
+            "--ca".into(),
+            format!("{d}/ca.crt"),
+            "--cert".into(),
+            format!("{d}/{name}.crt"),
+            "--tls-key".into(),
+            format!("{d}/{name}.key"),
+        ]
+    }
+}
+
+fn run_von(args: &[&str]) -> Result<Output> {
+    let mut cmd = Command::new(von_bin()?);
+    cmd.args(args);
+    process::run_ok(&mut cmd, Duration::from_secs(30))
 }
 
 /// `tc class show dev DEV` in `ns`: the text, for assertions.

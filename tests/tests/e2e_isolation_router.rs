@@ -135,13 +135,16 @@ fn isolation(over: Over) -> Result<()> {
     let r = topo.switch().expect("bridged topology").name().to_owned();
     let rns = topo.switch().expect("bridged topology");
 
-    let key = router::write_key(&topo, "router.key")?;
+    // Router control on mutual TLS, certificates from `von cert issue`.
+    let pki = router::ControlPki::new(&topo)?;
+    pki.issue("router", "r1")?;
+    pki.issue("reserve", "rs1")?;
     let router_toml = topo.dir().write(
         "router.toml",
         &format!(
-            "name = \"r1\"\nlisten = \"{}\"\nkey = \"{}\"\nmetrics = \"127.0.0.1:{METRICS}\"\n\n[[link]]\ndev = \"sha\"\ncapacity = \"100mbit\"\n\n[[link]]\ndev = \"shb\"\ncapacity = \"100mbit\"\n",
+            "name = \"r1\"\nlisten = \"{}\"\n{}metrics = \"127.0.0.1:{METRICS}\"\n\n[[link]]\ndev = \"sha\"\ncapacity = \"100mbit\"\n\n[[link]]\ndev = \"shb\"\ncapacity = \"100mbit\"\n",
             router::CONTROL,
-            key.display()
+            pki.toml("r1")
         ),
     )?;
     let socket = topo.dir().path().join("reserve.sock");
@@ -150,10 +153,10 @@ fn isolation(over: Over) -> Result<()> {
     let service_toml = topo.dir().write(
         "reserve.toml",
         &format!(
-            "socket = \"{}\"\nstate = \"{}\"\nkey = \"{}\"\nlease = \"2s\"\n\n[[router]]\nname = \"r1\"\naddr = \"{}\"\n\n[[router]]\nname = \"r2\"\naddr = \"127.0.0.1:7301\"\n",
+            "socket = \"{}\"\nstate = \"{}\"\n{}lease = \"2s\"\n\n[[router]]\nname = \"r1\"\naddr = \"{}\"\n\n[[router]]\nname = \"r2\"\naddr = \"127.0.0.1:7301\"\n",
             socket.display(),
             state.display(),
-            key.display(),
+            pki.toml("rs1"),
             router::CONTROL
         ),
     )?;
@@ -387,18 +390,18 @@ fn isolation(over: Over) -> Result<()> {
     );
     assert!(out.stderr.contains("router r2"), "{}", out.stderr);
     assert_nothing_new(rns, &before)?;
-    let status = von(
-        rns,
-        &[
-            "router",
-            "status",
-            "--addr",
-            router::CONTROL,
-            "--key",
-            &key.to_string_lossy(),
-            "--json",
-        ],
-    )?;
+    let mut args = vec![
+        "router",
+        "status",
+        "--addr",
+        router::CONTROL,
+        "--name",
+        "r1",
+    ];
+    let flags = pki.flags("rs1");
+    args.extend(flags.iter().map(String::as_str));
+    args.push("--json");
+    let status = von(rns, &args)?;
     let json: serde_json::Value =
         serde_json::from_str(&status.stdout).expect("router status is JSON");
     assert_eq!(

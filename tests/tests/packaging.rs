@@ -12,12 +12,18 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 const UNITS: [&str; 2] = ["von.service", "von-keymgr.service"];
-/// The key manager replica template (`von-keymgr@grid.service`), packaged
-/// beside the units; verified through an instance name.
-const TEMPLATE: &str = "von-keymgr@.service";
-const EXAMPLES: [&str; 4] = [
+/// The replica templates (`von-keymgr@grid.service`, the reservation
+/// service's `von-reserve@rs1.service`), packaged beside the units; each
+/// verified through an instance name.
+const TEMPLATES: [(&str, &str); 2] = [
+    ("von-keymgr@.service", "von-keymgr@grid.service"),
+    ("von-reserve@.service", "von-reserve@rs1.service"),
+];
+const EXAMPLES: [&str; 6] = [
     "grid.view.toml",
     "keymgr.toml",
+    "reserve.toml",
+    "router.toml",
     "von-keymgr.toml",
     "von-static.toml",
 ];
@@ -109,14 +115,19 @@ fn verify_units(units: &[PathBuf], binary: &Path, dir: &Path) {
     );
 }
 
-/// A copy of the template unit under an instance's name, since
+/// Copies of the template units under instances' names, since
 /// `systemd-analyze verify` checks instances, not templates.
-fn template_instance(template: &Path, dir: &Path) -> PathBuf {
+fn template_instances(unit_dir: &Path, dir: &Path) -> Vec<PathBuf> {
     let instances = dir.join("instance");
     std::fs::create_dir_all(&instances).unwrap();
-    let instance = instances.join("von-keymgr@grid.service");
-    std::fs::copy(template, &instance).unwrap();
-    instance
+    TEMPLATES
+        .iter()
+        .map(|(template, name)| {
+            let instance = instances.join(name);
+            std::fs::copy(unit_dir.join(template), &instance).unwrap();
+            instance
+        })
+        .collect()
 }
 
 #[test]
@@ -129,10 +140,7 @@ fn units_pass_systemd_analyze_verify() {
         .iter()
         .map(|u| packaging(&format!("systemd/{u}")))
         .collect();
-    units.push(template_instance(
-        &packaging(&format!("systemd/{TEMPLATE}")),
-        &dir,
-    ));
+    units.extend(template_instances(&packaging("systemd"), &dir));
     // Any executable stands in for /usr/bin/von: this test's own binary.
     verify_units(&units, &std::env::current_exe().unwrap(), &dir);
     let _ = std::fs::remove_dir_all(&dir);
@@ -177,6 +185,19 @@ fn units_keep_their_hardening() {
         assert!(
             keymgr.lines().any(|l| l == *line),
             "von-keymgr.service lacks {line:?}"
+        );
+    }
+    let reserve = std::fs::read_to_string(packaging("systemd/von-reserve@.service")).unwrap();
+    for line in common.iter().chain(&[
+        "ExecStart=/usr/bin/von reserve serve --config /etc/von/reserve-%i.toml",
+        "CapabilityBoundingSet=",
+        "PrivateDevices=yes",
+        "RuntimeDirectory=von-reserve-%i",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+    ]) {
+        assert!(
+            reserve.lines().any(|l| l == *line),
+            "von-reserve@.service lacks {line:?}"
         );
     }
 }
@@ -241,7 +262,11 @@ fn debian_package_holds_binary_units_and_examples() {
     let has = |path: &str| listing.lines().any(|l| l.ends_with(path));
     let mut wanted = vec!["./usr/bin/von".to_owned()];
     wanted.extend(UNITS.iter().map(|u| format!("/systemd/system/{u}")));
-    wanted.push(format!("/systemd/system/{TEMPLATE}"));
+    wanted.extend(
+        TEMPLATES
+            .iter()
+            .map(|(t, _)| format!("/systemd/system/{t}")),
+    );
     wanted.extend(
         EXAMPLES
             .iter()
@@ -316,7 +341,7 @@ fn debian_package_holds_binary_units_and_examples() {
     );
     if have(&["systemd-analyze"], "apt-get install systemd") {
         let mut units = units.clone();
-        units.push(template_instance(&unit_dir.join(TEMPLATE), &dir));
+        units.extend(template_instances(&unit_dir, &dir));
         verify_units(&units, &root.join("usr/bin/von"), &dir);
     }
 

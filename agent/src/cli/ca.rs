@@ -170,7 +170,9 @@ fn run_upgrade(args: UpgradeArgs) -> anyhow::Result<()> {
     }
     let mut warnings = 0;
     for e in &ledger.issued {
-        let role_ok = e.role == Role::Member.as_str() || e.role == Role::Keymgr.as_str();
+        let role_ok = [Role::Member, Role::Keymgr, Role::Router, Role::Reserve]
+            .iter()
+            .any(|r| e.role == r.as_str());
         if !args.prefix.contains_host(e.address) || !role_ok {
             println!(
                 "warning: {} has address {}, outside {}; the key manager will refuse it: reissue it with `von cert issue --force`",

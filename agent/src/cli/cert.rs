@@ -20,7 +20,7 @@ use von_crypto::cert::{
 };
 
 use super::ca::{CA_CERT, CA_KEY};
-use super::ledger::Ledger;
+use super::ledger::{Ledger, REVOKED};
 
 /// Issue and inspect member certificates.
 #[derive(Debug, Args)]
@@ -37,6 +37,20 @@ enum CertCommand {
     Show(ShowArgs),
     /// Print the CA's ledger: every certificate it issued.
     List(ListArgs),
+    /// Revoke the certificate last issued for a name: the ledger records its
+    /// serial and CA/revoked.txt lists it, for routers and reservation
+    /// services (their `revoked` setting) to refuse.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+struct RevokeArgs {
+    /// The CA directory (ca.crt, ca.key, ledger.json).
+    #[arg(long, value_name = "DIR")]
+    ca: PathBuf,
+    /// The name whose latest certificate is revoked.
+    #[arg(long, value_name = "NAME")]
+    name: MemberName,
 }
 
 #[derive(Debug, Args)]
@@ -58,16 +72,19 @@ struct IssueArgs {
     #[arg(long, value_name = "NAME")]
     name: MemberName,
     /// The member's VON address and the VON prefix, e.g. 100.64.0.1/24.
-    /// Required for a member; optional for `--role keymgr`: the key manager
-    /// has no VON address (only its certificate's prefix is read), so it
-    /// defaults to the first host of the CA's prefix and is not reserved.
+    /// Required for a member; optional for `--role keymgr|router|reserve`:
+    /// those have no VON address (only the certificate's prefix is read), so
+    /// it defaults to the first host of the CA's prefix and is not reserved.
     #[arg(long, value_name = "CIDR", required_if_eq("role", "member"))]
     addr: Option<VonAddr>,
     /// Validity in days, from now.
     #[arg(long = "valid", value_name = "DAYS", default_value_t = 365,
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     valid_days: u32,
-    /// `member`, or `keymgr` for the key manager's own certificate.
+    /// `member`; `keymgr` for the key manager's own certificate; `router`
+    /// for a router (`von router`) and `reserve` for a reservation service
+    /// replica (`von reserve serve`), which authenticate each other with
+    /// them (docs/isolation.md); these two get no NAME.noise.key.
     #[arg(long, value_enum, default_value_t = IssueRole::Member)]
     role: IssueRole,
     /// Directory to write NAME.crt, NAME.key and NAME.noise.key into.
@@ -82,6 +99,8 @@ struct IssueArgs {
 enum IssueRole {
     Member,
     Keymgr,
+    Router,
+    Reserve,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +116,7 @@ pub fn run(args: CertArgs) -> anyhow::Result<()> {
         CertCommand::Issue(issue) => run_issue(issue),
         CertCommand::Show(show) => run_show(&show.file),
         CertCommand::List(list) => run_list(&list),
+        CertCommand::Revoke(revoke) => run_revoke(&revoke),
     }
 }
 
@@ -123,15 +143,30 @@ fn run_issue(args: IssueArgs) -> anyhow::Result<()> {
     let ca = load_ca(&args.ca)?;
     let mut ledger = Ledger::load(&args.ca)?;
     let name = args.name.as_str();
+    let role = match args.role {
+        IssueRole::Member => Role::Member,
+        IssueRole::Keymgr => Role::Keymgr,
+        IssueRole::Router => Role::Router,
+        IssueRole::Reserve => Role::Reserve,
+    };
+    // Routers and services use only the TLS key: no X25519 key to keep.
+    let noise = matches!(role, Role::Member | Role::Keymgr);
     let files = [
         format!("{name}.key"),
         format!("{name}.noise.key"),
         format!("{name}.crt"),
     ];
-    let out = Output::prepare(&args.out, &files.each_ref().map(String::as_str), args.force)?;
+    let written: Vec<&str> = files
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| noise || *i != 1)
+        .map(|(_, f)| f.as_str())
+        .collect();
+    let out = Output::prepare(&args.out, &written, args.force)?;
 
     let not_before = now();
-    let keymgr = matches!(args.role, IssueRole::Keymgr);
+    // Only a member's certificate holds a VON address.
+    let keymgr = role != Role::Member;
     let addr = match args.addr {
         Some(addr) => addr,
         None if keymgr => ledger.keymgr_addr()?,
@@ -142,10 +177,7 @@ fn run_issue(args: IssueArgs) -> anyhow::Result<()> {
     };
     let member_id = ledger.admit(name, &addr, keymgr, not_before)?;
     let req = IssueRequest {
-        role: match args.role {
-            IssueRole::Member => Role::Member,
-            IssueRole::Keymgr => Role::Keymgr,
-        },
+        role,
         name: args.name.clone(),
         member_id,
         addr,
@@ -154,13 +186,20 @@ fn run_issue(args: IssueArgs) -> anyhow::Result<()> {
     };
     let issued = ca.issue(&req).context("issuing the certificate")?;
     out.write_secret(&files[0], issued.tls_key_pem.as_bytes())?;
-    out.write_secret(&files[1], issued.noise_secret.to_file_text().as_bytes())?;
+    if noise {
+        out.write_secret(&files[1], issued.noise_secret.to_file_text().as_bytes())?;
+    }
     out.write_public(&files[2], issued.cert_pem.as_bytes())?;
     let info = cert::inspect(&cert::pem_to_der(&issued.cert_pem, "issued certificate")?)?;
     ledger.record(&info);
     ledger.save(&args.ca)?;
+    let wrote = written
+        .iter()
+        .rev()
+        .map(|f| out.path(f).display().to_string())
+        .collect::<Vec<_>>();
     println!(
-        "{} {name} of VON {} (member id {}, {}): wrote {}, {} and {} (valid until {})",
+        "{} {name} of VON {} (member id {}, {}): wrote {} (valid until {})",
         req.role.as_str(),
         info.extension.von,
         member_id.0,
@@ -169,10 +208,44 @@ fn run_issue(args: IssueArgs) -> anyhow::Result<()> {
         } else {
             addr.to_string()
         },
-        out.path(&files[2]).display(),
-        out.path(&files[0]).display(),
-        out.path(&files[1]).display(),
+        match wrote.as_slice() {
+            [a, b] => format!("{a} and {b}"),
+            [a, b, c] => format!("{a}, {c} and {b}"),
+            other => other.join(", "),
+        },
         rfc3339(&info.not_after),
+    );
+    Ok(())
+}
+
+fn run_revoke(args: &RevokeArgs) -> anyhow::Result<()> {
+    // The CA key is not needed, but loading it proves this is the CA's own
+    // directory (and that its key is kept private).
+    load_ca(&args.ca)?;
+    let mut ledger = Ledger::load(&args.ca)?;
+    let new = ledger.revoke(args.name.as_str(), now())?;
+    ledger.save(&args.ca)?;
+    let list = args.ca.join(REVOKED);
+    let tmp = args.ca.join(format!(".{REVOKED}.tmp"));
+    fs::write(&tmp, ledger.revocation_list())
+        .and_then(|()| fs::rename(&tmp, &list))
+        .with_context(|| format!("writing {}", list.display()))?;
+    let r = ledger
+        .revoked
+        .iter()
+        .rev()
+        .find(|r| r.name == args.name.as_str())
+        .expect("just revoked");
+    println!(
+        "{} {} {} (serial {}); {} lists {} certificate{}: copy it to every router and \
+         reservation service whose `revoked` names it (they re-read it at each connection)",
+        if new { "revoked" } else { "already revoked:" },
+        r.role,
+        r.name,
+        r.serial,
+        list.display(),
+        ledger.revoked.len(),
+        if ledger.revoked.len() == 1 { "" } else { "s" }
     );
     Ok(())
 }

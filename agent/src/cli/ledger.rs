@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use von_crypto::MemberId;
-use von_crypto::cert::{CertInfo, Holder, VonAddr, VonPrefix, random_member_id, rfc3339};
+use von_crypto::cert::{CertInfo, VonAddr, VonPrefix, random_member_id, rfc3339};
 
 /// The ledger's file name in the CA directory.
 pub const LEDGER: &str = "ledger.json";
@@ -44,7 +44,29 @@ pub struct Ledger {
     pub prefix: String,
     /// One entry per name, the latest certificate issued for it.
     pub issued: Vec<Entry>,
+    /// Certificates revoked with `von cert revoke`, by serial (absent in
+    /// ledgers written before revocation existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<Revoked>,
 }
+
+/// One revoked certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revoked {
+    /// Certificate serial, hex.
+    pub serial: String,
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+    /// When it was revoked, RFC 3339.
+    pub at: String,
+}
+
+/// The revocation list next to the ledger: `SERIAL NAME ROLE` lines that
+/// routers and reservation services read (their `revoked` setting).
+pub const REVOKED: &str = "revoked.txt";
 
 /// One issued certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +76,7 @@ pub struct Entry {
     pub member_id: u32,
     /// Member name.
     pub name: String,
-    /// `member` or `keymgr`.
+    /// `member`, `keymgr`, `router` or `reserve`.
     pub role: String,
     /// VON address.
     pub address: Ipv4Addr,
@@ -75,7 +97,40 @@ impl Ledger {
             on_id,
             prefix: prefix.to_string(),
             issued: Vec::new(),
+            revoked: Vec::new(),
         }
+    }
+
+    /// Revokes the certificate last issued for `name`; false if it already
+    /// was. The caller saves the ledger and [`revocation_list`](Self::revocation_list).
+    pub fn revoke(&mut self, name: &str, now: OffsetDateTime) -> anyhow::Result<bool> {
+        let Some(e) = self.issued.iter().find(|e| e.name == name) else {
+            bail!(
+                "{name:?} is not in this CA's ledger; `von cert list --ca DIR` shows what it issued"
+            );
+        };
+        if self.revoked.iter().any(|r| r.serial == e.serial) {
+            return Ok(false);
+        }
+        self.revoked.push(Revoked {
+            serial: e.serial.clone(),
+            name: e.name.clone(),
+            role: e.role.clone(),
+            at: rfc3339(&now),
+        });
+        Ok(true)
+    }
+
+    /// The text of `revoked.txt`.
+    pub fn revocation_list(&self) -> String {
+        let mut out = format!(
+            "# von revocation list of VON {} (ON id {}): SERIAL NAME ROLE; written by `von cert revoke`\n",
+            self.von, self.on_id
+        );
+        for r in &self.revoked {
+            out.push_str(&format!("{} {} {}\n", r.serial, r.name, r.role));
+        }
+        out
     }
 
     /// Reads `DIR/ledger.json`; an older CA directory gets the upgrade command.
@@ -142,7 +197,8 @@ impl Ledger {
     ///
     /// A key manager's certificate (`keymgr`) holds no VON address: only its
     /// prefix is read. So its address is neither checked against others nor
-    /// does it block a member's.
+    /// does it block a member's. The same holds for `router` and `reserve`
+    /// certificates; `keymgr` is true for all three.
     pub fn admit(
         &self,
         name: &str,
@@ -162,7 +218,7 @@ impl Ledger {
         }
         if let Some(holder) = self.issued.iter().find(|e| {
             !keymgr
-                && e.role != "keymgr"
+                && e.role == "member"
                 && e.name != name
                 && e.address == addr.addr()
                 && live(e, now)
@@ -205,9 +261,7 @@ impl Ledger {
 
 /// The ledger entry for a member or key-manager certificate.
 pub fn entry_of(info: &CertInfo) -> Option<Entry> {
-    let (Holder::Member(id) | Holder::Keymgr(id)) = &info.extension.holder else {
-        return None;
-    };
+    let id = info.extension.holder.identity()?;
     Some(Entry {
         member_id: id.member_id.0,
         name: id.name.to_string(),

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use tracing_subscriber::EnvFilter;
 use von_router::config::RouterConfig;
-use von_router::proto::{AuthKey, Request, Response, RouterStatus};
+use von_router::proto::{Request, Response, RouterStatus};
 
 /// Run a router's reservation endpoint, or ask one what it holds.
 #[derive(Debug, Args)]
@@ -35,9 +35,22 @@ struct StatusArgs {
     /// The router's control address (its `listen`).
     #[arg(long, value_name = "IP:PORT")]
     addr: std::net::SocketAddr,
-    /// The router's key file.
+    /// The CA certificate of router control (reserve.toml `ca`).
     #[arg(long, value_name = "FILE")]
-    key: PathBuf,
+    ca: PathBuf,
+    /// A `reserve` certificate (routers answer only the reservation
+    /// service's role), e.g. reserve.toml `cert`.
+    #[arg(long, value_name = "FILE")]
+    cert: PathBuf,
+    /// Its TLS private key (reserve.toml `tls_key`).
+    #[arg(long, value_name = "FILE")]
+    tls_key: PathBuf,
+    /// The router's name: refuse a router whose certificate names another.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// The CA's revocation list: refuse a revoked router.
+    #[arg(long, value_name = "FILE")]
+    revoked: Option<PathBuf>,
     /// Print the JSON document.
     #[arg(long)]
     json: bool,
@@ -62,8 +75,15 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn status(args: &StatusArgs) -> anyhow::Result<()> {
-    let key = AuthKey::load(&args.key)?;
-    let status = match von_router::net::call("router", args.addr, &key, &Request::Status)? {
+    let files = von_router::auth::TlsFiles {
+        ca: args.ca.clone(),
+        cert: args.cert.clone(),
+        key: args.tls_key.clone(),
+        revoked: args.revoked.clone(),
+    };
+    let tls = von_router::auth::service_client(&files, args.name.as_deref())?;
+    let name = args.name.as_deref().unwrap_or("router");
+    let status = match von_router::net::call(name, args.addr, &tls, &Request::Status)? {
         Response::Status(s) => s,
         other => anyhow::bail!(
             "router {} answered {other:?} to a status request",

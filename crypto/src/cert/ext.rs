@@ -6,8 +6,9 @@
 //!
 //! ```text
 //! VonExtension ::= SEQUENCE {
-//!   version      INTEGER (1),                 -- a reader refuses versions it does not know
-//!   role         ENUMERATED { ca(0), member(1), keymgr(2) },
+//!   version      INTEGER (1 | 2),             -- a reader refuses versions it does not know
+//!   role         ENUMERATED { ca(0), member(1), keymgr(2),
+//!                             router(3), reserve(4) },  -- 3 and 4 only in version 2
 //!   von          UTF8String,                  -- the VON name
 //!   onId         INTEGER (0..4294967295),
 //!   -- the five fields below are present unless role = ca
@@ -18,6 +19,12 @@
 //!   noiseKey     OCTET STRING (SIZE (32))     -- X25519 public key for key wrapping
 //! }
 //! ```
+//!
+//! Version 2 adds the roles `router` and `reserve` (router control, see
+//! docs/isolation.md) and nothing else; the fields are those of version 1.
+//! Certificates of the first three roles are still written as version 1, so
+//! a von that reads only version 1 keeps reading them, and refuses a router
+//! certificate with "upgrade von" rather than with an unknown role.
 
 use std::net::Ipv4Addr;
 
@@ -35,8 +42,10 @@ use super::{CertError, MemberName, VonAddr, VonName};
 pub const VON_EXTENSION_OID: [u64; 3] = [2, 25, 17_350_904_498_644_855_053];
 /// [`VON_EXTENSION_OID`] in dotted text, as `openssl x509 -text` prints it.
 pub const VON_EXTENSION_OID_TEXT: &str = "2.25.17350904498644855053";
-/// The extension version this code writes and reads.
-pub const EXTENSION_VERSION: u8 = 1;
+/// The newest extension version this code writes and reads (it reads 1 too).
+pub const EXTENSION_VERSION: u8 = 2;
+/// The version written for roles version 1 knows (ca, member, keymgr).
+pub const EXTENSION_VERSION_V1: u8 = 1;
 
 /// What a certificate is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,6 +56,11 @@ pub enum Role {
     Member,
     /// The key manager: its X25519 key authenticates wrapped group keys.
     Keymgr,
+    /// A router that shapes ONs (`von router`); only its name is read.
+    Router,
+    /// A reservation service replica (`von reserve serve`) that configures
+    /// routers; only its name is read.
+    Reserve,
 }
 
 /// A member's or the key manager's identity in the VON.
@@ -83,6 +97,10 @@ pub enum Holder {
     Member(Identity),
     /// The key manager.
     Keymgr(Identity),
+    /// A router (extension version 2).
+    Router(Identity),
+    /// A reservation service replica (extension version 2).
+    Reserve(Identity),
 }
 
 impl Role {
@@ -92,6 +110,8 @@ impl Role {
             Role::Ca => "ca",
             Role::Member => "member",
             Role::Keymgr => "keymgr",
+            Role::Router => "router",
+            Role::Reserve => "reserve",
         }
     }
 
@@ -100,6 +120,16 @@ impl Role {
             Role::Ca => 0,
             Role::Member => 1,
             Role::Keymgr => 2,
+            Role::Router => 3,
+            Role::Reserve => 4,
+        }
+    }
+
+    /// The extension version a certificate of this role is written in.
+    fn version(self) -> u8 {
+        match self {
+            Role::Router | Role::Reserve => EXTENSION_VERSION,
+            _ => EXTENSION_VERSION_V1,
         }
     }
 }
@@ -111,6 +141,8 @@ impl Holder {
             Holder::Ca => Role::Ca,
             Holder::Member(_) => Role::Member,
             Holder::Keymgr(_) => Role::Keymgr,
+            Holder::Router(_) => Role::Router,
+            Holder::Reserve(_) => Role::Reserve,
         }
     }
 
@@ -118,7 +150,9 @@ impl Holder {
     pub fn identity(&self) -> Option<&Identity> {
         match self {
             Holder::Ca => None,
-            Holder::Member(id) | Holder::Keymgr(id) => Some(id),
+            Holder::Member(id) | Holder::Keymgr(id) | Holder::Router(id) | Holder::Reserve(id) => {
+                Some(id)
+            }
         }
     }
 }
@@ -128,7 +162,7 @@ impl VonExtension {
     pub fn to_der(&self) -> Vec<u8> {
         yasna::construct_der(|w| {
             w.write_sequence(|w| {
-                w.next().write_u8(EXTENSION_VERSION);
+                w.next().write_u8(self.holder.role().version());
                 w.next().write_enum(self.holder.role().code());
                 w.next().write_utf8_string(self.von.as_str());
                 w.next().write_u32(self.on_id.0);
@@ -149,7 +183,7 @@ impl VonExtension {
         let raw = yasna::parse_der(der, |r| {
             r.read_sequence(|r| {
                 let version = r.next().read_u8()?;
-                if version != EXTENSION_VERSION {
+                if version != EXTENSION_VERSION_V1 && version != EXTENSION_VERSION {
                     // Skip the fields of a version this code cannot read.
                     while r.read_optional(|r| r.read_der())?.is_some() {}
                     return Ok(Raw::Version(version));
@@ -169,6 +203,7 @@ impl VonExtension {
                     })
                 };
                 Ok(Raw::V1 {
+                    version,
                     role,
                     von,
                     on_id,
@@ -187,17 +222,24 @@ impl VonExtension {
                 });
             }
             Raw::V1 {
+                version,
                 role,
                 von,
                 on_id,
                 member,
-            } => (role, von, on_id, member),
+            } => ((version, role), von, on_id, member),
         };
         let malformed = |reason: String| CertError::ExtensionMalformed { reason };
+        let (version, role) = role;
+        if version == EXTENSION_VERSION_V1 && role > Role::Keymgr.code() {
+            return Err(malformed(format!(
+                "role {role} is not one of version 1 (router and reserve need version 2)"
+            )));
+        }
         let von: VonName = von.parse()?;
         let holder = match (role, member) {
             (0, None) => Holder::Ca,
-            (1 | 2, Some(raw)) => {
+            (1..=4, Some(raw)) => {
                 let RawIdentity {
                     name,
                     member_id,
@@ -220,10 +262,11 @@ impl VonExtension {
                     addr: VonAddr::new(Ipv4Addr::from(addr), prefix_len)?,
                     noise_public: NoisePublic::from_bytes(key),
                 };
-                if role == 1 {
-                    Holder::Member(id)
-                } else {
-                    Holder::Keymgr(id)
+                match role {
+                    1 => Holder::Member(id),
+                    2 => Holder::Keymgr(id),
+                    3 => Holder::Router(id),
+                    _ => Holder::Reserve(id),
                 }
             }
             (other, _) => return Err(malformed(format!("unknown role {other}"))),
@@ -240,6 +283,7 @@ impl VonExtension {
 enum Raw {
     Version(u8),
     V1 {
+        version: u8,
         role: i64,
         von: String,
         on_id: u32,
@@ -273,6 +317,36 @@ mod tests {
     }
 
     #[test]
+    fn router_roles_are_version_2_and_old_roles_stay_version_1() {
+        let Holder::Member(id) = member().holder else {
+            unreachable!()
+        };
+        for (holder, version) in [
+            (Holder::Router(id.clone()), EXTENSION_VERSION),
+            (Holder::Reserve(id.clone()), EXTENSION_VERSION),
+            (Holder::Member(id.clone()), EXTENSION_VERSION_V1),
+            (Holder::Keymgr(id), EXTENSION_VERSION_V1),
+        ] {
+            let ext = VonExtension { holder, ..member() };
+            let der = ext.to_der();
+            assert_eq!(der[4], version, "{:?}", ext.holder.role());
+            assert_eq!(VonExtension::from_der(&der).unwrap(), ext);
+        }
+        // A router role claimed under version 1 is malformed, not a router.
+        let mut der = VonExtension {
+            holder: Holder::Router(match member().holder {
+                Holder::Member(id) => id,
+                _ => unreachable!(),
+            }),
+            ..member()
+        }
+        .to_der();
+        der[4] = EXTENSION_VERSION_V1;
+        let err = VonExtension::from_der(&der).unwrap_err().to_string();
+        assert!(err.contains("router and reserve need version 2"), "{err}");
+    }
+
+    #[test]
     fn round_trips() {
         let ca = VonExtension {
             holder: Holder::Ca,
@@ -287,13 +361,13 @@ mod tests {
     fn refuses_other_versions_and_garbage() {
         let mut der = member().to_der();
         // SEQUENCE header (2 bytes), then INTEGER 02 01 <version>.
-        assert_eq!(&der[2..5], &[0x02, 0x01, EXTENSION_VERSION]);
-        der[4] = 2;
+        assert_eq!(&der[2..5], &[0x02, 0x01, EXTENSION_VERSION_V1]);
+        der[4] = 3;
         assert_eq!(
             VonExtension::from_der(&der),
             Err(CertError::ExtensionVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             })
         );
         let der = member().to_der();

@@ -37,7 +37,7 @@ pub struct Ca {
 /// What to put into a member's (or the key manager's) certificate.
 #[derive(Debug, Clone)]
 pub struct IssueRequest {
-    /// [`Role::Member`] or [`Role::Keymgr`].
+    /// Any role but [`Role::Ca`].
     pub role: Role,
     /// Name, unique in the VON.
     pub name: MemberName,
@@ -160,6 +160,8 @@ impl Ca {
         let holder = match req.role {
             Role::Member => Holder::Member(identity),
             Role::Keymgr => Holder::Keymgr(identity),
+            Role::Router => Holder::Router(identity),
+            Role::Reserve => Holder::Reserve(identity),
             Role::Ca => {
                 return Err(CertError::WrongRole {
                     subject: req.name.to_string(),

@@ -16,8 +16,8 @@ mod names;
 mod verify;
 
 pub use ext::{
-    EXTENSION_VERSION, Holder, Identity, Role, VON_EXTENSION_OID, VON_EXTENSION_OID_TEXT,
-    VonExtension,
+    EXTENSION_VERSION, EXTENSION_VERSION_V1, Holder, Identity, Role, VON_EXTENSION_OID,
+    VON_EXTENSION_OID_TEXT, VonExtension,
 };
 pub use issue::{CA_VALIDITY_DAYS, Ca, IssueRequest, Issued, random_member_id};
 pub use names::{
