@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use von_crypto::cert::VonPrefix;
 use von_crypto::wrap::Recipient;
 
 use crate::ids::{Cipher, Epoch, GroupKey, MemberId};
 use crate::proto::{ClientMsg, Refusal, ServerMsg};
-use crate::view::View;
+use crate::view::{View, ViewDigest, ViewUpdate};
 
 /// The keys a member holds.
 #[derive(Debug)]
@@ -31,7 +31,8 @@ pub struct MemberKeys {
     recipient: Option<Recipient>,
     current: Option<(View, GroupKey)>,
     previous: Option<(Epoch, GroupKey, Instant)>,
-    prepared: Option<(View, GroupKey)>,
+    /// The prepared view, its key and the view's digest.
+    prepared: Option<(View, GroupKey, ViewDigest)>,
     /// None only in tests that drive the protocol without a data plane.
     rules: Option<ViewRules>,
 }
@@ -174,7 +175,7 @@ impl MemberKeys {
     /// The newest epoch held, committed or prepared (`have_epoch` in `Join`).
     pub fn newest_epoch(&self) -> Option<Epoch> {
         let current = self.current.as_ref().map(|(v, _)| v.epoch);
-        let prepared = self.prepared.as_ref().map(|(v, _)| v.epoch);
+        let prepared = self.prepared.as_ref().map(|(v, _, _)| v.epoch);
         current.max(prepared)
     }
 
@@ -193,12 +194,11 @@ impl MemberKeys {
                 cipher,
                 wrapped_key,
             } => self.prepare(Arc::unwrap_or_clone(view), &cipher, &wrapped_key),
-            ServerMsg::Commit { view, grace_ms } => {
-                let view = Arc::unwrap_or_clone(view)
-                    .into_view()
-                    .map_err(|e| malformed("commit", e))?;
-                Ok(self.commit(now, view, Duration::from_millis(grace_ms)))
-            }
+            ServerMsg::Commit { view, grace_ms } => self.commit(
+                now,
+                Arc::unwrap_or_clone(view),
+                Duration::from_millis(grace_ms),
+            ),
         }
     }
 
@@ -222,7 +222,7 @@ impl MemberKeys {
     /// The keys for the data plane.
     pub fn keys(&self) -> KeySet<'_> {
         let mut receive = Vec::with_capacity(3);
-        if let Some((v, k)) = &self.prepared {
+        if let Some((v, k, _)) = &self.prepared {
             receive.push((v.epoch, k));
         }
         if let Some((v, k)) = &self.current {
@@ -240,12 +240,28 @@ impl MemberKeys {
 
     fn prepare(
         &mut self,
-        view: crate::view::WireView,
+        update: ViewUpdate,
         cipher: &str,
         wrapped: &str,
     ) -> Result<Reaction, MemberError> {
-        let view = view.into_view().map_err(|e| malformed("prepare", e))?;
-        let epoch = view.epoch;
+        let epoch = Epoch(update.epoch);
+        let ack = Some(ClientMsg::Ack { epoch: epoch.0 });
+        if self
+            .prepared
+            .as_ref()
+            .is_some_and(|(v, _, d)| v.epoch == epoch && hex::encode(d) == update.digest)
+        {
+            // A resend after a reconnect: our first ack may have been lost.
+            return Ok(Reaction {
+                reply: ack,
+                ..Reaction::default()
+            });
+        }
+        let base = self.current.as_ref().map(|(v, _)| v);
+        let (view, digest) = match rebuild("prepare", update, base)? {
+            Ok(v) => v,
+            Err(need) => return Ok(need),
+        };
         if let Err(reason) = self.rules.map_or(Ok(()), |r| r.check(&view)) {
             // Say no before touching the key: the key manager drops us from
             // this view so the others are not stalled by it.
@@ -257,18 +273,6 @@ impl MemberKeys {
                 }),
                 changed: false,
                 refused: Some((epoch, reason)),
-            });
-        }
-        let ack = Some(ClientMsg::Ack { epoch: epoch.0 });
-        if self
-            .prepared
-            .as_ref()
-            .is_some_and(|(v, _)| v.epoch == epoch)
-        {
-            // A resend after a reconnect: our first ack may have been lost.
-            return Ok(Reaction {
-                reply: ack,
-                ..Reaction::default()
             });
         }
         let cipher: Cipher = cipher.parse().map_err(|e| malformed("prepare", e))?;
@@ -304,7 +308,7 @@ impl MemberKeys {
             fingerprint = %fingerprint(&opened.key),
             "prepared"
         );
-        self.prepared = Some((view, opened.key));
+        self.prepared = Some((view, opened.key, digest));
         Ok(Reaction {
             reply: ack,
             changed: true,
@@ -312,34 +316,101 @@ impl MemberKeys {
         })
     }
 
-    fn commit(&mut self, now: Instant, view: View, grace: Duration) -> Reaction {
-        let epoch = view.epoch;
-        let Some((_, key)) = self.prepared.take_if(|(v, _)| v.epoch == epoch) else {
+    fn commit(
+        &mut self,
+        now: Instant,
+        update: ViewUpdate,
+        grace: Duration,
+    ) -> Result<Reaction, MemberError> {
+        let epoch = Epoch(update.epoch);
+        let Some((prepared, _, digest)) =
+            self.prepared.as_ref().filter(|(v, _, _)| v.epoch == epoch)
+        else {
             // A duplicate, or we missed the prepare: keep what we have; the
             // key manager resends on reconnect.
             debug!(epoch = epoch.0, "commit without a matching prepare ignored");
-            return Reaction::default();
+            return Ok(Reaction::default());
         };
+        let unchanged = update.base == Some(epoch.0)
+            && update.members.is_empty()
+            && update.removed.is_empty()
+            && update.digest == hex::encode(digest);
+        let rebuilt = if unchanged {
+            // The usual commit: nobody dropped out, the prepared view stands.
+            None
+        } else {
+            match rebuild("commit", update, Some(prepared))? {
+                Ok(v) => Some(v),
+                Err(need) => return Ok(need),
+            }
+        };
+        let Some((prepared, key, digest)) = self.prepared.take() else {
+            unreachable!("checked above");
+        };
+        let (view, digest) = rebuilt.unwrap_or((prepared, digest));
         if let Err(reason) = self.rules.map_or(Ok(()), |r| r.check(&view)) {
             // The key manager committed a view unlike the one we accepted:
             // keep sending under the old epoch, loudly.
             debug!(epoch = epoch.0, %reason, "committed view refused");
-            return Reaction {
+            return Ok(Reaction {
                 reply: None,
                 // The prepared epoch left the receive set.
                 changed: true,
                 refused: Some((epoch, reason)),
-            };
+            });
         }
         if let Some((old, old_key)) = self.current.take() {
             self.previous = Some((old.epoch, old_key, now + grace));
         }
-        info!(epoch = epoch.0, members = view.members.len(), "committed");
+        // The digest names the view across members' logs: one epoch, one view.
+        info!(
+            epoch = epoch.0,
+            members = view.members.len(),
+            view = %hex::encode(&digest[..8]),
+            "committed"
+        );
         self.current = Some((view, key));
-        Reaction {
+        Ok(Reaction {
             changed: true,
             ..Reaction::default()
+        })
+    }
+}
+
+/// The view `update` describes on top of `base`, checked against its digest;
+/// `Err(reaction)` asks the key manager for the whole view when that can
+/// cure it (a delta against a view this member does not hold, or whose
+/// result differs from the key manager's); an update that cannot be cured
+/// (a whole view that does not match its own digest) is an error.
+#[allow(clippy::type_complexity)]
+fn rebuild(
+    what: &'static str,
+    update: ViewUpdate,
+    base: Option<&View>,
+) -> Result<Result<(View, ViewDigest), Reaction>, MemberError> {
+    let epoch = update.epoch;
+    let delta = update.base.is_some();
+    match update.apply(base) {
+        Ok(v) => Ok(Ok(v)),
+        Err(e @ crate::view::UpdateError::NoBase { .. }) => {
+            debug!(epoch, error = %e, "{what}: asking for the whole view");
+            Ok(Err(need_view(epoch)))
         }
+        Err(e @ crate::view::UpdateError::Digest { .. }) if delta => {
+            // An honest key manager's delta rebuilds the same view: this
+            // member's base differs from the key manager's. Say so, and take
+            // nothing from the delta.
+            warn!(epoch, error = %e, "{what}: the view rebuilt from the change differs; asking for the whole view");
+            Ok(Err(need_view(epoch)))
+        }
+        Err(e) => Err(malformed(what, e)),
+    }
+}
+
+fn need_view(epoch: u32) -> Reaction {
+    Reaction {
+        reply: Some(ClientMsg::NeedView { epoch }),
+        ..Reaction::default()
     }
 }
 
@@ -378,11 +449,25 @@ mod tests {
     }
 
     fn prepare(members: Vec<WireMember>) -> ServerMsg {
+        let view = WireView {
+            on_id: 7,
+            epoch: 4,
+            members,
+        };
+        // Views with duplicate ids do not build; the digest is of the rest.
+        let digest = view
+            .clone()
+            .into_view()
+            .map(|v| v.digest())
+            .unwrap_or([0; 32]);
         ServerMsg::Prepare {
-            view: Arc::new(WireView {
-                on_id: 7,
-                epoch: 4,
-                members,
+            view: Arc::new(ViewUpdate {
+                on_id: view.on_id,
+                epoch: view.epoch,
+                base: None,
+                members: view.members,
+                removed: Vec::new(),
+                digest: hex::encode(digest),
             }),
             cipher: "aes-256-gcm".into(),
             // Never opened: the view is checked first.

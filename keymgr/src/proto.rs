@@ -12,7 +12,7 @@ use von_config::UnderlayEndpoints;
 
 use serde::{Deserialize, Serialize};
 
-use crate::view::WireView;
+use crate::view::ViewUpdate;
 
 /// The largest message either side accepts: a 1000-member view is ~120 KiB.
 pub const MAX_MESSAGE: usize = 4 << 20;
@@ -23,8 +23,10 @@ pub const MAX_MESSAGE: usize = 4 << 20;
 /// endpoints with `underlay`, a map from underlay name to endpoint (1 to 4
 /// named underlays). An older peer fails the handshake with "no application
 /// protocol" instead of misreading a message: upgrade key managers and
-/// agents together (docs/upgrade.md).
-pub const ALPN: &[u8] = b"von-keymgr/3";
+/// agents together (docs/upgrade.md). Version 4 made the view in `Prepare`
+/// and `Commit` a [`ViewUpdate`] (a delta against the member's view plus the
+/// digest of the whole view) and added `NeedView`.
+pub const ALPN: &[u8] = b"von-keymgr/4";
 
 /// Member → key manager.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +64,14 @@ pub enum ClientMsg {
         /// The epoch whose key is nearly used up.
         epoch: u32,
     },
+    /// The view update of `epoch` (a prepare's or a commit's) did not
+    /// rebuild here: its base is not the view this member holds, or the
+    /// rebuilt view's digest differs. The key manager answers with the whole
+    /// view, once per member and epoch.
+    NeedView {
+        /// The epoch of the update.
+        epoch: u32,
+    },
 }
 
 /// Key manager → member.
@@ -80,8 +90,10 @@ pub enum ServerMsg {
     /// The next view and its key: install for receiving, acknowledge, but keep
     /// sending under the current epoch until `Commit`.
     Prepare {
-        /// The view at the new epoch (shared by all the prepares of a rekey).
-        view: Arc<WireView>,
+        /// The view at the new epoch: a change of the member's committed
+        /// view, or the whole view (each form shared by all the prepares of
+        /// a rekey that use it).
+        view: Arc<ViewUpdate>,
         /// Cipher text form, e.g. `aes-256-gcm`.
         cipher: String,
         /// The group key wrapped for this member (hex).
@@ -91,8 +103,10 @@ pub enum ServerMsg {
     /// `grace_ms`, then erase its key. `view` is the final membership: members
     /// that never acknowledged the prepare are gone from it.
     Commit {
-        /// The committed view (shared by all the commits of a rekey).
-        view: Arc<WireView>,
+        /// The committed view: usually a change of the prepared view of the
+        /// same epoch (empty but for the digest when nobody dropped out), or
+        /// the whole view (shared by all the commits of a rekey).
+        view: Arc<ViewUpdate>,
         /// How long receivers still accept the previous epoch.
         grace_ms: u64,
     },

@@ -20,6 +20,14 @@ struct World {
     members: BTreeMap<u32, (MemberKeys, [u8; 32])>,
     disconnected: Vec<u32>,
     now: Instant,
+    /// `NeedView`s the members sent.
+    need_views: u32,
+    /// Members whose messages are lost (not delivered) for now.
+    deaf: Vec<u32>,
+    /// Applied to every message before delivery (an on-path change).
+    tamper: Option<fn(u32, ServerMsg) -> ServerMsg>,
+    /// Every prepare delivered: (to, base epoch, member entries).
+    prepared: Vec<(u32, Option<u32>, usize)>,
 }
 
 fn von() -> VonName {
@@ -54,6 +62,10 @@ impl World {
             members: BTreeMap::new(),
             disconnected: Vec::new(),
             now,
+            need_views: 0,
+            deaf: Vec::new(),
+            tamper: None,
+            prepared: Vec::new(),
         }
     }
 
@@ -92,6 +104,16 @@ impl World {
             for o in out {
                 match o {
                     Output::Send { to, msg } => {
+                        if self.deaf.contains(&to.0) {
+                            continue;
+                        }
+                        let msg = match self.tamper {
+                            Some(f) => f(to.0, msg),
+                            None => msg,
+                        };
+                        if let ServerMsg::Prepare { view, .. } = &msg {
+                            self.prepared.push((to.0, view.base, view.members.len()));
+                        }
                         let bytes = encode(&msg);
                         let msg: ServerMsg = decode(&bytes[4..]).unwrap();
                         let Some((keys, _)) = self.members.get_mut(&to.0) else {
@@ -101,6 +123,10 @@ impl World {
                         match reaction.reply {
                             Some(ClientMsg::Ack { epoch }) => {
                                 next.extend(self.km.ack(self.now, to, Epoch(epoch)).unwrap());
+                            }
+                            Some(ClientMsg::NeedView { epoch }) => {
+                                self.need_views += 1;
+                                next.extend(self.km.need_view(self.now, to, Epoch(epoch)).unwrap());
                             }
                             Some(other) => panic!("unexpected reply {other:?}"),
                             None => {}
@@ -273,4 +299,290 @@ fn leaver_is_out_of_the_view_and_everyone_moves_on() {
     let view = w.members[&1].0.keys().view.unwrap();
     assert!(!view.contains(MemberId(2)));
     assert!(view.contains(MemberId(3)));
+}
+
+/// What a prepare or commit in `out` to `to` carries: (base epoch, member
+/// entries, removed ids, bytes on the wire).
+fn update_to(out: &[Output], to: u32, commit: bool) -> (Option<u32>, usize, usize, usize) {
+    out.iter()
+        .find_map(|o| match o {
+            Output::Send { to: t, msg } if t.0 == to => {
+                let view = match msg {
+                    ServerMsg::Prepare { view, .. } if !commit => view,
+                    ServerMsg::Commit { view, .. } if commit => view,
+                    _ => return None,
+                };
+                Some((
+                    view.base,
+                    view.members.len(),
+                    view.removed.len(),
+                    encode(msg).len(),
+                ))
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no message to {to}"))
+}
+
+/// Every member's committed view is the key manager's, digest for digest.
+fn assert_one_view(w: &World) {
+    let want = w.km.view().digest();
+    for (n, (k, _)) in &w.members {
+        let v = k.keys().view.unwrap();
+        assert_eq!(v.digest(), want, "member {n} holds another view");
+        assert_eq!(v, w.km.view(), "member {n}");
+    }
+}
+
+#[test]
+fn a_rekey_sends_a_delta_and_an_epoch_only_commit_whatever_the_size() {
+    let mut w = World::new();
+    for n in 1..=20 {
+        w.join(n);
+    }
+    assert_one_view(&w);
+    w.advance(GRACE);
+    let out = w.km.force_rekey(w.now).unwrap();
+    let (base, members, removed, prepare_bytes) = update_to(&out, 1, false);
+    assert_eq!(
+        (base, members, removed),
+        (Some(20), 0, 0),
+        "an unchanged membership is an empty delta"
+    );
+    // The wrapped key dominates; no member entries at all.
+    assert!(prepare_bytes < 512, "prepare of {prepare_bytes} bytes");
+    // Deliver by hand to see the commits.
+    let mut commits = Vec::new();
+    for o in out {
+        let Output::Send { to, msg } = o else {
+            continue;
+        };
+        let r = w
+            .members
+            .get_mut(&to.0)
+            .unwrap()
+            .0
+            .handle(w.now, msg)
+            .unwrap();
+        let Some(ClientMsg::Ack { epoch }) = r.reply else {
+            panic!("member {} answered {:?}", to.0, r.reply);
+        };
+        commits.extend(w.km.ack(w.now, to, Epoch(epoch)).unwrap());
+    }
+    let (base, members, removed, commit_bytes) = update_to(&commits, 7, true);
+    assert_eq!((base, members, removed), (Some(21), 0, 0));
+    assert!(commit_bytes < 200, "commit of {commit_bytes} bytes");
+    w.deliver(commits);
+    assert_eq!(w.send_epochs(), vec![21; 20]);
+    assert_eq!(w.need_views, 0);
+    assert_one_view(&w);
+}
+
+#[test]
+fn a_joiner_gets_the_whole_view_and_the_others_only_the_joiner() {
+    let mut w = World::new();
+    for n in 1..=5 {
+        w.join(n);
+    }
+    w.prepared.clear();
+    w.join(6);
+    let mut p = w.prepared.clone();
+    p.sort();
+    assert_eq!(
+        p,
+        vec![
+            (1, Some(5), 1),
+            (2, Some(5), 1),
+            (3, Some(5), 1),
+            (4, Some(5), 1),
+            (5, Some(5), 1),
+            (6, None, 6)
+        ],
+        "the joiner's whole view, the others' one new entry"
+    );
+    assert_eq!(w.send_epochs(), vec![6; 6]);
+    assert_eq!(w.need_views, 0);
+    assert_one_view(&w);
+    let out = w.km.leave(w.now, MemberId(3)).unwrap();
+    let (base, members, removed, _) = update_to(&out, 1, false);
+    assert_eq!(
+        (base, members, removed),
+        (Some(6), 0, 1),
+        "a leave is one removal"
+    );
+    w.deliver(out);
+    assert_one_view(&w);
+    assert_eq!(w.km.view().members.len(), 5);
+}
+
+#[test]
+fn a_member_that_missed_a_commit_asks_for_the_whole_view_and_catches_up() {
+    let mut w = World::new();
+    for n in 1..=3 {
+        w.join(n);
+    }
+    w.advance(GRACE);
+    // Member 2 gets the prepare of epoch 4 and acks, but its commit is lost.
+    let out = w.km.force_rekey(w.now).unwrap();
+    let mut commits = Vec::new();
+    for o in out {
+        let Output::Send { to, msg } = o else {
+            continue;
+        };
+        w.members
+            .get_mut(&to.0)
+            .unwrap()
+            .0
+            .handle(w.now, msg)
+            .unwrap();
+        commits.extend(w.km.ack(w.now, to, Epoch(4)).unwrap());
+    }
+    w.deaf = vec![2];
+    w.deliver(commits);
+    w.deaf.clear();
+    assert_eq!(w.send_epochs(), vec![4, 3, 4]);
+    // Epoch 5's prepare is a change of view 4, which member 2 lacks.
+    let out = w.km.force_rekey(w.now).unwrap();
+    assert_eq!(update_to(&out, 2, false).0, Some(4));
+    w.deliver(out);
+    assert_eq!(w.need_views, 1, "member 2 asked once");
+    assert_eq!(w.send_epochs(), vec![5, 5, 5]);
+    assert_one_view(&w);
+}
+
+#[test]
+fn a_changed_delta_is_never_installed_the_member_asks_for_the_whole_view() {
+    let mut w = World::new();
+    for n in 1..=3 {
+        w.join(n);
+    }
+    w.advance(GRACE);
+    // Whoever changes the delta (a faulty replica; an on-path attacker
+    // cannot, under TLS) without the matching digest: here member 3's
+    // prepare loses its removal of member 2 ...
+    w.tamper = Some(|to, msg| match msg {
+        ServerMsg::Prepare {
+            view,
+            cipher,
+            wrapped_key,
+        } if to == 3 && view.base.is_some() => {
+            let mut v = (*view).clone();
+            v.removed.clear();
+            ServerMsg::Prepare {
+                view: std::sync::Arc::new(v),
+                cipher,
+                wrapped_key,
+            }
+        }
+        other => other,
+    });
+    let out = w.km.leave(w.now, MemberId(2)).unwrap();
+    w.deliver(out);
+    w.tamper = None;
+    // ... so it rebuilt a view the digest refutes, asked, and got the whole
+    // one: it holds what member 1 holds, never the view with member 2.
+    assert_eq!(w.need_views, 1);
+    assert_eq!(w.send_epochs(), vec![4, 4]);
+    assert_one_view(&w);
+}
+
+#[test]
+fn a_whole_view_that_fails_its_own_digest_is_refused_not_asked_for_again() {
+    let mut w = World::new();
+    for n in 1..=2 {
+        w.join(n);
+    }
+    w.advance(GRACE);
+    w.tamper = Some(|_, msg| match msg {
+        ServerMsg::Prepare {
+            view,
+            cipher,
+            wrapped_key,
+        } => {
+            let mut v = (*view).clone();
+            v.digest = "00".repeat(32);
+            ServerMsg::Prepare {
+                view: std::sync::Arc::new(v),
+                cipher,
+                wrapped_key,
+            }
+        }
+        other => other,
+    });
+    let out = w.km.force_rekey(w.now).unwrap();
+    // Member 1 asks once for the whole view (its delta failed) ...
+    let mut next = Vec::new();
+    for o in out {
+        let Output::Send { to, msg } = o else {
+            continue;
+        };
+        let msg = (w.tamper.unwrap())(to.0, msg);
+        let r = w
+            .members
+            .get_mut(&to.0)
+            .unwrap()
+            .0
+            .handle(w.now, msg)
+            .unwrap();
+        assert_eq!(r.reply, Some(ClientMsg::NeedView { epoch: 3 }));
+        next.extend(w.km.need_view(w.now, to, Epoch(3)).unwrap());
+    }
+    // ... gets it, fails it too, and errs instead of looping.
+    for o in next {
+        let Output::Send { to, msg } = o else {
+            continue;
+        };
+        assert_eq!(
+            update_to(
+                &[Output::Send {
+                    to,
+                    msg: msg.clone()
+                }],
+                to.0,
+                false
+            )
+            .0,
+            None
+        );
+        let msg = (w.tamper.unwrap())(to.0, msg);
+        let err = w
+            .members
+            .get_mut(&to.0)
+            .unwrap()
+            .0
+            .handle(w.now, msg)
+            .unwrap_err();
+        assert!(err.to_string().contains("digest"), "{err}");
+    }
+    // A second request for the same epoch gets nothing.
+    assert!(
+        w.km.need_view(w.now, MemberId(1), Epoch(3))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(w.send_epochs(), vec![2, 2], "nothing installed");
+}
+
+#[test]
+fn a_silent_member_is_named_in_the_commit_not_resent_as_a_view() {
+    let mut w = World::new();
+    for n in 1..=4 {
+        w.join(n);
+    }
+    w.advance(GRACE);
+    w.deaf = vec![4];
+    let out = w.km.force_rekey(w.now).unwrap();
+    w.deliver(out);
+    // Member 4 never acks: at the deadline the others commit without it.
+    let t = w.now + Duration::from_secs(5);
+    w.now = t;
+    let out = w.km.tick(w.now).unwrap();
+    let (base, members, removed, _) = update_to(&out, 1, true);
+    assert_eq!((base, members, removed), (Some(5), 0, 1));
+    w.members.remove(&4);
+    w.deaf.clear();
+    w.deliver(out);
+    assert_eq!(w.need_views, 0);
+    assert_eq!(w.km.view().members.len(), 3);
+    assert_one_view(&w);
 }

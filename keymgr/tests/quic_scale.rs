@@ -14,8 +14,10 @@
 //! member code path (`Session` with `MemberKeys`), light enough to run
 //! 1000 in one process.
 //!
-//! Run (figures are printed; the < 1 s rekey is asserted at 1000 members in
-//! release builds only):
+//! `join_storm_and_rekeys_at_200_members` runs in the normal suite (the
+//! 1000-member bound at a fifth of the members). The full run (figures are
+//! printed; the < 1 s rekey is asserted at 1000 members in release builds
+//! only):
 //! `VON_BIN=target/release/von cargo test -p von-keymgr --release --test quic_scale -- --ignored --nocapture`
 //! `VON_SCALE_SIZES=10,100` picks other sizes.
 
@@ -389,6 +391,44 @@ async fn run(n: u32) -> Figures {
     }
 }
 
+fn report(f: &Figures) -> Duration {
+    let mut sorted = f.rekeys.clone();
+    sorted.sort();
+    println!(
+        "n={:5}  view {:7} B  certs {:7.1} ms  join storm {:8.1} ms ({} epochs)  rekey min {:6.1} median {:6.1} max {:6.1} ms  keymgr cpu storm {:6.0} ms rekeys {:6.0} ms ({REKEYS})  keymgr rss {} KiB (peak {} KiB)",
+        f.n,
+        view_bytes(f.n),
+        ms(f.issue),
+        ms(f.storm),
+        f.storm_epochs,
+        ms(sorted[0]),
+        ms(sorted[sorted.len() / 2]),
+        ms(sorted[sorted.len() - 1]),
+        ms(f.km_cpu_storm),
+        ms(f.km_cpu_rekeys),
+        f.km_rss_kib,
+        f.km_hwm_kib,
+    );
+    sorted[sorted.len() / 2]
+}
+
+/// The normal suite's form: 200 members, whose rekey must meet the bound
+/// the issue sets for 1000 (five times the members), so a loaded 2-core
+/// machine has a margin of ~5 while a return to whole views in every
+/// message (O(n²) bytes: ~1.3 s at 200 under protocol 3, docs/scale.md)
+/// still fails it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_storm_and_rekeys_at_200_members() {
+    let f = run(200).await;
+    let median = report(&f);
+    if cfg!(not(debug_assertions)) {
+        assert!(
+            median < REKEY_BOUND,
+            "median rekey at 200 members took {median:?}, over {REKEY_BOUND:?} (the bound at 1000)"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "scale run, minutes: cargo test -p von-keymgr --release --test quic_scale -- --ignored --nocapture"]
 async fn join_storm_and_rekeys_at_10_100_1000_members() {
@@ -404,24 +444,7 @@ async fn join_storm_and_rekeys_at_10_100_1000_members() {
     let mut all = Vec::new();
     for n in sizes {
         let f = run(n).await;
-        let mut sorted = f.rekeys.clone();
-        sorted.sort();
-        println!(
-            "n={:5}  view {:7} B  certs {:7.1} ms  join storm {:8.1} ms ({} epochs)  rekey min {:6.1} median {:6.1} max {:6.1} ms  keymgr cpu storm {:6.0} ms rekeys {:6.0} ms ({REKEYS})  keymgr rss {} KiB (peak {} KiB)",
-            f.n,
-            view_bytes(f.n),
-            ms(f.issue),
-            ms(f.storm),
-            f.storm_epochs,
-            ms(sorted[0]),
-            ms(sorted[sorted.len() / 2]),
-            ms(sorted[sorted.len() - 1]),
-            ms(f.km_cpu_storm),
-            ms(f.km_cpu_rekeys),
-            f.km_rss_kib,
-            f.km_hwm_kib,
-        );
-        all.push((f.n, sorted[sorted.len() / 2]));
+        all.push((n, report(&f)));
     }
     if cfg!(not(debug_assertions)) {
         for (n, median) in all {

@@ -89,6 +89,10 @@ struct Entry {
 /// The view members send under, and its key.
 struct Committed {
     view: View,
+    /// [`View::digest`] of `view`.
+    digest: crate::view::ViewDigest,
+    /// Members sent the whole view on request (`NeedView`), at most once.
+    resent: BTreeSet<MemberId>,
     /// None after a restart: keys are never stored, members keep theirs.
     key: Option<GroupKey>,
     /// When this key was committed (or the key manager restarted).
@@ -98,6 +102,10 @@ struct Committed {
 /// A prepared epoch awaiting acknowledgements.
 struct Pending {
     view: View,
+    /// [`View::digest`] of `view`.
+    digest: crate::view::ViewDigest,
+    /// Members sent the whole view on request (`NeedView`), at most once.
+    resent: BTreeSet<MemberId>,
     key: GroupKey,
     /// Members of `view` that have not acknowledged yet.
     awaiting: BTreeSet<MemberId>,
@@ -204,9 +212,11 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             revoked: persisted.revoked,
             epoch: persisted.epoch,
             committed: Committed {
+                digest: view.digest(),
                 view,
                 key: None,
                 since: now,
+                resent: BTreeSet::new(),
             },
             pending: None,
             dirty: false,
@@ -346,6 +356,20 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             }
             self.remove(member, Departure::RefusedView, &mut out);
         }
+        self.drive(now, &mut out)?;
+        Ok(out)
+    }
+
+    /// `member` could not rebuild the view update of `epoch` (no base, or
+    /// the digest differs): it gets the whole view, once.
+    pub fn need_view(
+        &mut self,
+        now: Instant,
+        member: MemberId,
+        epoch: Epoch,
+    ) -> Result<Vec<Output>, StoreError> {
+        let mut out = Vec::new();
+        self.send_whole_view(member, epoch, &mut out);
         self.drive(now, &mut out)?;
         Ok(out)
     }

@@ -11,7 +11,7 @@ use super::{Committed, Departure, KeyManager, Output, Pending, millis};
 use crate::ids::{Epoch, GroupKey, MemberId};
 use crate::proto::ServerMsg;
 use crate::store::{Store, StoreError};
-use crate::view::View;
+use crate::view::{View, ViewDigest, ViewUpdate};
 use crate::wrap::KeyWrapper;
 
 impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
@@ -34,6 +34,7 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
                 self.dirty = false;
                 // Nobody left to send a key to; the next joiner starts a rekey.
                 self.committed.view.members.clear();
+                self.committed.digest = self.committed.view.digest();
                 self.committed.key = None;
                 self.store.save_members(&[])?;
             } else {
@@ -71,13 +72,30 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
             self.remove(id, Departure::WrapFailed, out);
         }
         view.members.retain(|m| self.members.contains_key(&m.id));
-        let wire = Arc::new(view.to_wire());
+        let digest = view.digest();
+        // Members holding the committed view get the change from it (O(changes)
+        // bytes); the others (new joiners; everyone after a restart or a
+        // takeover, when this process committed no view) get the whole view.
+        // A member whose view differs anyway asks for the whole one
+        // (`NeedView`).
+        let c = &self.committed;
+        let delta = c
+            .key
+            .is_some()
+            .then(|| Arc::new(ViewUpdate::delta(&c.view, &view, &digest)));
+        let mut full: Option<Arc<ViewUpdate>> = None;
         let cipher = self.settings.cipher.as_str().to_owned();
         for (to, w) in wrapped {
+            let update = match &delta {
+                Some(d) if c.view.contains(to) => d.clone(),
+                _ => full
+                    .get_or_insert_with(|| Arc::new(ViewUpdate::full(&view, &digest)))
+                    .clone(),
+            };
             out.push(Output::Send {
                 to,
                 msg: ServerMsg::Prepare {
-                    view: wire.clone(),
+                    view: update,
                     cipher: cipher.clone(),
                     wrapped_key: hex::encode(w),
                 },
@@ -87,9 +105,11 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
         self.pending = Some(Pending {
             awaiting: view.members.iter().map(|m| m.id).collect(),
             view,
+            digest,
             key,
             deadline: now + self.settings.ack_timeout,
             handed_over: false,
+            resent: Default::default(),
         });
         // Removals above were part of building this view, not a new change.
         self.dirty = false;
@@ -101,24 +121,41 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
         let Some(mut p) = self.pending.take() else {
             return Ok(());
         };
-        let prepared = p.view.members.len();
         for id in std::mem::take(&mut p.awaiting) {
             self.remove(id, Departure::Silent, out);
         }
-        p.view.members.retain(|m| self.members.contains_key(&m.id));
-        if p.view.members.len() < prepared {
+        let mut removed = Vec::new();
+        p.view.members.retain(|m| {
+            let stays = self.members.contains_key(&m.id);
+            if !stays {
+                removed.push(m.id.0);
+            }
+            stays
+        });
+        if !removed.is_empty() {
             // Someone outside the final view unwrapped this key: replace it.
             self.dirty = true;
+            p.digest = p.view.digest();
         }
         let stored = self.stored_members(&p.view);
         self.store.save_members(&stored)?;
-        let wire = Arc::new(p.view.to_wire());
+        // Every member of the final view holds the prepared view of this
+        // epoch: the commit names who dropped out (usually nobody) and the
+        // digest of the result, not the whole view again.
+        let update = Arc::new(ViewUpdate {
+            on_id: p.view.on_id.0,
+            epoch: p.view.epoch.0,
+            base: Some(p.view.epoch.0),
+            members: Vec::new(),
+            removed,
+            digest: hex::encode(p.digest),
+        });
         let grace_ms = millis(self.settings.grace);
         for m in &p.view.members {
             out.push(Output::Send {
                 to: m.id,
                 msg: ServerMsg::Commit {
-                    view: wire.clone(),
+                    view: update.clone(),
                     grace_ms,
                 },
             });
@@ -130,8 +167,10 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
         );
         self.committed = Committed {
             view: p.view,
+            digest: p.digest,
             key: Some(p.key),
             since: now,
+            resent: Default::default(),
         };
         Ok(())
     }
@@ -143,35 +182,81 @@ impl<S: Store, W: KeyWrapper> KeyManager<S, W> {
         let c = &self.committed;
         let behind = c.view.contains(id) && have.is_none_or(|h| h < c.view.epoch);
         if let (true, Some(key)) = (behind, &c.key) {
-            if let Some(msg) = self.prepare_for(id, &c.view, key) {
+            if let Some(msg) = self.prepare_for(id, &c.view, &c.digest, key) {
                 out.push(Output::Send { to: id, msg });
                 out.push(Output::Send {
                     to: id,
-                    msg: ServerMsg::Commit {
-                        view: Arc::new(c.view.to_wire()),
-                        grace_ms: millis(self.settings.grace),
-                    },
+                    msg: self.full_commit(),
                 });
             }
         }
         // Without a committed key (restarted), the member keeps the one it has.
         if let Some(p) = &self.pending {
             if p.awaiting.contains(&id) {
-                if let Some(msg) = self.prepare_for(id, &p.view, &p.key) {
+                if let Some(msg) = self.prepare_for(id, &p.view, &p.digest, &p.key) {
                     out.push(Output::Send { to: id, msg });
                 }
             }
         }
     }
 
-    fn prepare_for(&self, id: MemberId, view: &View, key: &GroupKey) -> Option<ServerMsg> {
+    /// `id` could not rebuild the view update of `epoch`: send it the whole
+    /// view, once per member and epoch (a member asking again gets nothing
+    /// more: the whole view cannot fail to rebuild unless something is
+    /// broken, and answering every time would let one member make the key
+    /// manager wrap and send without end).
+    pub(super) fn send_whole_view(&mut self, id: MemberId, epoch: Epoch, out: &mut Vec<Output>) {
+        if let Some(p) = self.pending.as_mut().filter(|p| p.view.epoch == epoch) {
+            if !p.awaiting.contains(&id) || !p.resent.insert(id) {
+                return;
+            }
+            let p = self.pending.as_ref().expect("checked above");
+            if let Some(msg) = self.prepare_for(id, &p.view, &p.digest, &p.key) {
+                info!(
+                    member = id.0,
+                    epoch = epoch.0,
+                    "sent the whole prepared view on request"
+                );
+                out.push(Output::Send { to: id, msg });
+            }
+        } else if self.committed.view.epoch == epoch
+            && self.committed.view.contains(id)
+            && self.committed.resent.insert(id)
+        {
+            info!(
+                member = id.0,
+                epoch = epoch.0,
+                "sent the whole committed view on request"
+            );
+            out.push(Output::Send {
+                to: id,
+                msg: self.full_commit(),
+            });
+        }
+    }
+
+    fn full_commit(&self) -> ServerMsg {
+        let c = &self.committed;
+        ServerMsg::Commit {
+            view: Arc::new(ViewUpdate::full(&c.view, &c.digest)),
+            grace_ms: millis(self.settings.grace),
+        }
+    }
+
+    fn prepare_for(
+        &self,
+        id: MemberId,
+        view: &View,
+        digest: &ViewDigest,
+        key: &GroupKey,
+    ) -> Option<ServerMsg> {
         let entry = self.members.get(&id)?;
         let wrapped = self
             .wrapper
             .wrap(&entry.noise_public, view.epoch, key)
             .ok()?;
         Some(ServerMsg::Prepare {
-            view: Arc::new(view.to_wire()),
+            view: Arc::new(ViewUpdate::full(view, digest)),
             cipher: self.settings.cipher.as_str().to_owned(),
             wrapped_key: hex::encode(wrapped),
         })

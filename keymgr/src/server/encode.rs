@@ -1,11 +1,11 @@
 //! Encoding a step's messages once for all the connections they go to.
 //!
-//! A rekey of n members sends n `Prepare`s and n `Commit`s that all carry
-//! the same view (~100 bytes a member, so ~100 KiB at 1000). Encoded per
-//! connection, that is 2·n view serialisations per rekey (O(n²) bytes of
-//! JSON work), and quinn holds a private copy of each until the member
-//! acknowledges it (O(n²) memory: ~200 MiB at 1000 members). Here each view
-//! is serialised once per step, and the frames are handed to quinn as
+//! A rekey of n members sends n `Prepare`s and n `Commit`s that carry one of
+//! a few shared view updates (a delta for the members holding the committed
+//! view, the whole view, ~92 bytes a member, for new joiners). Encoded per
+//! connection, a whole view sent to k joiners is k serialisations of O(n)
+//! bytes, and quinn holds a private copy of each until the member
+//! acknowledges it. Here each view update is serialised once per step, and the frames are handed to quinn as
 //! [`Bytes`] chunks that share it: a `Commit` is one shared frame, a
 //! `Prepare` is a small head, the shared view and a small tail (the
 //! member's wrapped key). The bytes on the wire are exactly those of
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::proto::{ServerMsg, encode};
-use crate::view::WireView;
+use crate::view::ViewUpdate;
 
 /// One length-prefixed message as chunks to write in order.
 pub(super) type Frame = Vec<Bytes>;
@@ -27,7 +27,7 @@ pub(super) type Frame = Vec<Bytes>;
 pub(super) struct Encoder {
     /// By the address of the view's `Arc` (kept alive here, so the address
     /// is not reused while the entry exists): the view's JSON.
-    views: HashMap<usize, (Arc<WireView>, Bytes)>,
+    views: HashMap<usize, (Arc<ViewUpdate>, Bytes)>,
     /// Whole `Commit` frames by (view address, grace).
     commits: HashMap<(usize, u64), Bytes>,
 }
@@ -77,7 +77,7 @@ impl Encoder {
         }
     }
 
-    fn view_json(&mut self, view: &Arc<WireView>) -> Bytes {
+    fn view_json(&mut self, view: &Arc<ViewUpdate>) -> Bytes {
         let key = Arc::as_ptr(view) as usize;
         self.views
             .entry(key)
@@ -112,10 +112,13 @@ mod tests {
     use crate::proto::Refusal;
     use crate::view::WireMember;
 
-    fn view(n: u32) -> Arc<WireView> {
-        Arc::new(WireView {
+    fn view(n: u32) -> Arc<ViewUpdate> {
+        Arc::new(ViewUpdate {
             on_id: 7,
             epoch: 9,
+            base: None,
+            removed: Vec::new(),
+            digest: "00".repeat(32),
             members: (1..=n)
                 .map(|i| WireMember {
                     id: i,

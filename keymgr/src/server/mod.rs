@@ -517,6 +517,7 @@ impl Core {
                     ClientMsg::SequenceNearLimit { epoch } => {
                         km.sequence_near_limit(now, member, Epoch(epoch))?
                     }
+                    ClientMsg::NeedView { epoch } => km.need_view(now, member, Epoch(epoch))?,
                     ClientMsg::Join { .. } => {
                         warn!(member = member.0, "second Join on one connection ignored");
                         Vec::new()

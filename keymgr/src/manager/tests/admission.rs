@@ -96,14 +96,14 @@ fn a_duplicate_name_under_another_id_is_refused() {
 fn an_epoch_commits_only_with_the_members_that_acknowledged_it() {
     let t0 = Instant::now();
     let mut km = three(t0);
-    km.force_rekey(t0).unwrap();
-    km.ack(t0, MemberId(1), Epoch(4)).unwrap();
+    seen(km.force_rekey(t0).unwrap());
+    seen(km.ack(t0, MemberId(1), Epoch(4)).unwrap());
     // Two of three: epoch 4 is not committed, whatever time passes short of
     // the deadline.
-    km.tick(t0 + Duration::from_millis(4999)).unwrap();
+    seen(km.tick(t0 + Duration::from_millis(4999)).unwrap());
     assert_eq!(km.view().epoch, Epoch(3));
-    km.ack(t0, MemberId(2), Epoch(4)).unwrap();
-    let out = km.tick(t0 + Duration::from_secs(5)).unwrap();
+    seen(km.ack(t0, MemberId(2), Epoch(4)).unwrap());
+    let out = seen(km.tick(t0 + Duration::from_secs(5)).unwrap());
     // Committed without h3, which never acknowledged; and h3 is told.
     assert_eq!(km.view().epoch, Epoch(4));
     assert_eq!(
@@ -122,9 +122,9 @@ fn an_epoch_commits_only_with_the_members_that_acknowledged_it() {
 fn a_member_refusing_the_view_is_dropped_and_the_rest_commit_at_once() {
     let t0 = Instant::now();
     let mut km = three(t0);
-    km.force_rekey(t0).unwrap();
-    km.ack(t0, MemberId(1), Epoch(4)).unwrap();
-    km.ack(t0, MemberId(2), Epoch(4)).unwrap();
+    seen(km.force_rekey(t0).unwrap());
+    seen(km.ack(t0, MemberId(1), Epoch(4)).unwrap());
+    seen(km.ack(t0, MemberId(2), Epoch(4)).unwrap());
     // A refusal of an epoch not in flight changes nothing.
     assert!(
         km.refuse(t0, MemberId(3), Epoch(9), "x")
@@ -179,7 +179,7 @@ fn a_revocation_cuts_the_member_off_while_another_refuses_every_view() {
     assert_eq!(km.view().members.len(), 4);
     // h4 turns hostile: it refuses every view. h2 is revoked meanwhile.
     let mut now = t0;
-    let mut out = km.revoke(now, "h2").unwrap();
+    let mut out = seen(km.revoke(now, "h2").unwrap());
     assert_eq!(disconnects(&out), vec![(MemberId(2), Departure::Revoked)]);
     for _ in 0..4 {
         let Some(epoch) = km.pending_epoch() else {
@@ -200,9 +200,9 @@ fn a_revocation_cuts_the_member_off_while_another_refuses_every_view() {
         out = Vec::new();
         for id in awaiting {
             if id == MemberId(4) {
-                out.extend(km.refuse(now, id, epoch, "hostile").unwrap());
+                out.extend(seen(km.refuse(now, id, epoch, "hostile").unwrap()));
             } else {
-                out.extend(km.ack(now, id, epoch).unwrap());
+                out.extend(seen(km.ack(now, id, epoch).unwrap()));
             }
         }
         now += Duration::from_millis(10);

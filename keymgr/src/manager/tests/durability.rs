@@ -55,7 +55,7 @@ fn restart_continues_epochs_and_keeps_members() {
             ack_all_any(&mut km, t0);
         }
         // Killed mid-rekey: epoch 4 was reserved and prepared, never committed.
-        km.force_rekey(t0).unwrap();
+        seen(km.force_rekey(t0).unwrap());
         assert_eq!(km.pending_epoch(), Some(Epoch(4)));
     }
     let store = crate::store::RedbStore::open(&path).unwrap();
@@ -81,9 +81,11 @@ fn restart_continues_epochs_and_keeps_members() {
 }
 
 fn join_any<S: Store>(km: &mut KeyManager<S, Tagged>, now: Instant, n: u32) -> Vec<Output> {
-    km.member_joined(now, who(n), ep(n), Some(Epoch(3)))
-        .unwrap()
-        .1
+    seen(
+        km.member_joined(now, who(n), ep(n), Some(Epoch(3)))
+            .unwrap()
+            .1,
+    )
 }
 
 fn ack_all_any<S: Store>(km: &mut KeyManager<S, Tagged>, now: Instant) {
@@ -91,7 +93,7 @@ fn ack_all_any<S: Store>(km: &mut KeyManager<S, Tagged>, now: Instant) {
     let (epoch, ids): (Epoch, Vec<MemberId>) =
         (p.view.epoch, p.view.members.iter().map(|m| m.id).collect());
     for id in ids {
-        km.ack(now, id, epoch).unwrap();
+        seen(km.ack(now, id, epoch).unwrap());
     }
 }
 
@@ -109,23 +111,23 @@ fn thousand_members_rekeyed() {
     assert_eq!(commits(&out).len(), 1000);
     // One forced rekey of all 1000: a prepare each, each wrapped for its own
     // recipient, one key, and the commit only after the last ack.
-    let out = km.force_rekey(t0).unwrap();
+    let out = seen(km.force_rekey(t0).unwrap());
     let p = prepares(&out);
     assert_eq!(p.len(), 1000);
     let key = p[0].2[36..].to_vec();
-    let mut seen = std::collections::BTreeSet::new();
+    let mut recipients = std::collections::BTreeSet::new();
     for (to, epoch, wrapped, members) in &p {
         assert_eq!(*epoch, 3);
         assert_eq!(members.len(), 1000);
         assert_eq!(&wrapped[..4], &to.0.to_be_bytes());
         assert_eq!(wrapped[36..], key[..]);
-        seen.insert(to.0);
+        recipients.insert(to.0);
     }
-    assert_eq!(seen.len(), 1000);
+    assert_eq!(recipients.len(), 1000);
     for n in 1..1000 {
-        assert!(km.ack(t0, MemberId(n), Epoch(3)).unwrap().is_empty());
+        assert!(seen(km.ack(t0, MemberId(n), Epoch(3)).unwrap()).is_empty());
     }
-    let out = km.ack(t0, MemberId(1000), Epoch(3)).unwrap();
+    let out = seen(km.ack(t0, MemberId(1000), Epoch(3)).unwrap());
     assert_eq!(commits(&out).len(), 1000);
     assert_eq!(km.view().epoch, Epoch(3));
 }
@@ -151,7 +153,7 @@ fn reloaded_members_get_the_restart_grace_not_a_short_lease() {
     let mut km = KeyManager::new(short, store, Tagged, t1).unwrap();
     assert_eq!(km.poll_timeout(), Some(t1 + RESTART_GRACE));
     // Past the 3 s lease, inside the grace: still a member.
-    assert!(km.tick(t1 + Duration::from_secs(4)).unwrap().is_empty());
+    assert!(seen(km.tick(t1 + Duration::from_secs(4)).unwrap()).is_empty());
     assert_eq!(km.view().members.len(), 1);
     std::fs::remove_dir_all(dir).unwrap();
 }

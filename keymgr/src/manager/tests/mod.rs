@@ -75,7 +75,61 @@ fn km(now: Instant) -> Km {
 }
 
 fn join(km: &mut Km, now: Instant, n: u32) -> (MemberId, Vec<Output>) {
-    km.member_joined(now, who(n), ep(n), None).unwrap()
+    let (id, out) = km.member_joined(now, who(n), ep(n), None).unwrap();
+    (id, seen(out))
+}
+
+thread_local! {
+    /// Member ids of every view the helpers below have seen, by (epoch,
+    /// committed): what a delta is resolved against, as a member would.
+    static SEEN: std::cell::RefCell<BTreeMap<(u32, bool), Vec<u32>>> =
+        const { std::cell::RefCell::new(BTreeMap::new()) };
+}
+
+/// The member ids of the view `u` describes; `commit` says which message
+/// carried it (a prepare's delta is against the committed view of its base
+/// epoch, a commit's against the prepared view of its own).
+fn resolve(u: &crate::view::ViewUpdate, commit: bool) -> Vec<u32> {
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        let mut ids: Vec<u32> = match u.base {
+            None => u.members.iter().map(|m| m.id).collect(),
+            Some(b) => {
+                let base_committed = !commit;
+                let base = seen.get(&(b, base_committed)).unwrap_or_else(|| {
+                    panic!(
+                        "delta of epoch {} against {b} not seen by the test",
+                        u.epoch
+                    )
+                });
+                base.iter()
+                    .copied()
+                    .filter(|id| !u.removed.contains(id))
+                    .chain(u.members.iter().map(|m| m.id))
+                    .collect::<BTreeSet<u32>>()
+                    .into_iter()
+                    .collect()
+            }
+        };
+        ids.sort_unstable();
+        seen.insert((u.epoch, commit), ids.clone());
+        ids
+    })
+}
+
+/// Pass every output through [`prepares`] and [`commits`] so later deltas
+/// resolve; returns `out`.
+fn seen(out: Vec<Output>) -> Vec<Output> {
+    for o in &out {
+        if let Output::Send { msg, .. } = o {
+            match msg {
+                ServerMsg::Prepare { view, .. } => drop(resolve(view, false)),
+                ServerMsg::Commit { view, .. } => drop(resolve(view, true)),
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// The prepares in `out`: (recipient, epoch, wrapped key, member ids).
@@ -92,7 +146,7 @@ fn prepares(out: &[Output]) -> Vec<(MemberId, u32, Vec<u8>, Vec<u32>)> {
                 *to,
                 view.epoch,
                 hex::decode(wrapped_key).unwrap(),
-                view.members.iter().map(|m| m.id).collect(),
+                resolve(view, false),
             )),
             _ => None,
         })
@@ -106,7 +160,7 @@ fn commits(out: &[Output]) -> Vec<(MemberId, u32, Vec<u32>)> {
             Output::Send {
                 to,
                 msg: ServerMsg::Commit { view, .. },
-            } => Some((*to, view.epoch, view.members.iter().map(|m| m.id).collect())),
+            } => Some((*to, view.epoch, resolve(view, true))),
             _ => None,
         })
         .collect()
@@ -135,9 +189,9 @@ fn ack_all(km: &mut Km, now: Instant) -> Vec<Output> {
         .collect();
     let mut out = Vec::new();
     for id in ids {
-        out.extend(km.ack(now, id, epoch).unwrap());
+        out.extend(seen(km.ack(now, id, epoch).unwrap()));
     }
-    out
+    seen(out)
 }
 
 /// Three members joined and committed at epoch 3.
@@ -180,13 +234,13 @@ fn join_prepares_then_commits_only_after_every_ack() {
     }
     // Three of four acknowledged: nobody switches yet.
     for n in 1..=3 {
-        let out = km.ack(t0, MemberId(n), Epoch(4)).unwrap();
+        let out = seen(km.ack(t0, MemberId(n), Epoch(4)).unwrap());
         assert!(commits(&out).is_empty());
     }
     assert_eq!(km.view().epoch, Epoch(3));
     // A stale or foreign ack changes nothing.
-    assert!(km.ack(t0, MemberId(4), Epoch(3)).unwrap().is_empty());
-    let out = km.ack(t0, MemberId(4), Epoch(4)).unwrap();
+    assert!(seen(km.ack(t0, MemberId(4), Epoch(3)).unwrap()).is_empty());
+    let out = seen(km.ack(t0, MemberId(4), Epoch(4)).unwrap());
     let c = commits(&out);
     assert_eq!(c.len(), 4);
     assert!(c.iter().all(|(_, e, m)| *e == 4 && m == &[1, 2, 3, 4]));
@@ -201,9 +255,9 @@ fn lease_expiry_rekeys_without_the_silent_member() {
     let mut out = Vec::new();
     for s in [10, 20, 29] {
         let now = t0 + Duration::from_secs(s);
-        km.renew(now, MemberId(1)).unwrap();
-        km.renew(now, MemberId(2)).unwrap();
-        out.extend(km.tick(now).unwrap());
+        seen(km.renew(now, MemberId(1)).unwrap());
+        seen(km.renew(now, MemberId(2)).unwrap());
+        out.extend(seen(km.tick(now).unwrap()));
     }
     assert!(
         disconnects(&out).is_empty(),
@@ -214,7 +268,7 @@ fn lease_expiry_rekeys_without_the_silent_member() {
         Some(t0 + Duration::from_secs(30)),
         "h3's lease is next"
     );
-    let out = km.tick(t0 + Duration::from_secs(30)).unwrap();
+    let out = seen(km.tick(t0 + Duration::from_secs(30)).unwrap());
     assert_eq!(
         disconnects(&out),
         vec![(MemberId(3), Departure::LeaseExpired)]
@@ -227,7 +281,7 @@ fn lease_expiry_rekeys_without_the_silent_member() {
     assert_eq!(km.view().epoch, Epoch(4));
     assert!(!km.view().contains(MemberId(3)));
     // Its late renewal is answered with a disconnect, not a lease.
-    let out = km.renew(t0 + Duration::from_secs(31), MemberId(3)).unwrap();
+    let out = seen(km.renew(t0 + Duration::from_secs(31), MemberId(3)).unwrap());
     assert_eq!(disconnects(&out), vec![(MemberId(3), Departure::NotMember)]);
 }
 
@@ -235,13 +289,13 @@ fn lease_expiry_rekeys_without_the_silent_member() {
 fn silent_member_is_dropped_at_the_ack_deadline_and_its_key_replaced() {
     let t0 = Instant::now();
     let mut km = three(t0);
-    let out = km.force_rekey(t0).unwrap();
+    let out = seen(km.force_rekey(t0).unwrap());
     assert_eq!(prepares(&out).len(), 3);
-    km.ack(t0, MemberId(1), Epoch(4)).unwrap();
-    km.ack(t0, MemberId(2), Epoch(4)).unwrap();
+    seen(km.ack(t0, MemberId(1), Epoch(4)).unwrap());
+    seen(km.ack(t0, MemberId(2), Epoch(4)).unwrap());
     assert_eq!(km.poll_timeout(), Some(t0 + Duration::from_secs(5)));
-    assert!(commits(&km.tick(t0 + Duration::from_millis(4999)).unwrap()).is_empty());
-    let out = km.tick(t0 + Duration::from_secs(5)).unwrap();
+    assert!(commits(&seen(km.tick(t0 + Duration::from_millis(4999)).unwrap())).is_empty());
+    let out = seen(km.tick(t0 + Duration::from_secs(5)).unwrap());
     assert_eq!(disconnects(&out), vec![(MemberId(3), Departure::Silent)]);
     let c = commits(&out);
     assert_eq!(c.iter().map(|c| c.0.0).collect::<Vec<_>>(), vec![1, 2]);
@@ -258,16 +312,16 @@ fn ack_deadline_counts_from_when_the_prepare_left() {
     // the connections only then, so the members' 5 s start there.
     let t0 = Instant::now();
     let mut km = three(t0);
-    let out = km.force_rekey(t0).unwrap();
+    let out = seen(km.force_rekey(t0).unwrap());
     assert_eq!(prepares(&out).len(), 3);
     let sent = t0 + Duration::from_secs(7);
     km.handed_over(sent);
     assert_eq!(km.poll_timeout(), Some(sent + Duration::from_secs(5)));
-    assert!(disconnects(&km.tick(sent + Duration::from_millis(10)).unwrap()).is_empty());
+    assert!(disconnects(&seen(km.tick(sent + Duration::from_millis(10)).unwrap())).is_empty());
     let out = ack_all(&mut km, sent + Duration::from_millis(20));
     assert_eq!(commits(&out).len(), 3);
     // Reported once: a later hand-over moves nothing.
-    km.force_rekey(sent).unwrap();
+    seen(km.force_rekey(sent).unwrap());
     km.handed_over(sent);
     km.handed_over(sent + Duration::from_secs(60));
     assert_eq!(km.poll_timeout(), Some(sent + Duration::from_secs(5)));
@@ -282,12 +336,12 @@ fn changes_during_a_rekey_fold_into_the_next_one() {
     // h5 joins and h1 leaves while epoch 4 is in flight: no new prepare yet.
     let out5 = join(&mut km, t0, 5).1;
     assert!(prepares(&out5).is_empty());
-    let out1 = km.leave(t0, MemberId(1)).unwrap();
+    let out1 = seen(km.leave(t0, MemberId(1)).unwrap());
     assert_eq!(disconnects(&out1), vec![(MemberId(1), Departure::Left)]);
     // The rest acknowledge epoch 4; h1 is gone and no longer awaited.
     let mut out = Vec::new();
     for n in 2..=4 {
-        out.extend(km.ack(t0, MemberId(n), Epoch(4)).unwrap());
+        out.extend(seen(km.ack(t0, MemberId(n), Epoch(4)).unwrap()));
     }
     let c = commits(&out);
     assert!(c.iter().all(|c| c.1 == 4 && c.2 == [2, 3, 4]), "{c:?}");
@@ -300,7 +354,7 @@ fn changes_during_a_rekey_fold_into_the_next_one() {
 fn revoked_member_is_removed_and_refused_on_rejoin() {
     let t0 = Instant::now();
     let mut km = three(t0);
-    let out = km.revoke(t0, "h2").unwrap();
+    let out = seen(km.revoke(t0, "h2").unwrap());
     assert_eq!(disconnects(&out), vec![(MemberId(2), Departure::Revoked)]);
     assert!(
         prepares(&out)
@@ -332,8 +386,8 @@ fn key_age_and_sequence_limit_rekey() {
         km.renew(hour - Duration::from_secs(1), MemberId(n))
             .unwrap();
     }
-    assert!(prepares(&km.tick(hour - Duration::from_secs(1)).unwrap()).is_empty());
-    let out = km.tick(hour).unwrap();
+    assert!(prepares(&seen(km.tick(hour - Duration::from_secs(1)).unwrap())).is_empty());
+    let out = seen(km.tick(hour).unwrap());
     assert!(prepares(&out).iter().all(|p| p.1 == 4));
     ack_all(&mut km, hour);
     // A report about an old epoch is ignored; about the current one rekeys.
@@ -342,7 +396,7 @@ fn key_age_and_sequence_limit_rekey() {
             .unwrap()
             .is_empty()
     );
-    let out = km.sequence_near_limit(hour, MemberId(1), Epoch(4)).unwrap();
+    let out = seen(km.sequence_near_limit(hour, MemberId(1), Epoch(4)).unwrap());
     assert_eq!(prepares(&out).len(), 3);
     assert!(prepares(&out).iter().all(|p| p.1 == 5));
 }

@@ -46,20 +46,20 @@ fn takeover_gives_up_waiting_and_the_absent_member_drops_out() {
             .unwrap()
             .is_empty()
     );
-    let out = km.tick(t1 + WAIT).unwrap();
+    let out = seen(km.tick(t1 + WAIT).unwrap());
     let p = prepares(&out);
     // h3 is still leased (restart grace) so it is in the prepared view, but
     // it has no connection: it never acknowledges.
     assert_eq!(p.iter().map(|p| p.1).collect::<Vec<_>>(), [4, 4, 4]);
     let mut out = Vec::new();
     for n in 1..=2 {
-        out.extend(km.ack(t1 + WAIT, MemberId(n), Epoch(4)).unwrap());
+        out.extend(seen(km.ack(t1 + WAIT, MemberId(n), Epoch(4)).unwrap()));
     }
     assert!(
         commits(&out).is_empty(),
         "h3 awaited until the ack deadline"
     );
-    let out = km.tick(t1 + WAIT + settings().ack_timeout).unwrap();
+    let out = seen(km.tick(t1 + WAIT + settings().ack_timeout).unwrap());
     assert_eq!(disconnects(&out), [(MemberId(3), Departure::Silent)]);
     assert_eq!(
         commits(&out).iter().map(|c| c.2.clone()).next(),
