@@ -189,7 +189,11 @@ impl Inbound {
         }
         if let Some(rx) = self.receivers.get_mut(&id) {
             if let Err(rejected) = rx.window.check(header.seq) {
-                return drop(classify(rx, rejected, header.seq, underlay, keepalive));
+                let reason = classify(rx, rejected, header.seq, underlay, keepalive);
+                if reason == DropReason::Duplicate && !keepalive {
+                    self.liveness.discarded(header.sender, underlay);
+                }
+                return drop(reason);
             }
         }
 
@@ -206,6 +210,7 @@ impl Inbound {
 
         // 5b. A keepalive's body: learn the sender's challenge (to echo it),
         // and take a first proof of its position if it echoes ours.
+        let mut timing = None;
         if keepalive {
             let Ok(body) = KeepaliveBody::parse(&datagram[inner.clone()]) else {
                 return drop(DropReason::Malformed);
@@ -220,6 +225,7 @@ impl Inbound {
                 let floor = Floor::from_answer(header.epoch, header.seq, &body);
                 self.floors.insert(header.sender, floor);
             }
+            timing = body.timing;
         }
 
         // 6. Mark (creating the window on the first authenticated frame).
@@ -231,13 +237,26 @@ impl Inbound {
         match rx.window.mark(header.seq) {
             Ok(marked) => rx.frames.marked(marked, !keepalive),
             Err(rejected) => {
-                return drop(classify(rx, rejected, header.seq, underlay, keepalive));
+                let reason = classify(rx, rejected, header.seq, underlay, keepalive);
+                if reason == DropReason::Duplicate && !keepalive {
+                    self.liveness.discarded(header.sender, underlay);
+                }
+                return drop(reason);
             }
         }
         rx.seen.accepted(header.seq, underlay);
         self.liveness
-            .heard(now, header.sender, underlay, datagram.len());
+            .heard(now, header.sender, underlay, datagram.len(), !keepalive);
         if keepalive {
+            // Path health (`probes.rs`): only now, past the window mark, so
+            // a replayed keepalive never reaches it.
+            if let Some(t) = timing {
+                let rtt = self
+                    .challenges
+                    .probes()
+                    .stamp_in(header.sender, underlay, now, &t);
+                self.liveness.probed(header.sender, underlay, t.round, rtt);
+            }
             // Keepalives end here: they proved the link, nothing to deliver.
             return drop(DropReason::NotData);
         }
@@ -278,6 +297,9 @@ impl Inbound {
         });
         self.floors
             .retain(|sender, _| snap.member(*sender).is_some());
+        self.challenges
+            .probes()
+            .retain(|m| snap.member(m).is_some());
         self.liveness.sync(now, snap);
         self.pruned_for = Some(snap.clone());
     }

@@ -71,6 +71,7 @@ mod inbound;
 mod inner;
 mod keepalive;
 mod outbound;
+mod probes;
 mod queue;
 mod seen;
 mod shaper;
@@ -100,6 +101,7 @@ pub use keepalive::{
     LinkHealth, Liveness, PeerHealth,
 };
 pub use outbound::{Outbound, SHAPING_QUEUE};
+pub use probes::Probes;
 pub use queue::PacketQueue;
 pub use shaper::TokenBucket;
 pub use snapshot::{Ipv4Prefix, Member, Snapshot, SnapshotError, Targets};
