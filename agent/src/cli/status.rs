@@ -88,6 +88,7 @@ fn socket(args: &StatusArgs) -> anyhow::Result<PathBuf> {
 /// The summary for a person.
 fn human(report: &StatusReport) -> String {
     let mut out = String::new();
+    alarms(&mut out, report);
     for v in &report.vons {
         von(&mut out, v);
         out.push('\n');
@@ -129,6 +130,37 @@ fn human(report: &StatusReport) -> String {
     }
     table(&mut out, "  ", &rows);
     out
+}
+
+/// The active alarms first, most severe first: what an operator must see.
+fn alarms(out: &mut String, report: &StatusReport) {
+    if report.alarms.is_empty() {
+        let _ = writeln!(out, "alarms: none\n");
+        return;
+    }
+    let _ = writeln!(out, "alarms ({}):", report.alarms.len());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut rows = vec![row([
+        "severity", "alarm", "von", "peer", "underlay", "source", "since", "detail",
+    ])];
+    for a in &report.alarms {
+        let s = &a.subject;
+        let field = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".to_owned());
+        rows.push(vec![
+            a.severity.name().to_uppercase(),
+            s.alarm.clone(),
+            field(&s.von),
+            field(&s.peer),
+            field(&s.underlay),
+            field(&s.source),
+            format!("{} ago", secs(now - a.since_unix_ms as i64)),
+            a.detail.clone(),
+        ]);
+    }
+    table(out, "  ", &rows);
+    out.push('\n');
 }
 
 /// The host's underlays as a list, in order (the tables loop over it).
@@ -256,6 +288,28 @@ fn von(out: &mut String, v: &VonStatus) {
                 r.push(bytes(l.rx_bytes));
             }
             rows.push(r);
+        }
+        table(out, "  ", &rows);
+        // Path health per peer and underlay, from the keepalive echoes.
+        let mut rows = vec![row(["path", "rtt", "jitter", "loss", "probes lost"])];
+        for p in &v.peers {
+            for (name, l) in peer_links(p) {
+                rows.push(vec![
+                    format!("{} via {name}", p.name),
+                    l.rtt_us.map_or_else(|| "-".to_owned(), millis),
+                    if l.rtt_us.is_some() {
+                        millis(l.jitter_us)
+                    } else {
+                        "-".to_owned()
+                    },
+                    if l.probes_received > 0 {
+                        format!("{:.1}%", f64::from(l.loss_ppm) / 10_000.0)
+                    } else {
+                        "-".to_owned()
+                    },
+                    l.probes_lost.to_string(),
+                ]);
+            }
         }
         table(out, "  ", &rows);
         // Per sender: IEEE 802.1CB's elimination counters.
@@ -437,6 +491,11 @@ fn bytes(n: u64) -> String {
 fn heard(l: &LinkStatus) -> String {
     l.last_heard_ms
         .map_or("never".to_owned(), |ms| format!("{} ago", secs(ms as i64)))
+}
+
+/// Microseconds as milliseconds with two decimals ("12.34ms").
+fn millis(us: u64) -> String {
+    format!("{:.2}ms", us as f64 / 1000.0)
 }
 
 /// Milliseconds as seconds with one decimal ("2.7s").

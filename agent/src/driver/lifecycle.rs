@@ -158,6 +158,8 @@ pub(super) struct InboundVon {
     pub inbound: Inbound,
     pub tun: Arc<Tun>,
     pub span: Span,
+    /// The latest suspicious frames, for status and the alarms.
+    pub suspicious: Arc<crate::alarms::Suspicious>,
 }
 
 /// What the inbound loop is told while it runs.
@@ -322,6 +324,7 @@ impl Host {
         // leaves: a peer answers that one at once, and an answer the demux
         // does not route yet would cost the freshness proof a whole round.
         let health = pipeline.inbound.health();
+        let suspicious = Arc::new(crate::alarms::Suspicious::default());
         let (routed, in_place) = oneshot::channel();
         let _ = self.inbound.send(InboundChange::Add(
             Box::new(InboundVon {
@@ -329,6 +332,7 @@ impl Host {
                 inbound: pipeline.inbound,
                 tun: tun.clone(),
                 span: span.clone(),
+                suspicious: suspicious.clone(),
             }),
             routed,
         ));
@@ -364,6 +368,7 @@ impl Host {
             lease: p.lease,
             standing: p.standing,
             live: Some(settings),
+            suspicious,
         });
         self.running.push(Running {
             name,
