@@ -610,7 +610,9 @@ impl Evaluator {
                 },
                 severity: Severity::Major,
                 detail: format!("{} conflict {}: {}", r.kind.name(), r.dst, r.reason),
-                hysteresis: hyst(0, 3_000),
+                // Held one guard check (2 s): the guard's first check can
+                // see the TUN route missing for a moment at start-up.
+                hysteresis: hyst(2_000, 3_000),
             });
         }
     }

@@ -434,9 +434,9 @@ impl Liveness {
         };
         let mut loss = link.loss_ppm.load(Relaxed);
         for _ in 0..gap {
-            loss += (1_000_000 - loss + LOSS_GAIN - 1) / LOSS_GAIN;
+            loss += (1_000_000 - loss).div_ceil(LOSS_GAIN);
         }
-        loss -= (loss + LOSS_GAIN - 1) / LOSS_GAIN;
+        loss -= loss.div_ceil(LOSS_GAIN);
         link.loss_ppm.store(loss, Relaxed);
         link.probes_lost.fetch_add(gap, Relaxed);
         link.probes_received.fetch_add(1, Relaxed);

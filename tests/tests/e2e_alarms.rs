@@ -59,25 +59,25 @@ fn wait_alarm(
     }
 }
 
-fn lines_with(log: &str, needle: &str, alarm: &str) -> usize {
+fn lines_with(log: &str, needle: &str, alarm: &str, subject: &str) -> usize {
     log.lines()
-        .filter(|l| l.contains(needle) && l.contains(&format!("alarm={alarm}")))
+        .filter(|l| {
+            l.contains(needle) && l.contains(&format!("alarm={alarm} ")) && l.contains(subject)
+        })
         .count()
 }
 
-/// Raised and cleared alarms each log exactly one line.
-fn assert_logged_once(topo: &Topology, n: usize, alarm: &str) {
+/// Raised and cleared alarms each log exactly one line (`subject`: a
+/// further part of the line that picks this alarm's subject).
+fn assert_logged_once(topo: &Topology, n: usize, alarm: &str, subject: &str) {
     let log = topo.agent(n).log();
-    assert_eq!(
-        lines_with(&log, "alarm raised", alarm),
-        1,
-        "h{n} log:\n{log}"
-    );
-    assert_eq!(
-        lines_with(&log, "alarm cleared", alarm),
-        1,
-        "h{n} log:\n{log}"
-    );
+    for what in ["alarm raised", "alarm cleared"] {
+        assert_eq!(
+            lines_with(&log, what, alarm, subject),
+            1,
+            "h{n}: {what} {alarm} {subject}; log:\n{log}"
+        );
+    }
 }
 
 fn setup(rate: Option<&str>, hook: Option<&str>) -> Result<(Topology, VonSpec)> {
@@ -156,7 +156,7 @@ fn a_cut_raises_redundancy_lost_and_the_restore_clears_it_and_the_hook_hears_bot
         raised <= Duration::from_secs(4),
         "detection within 2.5 s + 1 s evaluation"
     );
-    assert_logged_once(&topo, 2, "redundancy_lost");
+    assert_logged_once(&topo, 2, "redundancy_lost", "underlay=b");
     // The hook got the raise and the clear, as JSON lines.
     sleep(Duration::from_secs(1));
     let out = std::fs::read_to_string(topo.dir().path().join("hook-2.out")).unwrap_or_default();
@@ -217,7 +217,7 @@ fn an_mtu_black_hole_on_b_raises_latent_error_while_keepalives_pass() -> Result<
         r.transmitted, r.received
     );
     assert_eq!(r.lost(), 0, "A carried every ping: {}", r.output);
-    assert_logged_once(&topo, 2, "latent_error");
+    assert_logged_once(&topo, 2, "latent_error", "underlay=b");
     Ok(())
 }
 
@@ -260,7 +260,7 @@ fn traffic_over_the_contract_raises_contract_exceeded() -> Result<()> {
         "contract_exceeded: cleared {:.1} s after the flood ended",
         cleared.as_secs_f64()
     );
-    assert_logged_once(&topo, 1, "contract_exceeded");
+    assert_logged_once(&topo, 1, "contract_exceeded", "peer=h1");
     Ok(())
 }
 
@@ -324,7 +324,12 @@ fn a_flood_of_forged_frames_raises_an_attack_alarm_naming_underlay_and_source() 
         cleared.as_secs_f64(),
         sent.elapsed().as_secs_f64()
     );
-    assert_logged_once(&topo, 2, "attack_auth_failures");
+    assert_logged_once(
+        &topo,
+        2,
+        "attack_auth_failures",
+        &format!("source={src}:40000"),
+    );
     Ok(())
 }
 
@@ -365,6 +370,55 @@ fn a_route_conflict_is_an_alarm_until_the_route_goes() -> Result<()> {
         "route_conflict: cleared {:.1} s after the route went",
         cleared.as_secs_f64()
     );
-    assert_logged_once(&topo, 1, "route_conflict");
+    assert_logged_once(&topo, 1, "route_conflict", "source=100.64.1.2/32");
+    Ok(())
+}
+
+/// Path health (RTT, jitter, loss per peer and underlay, from the
+/// keepalives): h2 drops 30 % of what arrives on ub; h2's status shows the
+/// loss on b and none on a, and an RTT on both.
+#[test]
+fn loss_on_one_underlay_shows_in_path_health() -> Result<()> {
+    if !von_tests::e2e_enabled("e2e path health")? {
+        return Ok(());
+    }
+    let (topo, _grid) = setup(None, None)?;
+    topo.host(2).add_loss(Underlay::B, 30)?;
+    // The loss average has a time constant of 16 keepalives (8 s).
+    sleep(Duration::from_secs(15));
+    let s = topo.agent(2).status()?;
+    let links = &s.json()["vons"][0]["peers"][0]["underlay"];
+    eprintln!(
+        "h2's path health towards h1: a {} / b {}",
+        links["a"], links["b"]
+    );
+    for u in ["a", "b"] {
+        let rtt = links[u]["rtt_us"].as_u64().expect("an RTT was measured");
+        assert!(
+            rtt > 0 && rtt < 50_000,
+            "{u}: rtt {rtt} µs between namespaces"
+        );
+    }
+    let loss_a = links["a"]["loss_ppm"].as_u64().unwrap_or(u64::MAX);
+    let loss_b = links["b"]["loss_ppm"].as_u64().unwrap_or(0);
+    assert!(loss_a < 20_000, "a loses nothing: {loss_a} ppm");
+    assert!(
+        (100_000..=550_000).contains(&loss_b),
+        "b loses about 30 %: {loss_b} ppm"
+    );
+    assert!(links["b"]["probes_lost"].as_u64().unwrap_or(0) >= 3);
+    let text = topo.agent(2).status_text()?;
+    assert!(
+        text.contains("h1 via b"),
+        "the table shows the path:\n{text}"
+    );
+    eprintln!(
+        "{}",
+        text.lines()
+            .filter(|l| l.contains(" via "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    topo.host(2).clear_loss()?;
     Ok(())
 }
