@@ -36,6 +36,10 @@ pub struct StatusArgs {
     /// The agent's control socket; overrides the config's `control_socket`.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Show the tables again every second, clearing the screen, until
+    /// Ctrl-C (a live view: alarms, path health, counters).
+    #[arg(long, conflicts_with = "json")]
+    watch: bool,
 }
 
 /// Where `von up` reads its config when systemd runs it.
@@ -48,6 +52,9 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if args.watch {
+        return runtime.block_on(watch(&socket));
+    }
     match runtime.block_on(query(&socket)) {
         Ok((text, report)) => {
             if args.json {
@@ -65,6 +72,31 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             Err(e.into())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `--watch`: the tables every second on a cleared screen until Ctrl-C,
+/// which ends it cleanly (exit 0). An agent that stops answering is shown
+/// as such, and the view keeps trying.
+async fn watch(socket: &Path) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            _ = &mut interrupt => {
+                println!();
+                return Ok(());
+            }
+            _ = tick.tick() => {}
+        }
+        let body = match query(socket).await {
+            Ok((_, report)) => human(&report),
+            Err(e) => format!("{e}\n"),
+        };
+        // Clear the screen, cursor home, then the tables.
+        println!("\x1b[2J\x1b[H{body}  (every 1 s; Ctrl-C to stop)");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
     }
 }
 
