@@ -338,6 +338,8 @@ async fn run_on(
         vons: std::sync::Mutex::new(Vec::with_capacity(vons.len())),
         underlays: sockets.map(|u, s| (s.name(), s.local_addr(), socket_counters[u].clone())),
         guard: guard.shared(),
+        alarms: Arc::default(),
+        alarm_hook_dropped: Arc::default(),
     });
     let mut host = Host::new(
         data.clone(),
@@ -396,6 +398,19 @@ async fn serve_operator(
             operator,
         );
     }
+    // Alarms: evaluated once a second from what status reads, here on
+    // the operator runtime, never on the data path.
+    tasks.spawn_on(
+        {
+            let source = source.clone();
+            let hook = config.alarm_hook.clone();
+            async move {
+                crate::alarms::run(source, hook).await;
+                "alarms"
+            }
+        },
+        operator,
+    );
     tasks.spawn_on(
         async move {
             status::serve(listener, source).await;
@@ -832,6 +847,14 @@ async fn inbound_loop(
                         v.writes.push(&datagram[packet]);
                     }
                     Action::Drop(reason) => {
+                        if reason.is_suspicious() {
+                            v.von.suspicious.record(
+                                reason,
+                                name.as_str(),
+                                received.source,
+                                datagram,
+                            );
+                        }
                         let _entered = v.von.span.enter();
                         v.log.dropped(now, reason);
                     }

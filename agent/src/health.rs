@@ -79,6 +79,29 @@ pub struct LinkStatus {
     /// Bytes of authenticated frames from the peer on this link since the
     /// agent started, data and keepalives (UDP payload).
     pub rx_bytes: u64,
+    /// Path health from the keepalive echoes (`packet/src/probes.rs`):
+    /// latest round trip in microseconds, `null` before the first echo.
+    #[serde(default)]
+    pub rtt_us: Option<u64>,
+    /// Smoothed RTT jitter (RFC 3550, gain 1/16), microseconds.
+    #[serde(default)]
+    pub jitter_us: u64,
+    /// Recent loss of the peer's keepalives on this link, parts per million
+    /// (average over about the last 16 keepalives, 8 s).
+    #[serde(default)]
+    pub loss_ppm: u32,
+    /// Keepalives received on this link, and missing from the peer's count.
+    #[serde(default)]
+    pub probes_received: u64,
+    #[serde(default)]
+    pub probes_lost: u64,
+    /// The peer's data frames whose first copy arrived on this link, and
+    /// those whose copy here came second and was discarded: together every
+    /// data copy that arrived on this link (the latent-error evidence).
+    #[serde(default)]
+    pub data_first: u64,
+    #[serde(default)]
+    pub data_discarded: u64,
 }
 
 /// Health of one underlay over a VON's peers.
@@ -200,6 +223,17 @@ pub(crate) fn peers(
                         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                     downs: l.map_or(0, |l| l.downs),
                     rx_bytes: l.map_or(0, |l| l.rx_bytes),
+                    rtt_us: l
+                        .and_then(|l| l.rtt)
+                        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                    jitter_us: l.map_or(0, |l| {
+                        u64::try_from(l.jitter.as_micros()).unwrap_or(u64::MAX)
+                    }),
+                    loss_ppm: l.map_or(0, |l| l.loss_ppm),
+                    probes_received: l.map_or(0, |l| l.probes_received),
+                    probes_lost: l.map_or(0, |l| l.probes_lost),
+                    data_first: l.map_or(0, |l| l.data_first),
+                    data_discarded: l.map_or(0, |l| l.data_discarded),
                 }
             };
             PeerStatus {

@@ -10,6 +10,7 @@
 //! (`underlay`) touches the OS below what std and tokio offer.
 #![deny(unsafe_code)]
 
+pub mod alarms;
 pub mod control;
 pub mod driver;
 pub mod guard;

@@ -411,6 +411,31 @@ pub fn render(report: &StatusReport) -> String {
         "link_received_bytes",
         "Bytes of authenticated frames (UDP payload) from the peer on the underlay",
     );
+    let float = |r: &mut Registry, name: &str, help: &str| {
+        let f = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        r.register(name, help, f.clone());
+        f
+    };
+    let rtt = float(
+        &mut r,
+        "link_rtt_seconds",
+        "Latest round trip to the peer on the underlay, from the keepalive echo",
+    );
+    let jitter = float(
+        &mut r,
+        "link_jitter_seconds",
+        "Smoothed round-trip jitter to the peer on the underlay (RFC 3550, gain 1/16)",
+    );
+    let loss = float(
+        &mut r,
+        "link_loss_ratio",
+        "Recent loss (0 to 1) of the peer's keepalives on the underlay, about the last 8 s",
+    );
+    let probes_lost = counter(
+        &mut r,
+        "link_probes_lost",
+        "Keepalives missing from the peer's count on the underlay",
+    );
     for v in &report.vons {
         let von = || vec![("von", v.name.clone())];
         set(&epoch, von(), i64::from(v.epoch));
@@ -452,6 +477,17 @@ pub fn render(report: &StatusReport) -> String {
                     heard.get_or_create(&labels()).set(ms as f64 / 1000.0);
                 }
                 inc(&downs, labels(), n);
+                if let Some(us) = link.rtt_us {
+                    rtt.get_or_create(&labels()).set(us as f64 / 1e6);
+                    jitter
+                        .get_or_create(&labels())
+                        .set(link.jitter_us as f64 / 1e6);
+                }
+                if link.probes_received > 0 {
+                    loss.get_or_create(&labels())
+                        .set(f64::from(link.loss_ppm) / 1e6);
+                }
+                inc(&probes_lost, labels(), link.probes_lost);
             }
         }
     }
@@ -530,6 +566,31 @@ pub fn render(report: &StatusReport) -> String {
             inc(&f, vec![("underlay", u.to_string())], get(&s.counters));
         }
     }
+
+    let alarm = gauge(
+        &mut r,
+        "alarm",
+        "1 for each alarm raised and not cleared (docs/alarms.md); labels say which and what it is about",
+    );
+    for a in &report.alarms {
+        let s = &a.subject;
+        let field = |o: &Option<String>| o.clone().unwrap_or_default();
+        let labels = vec![
+            ("alarm", s.alarm.clone()),
+            ("severity", a.severity.name().to_owned()),
+            ("von", field(&s.von)),
+            ("peer", field(&s.peer)),
+            ("underlay", field(&s.underlay)),
+            ("source", field(&s.source)),
+        ];
+        set(&alarm, labels, 1);
+    }
+    let hook_dropped = counter(
+        &mut r,
+        "alarm_hook_dropped",
+        "Alarm events not handed to alarm_hook because it was behind",
+    );
+    inc(&hook_dropped, Vec::new(), report.alarm_hook_dropped);
 
     let mut out = String::new();
     // Writing to a String cannot fail.

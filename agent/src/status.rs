@@ -50,6 +50,13 @@ pub struct StatusReport {
     /// The leak guard's nftables table (docs/leaks.md).
     #[serde(default)]
     pub leak_guard: GuardStatus,
+    /// The alarms raised and not cleared, most severe first
+    /// (`docs/alarms.md`).
+    #[serde(default)]
+    pub alarms: Vec<crate::alarms::Alarm>,
+    /// Alarm events not handed to `alarm_hook` because it was behind.
+    #[serde(default)]
+    pub alarm_hook_dropped: u64,
 }
 
 /// One VON's identity, view summary and counters.
@@ -107,6 +114,11 @@ pub struct VonStatus {
     /// What the leak guard dropped and which routes conflict with the prefix.
     #[serde(default)]
     pub guard: VonGuard,
+    /// The latest refused frame of each suspicious kind (`auth_failures`,
+    /// `replays`, `unknown_sender`, `stale`): underlay, outer source and
+    /// the sender id it named.
+    #[serde(default)]
+    pub suspicious: BTreeMap<String, crate::alarms::Evidence>,
 }
 
 /// One underlay socket.
@@ -152,6 +164,8 @@ pub struct VonSource {
     pub standing: SharedStanding,
     /// Rate, DSCP and MTU as a reload last set them (`None`: the facts' ones).
     pub live: Option<crate::reload::SharedLive>,
+    /// The latest suspicious frames, from the inbound loop.
+    pub suspicious: Arc<crate::alarms::Suspicious>,
 }
 
 /// What the agent exposes to the status socket: shared, read-only handles.
@@ -164,6 +178,10 @@ pub struct StatusSource {
     pub underlays: PerUnderlay<(UnderlayName, SocketAddr, Arc<SocketCounters>)>,
     /// The leak guard's last check (per VON, by name).
     pub guard: SharedGuard,
+    /// The active alarms (`alarms.rs`).
+    pub alarms: crate::alarms::SharedAlarms,
+    /// Alarm events the hook was too far behind to take.
+    pub alarm_hook_dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl StatusSource {
@@ -209,6 +227,7 @@ impl StatusSource {
                     health: HealthSummary::of(&peers, names),
                     peers,
                     guard: guard.von(&facts.name),
+                    suspicious: v.suspicious.snapshot(),
                 }
             })
             .collect();
@@ -228,6 +247,10 @@ impl StatusSource {
                 })
                 .collect(),
             leak_guard: guard.status(wall),
+            alarms: self.alarms.load().as_ref().clone(),
+            alarm_hook_dropped: self
+                .alarm_hook_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
@@ -523,9 +546,12 @@ mod tests {
                 lease,
                 standing: Arc::default(),
                 live: None,
+                suspicious: Arc::default(),
             }]),
             underlays: twin::underlay_names(2).map(|_, n| (*n, any, Arc::default())),
             guard: Arc::default(),
+            alarms: Arc::default(),
+            alarm_hook_dropped: Arc::default(),
         }
     }
 

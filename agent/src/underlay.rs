@@ -220,13 +220,23 @@ impl UnderlaySocket {
     /// each datagram in them (`WouldBlock` when nothing is).
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Received> {
         if !self.gro {
-            let len = self.socket.try_recv(buf)?;
-            return Ok(Received { len, segment: len });
+            let (len, from) = self.socket.try_recv_from(buf)?;
+            return Ok(Received {
+                len,
+                segment: len,
+                source: Some(from),
+            });
         }
         let mut control = [0u8; RECV_CONTROL];
+        // Room for either family; the kernel writes the source's.
+        let mut from = socket2::SockAddr::from(std::net::SocketAddr::from((
+            std::net::Ipv6Addr::UNSPECIFIED,
+            0,
+        )));
         let (len, control_len) = self.socket.try_io(Interest::READABLE, || {
             let mut bufs = [MaybeUninitSlice::new(as_uninit(buf))];
             let mut msg = MsgHdrMut::new()
+                .with_addr(&mut from)
                 .with_buffers(&mut bufs)
                 .with_control(as_uninit(&mut control));
             let len = SockRef::from(&self.socket).recvmsg(&mut msg, 0)?;
@@ -234,7 +244,11 @@ impl UnderlaySocket {
         })?;
         let control = &control[..control_len.min(RECV_CONTROL)];
         let segment = gro_segment(control).filter(|&s| s > 0).unwrap_or(len);
-        Ok(Received { len, segment })
+        Ok(Received {
+            len,
+            segment,
+            source: from.as_socket(),
+        })
     }
 
     /// Sends every frame of `out` on this underlay, reading frame `i` from

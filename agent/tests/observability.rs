@@ -70,10 +70,13 @@ fn source(net: &TwinNet, host: usize, lease: Option<std::time::SystemTime>) -> S
             lease: Arc::new(ArcSwapOption::from_pointee(lease)),
             standing: Arc::default(),
             live: None,
+            suspicious: Arc::default(),
         }]),
         underlays: twin::underlay_names(2)
             .map(|_, n| (*n, addr, Arc::new(SocketCounters::default()))),
         guard: Arc::default(),
+        alarms: Arc::default(),
+        alarm_hook_dropped: Arc::default(),
     }
 }
 

@@ -51,6 +51,9 @@ pub struct AgentConfig {
     pub underlays: PerUnderlay<UnderlayConfig>,
     /// One entry per `[[von]]` table, in file order.
     pub vons: Vec<VonConfig>,
+    /// A program run with each alarm's JSON on stdin when it is raised or
+    /// cleared (`docs/alarms.md`); an absolute path.
+    pub alarm_hook: Option<PathBuf>,
 }
 
 /// One underlay, `[underlay.NAME]`: an independent network every frame is
@@ -255,6 +258,26 @@ impl AgentConfig {
     /// von.toml as the operator should read it.
     pub fn check_files(&self, origin: &str) -> Result<(), ConfigError> {
         let origin = Origin(origin);
+        if let Some(hook) = &self.alarm_hook {
+            use std::os::unix::fs::PermissionsExt;
+            let problem = match std::fs::metadata(hook) {
+                Err(e) => Some(e.to_string()),
+                Ok(m) if !m.is_file() => Some("not a regular file".to_owned()),
+                Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+                    Some("not executable (chmod +x it)".to_owned())
+                }
+                Ok(_) => None,
+            };
+            if let Some(problem) = problem {
+                return Err(origin.field(
+                    "alarm_hook",
+                    format_args!(
+                        "\"{}\": {problem} (fix the path, or remove alarm_hook to run no program on alarms)",
+                        hook.display()
+                    ),
+                ));
+            }
+        }
         for (i, von) in self.vons.iter().enumerate() {
             let mut files: Vec<(String, &Path, &str)> = Vec::new();
             match &von.mode {
@@ -348,6 +371,7 @@ struct AgentFile {
     underlay: BTreeMap<UnderlayName, UnderlayFile>,
     #[serde(default, rename = "von")]
     vons: Vec<VonFile>,
+    alarm_hook: Option<PathBuf>,
 }
 
 /// One `[[von]]` table as written.
@@ -377,6 +401,17 @@ impl AgentFile {
         let log = self.log.unwrap_or_else(|| DEFAULT_LOG.to_owned());
         if log.trim().is_empty() {
             return Err(origin.field("log", "\"\" is empty (write a level such as \"info\")"));
+        }
+        if let Some(hook) = &self.alarm_hook {
+            if !hook.is_absolute() {
+                return Err(origin.field(
+                    "alarm_hook",
+                    format_args!(
+                        "\"{}\" is not an absolute path (write the program's full path, e.g. \"/usr/local/bin/von-alarm\")",
+                        hook.display()
+                    ),
+                ));
+            }
         }
         let underlays = resolve_underlays(origin, self.underlay)?;
         if self.vons.is_empty() {
@@ -421,6 +456,7 @@ impl AgentFile {
             log,
             underlays,
             vons,
+            alarm_hook: self.alarm_hook,
         })
     }
 }

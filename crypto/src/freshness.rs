@@ -23,6 +23,19 @@
 //! +--------+-------+-------+---------+------------+------------+---------------------------+
 //! ```
 //!
+//! Flag b1 (`timing`) appends [`Timing`], 24 bytes after the positions, for
+//! path health (RTT, jitter, loss per peer and underlay; see the packet
+//! core's `keepalive.rs`):
+//!
+//! ```text
+//! +------------------+-----------------+------------------+-------------------+
+//! | round u32        | hold_us u32     | stamp_us u64     | echo_us u64       |
+//! | keepalives sent  | echo held for   | sender's clock   | latest stamp heard|
+//! | this peer on     | this long by    | (its own base)   | from the recipient|
+//! | this underlay    | the sender      |                  | here, 0 = none    |
+//! +------------------+-----------------+------------------+-------------------+
+//! ```
+//!
 //! The data frame is unchanged. The reasoning, its cost and what an attacker
 //! can still do are in `docs/crypto.md` ("Replay across a receiver restart").
 
@@ -40,12 +53,33 @@ pub const BODY_VERSION: u8 = 1;
 const FIXED_LEN: usize = 4 + 2 * CHALLENGE_LEN;
 /// Bytes of one position.
 const POSITION_LEN: usize = 12;
+/// Bytes of the timing extension.
+pub const TIMING_LEN: usize = 24;
 /// Longest keepalive body.
-pub const MAX_BODY_LEN: usize = FIXED_LEN + MAX_POSITIONS * POSITION_LEN;
+pub const MAX_BODY_LEN: usize = FIXED_LEN + MAX_POSITIONS * POSITION_LEN + TIMING_LEN;
 /// Longest keepalive frame: header, body, tag.
 pub const MAX_KEEPALIVE_LEN: usize = OVERHEAD + MAX_BODY_LEN;
 /// Flag bit: the echo field holds a challenge.
 const FLAG_ECHO: u8 = 0x01;
+/// Flag bit: the body ends with a [`Timing`].
+const FLAG_TIMING: u8 = 0x02;
+
+/// What a keepalive carries for path health (flag `timing`). Sent only
+/// inside the authenticated, window-checked keepalive, so an on-path
+/// attacker can delay it (which is what RTT measures) but not forge it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// How many keepalives the sender sent this recipient on this underlay
+    /// in this start, this one included (gaps are loss).
+    pub round: u32,
+    /// Microseconds the sender held `echo_us` before sending it back.
+    pub hold_us: u32,
+    /// The sender's clock, microseconds since its own base (never 0).
+    pub stamp_us: u64,
+    /// The latest `stamp_us` the sender heard from the recipient on this
+    /// underlay; 0 if none.
+    pub echo_us: u64,
+}
 
 /// A receiver's random challenge, drawn once per start.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,6 +147,8 @@ pub struct KeepaliveBody {
     pub echo: Option<Challenge>,
     positions: [Position; MAX_POSITIONS],
     count: u8,
+    /// Path-health timing, if carried.
+    pub timing: Option<Timing>,
 }
 
 impl KeepaliveBody {
@@ -126,6 +162,7 @@ impl KeepaliveBody {
                 next: 0,
             }; MAX_POSITIONS],
             count: 0,
+            timing: None,
         }
     }
 
@@ -147,7 +184,9 @@ impl KeepaliveBody {
 
     /// Bytes [`KeepaliveBody::emit`] writes.
     pub fn len(&self) -> usize {
-        FIXED_LEN + usize::from(self.count) * POSITION_LEN
+        FIXED_LEN
+            + usize::from(self.count) * POSITION_LEN
+            + if self.timing.is_some() { TIMING_LEN } else { 0 }
     }
 
     /// Never empty: the fixed part is always there.
@@ -161,7 +200,12 @@ impl KeepaliveBody {
         let len = self.len();
         let out = buf.get_mut(..len)?;
         out[0] = BODY_VERSION;
-        out[1] = if self.echo.is_some() { FLAG_ECHO } else { 0 };
+        out[1] = if self.echo.is_some() { FLAG_ECHO } else { 0 }
+            | if self.timing.is_some() {
+                FLAG_TIMING
+            } else {
+                0
+            };
         out[2] = self.count;
         out[3] = 0;
         out[4..20].copy_from_slice(&self.challenge.0);
@@ -173,6 +217,13 @@ impl KeepaliveBody {
         {
             chunk[..4].copy_from_slice(&p.epoch.0.to_be_bytes());
             chunk[4..].copy_from_slice(&p.next.to_be_bytes());
+        }
+        if let Some(t) = self.timing {
+            let at = len - TIMING_LEN;
+            out[at..at + 4].copy_from_slice(&t.round.to_be_bytes());
+            out[at + 4..at + 8].copy_from_slice(&t.hold_us.to_be_bytes());
+            out[at + 8..at + 16].copy_from_slice(&t.stamp_us.to_be_bytes());
+            out[at + 16..at + 24].copy_from_slice(&t.echo_us.to_be_bytes());
         }
         Some(len)
     }
@@ -188,10 +239,15 @@ impl KeepaliveBody {
             [flags, count, reserved, ..] => (flags, count, reserved),
             _ => return Err(BodyError::Length { len }),
         };
-        if flags & !FLAG_ECHO != 0 || reserved != 0 || usize::from(count) > MAX_POSITIONS {
+        if flags & !(FLAG_ECHO | FLAG_TIMING) != 0
+            || reserved != 0
+            || usize::from(count) > MAX_POSITIONS
+        {
             return Err(BodyError::Invalid { count });
         }
-        if len != FIXED_LEN + usize::from(count) * POSITION_LEN {
+        let timed = flags & FLAG_TIMING != 0;
+        let positions_end = FIXED_LEN + usize::from(count) * POSITION_LEN;
+        if len != positions_end + if timed { TIMING_LEN } else { 0 } {
             return Err(BodyError::Length { len });
         }
         let challenge = |at: usize| {
@@ -203,7 +259,18 @@ impl KeepaliveBody {
             challenge(4),
             (flags & FLAG_ECHO != 0).then(|| challenge(20)),
         );
-        for chunk in bytes[FIXED_LEN..].chunks_exact(POSITION_LEN) {
+        if timed {
+            let t = &bytes[positions_end..];
+            let u32_at = |at: usize| u32::from_be_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
+            let u64_at = |at: usize| (u64::from(u32_at(at)) << 32) | u64::from(u32_at(at + 4));
+            body.timing = Some(Timing {
+                round: u32_at(0),
+                hold_us: u32_at(4),
+                stamp_us: u64_at(8),
+                echo_us: u64_at(16),
+            });
+        }
+        for chunk in bytes[FIXED_LEN..positions_end].chunks_exact(POSITION_LEN) {
             let mut epoch = [0u8; 4];
             let mut next = [0u8; 8];
             epoch.copy_from_slice(&chunk[..4]);
@@ -341,8 +408,24 @@ mod tests {
             }));
             let mut buf = [0u8; MAX_BODY_LEN];
             let len = body.emit(&mut buf).unwrap();
+            assert_eq!(len, MAX_BODY_LEN - TIMING_LEN);
+            assert_eq!(KeepaliveBody::parse(&buf[..len]), Ok(body));
+            body.timing = Some(Timing {
+                round: 7,
+                hold_us: 0x0102_0304,
+                stamp_us: 0x1122_3344_5566_7788,
+                echo_us: 99,
+            });
+            let len = body.emit(&mut buf).unwrap();
             assert_eq!(len, MAX_BODY_LEN);
             assert_eq!(KeepaliveBody::parse(&buf[..len]), Ok(body));
+            assert!(
+                matches!(
+                    KeepaliveBody::parse(&buf[..len - 1]),
+                    Err(BodyError::Length { .. })
+                ),
+                "a cut timing extension is refused"
+            );
         }
     }
 
@@ -366,7 +449,7 @@ mod tests {
             KeepaliveBody::parse(&v[..len]),
             Err(BodyError::UnsupportedVersion { version: 2 })
         );
-        for (at, value) in [(1, 0x02), (2, 5), (3, 1)] {
+        for (at, value) in [(1, 0x04), (2, 5), (3, 1)] {
             let mut bad = buf;
             bad[at] = value;
             assert!(

@@ -1455,7 +1455,7 @@ _von() {
             return 0
             ;;
         von__subcmd__status)
-            opts="-h --json --config --socket --help"
+            opts="-h --json --config --socket --watch --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

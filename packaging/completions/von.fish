@@ -113,6 +113,7 @@ complete -c von -n "__fish_von_using_subcommand reload" -s h -l help -d 'Print h
 complete -c von -n "__fish_von_using_subcommand status" -l config -d 'The agent\'s configuration: its `control_socket` names the socket (only that key is read). A missing default file means the default socket' -r -F
 complete -c von -n "__fish_von_using_subcommand status" -l socket -d 'The agent\'s control socket; overrides the config\'s `control_socket`' -r -F
 complete -c von -n "__fish_von_using_subcommand status" -l json -d 'Print the machine-readable JSON document'
+complete -c von -n "__fish_von_using_subcommand status" -l watch -d 'Show the tables again every second, clearing the screen, until Ctrl-C (a live view: alarms, path health, counters)'
 complete -c von -n "__fish_von_using_subcommand status" -s h -l help -d 'Print help'
 complete -c von -n "__fish_von_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c von -n "__fish_von_using_subcommand man" -l dir -d 'Where to write the pages; created if missing' -r -F

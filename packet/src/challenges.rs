@@ -20,6 +20,8 @@ use std::task::{Context, Poll, Waker};
 use von_crypto::MemberId;
 use von_crypto::freshness::Challenge;
 
+use super::probes::Probes;
+
 /// This start's challenge and the latest one heard from every peer.
 #[derive(Debug)]
 pub struct Challenges {
@@ -29,6 +31,8 @@ pub struct Challenges {
     pending: AtomicBool,
     /// The outbound driver waiting in [`Challenges::poll_answer_wanted`].
     waiter: Mutex<Option<Waker>>,
+    /// Path-health timing, shared the same way (`probes.rs`).
+    probes: Probes,
 }
 
 /// The latest challenge heard from one peer.
@@ -50,7 +54,13 @@ impl Challenges {
             heard: Mutex::new(HashMap::new()),
             pending: AtomicBool::new(false),
             waiter: Mutex::new(None),
+            probes: Probes::default(),
         }
+    }
+
+    /// The keepalive timing both halves share.
+    pub fn probes(&self) -> &Probes {
+        &self.probes
     }
 
     /// This start's challenge.

@@ -277,6 +277,9 @@ impl Inbound {
             if let Err(rejected) = rx.window.check(header.seq) {
                 let reason = classify(rx, rejected, header.seq, underlay, keepalive);
                 if reason == DropReason::Duplicate {
+                    if !keepalive {
+                        self.liveness.discarded(header.sender, underlay);
+                    }
                     // A further copy tells the ordering stage this underlay
                     // passed the sequences below it.
                     if let Some(o) = rx.order.as_mut() {
@@ -303,6 +306,7 @@ impl Inbound {
 
         // 5b. A keepalive's body: learn the sender's challenge (to echo it),
         // and take a first proof of its position if it echoes ours.
+        let mut timing = None;
         if keepalive {
             let Ok(body) = KeepaliveBody::parse(&datagram[inner.clone()]) else {
                 return drop(DropReason::Malformed);
@@ -317,6 +321,7 @@ impl Inbound {
                 let floor = Floor::from_answer(header.epoch, header.seq, &body);
                 self.floors.insert(header.sender, floor);
             }
+            timing = body.timing;
         }
 
         // 6. Mark (creating the window on the first authenticated frame).
@@ -329,12 +334,16 @@ impl Inbound {
         match rx.window.mark(header.seq) {
             Ok(marked) => rx.frames.marked(marked, !keepalive),
             Err(rejected) => {
-                return drop(classify(rx, rejected, header.seq, underlay, keepalive));
+                let reason = classify(rx, rejected, header.seq, underlay, keepalive);
+                if reason == DropReason::Duplicate && !keepalive {
+                    self.liveness.discarded(header.sender, underlay);
+                }
+                return drop(reason);
             }
         }
         rx.seen.accepted(header.seq, underlay);
         self.liveness
-            .heard(now, header.sender, underlay, datagram.len());
+            .heard(now, header.sender, underlay, datagram.len(), !keepalive);
         let source_ok = !keepalive
             && match inner_addrs(&datagram[inner.clone()]) {
                 Some(InnerAddrs::V4(a)) => Some(a.src) == sender.address,
@@ -363,6 +372,15 @@ impl Inbound {
             }
         }
         if keepalive {
+            // Path health (`probes.rs`): only now, past the window mark, so
+            // a replayed keepalive never reaches it.
+            if let Some(t) = timing {
+                let rtt = self
+                    .challenges
+                    .probes()
+                    .stamp_in(header.sender, underlay, now, &t);
+                self.liveness.probed(header.sender, underlay, t.round, rtt);
+            }
             // Keepalives end here: they proved the link, nothing to deliver.
             return drop(DropReason::NotData);
         }
@@ -404,6 +422,9 @@ impl Inbound {
         });
         self.floors
             .retain(|sender, _| snap.member(*sender).is_some());
+        self.challenges
+            .probes()
+            .retain(|m| snap.member(m).is_some());
         self.liveness.sync(now, snap);
         self.pruned_for = Some(snap.clone());
     }

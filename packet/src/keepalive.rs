@@ -128,7 +128,52 @@ struct LinkCell {
     downs: AtomicU64,
     /// Bytes of the authenticated frames that arrived on this link.
     rx_bytes: AtomicU64,
+    /// Latest RTT sample in microseconds, plus one; 0 = none yet.
+    rtt_us: AtomicU64,
+    /// RFC 3550 smoothed jitter of the RTT samples, microseconds.
+    jitter_us: AtomicU64,
+    /// Recent keepalive loss on the way in, parts per million (EWMA).
+    loss_ppm: AtomicU64,
+    /// Keepalives received with timing, and the gaps in their rounds.
+    probes_received: AtomicU64,
+    probes_lost: AtomicU64,
+    /// The latest round heard; 0 = none.
+    last_round: AtomicU64,
+    /// Data frames of the peer whose first copy arrived on this link.
+    data_first: AtomicU64,
+    /// Data frames of the peer whose copy on this link was discarded as a
+    /// duplicate of another underlay's: with `data_first`, every data copy
+    /// that arrived here (the latent-error evidence, `docs/alarms.md`).
+    data_discarded: AtomicU64,
 }
+
+impl LinkCell {
+    /// A cell carrying `prev`'s values (a new view keeps a link's history).
+    fn carried(prev: Option<&LinkCell>) -> Self {
+        let v =
+            |f: fn(&LinkCell) -> &AtomicU64| AtomicU64::new(prev.map_or(0, |l| f(l).load(Relaxed)));
+        LinkCell {
+            heard: v(|l| &l.heard),
+            up: AtomicBool::new(prev.is_some_and(|l| l.up.load(Relaxed))),
+            downs: v(|l| &l.downs),
+            rx_bytes: v(|l| &l.rx_bytes),
+            rtt_us: v(|l| &l.rtt_us),
+            jitter_us: v(|l| &l.jitter_us),
+            loss_ppm: v(|l| &l.loss_ppm),
+            probes_received: v(|l| &l.probes_received),
+            probes_lost: v(|l| &l.probes_lost),
+            last_round: v(|l| &l.last_round),
+            data_first: v(|l| &l.data_first),
+            data_discarded: v(|l| &l.data_discarded),
+        }
+    }
+}
+
+/// Gain of the loss average: 1/16 per keepalive, about 8 s at two a second.
+const LOSS_GAIN: u64 = 16;
+/// Lost keepalives one gap can count (a longer silence is a down link,
+/// which the link state already says).
+const MAX_GAP: u64 = 64;
 
 /// One peer's links, one per underlay.
 #[derive(Debug)]
@@ -169,6 +214,23 @@ pub struct LinkHealth {
     /// Bytes of authenticated frames from the peer on this link, data and
     /// keepalives (UDP payload).
     pub rx_bytes: u64,
+    /// Latest round trip measured by a keepalive echo (`probes.rs`); `None`
+    /// before the first.
+    pub rtt: Option<Duration>,
+    /// Smoothed jitter of the round trips (RFC 3550, gain 1/16).
+    pub jitter: Duration,
+    /// Recent loss of the peer's keepalives on this link, parts per
+    /// million (average with gain 1/16 per keepalive, about 8 s).
+    pub loss_ppm: u32,
+    /// Keepalives with timing received on this link.
+    pub probes_received: u64,
+    /// Keepalives missing from the peer's rounds on this link.
+    pub probes_lost: u64,
+    /// The peer's data frames whose first copy arrived on this link.
+    pub data_first: u64,
+    /// The peer's data frames whose copy on this link came second and was
+    /// discarded (decided before the AEAD, so a forger can raise it).
+    pub data_discarded: u64,
 }
 
 /// One peer as read from the board.
@@ -209,6 +271,16 @@ impl HealthBoard {
                         }),
                         downs: l.downs.load(Relaxed),
                         rx_bytes: l.rx_bytes.load(Relaxed),
+                        rtt: match l.rtt_us.load(Relaxed) {
+                            0 => None,
+                            us => Some(Duration::from_micros(us - 1)),
+                        },
+                        jitter: Duration::from_micros(l.jitter_us.load(Relaxed)),
+                        loss_ppm: u32::try_from(l.loss_ppm.load(Relaxed)).unwrap_or(1_000_000),
+                        probes_received: l.probes_received.load(Relaxed),
+                        probes_lost: l.probes_lost.load(Relaxed),
+                        data_first: l.data_first.load(Relaxed),
+                        data_discarded: l.data_discarded.load(Relaxed),
                     }
                 }),
                 frames: p.frames.snapshot(),
@@ -248,13 +320,7 @@ impl Liveness {
             .map(|m| {
                 let prev_peer = old.and_then(|t| t.index.get(&m.id).map(|&i| &t.peers[i]));
                 let links = PerUnderlay::from_fn(snap.underlays(), |u| {
-                    let prev = prev_peer.and_then(|p| p.links.get(u));
-                    LinkCell {
-                        heard: AtomicU64::new(prev.map_or(0, |l| l.heard.load(Relaxed))),
-                        up: AtomicBool::new(prev.is_some_and(|l| l.up.load(Relaxed))),
-                        downs: AtomicU64::new(prev.map_or(0, |l| l.downs.load(Relaxed))),
-                        rx_bytes: AtomicU64::new(prev.map_or(0, |l| l.rx_bytes.load(Relaxed))),
-                    }
+                    LinkCell::carried(prev_peer.and_then(|p| p.links.get(u)))
                 });
                 PeerCell {
                     id: m.id,
@@ -293,9 +359,29 @@ impl Liveness {
             .fold(0, |m, (u, _)| m | u.bit())
     }
 
+    /// A data frame of `sender` arrived on `underlay` second and was
+    /// discarded as a duplicate.
+    pub fn discarded(&mut self, sender: MemberId, underlay: Underlay) {
+        let link = self
+            .table
+            .as_ref()
+            .and_then(|t| t.index.get(&sender).map(|&i| &t.peers[i]))
+            .and_then(|p| p.links.get(underlay));
+        if let Some(link) = link {
+            link.data_discarded.fetch_add(1, Relaxed);
+        }
+    }
+
     /// An authenticated frame of `bytes` from `sender` arrived on `underlay`
-    /// at `now`.
-    pub fn heard(&mut self, now: Instant, sender: MemberId, underlay: Underlay, bytes: usize) {
+    /// at `now`; `data` unless a keepalive.
+    pub fn heard(
+        &mut self,
+        now: Instant,
+        sender: MemberId,
+        underlay: Underlay,
+        bytes: usize,
+        data: bool,
+    ) {
         let Some(table) = &self.table else { return };
         let Some(&i) = table.index.get(&sender) else {
             return;
@@ -305,6 +391,9 @@ impl Liveness {
             return;
         };
         link.rx_bytes.fetch_add(bytes as u64, Relaxed);
+        if data {
+            link.data_first.fetch_add(1, Relaxed);
+        }
         let since = now.saturating_duration_since(table.base).as_nanos();
         link.heard
             .store(u64::try_from(since).unwrap_or(u64::MAX - 1) + 1, Relaxed);
@@ -319,6 +408,55 @@ impl Liveness {
             let deadline = now + DOWN_AFTER;
             self.next_check = Some(self.next_check.map_or(deadline, |t| t.min(deadline)));
         }
+    }
+
+    /// An authenticated keepalive of `sender` on `underlay` was number
+    /// `round` of its rounds to us there, and its echo measured `rtt` (if
+    /// it echoed a recent stamp of ours): updates RTT, jitter and loss.
+    pub fn probed(
+        &mut self,
+        sender: MemberId,
+        underlay: Underlay,
+        round: u32,
+        rtt: Option<Duration>,
+    ) {
+        let Some(link) = self
+            .table
+            .as_ref()
+            .and_then(|t| t.index.get(&sender).map(|&i| &t.peers[i]))
+            .and_then(|p| p.links.get(underlay))
+        else {
+            return;
+        };
+        if let Some(rtt) = rtt {
+            let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX - 1);
+            let prev = link.rtt_us.swap(us + 1, Relaxed);
+            if prev != 0 {
+                // RFC 3550 6.4.1: J += (|D| - J) / 16.
+                let d = i128::from(us.abs_diff(prev - 1));
+                let j = i128::from(link.jitter_us.load(Relaxed));
+                let j = j + (d - j) / 16;
+                link.jitter_us
+                    .store(u64::try_from(j.max(0)).unwrap_or(u64::MAX), Relaxed);
+            }
+        }
+        let round = u64::from(round);
+        let last = link.last_round.swap(round, Relaxed);
+        // A round at or below the last is the peer's restart (or a reorder):
+        // start counting again from it.
+        let gap = if last != 0 && round > last {
+            (round - last - 1).min(MAX_GAP)
+        } else {
+            0
+        };
+        let mut loss = link.loss_ppm.load(Relaxed);
+        for _ in 0..gap {
+            loss += (1_000_000 - loss).div_ceil(LOSS_GAIN);
+        }
+        loss -= loss.div_ceil(LOSS_GAIN);
+        link.loss_ppm.store(loss, Relaxed);
+        link.probes_lost.fetch_add(gap, Relaxed);
+        link.probes_received.fetch_add(1, Relaxed);
     }
 
     /// When [`Liveness::handle_timeout`] next has work; `None` while no

@@ -75,6 +75,7 @@ mod inner;
 mod keepalive;
 pub mod ordering;
 mod outbound;
+mod probes;
 mod queue;
 mod seen;
 mod shaper;
@@ -105,6 +106,7 @@ pub use keepalive::{
 };
 pub use ordering::{MAX_ORDERING, OrderingConfig, OrderingCountersSnapshot};
 pub use outbound::{Outbound, SHAPING_QUEUE};
+pub use probes::Probes;
 pub use queue::PacketQueue;
 pub use shaper::TokenBucket;
 pub use snapshot::{Ipv4Prefix, Ipv6Prefix, Member, Prefixes, Snapshot, SnapshotError, Targets};

@@ -245,6 +245,7 @@ impl Outbound {
             }
         };
         let mut body = KeepaliveBody::new(self.challenges.own(), self.challenges.echo_for(peer.id));
+        body.timing = Some(self.challenges.probes().stamp_out(peer.id, underlay, now));
         for (epoch, counter) in self.send_counters.iter().rev() {
             body.push(Position {
                 epoch: *epoch,

@@ -107,7 +107,11 @@ fn keepalives_are_sealed_per_underlay_with_distinct_sequences() {
     let mut seen = Vec::new();
     while let Some(k) = net.hosts[0].pipeline.outbound.handle_timeout(t0, &mut buf) {
         // Header, tag, and the body: challenge, echo, one send position.
-        assert_eq!(k.frame.len(), OVERHEAD + 36 + 12, "a keepalive's length");
+        assert_eq!(
+            k.frame.len(),
+            OVERHEAD + 36 + 12 + von_crypto::freshness::TIMING_LEN,
+            "a keepalive's length"
+        );
         assert_ne!(k.peer, MemberId(1), "never to ourselves");
         let header = von_crypto::Header::parse_bytes(k.frame).expect("a valid header");
         assert_eq!(header.frame_type, von_crypto::FrameType::Keepalive);

@@ -37,6 +37,10 @@ pub struct StatusArgs {
     /// The agent's control socket; overrides the config's `control_socket`.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Show the tables again every second, clearing the screen, until
+    /// Ctrl-C (a live view: alarms, path health, counters).
+    #[arg(long, conflicts_with = "json")]
+    watch: bool,
 }
 
 /// Where `von up` reads its config when systemd runs it.
@@ -49,6 +53,9 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if args.watch {
+        return runtime.block_on(watch(&socket));
+    }
     match runtime.block_on(query(&socket)) {
         Ok((text, report)) => {
             if args.json {
@@ -66,6 +73,31 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             Err(e.into())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `--watch`: the tables every second on a cleared screen until Ctrl-C,
+/// which ends it cleanly (exit 0). An agent that stops answering is shown
+/// as such, and the view keeps trying.
+async fn watch(socket: &Path) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            _ = &mut interrupt => {
+                println!();
+                return Ok(());
+            }
+            _ = tick.tick() => {}
+        }
+        let body = match query(socket).await {
+            Ok((_, report)) => human(&report),
+            Err(e) => format!("{e}\n"),
+        };
+        // Clear the screen, cursor home, then the tables.
+        println!("\x1b[2J\x1b[H{body}  (every 1 s; Ctrl-C to stop)");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
     }
 }
 
@@ -89,6 +121,7 @@ fn socket(args: &StatusArgs) -> anyhow::Result<PathBuf> {
 /// The summary for a person.
 fn human(report: &StatusReport) -> String {
     let mut out = String::new();
+    alarms(&mut out, report);
     for v in &report.vons {
         von(&mut out, v);
         out.push('\n');
@@ -130,6 +163,37 @@ fn human(report: &StatusReport) -> String {
     }
     table(&mut out, "  ", &rows);
     out
+}
+
+/// The active alarms first, most severe first: what an operator must see.
+fn alarms(out: &mut String, report: &StatusReport) {
+    if report.alarms.is_empty() {
+        let _ = writeln!(out, "alarms: none\n");
+        return;
+    }
+    let _ = writeln!(out, "alarms ({}):", report.alarms.len());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut rows = vec![row([
+        "severity", "alarm", "von", "peer", "underlay", "source", "since", "detail",
+    ])];
+    for a in &report.alarms {
+        let s = &a.subject;
+        let field = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".to_owned());
+        rows.push(vec![
+            a.severity.name().to_uppercase(),
+            s.alarm.clone(),
+            field(&s.von),
+            field(&s.peer),
+            field(&s.underlay),
+            field(&s.source),
+            format!("{} ago", secs(now - a.since_unix_ms as i64)),
+            a.detail.clone(),
+        ]);
+    }
+    table(out, "  ", &rows);
+    out.push('\n');
 }
 
 /// The host's underlays as a list, in order (the tables loop over it).
@@ -283,6 +347,28 @@ fn von(out: &mut String, v: &VonStatus) {
                 r.push(bytes(l.rx_bytes));
             }
             rows.push(r);
+        }
+        table(out, "  ", &rows);
+        // Path health per peer and underlay, from the keepalive echoes.
+        let mut rows = vec![row(["path", "rtt", "jitter", "loss", "probes lost"])];
+        for p in &v.peers {
+            for (name, l) in peer_links(p) {
+                rows.push(vec![
+                    format!("{} via {name}", p.name),
+                    l.rtt_us.map_or_else(|| "-".to_owned(), millis),
+                    if l.rtt_us.is_some() {
+                        millis(l.jitter_us)
+                    } else {
+                        "-".to_owned()
+                    },
+                    if l.probes_received > 0 {
+                        format!("{:.1}%", f64::from(l.loss_ppm) / 10_000.0)
+                    } else {
+                        "-".to_owned()
+                    },
+                    l.probes_lost.to_string(),
+                ]);
+            }
         }
         table(out, "  ", &rows);
         // Per sender: IEEE 802.1CB's elimination counters.
@@ -495,6 +581,11 @@ fn bytes(n: u64) -> String {
 fn heard(l: &LinkStatus) -> String {
     l.last_heard_ms
         .map_or("never".to_owned(), |ms| format!("{} ago", secs(ms as i64)))
+}
+
+/// Microseconds as milliseconds with two decimals ("12.34ms").
+fn millis(us: u64) -> String {
+    format!("{:.2}ms", us as f64 / 1000.0)
 }
 
 /// Milliseconds as seconds with one decimal ("2.7s").

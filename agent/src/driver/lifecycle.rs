@@ -160,6 +160,8 @@ pub(super) struct InboundVon {
     pub live: Applied,
     pub tun: Arc<Tun>,
     pub span: Span,
+    /// The latest suspicious frames, for status and the alarms.
+    pub suspicious: Arc<crate::alarms::Suspicious>,
 }
 
 /// What the inbound loop is told while it runs.
@@ -332,6 +334,7 @@ impl Host {
         // leaves: a peer answers that one at once, and an answer the demux
         // does not route yet would cost the freshness proof a whole round.
         let health = pipeline.inbound.health();
+        let suspicious = Arc::new(crate::alarms::Suspicious::default());
         let (routed, in_place) = oneshot::channel();
         let _ = self.inbound.send(InboundChange::Add(
             Box::new(InboundVon {
@@ -340,6 +343,7 @@ impl Host {
                 live: inbound_live,
                 tun: tun.clone(),
                 span: span.clone(),
+                suspicious: suspicious.clone(),
             }),
             routed,
         ));
@@ -375,6 +379,7 @@ impl Host {
             lease: p.lease,
             standing: p.standing,
             live: Some(settings),
+            suspicious,
         });
         self.running.push(Running {
             name,

@@ -24,6 +24,8 @@ pub struct Received {
     pub len: usize,
     /// Size of each datagram in them; equal to `len` for a single one.
     pub segment: usize,
+    /// Where they came from (the outer source), when the kernel said.
+    pub source: Option<std::net::SocketAddr>,
 }
 
 /// The frames of one outbound batch, per underlay: which buffer holds each,
