@@ -387,7 +387,7 @@ fn ensure_neighbour_room(hosts: usize, underlays: usize) -> Result<()> {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0);
             if now < needed {
-                std::fs::write(&path, needed.to_string()).map_err(|source| Error::Io {
+                std::fs::write(&path, needed.to_string()).map_err(|source| crate::Error::Io {
                     what: "raising the machine-wide neighbour table limit (shared by all \
                            namespaces; a large topology needs more entries)",
                     path: path.clone().into(),

@@ -109,6 +109,25 @@ enum Command {
         interface: Option<String>,
         #[arg(long)]
         count: u64,
+        #[arg(long)]
+        secs: u64,
+        #[arg(long)]
+        ready: std::path::PathBuf,
+    },
+    /// Send COUNT UDP datagrams of SIZE bytes (numbered, patterned) to TO,
+    /// out of INTERFACE for an IPv6 multicast group, GAP_MS apart.
+    UdpSend {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long)]
+        interface: Option<String>,
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value_t = 200)]
+        size: usize,
+        #[arg(long, default_value_t = 5)]
+        gap_ms: u64,
+    },
     /// Resend every IPv4/UDP packet from SRC to DPORT after DELAY_MS
     /// (raw socket, TTL 1 to tell the resent copy apart, UDP checksum
     /// zeroed: offload leaves it unfinished), for SECS seconds.
@@ -151,20 +170,6 @@ enum Command {
         secs: u64,
         #[arg(long)]
         ready: std::path::PathBuf,
-    },
-    /// Send COUNT UDP datagrams of SIZE bytes (numbered, patterned) to TO,
-    /// out of INTERFACE for an IPv6 multicast group, GAP_MS apart.
-    UdpSend {
-        #[arg(long)]
-        to: SocketAddr,
-        #[arg(long)]
-        interface: Option<String>,
-        #[arg(long)]
-        count: u64,
-        #[arg(long, default_value_t = 200)]
-        size: usize,
-        #[arg(long, default_value_t = 5)]
-        gap_ms: u64,
     },
     /// Bind UDP and TCP on ADDR, create the file READY, then count UDP
     /// datagrams and accepted TCP connections until SECS have passed.
@@ -601,6 +606,10 @@ fn udp_recv(
         "damaged": damaged,
         "duplicates": duplicates,
         "sources": sources.into_iter().collect::<Vec<_>>(),
+    })
+    .to_string())
+}
+
 /// TTL of the copies `delay` resends: the originals have the sender's (64).
 const RESENT_TTL: u8 = 1;
 
