@@ -16,6 +16,9 @@ command -v dpkg-deb >/dev/null || need_apt+=(dpkg)
 command -v objcopy >/dev/null || need_apt+=(binutils)
 command -v man >/dev/null || need_apt+=(man-db)
 command -v unshare >/dev/null || need_apt+=(util-linux)
+# The router isolation proof crafts IPv4-option and IPv6 hop-by-hop look-alike
+# frames with a few lines of python3 (tests/src/router.rs).
+command -v python3 >/dev/null || need_apt+=(python3)
 # Key manager replicas: the etcd cluster the tests start (bookworm's 3.4.23;
 # docs/dependencies.md says why), and protoc with its well-known types, which
 # the etcd-client crate's build script compiles the etcd API with.
