@@ -17,7 +17,10 @@ fn router_example() {
     let c = RouterConfig::load(&example("router.toml")).unwrap();
     assert_eq!(c.name, "r1");
     assert_eq!(c.listen.to_string(), "10.0.0.1:7300");
-    assert!(c.key.is_none(), "the example must not show the retired HMAC key");
+    assert!(
+        c.key.is_none(),
+        "the example must not show the retired HMAC key"
+    );
     assert!(c.ca.is_some() && c.cert.is_some() && c.tls_key.is_some());
     assert_eq!(c.links.len(), 1);
     assert_eq!(c.links[0].dev, "sha");
@@ -27,7 +30,10 @@ fn router_example() {
 #[test]
 fn reserve_example() {
     let c = ServiceConfig::load(&example("reserve.toml")).unwrap();
-    assert!(c.key.is_none(), "the example must not show the retired HMAC key");
+    assert!(
+        c.key.is_none(),
+        "the example must not show the retired HMAC key"
+    );
     let etcd = c.etcd.as_ref().expect("the example runs on etcd");
     assert_eq!(etcd.endpoints.len(), 3);
     assert_eq!(etcd.replica, "rs1");
