@@ -382,10 +382,11 @@ fn ensure_neighbour_room(hosts: usize, underlays: usize) -> Result<()> {
     for family in ["ipv4", "ipv6"] {
         for knob in ["gc_thresh2", "gc_thresh3"] {
             let path = format!("/proc/sys/net/{family}/neigh/default/{knob}");
-            let now: usize = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
+            // A kernel without IPv6 has no such knob, and no table to fill.
+            let Ok(now) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let now: usize = now.trim().parse().unwrap_or(0);
             if now < needed {
                 std::fs::write(&path, needed.to_string()).map_err(|source| crate::Error::Io {
                     what: "raising the machine-wide neighbour table limit (shared by all \
