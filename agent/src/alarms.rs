@@ -755,10 +755,20 @@ async fn run_hook(
 /// The latest suspicious frame of each kind one VON refused: on which
 /// underlay, from which outer source, naming which sender. Written by the
 /// inbound loop on the drop path only (one uncontended lock per refused
-/// frame), read by status; the alarms name the underlay and source.
+/// frame and no allocation: a flood of forgeries lands here, so what is
+/// kept is `Copy` and becomes text only when status reads it), read by
+/// status; the alarms name the underlay and source.
 #[derive(Debug, Default)]
 pub struct Suspicious {
-    kinds: [std::sync::Mutex<Option<Evidence>>; SUSPICIOUS.len()],
+    kinds: [std::sync::Mutex<Option<Refused>>; SUSPICIOUS.len()],
+}
+
+/// One refused frame as the drop path keeps it.
+#[derive(Debug, Clone, Copy)]
+struct Refused {
+    underlay: von_packet::UnderlayName,
+    source: Option<std::net::SocketAddr>,
+    sender: Option<u32>,
 }
 
 /// The kinds [`Suspicious`] keeps, by their counter names.
@@ -787,7 +797,7 @@ impl Suspicious {
     pub fn record(
         &self,
         reason: von_packet::DropReason,
-        underlay: &str,
+        underlay: von_packet::UnderlayName,
         source: Option<std::net::SocketAddr>,
         frame: &[u8],
     ) {
@@ -797,12 +807,11 @@ impl Suspicious {
         let sender = von_crypto::Header::parse_bytes(frame)
             .ok()
             .map(|h| h.sender.0);
-        let evidence = Evidence {
-            underlay: Some(underlay.to_owned()),
-            source: source.map(|s| s.to_string()),
+        *self.kinds[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(Refused {
+            underlay,
+            source,
             sender,
-        };
-        *self.kinds[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(evidence);
+        });
     }
 
     /// The latest of each kind seen, by counter name.
@@ -811,7 +820,12 @@ impl Suspicious {
             .iter()
             .zip(&self.kinds)
             .filter_map(|((_, name), k)| {
-                let e = k.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+                let r = (*k.lock().unwrap_or_else(|p| p.into_inner()))?;
+                let e = Evidence {
+                    underlay: Some(r.underlay.as_str().to_owned()),
+                    source: r.source.map(|s| s.to_string()),
+                    sender: r.sender,
+                };
                 Some(((*name).to_owned(), e))
             })
             .collect()
@@ -820,43 +834,11 @@ impl Suspicious {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, SocketAddr};
-
-    use arc_swap::ArcSwap;
-    use von_crypto::Epoch;
-    use von_packet::{VonCounters, twin};
-
     use super::*;
-    use crate::status::{StatusSource, VonFacts, VonSource};
 
     /// A document of VON "grid" with one peer, h1, both links up.
     fn report() -> StatusReport {
-        let key = twin::group_key();
-        let snap = twin::snapshot(2, 0, Epoch(4), &[(Epoch(4), key)]);
-        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 4789));
-        let source = StatusSource {
-            vons: std::sync::Mutex::new(vec![VonSource {
-                facts: VonFacts {
-                    name: "grid".into(),
-                    interface: "von-grid".into(),
-                    mode: "static",
-                    rate_bps: 1_000_000,
-                    dscp: 46,
-                    mtu: 1400,
-                },
-                snapshot: Arc::new(ArcSwap::from_pointee(snap)),
-                counters: Arc::new(VonCounters::new(&twin::underlay_names(2))),
-                health: Arc::default(),
-                lease: Arc::default(),
-                standing: Arc::default(),
-                live: None,
-                suspicious: Arc::default(),
-            }]),
-            underlays: twin::underlay_names(2).map(|_, n| (*n, any, Arc::default())),
-            guard: Arc::default(),
-            alarms: Arc::default(),
-            alarm_hook_dropped: Arc::default(),
-        };
+        let source = crate::status::tests::test_source("static", Arc::default());
         let mut r = source.report();
         for l in r.vons[0].peers[0].underlay.values_mut() {
             l.state = LinkState::Up;

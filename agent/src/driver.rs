@@ -848,12 +848,9 @@ async fn inbound_loop(
                     }
                     Action::Drop(reason) => {
                         if reason.is_suspicious() {
-                            v.von.suspicious.record(
-                                reason,
-                                name.as_str(),
-                                received.source,
-                                datagram,
-                            );
+                            v.von
+                                .suspicious
+                                .record(reason, name, received.source, datagram);
                         }
                         let _entered = v.von.span.enter();
                         v.log.dropped(now, reason);

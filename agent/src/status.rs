@@ -520,13 +520,19 @@ async fn answer_with(stream: UnixStream, body: String) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use arc_swap::{ArcSwap, ArcSwapOption};
     use von_crypto::Epoch;
     use von_packet::twin;
 
     fn source(lease: SharedLease) -> StatusSource {
+        test_source("keymgr", lease)
+    }
+
+    /// VON "grid" over a 2-member twin snapshot (this host h0, peer h1),
+    /// in `mode`, with `lease`: the source the status and alarm tests read.
+    pub(crate) fn test_source(mode: &'static str, lease: SharedLease) -> StatusSource {
         let key = twin::group_key();
         let snap = twin::snapshot(2, 0, Epoch(4), &[(Epoch(4), key)]);
         let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 4789));
@@ -535,7 +541,7 @@ mod tests {
                 facts: VonFacts {
                     name: "grid".into(),
                     interface: "von-grid".into(),
-                    mode: "keymgr",
+                    mode,
                     rate_bps: 1_000_000,
                     dscp: 46,
                     mtu: 1400,

@@ -29,6 +29,16 @@ impl Status {
         &self.json
     }
 
+    /// VON `von`'s entry for peer `name` (`vons[name == von].peers[name ==
+    /// name]`), if both are there.
+    pub fn peer(&self, von: &str, name: &str) -> Option<&Value> {
+        find_von(&self.json, von)?
+            .get("peers")?
+            .as_array()?
+            .iter()
+            .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
+    }
+
     /// The counters of VON `von` (`vons[name == von].counters`, as
     /// docs/status.md fixes).
     pub fn von(&self, von: &str) -> Result<VonCounters> {

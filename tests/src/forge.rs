@@ -70,6 +70,53 @@ pub fn echo6_frame(
     seal(key, on_id, sender, 1, seq, &inner)
 }
 
+/// What member `at` did with one `frame` that `from` (a host of `topo`)
+/// sends it on underlay A, once it has counted the frame's arrival and its
+/// verdict: (`delivered`, `inner_source_rejected`, `auth_failures`) added.
+pub fn judged_at(
+    topo: &crate::Topology,
+    tool: &crate::Tool,
+    from: usize,
+    at: usize,
+    von: &str,
+    frame: &[u8],
+) -> Result<(u64, u64, u64)> {
+    use crate::{UNDERLAY_PORT, Underlay};
+    let (sender, receiver) = (topo.host(from), topo.host(at));
+    let datagram = crate::packet::udp(
+        sender.underlay_addr(Underlay::A),
+        UNDERLAY_PORT,
+        receiver.underlay_addr(Underlay::A),
+        UNDERLAY_PORT,
+        frame,
+    );
+    let before = topo.agent(at).counters(von)?;
+    tool.send_raw(sender.ns(), &datagram)?;
+    // The receiver counts the frame's arrival (`rx_frames`) before its
+    // verdict (`delivered`, `inner_source_rejected`, ...): wait for both.
+    let after = crate::wait_for(
+        "the receiver to receive and judge the forged frame",
+        std::time::Duration::from_secs(10),
+        || {
+            let now = topo.agent(at).counters(von)?;
+            let (received, judged) = (
+                before.delta_on(&now, Underlay::A, "rx_frames")?,
+                before.judged(&now)?,
+            );
+            Ok(if received >= 1 && judged >= received {
+                Ok(now)
+            } else {
+                Err(format!("{received} frame(s) received, {judged} judged"))
+            })
+        },
+    )?;
+    Ok((
+        before.delta(&after, "delivered")?,
+        before.delta(&after, "inner_source_rejected")?,
+        before.delta(&after, "auth_failures")?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,13 +32,9 @@ const PUSH: u32 = 17_000;
 /// h2's elimination counters for sender h1.
 fn from_h1(topo: &Topology) -> Result<Value> {
     let status = topo.agent(2).status()?;
-    let peer = status.json()["vons"]
-        .as_array()
-        .and_then(|v| v.iter().find(|v| v["name"] == "grid"))
-        .and_then(|v| v["peers"].as_array())
-        .and_then(|p| p.iter().find(|p| p["name"] == "h1"))
-        .map(|p| p["elimination"].clone());
-    Ok(peer.unwrap_or(Value::Null))
+    Ok(status
+        .peer("grid", "h1")
+        .map_or(Value::Null, |p| p["elimination"].clone()))
 }
 
 fn n(e: &Value, field: &str) -> u64 {

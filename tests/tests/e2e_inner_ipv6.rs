@@ -24,9 +24,7 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use von_tests::{
-    Ping, Result, Tool, Topology, UNDERLAY_PORT, Underlay, VonSpec, forge, link, packet, stream,
-};
+use von_tests::{Ping, Result, Tool, Topology, VonSpec, forge, link, stream};
 
 const PINGS: u32 = 20;
 const TCP_BYTES: u64 = 50_000_000;
@@ -296,7 +294,6 @@ fn ipv6_inside_dual_stack_and_ipv6_only_vons() -> Result<()> {
     // own IPv6 source is delivered, a foreign one authenticates and is
     // refused by h1's inner-source check.
     let key = topo.group_key("grid").expect("grid was started");
-    let h1 = topo.host(1);
     let seq0 =
         u64::from(von_crypto::sequence::MAX_INCARNATION) << von_crypto::sequence::COUNTER_BITS;
     let cases = [
@@ -306,36 +303,7 @@ fn ipv6_inside_dual_stack_and_ipv6_only_vons() -> Result<()> {
     ];
     for (i, (what, src, delivered, rejected)) in (0u64..).zip(cases) {
         let frame = forge::echo6_frame(&key, grid.on_id, 2, seq0 + i, src, grid.address6(1))?;
-        let datagram = packet::udp(
-            h2.underlay_addr(Underlay::A),
-            UNDERLAY_PORT,
-            h1.underlay_addr(Underlay::A),
-            UNDERLAY_PORT,
-            &frame,
-        );
-        let before = topo.agent(1).counters("grid")?;
-        tool.send_raw(h2.ns(), &datagram)?;
-        let after = von_tests::wait_for(
-            "h1 to receive and judge the forged frame",
-            Duration::from_secs(10),
-            || {
-                let now = topo.agent(1).counters("grid")?;
-                let (received, judged) = (
-                    before.delta_on(&now, Underlay::A, "rx_frames")?,
-                    before.judged(&now)?,
-                );
-                Ok(if received >= 1 && judged >= received {
-                    Ok(now)
-                } else {
-                    Err(format!("{received} frame(s) received, {judged} judged"))
-                })
-            },
-        )?;
-        let got = (
-            before.delta(&after, "delivered")?,
-            before.delta(&after, "inner_source_rejected")?,
-            before.delta(&after, "auth_failures")?,
-        );
+        let got = forge::judged_at(&topo, &tool, 2, 1, "grid", &frame)?;
         eprintln!(
             "rogue IPv6 frame with {what} {src}: delivered +{}, inner_source_rejected +{}, auth_failures +{}",
             got.0, got.1, got.2

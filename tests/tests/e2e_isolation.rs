@@ -22,7 +22,7 @@
 
 use std::time::Duration;
 
-use von_tests::{Ping, Result, Tool, Topology, UNDERLAY_PORT, Underlay, VonSpec, forge, packet};
+use von_tests::{Ping, Result, Tool, Topology, VonSpec, forge};
 
 const COUNT: u32 = 5;
 
@@ -165,7 +165,6 @@ fn one_von_cannot_reach_another_and_spoofed_sources_are_dropped() -> Result<()> 
     // last because it leaves h2's own later frames behind that window.
     let tool = Tool::new(env!("CARGO_BIN_EXE_von-e2e-tool"));
     let key = topo.group_key("grid").expect("grid was started");
-    let h1 = topo.host(1);
     let seq0 =
         u64::from(von_crypto::sequence::MAX_INCARNATION) << von_crypto::sequence::COUNTER_BITS;
     let cases = [
@@ -179,38 +178,7 @@ fn one_von_cannot_reach_another_and_spoofed_sources_are_dropped() -> Result<()> 
     ];
     for (i, (what, src, delivered, rejected)) in (0u64..).zip(cases) {
         let frame = forge::echo_frame(&key, grid.on_id, 2, seq0 + i, src, grid.address(1))?;
-        let datagram = packet::udp(
-            h2.underlay_addr(Underlay::A),
-            UNDERLAY_PORT,
-            h1.underlay_addr(Underlay::A),
-            UNDERLAY_PORT,
-            &frame,
-        );
-        let before = topo.agent(1).counters("grid")?;
-        tool.send_raw(h2.ns(), &datagram)?;
-        // h1 counts the frame's arrival (`rx_frames`) before its verdict
-        // (`delivered`, `inner_source_rejected`, ...): wait for both.
-        let after = von_tests::wait_for(
-            "h1 to receive and judge the forged frame",
-            Duration::from_secs(10),
-            || {
-                let now = topo.agent(1).counters("grid")?;
-                let (received, judged) = (
-                    before.delta_on(&now, Underlay::A, "rx_frames")?,
-                    before.judged(&now)?,
-                );
-                Ok(if received >= 1 && judged >= received {
-                    Ok(now)
-                } else {
-                    Err(format!("{received} frame(s) received, {judged} judged"))
-                })
-            },
-        )?;
-        let got = (
-            before.delta(&after, "delivered")?,
-            before.delta(&after, "inner_source_rejected")?,
-            before.delta(&after, "auth_failures")?,
-        );
+        let got = forge::judged_at(&topo, &tool, 2, 1, "grid", &frame)?;
         eprintln!(
             "rogue frame with {what} {src}: delivered +{}, inner_source_rejected +{}, auth_failures +{}",
             got.0, got.1, got.2

@@ -33,13 +33,7 @@ const PORT: u16 = 9_000;
 /// h2's status entry for peer h1 in VON grid.
 fn h1_at_h2(topo: &Topology) -> Result<Value> {
     let status = topo.agent(2).status()?;
-    let peer = status.json()["vons"]
-        .as_array()
-        .and_then(|v| v.iter().find(|v| v["name"] == "grid"))
-        .and_then(|v| v["peers"].as_array())
-        .and_then(|p| p.iter().find(|p| p["name"] == "h1"))
-        .cloned();
-    Ok(peer.unwrap_or(Value::Null))
+    Ok(status.peer("grid", "h1").cloned().unwrap_or(Value::Null))
 }
 
 fn n(v: &Value, path: &[&str]) -> u64 {

@@ -21,7 +21,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use keymgr_common::{KmWorld, von_field};
-use serde_json::Value;
 use von_tests::{Ping, Result, Underlay};
 
 /// The suite's size: large enough that O(n²) costs show, small enough for
@@ -72,12 +71,8 @@ fn seen(w: &KmWorld, n: usize) -> Seen {
 /// The state of `peer`'s link on `underlay` as member `n` sees it.
 fn link_state(w: &KmWorld, n: usize, peer: usize, underlay: &str) -> Option<String> {
     let s = w.status(n).ok()?;
-    let name = format!("h{peer}");
-    von_field(&s, "peers")
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == Value::String(name.clone()))
-        .and_then(|p| p["underlay"][underlay]["state"].as_str().map(str::to_owned))
+    let p = s.peer(keymgr_common::VON, &format!("h{peer}"))?;
+    p["underlay"][underlay]["state"].as_str().map(str::to_owned)
 }
 
 /// Now, as seconds since the Unix epoch.
