@@ -266,6 +266,13 @@ impl AgentConfig {
                 Ok(m) if m.permissions().mode() & 0o111 == 0 => {
                     Some("not executable (chmod +x it)".to_owned())
                 }
+                // The agent runs it as itself (root): whoever may write
+                // the file may run code as root.
+                Ok(m) if m.permissions().mode() & 0o022 != 0 => Some(
+                    "writable by group or others, who could then run code as the agent \
+                     (chmod go-w it)"
+                        .to_owned(),
+                ),
                 Ok(_) => None,
             };
             if let Some(problem) = problem {

@@ -387,6 +387,31 @@ fn a_missing_credential_file_names_the_field_the_von_and_the_fix() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[test]
+fn an_alarm_hook_others_may_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("von-config-hook-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hook = dir.join("hook.sh");
+    std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+    let config = parse(&format!(
+        "alarm_hook = \"{}\"\n{BASE}{STATIC_VON}",
+        hook.display()
+    ))
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = config.check_files("von.toml").unwrap_err();
+    assert_eq!(err.path(), Some("alarm_hook"));
+    assert!(err.to_string().contains("chmod go-w"), "{err}");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let checked = config.check_files("von.toml");
+    assert!(
+        checked.as_ref().err().and_then(|e| e.path()) != Some("alarm_hook"),
+        "{checked:?}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 fn text_with_key(config: &AgentConfig, key: &str) -> AgentConfig {
     let mut c = config.clone();
     if let VonMode::Keymgr(k) = &mut c.vons[0].mode {
